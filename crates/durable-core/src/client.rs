@@ -1,0 +1,365 @@
+//! Enqueueing: validation, group commit through one writer, and local dispatch.
+//!
+//! Every enqueue of a process goes through one writer task per [`Client`]. Requests hand it
+//! their tasks and await the commit of the batch that holds them; while one transaction
+//! commits, the next batch forms from whatever arrived meanwhile. Under load that turns many
+//! small transactions into a few multi-row ones (group commit); at low load a lone request is
+//! written at once, with no timer adding latency.
+//!
+//! Because the writer is a spawned task, a caller that is dropped mid-write (hyper drops a
+//! handler's future when the client disconnects) cannot cancel or corrupt the transaction:
+//! the batch is committed or rolled back as a whole, never left half-open on a connection.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::store::{NewTask, Store, TaskRecord};
+use crate::task::{Task, TaskId};
+
+/// Default limit on a serialized payload: 256 KiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// Most rows the writer puts in one transaction.
+const MAX_BATCH_ROWS: usize = 4096;
+
+/// Per-enqueue overrides of a task type's [`TaskOptions`](crate::TaskOptions).
+///
+/// # Examples
+///
+/// ```
+/// use durable_core::EnqueueOptions;
+/// use std::time::Duration;
+///
+/// let opts = EnqueueOptions::new().delay(Duration::from_secs(60)).queue("emails");
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct EnqueueOptions {
+    /// Run at this time.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Run after this delay (ignored when `run_at` is set).
+    pub delay: Option<Duration>,
+    /// Queue override.
+    pub queue: Option<String>,
+    /// Priority override.
+    pub priority: Option<i16>,
+    /// Attempts override.
+    pub max_attempts: Option<u32>,
+}
+
+impl EnqueueOptions {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Runs the task at `at`.
+    #[must_use]
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+    /// Runs the task after `delay`.
+    #[must_use]
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+    /// Puts the task in `queue`.
+    #[must_use]
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+    /// Sets the priority (higher first).
+    #[must_use]
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+    /// Sets the attempts allowed.
+    #[must_use]
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n.max(1));
+        self
+    }
+}
+
+/// Hook through which the client hands freshly persisted tasks to the local runtime.
+pub(crate) trait LocalDispatch: Send + Sync {
+    /// Marks as many of `tasks` as have free local capacity `claimed_by` this runtime.
+    fn reserve(&self, tasks: &mut [NewTask]) -> Option<Reservation>;
+    /// The insert committed: run the claimed tasks, note the rest.
+    fn committed(&self, reservation: Option<Reservation>, tasks: &[NewTask]);
+    /// The insert failed: give the reserved capacity back.
+    fn aborted(&self, reservation: Option<Reservation>);
+    /// Something was stored behind the client's back (a caller's transaction): look now.
+    fn wake(&self);
+}
+
+/// Capacity taken for tasks being inserted already claimed.
+pub(crate) struct Reservation {
+    pub(crate) slots: Vec<(usize, String)>,
+    pub(crate) _guard: tokio_util::task::task_tracker::TaskTrackerToken,
+}
+
+struct WriteJob {
+    tasks: Vec<NewTask>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+struct ClientInner {
+    store: Arc<dyn Store>,
+    writer: mpsc::UnboundedSender<WriteJob>,
+    max_payload_bytes: usize,
+    dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>>,
+}
+
+/// Enqueues tasks. Cheap to clone; all clones share one group-commit writer.
+///
+/// Create one per store with [`Client::new`] or take the one of a
+/// [`Runtime`](crate::Runtime) (whose tasks it then dispatches locally without a poll).
+/// Must be created inside a Tokio runtime.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use durable_core::{Client, Task};
+/// # async fn demo<T: Task>(client: Client, task: T) -> durable_core::Result<()> {
+/// let id = client.enqueue(task).await?; // stored (committed) when this returns
+/// println!("enqueued {id}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("store", &self.inner.store)
+            .field("max_payload_bytes", &self.inner.max_payload_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client writing to `store`, with the default payload limit.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (it spawns its writer task).
+    pub fn new(store: impl Store) -> Self {
+        Self::from_arc(Arc::new(store), DEFAULT_MAX_PAYLOAD_BYTES)
+    }
+
+    /// A client over a shared store with a payload limit in bytes.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn from_arc(store: Arc<dyn Store>, max_payload_bytes: usize) -> Self {
+        let (writer, rx) = mpsc::unbounded_channel();
+        let dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>> = Arc::new(OnceLock::new());
+        tokio::spawn(write_loop(Arc::clone(&store), rx, Arc::clone(&dispatch)));
+        Self {
+            inner: Arc::new(ClientInner {
+                store,
+                writer,
+                max_payload_bytes,
+                dispatch,
+            }),
+        }
+    }
+
+    /// The store behind this client.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The payload limit in bytes.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.inner.max_payload_bytes
+    }
+
+    pub(crate) fn attach(&self, dispatch: Weak<dyn LocalDispatch>) -> bool {
+        self.inner.dispatch.set(dispatch).is_ok()
+    }
+
+    fn dispatch(&self) -> Option<Arc<dyn LocalDispatch>> {
+        self.inner.dispatch.get().and_then(Weak::upgrade)
+    }
+
+    /// Validates and serializes `task` into a row, without writing it. Fails on a payload
+    /// over the limit or one serde cannot serialize.
+    pub fn prepare<T: Task>(&self, task: &T, options: &EnqueueOptions) -> Result<NewTask> {
+        let payload = serde_json::to_string(task).map_err(|source| Error::Serialize {
+            name: T::NAME,
+            source,
+        })?;
+        if payload.len() > self.inner.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                name: T::NAME.to_owned(),
+                size: payload.len(),
+                limit: self.inner.max_payload_bytes,
+            });
+        }
+        let defaults = T::options();
+        let run_at = options.run_at.or_else(|| {
+            options
+                .delay
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .map(|d| Utc::now() + d)
+        });
+        let mut row = NewTask::new(T::NAME, payload)
+            .with_queue(
+                options
+                    .queue
+                    .clone()
+                    .unwrap_or_else(|| defaults.queue.to_string()),
+            )
+            .with_priority(options.priority.unwrap_or(defaults.priority))
+            .with_max_attempts(options.max_attempts.unwrap_or(defaults.max_attempts));
+        row.run_at = run_at;
+        Ok(row)
+    }
+
+    /// Enqueues one task; returns once it is committed.
+    pub async fn enqueue<T: Task>(&self, task: T) -> Result<TaskId> {
+        self.enqueue_with(task, EnqueueOptions::new()).await
+    }
+
+    /// Enqueues one task with overrides; returns once it is committed.
+    pub async fn enqueue_with<T: Task>(&self, task: T, options: EnqueueOptions) -> Result<TaskId> {
+        let row = self.prepare(&task, &options)?;
+        let id = row.id;
+        self.insert(vec![row]).await?;
+        Ok(id)
+    }
+
+    /// Enqueues many tasks of one type in one transaction: all are stored, or none.
+    pub async fn enqueue_many<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<TaskId>> {
+        let options = EnqueueOptions::new();
+        let rows = tasks
+            .into_iter()
+            .map(|t| self.prepare(&t, &options))
+            .collect::<Result<Vec<_>>>()?;
+        let ids = rows.iter().map(|r| r.id).collect();
+        self.insert(rows).await?;
+        Ok(ids)
+    }
+
+    /// Writes prepared rows through the group-commit writer, in one transaction with
+    /// whatever else is in the same batch. Returns once committed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future does not cancel the write: the rows are committed (or
+    /// the batch fails) regardless; only the answer is lost.
+    pub async fn insert(&self, tasks: Vec<NewTask>) -> Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let (done, answer) = oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteJob { tasks, done })
+            .map_err(|_| Error::ShuttingDown)?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Tells the local runtime that tasks were committed outside this client (for example in
+    /// the caller's own transaction), so it claims them now rather than at its next poll.
+    pub fn notify_committed(&self) {
+        if let Some(dispatch) = self.dispatch() {
+            dispatch.wake();
+        }
+    }
+
+    /// Cancels a `pending` task. Returns whether it was still pending.
+    pub async fn cancel(&self, id: TaskId) -> Result<bool> {
+        self.inner.store.cancel(id).await
+    }
+
+    /// Reads a task's row.
+    pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        self.inner.store.get(id).await
+    }
+}
+
+/// One error reported to every caller of a failed batch.
+#[derive(Debug, Clone)]
+struct BatchError(Arc<Error>);
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for BatchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
+
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<WriteJob>,
+    dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut rows = first.tasks.len();
+        let mut jobs = vec![first];
+        while rows < MAX_BATCH_ROWS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.tasks.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut batch = Vec::with_capacity(rows);
+        let mut waiters = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            batch.extend(job.tasks);
+            waiters.push(job.done);
+        }
+        let local = dispatch.get().and_then(Weak::upgrade);
+        let reservation = local.as_ref().and_then(|d| d.reserve(&mut batch));
+        let result = store.insert(&batch).await;
+        match &result {
+            Ok(()) => {
+                tracing::trace!(rows = batch.len(), requests = waiters.len(), "batch committed");
+                if let Some(d) = &local {
+                    d.committed(reservation, &batch);
+                }
+            }
+            Err(error) => {
+                tracing::error!(rows = batch.len(), requests = waiters.len(), %error, "enqueue batch failed; nothing in it was stored");
+                if let Some(d) = &local {
+                    d.aborted(reservation);
+                }
+            }
+        }
+        let shared = result.err().map(|e| BatchError(Arc::new(e)));
+        for waiter in waiters {
+            let answer = match &shared {
+                None => Ok(()),
+                Some(e) => Err(Error::store("enqueue", e.clone())),
+            };
+            // A dropped waiter only means nobody awaits the answer any more.
+            let _ = waiter.send(answer);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Errors: the crate's [`Error`] and the [`TaskError`] a task returns.
+
+use std::fmt;
+
+/// Errors of the durable runtime and its stores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task's payload could not be serialized to JSON.
+    #[error("cannot serialize task `{name}`: {source}")]
+    Serialize {
+        /// Task name.
+        name: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The payload is larger than the configured limit.
+    #[error("payload of task `{name}` is {size} bytes, over the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Task name.
+        name: String,
+        /// Serialized size in bytes.
+        size: usize,
+        /// Configured limit in bytes.
+        limit: usize,
+    },
+    /// The store failed (database unreachable, constraint, I/O...).
+    #[error("task store error during {operation}: {source}")]
+    Store {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The backend error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The runtime or client is shutting down and accepts no more work.
+    #[error("the durable runtime is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    /// Wraps a backend error with the operation it happened in.
+    pub fn store(
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Store {
+            operation,
+            source: source.into(),
+        }
+    }
+}
+
+/// Convenience alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an attempt of a task failed, and whether it may be retried.
+///
+/// Any `std::error::Error` converts into a *retryable* `TaskError`, so `?` works inside
+/// [`Task::run`](crate::Task::run). Use [`TaskError::permanent`] for errors no retry can fix
+/// (bad input, a deleted user): the task fails at once.
+///
+/// # Examples
+///
+/// ```
+/// use durable_core::TaskError;
+///
+/// fn parse(input: &str) -> Result<u32, TaskError> {
+///     if input.is_empty() {
+///         return Err(TaskError::permanent("empty input"));
+///     }
+///     Ok(input.parse::<u32>()?) // a ParseIntError becomes a retryable TaskError
+/// }
+/// assert!(parse("").unwrap_err().is_permanent());
+/// assert!(!parse("x").unwrap_err().is_permanent());
+/// ```
+pub struct TaskError {
+    permanent: bool,
+    error: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl TaskError {
+    /// A failure that a later attempt may not repeat (network, timeouts, 5xx...).
+    pub fn retryable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            permanent: false,
+            error: error.into(),
+        }
+    }
+
+    /// A failure no retry can fix: the task goes to `failed` at once.
+    pub fn permanent(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            permanent: true,
+            error: error.into(),
+        }
+    }
+
+    /// Whether the task must not be retried.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+
+    /// The underlying error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.error
+    }
+}
+
+impl<E> From<E> for TaskError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(error: E) -> Self {
+        Self::retryable(error)
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskError")
+            .field("permanent", &self.permanent)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The whole source chain: `last_error` is often all an operator has.
+        write!(f, "{}", self.error)?;
+        let mut source = self.error.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! Running one attempt and recording its outcome, fenced on owner + attempt.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+
+use super::Shared;
+use crate::registry::Attempt;
+use crate::store::{ClaimedTask, Fence};
+
+/// How an attempt ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Completed,
+    /// Failed; `permanent` skips the remaining attempts.
+    Failed { message: String, permanent: bool },
+    /// The row cannot be run by this code: unknown name or undecodable payload.
+    BadRow(String),
+    /// Stopped by shutdown: handed back by the shutdown requeue.
+    Cancelled,
+    /// The lease went to another worker: nothing to write.
+    LeaseLost,
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+/// Runs one claimed attempt to its end and records the outcome. The slot was taken by the
+/// caller and is released here.
+pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
+    let fence = task.fence();
+    let Some(running) = shared.slots().get(&task.id).cloned() else {
+        return;
+    };
+    let outcome = execute(&shared, &task, &running.soft, &running.hard).await;
+    let keep_for_requeue = matches!(outcome, Outcome::Cancelled);
+    settle(&shared, &task, outcome).await;
+    if !keep_for_requeue {
+        shared.finish(&fence);
+    }
+}
+
+async fn execute(
+    shared: &Shared,
+    task: &ClaimedTask,
+    soft: &tokio_util::sync::CancellationToken,
+    hard: &tokio_util::sync::CancellationToken,
+) -> Outcome {
+    let attempt = Attempt {
+        id: task.id,
+        attempt: task.attempt,
+        max_attempts: task.max_attempts,
+        cancel: soft.clone(),
+        client: shared.client.clone(),
+    };
+    let future = match shared.registry.start(&task.name, &task.payload, attempt) {
+        None => return Outcome::BadRow(format!("unknown task type `{}`", task.name)),
+        Some(Err(e)) => {
+            return Outcome::BadRow(format!(
+                "cannot decode payload of task type `{}`: {e}",
+                task.name
+            ))
+        }
+        Some(Ok(future)) => future,
+    };
+    let timeout = shared
+        .registry
+        .options(&task.name)
+        .and_then(|o| o.timeout);
+    let guarded = AssertUnwindSafe(future).catch_unwind();
+    let timed = async {
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, guarded)
+                .await
+                .map_err(|_| limit),
+            None => Ok(guarded.await),
+        }
+    };
+    let result = tokio::select! {
+        biased;
+        () = hard.cancelled() => {
+            return if shared.lease_lost(&task.fence()) { Outcome::LeaseLost } else { Outcome::Cancelled };
+        }
+        result = timed => result,
+    };
+    match result {
+        Ok(Ok(Ok(()))) => Outcome::Completed,
+        // An attempt that gave up because it was asked to stop is handed back, not failed.
+        Ok(Ok(Err(_)) | Err(_)) if soft.is_cancelled() => {
+            if shared.lease_lost(&task.fence()) {
+                Outcome::LeaseLost
+            } else {
+                Outcome::Cancelled
+            }
+        }
+        Ok(Ok(Err(error))) => Outcome::Failed {
+            message: error.to_string(),
+            permanent: error.is_permanent(),
+        },
+        Ok(Err(panic)) => Outcome::Failed {
+            message: format!("task panicked: {}", panic_message(&*panic)),
+            permanent: false,
+        },
+        Err(limit) => Outcome::Failed {
+            message: format!("timed out after {}", humanize(limit)),
+            permanent: false,
+        },
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Records an outcome. Store errors are retried (a database blip must not turn a finished
+/// attempt into a re-run) until the lease would expire anyway.
+async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Outcome) {
+    let fence = task.fence();
+    let (id, name, attempt, max) = (task.id, task.name.as_str(), task.attempt, task.max_attempts);
+    match outcome {
+        Outcome::Completed => {
+            let applied = write(shared, &fence, "complete", || async {
+                shared
+                    .store
+                    .complete(&[fence])
+                    .await
+                    .map(|ids| ids.contains(&fence.id))
+            })
+            .await;
+            if applied == Some(true) {
+                shared.stats.completed();
+                tracing::debug!(task_id = %id, task_name = name, attempt, "task completed");
+            }
+        }
+        Outcome::Failed { message, permanent } if !permanent && attempt < max => {
+            let backoff = shared
+                .registry
+                .options(name)
+                .map(|o| o.backoff.clone())
+                .unwrap_or_default();
+            let delay = backoff.delay(attempt);
+            let applied = write(shared, &fence, "retry", || {
+                shared.store.retry(&fence, delay, &message)
+            })
+            .await;
+            if applied == Some(true) {
+                shared.stats.retried();
+                shared.wake_at(delay);
+                tracing::warn!(task_id = %id, task_name = name, attempt, max_attempts = max,
+                    retry_in_ms = delay.as_millis() as u64, error = %message, "task attempt failed; will retry");
+            }
+        }
+        Outcome::Failed { message, permanent } => {
+            let applied =
+                write(shared, &fence, "fail", || shared.store.fail(&fence, &message)).await;
+            if applied == Some(true) {
+                shared.stats.failed();
+                tracing::error!(task_id = %id, task_name = name, attempt, max_attempts = max, permanent,
+                    error = %message, "task failed permanently");
+            }
+        }
+        Outcome::BadRow(message) => {
+            let applied =
+                write(shared, &fence, "fail", || shared.store.fail(&fence, &message)).await;
+            if applied == Some(true) {
+                shared.stats.failed();
+                tracing::error!(task_id = %id, task_name = name, attempt, error = %message,
+                    "task cannot run; marked failed");
+            }
+        }
+        Outcome::Cancelled => {
+            tracing::info!(task_id = %id, task_name = name, attempt, "task stopped by shutdown; will be requeued");
+        }
+        Outcome::LeaseLost => {
+            tracing::warn!(task_id = %id, task_name = name, attempt, "task stopped: its lease was lost to another worker");
+        }
+    }
+}
+
+/// Performs a fenced write, retrying store errors with backoff for up to one lease. Returns
+/// `Some(applied)`, or `None` if the store stayed unreachable.
+async fn write<F, Fut>(shared: &Shared, fence: &Fence, what: &'static str, op: F) -> Option<bool>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<bool>>,
+{
+    let give_up = tokio::time::Instant::now() + shared.config.lease;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Ok(true) => return Some(true),
+            Ok(false) => {
+                shared.stats.stale();
+                tracing::warn!(task_id = %fence.id, attempt = fence.attempt, write = what,
+                    "stale write rejected: this worker no longer holds the task (lease expired and it was re-claimed or rescued)");
+                return Some(false);
+            }
+            Err(error) if tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(task_id = %fence.id, write = what, %error, "store write failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => {
+                tracing::error!(task_id = %fence.id, write = what, %error,
+                    "store write failed; the task will be re-run after its lease expires");
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The runtime's background loops: claiming, heartbeats, pruning.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use crate::store::{ClaimRequest, Fence};
+
+/// Pseudo-queue under which an in-flight claim holds its slots.
+const CLAIMING: &str = "\0claiming";
+
+/// Claims due tasks when woken (local enqueue, freed slot, known due time) or at the poll
+/// interval, and sweeps expired leases. Never claims more than the free slots.
+pub(crate) async fn claim_loop(shared: Arc<Shared>) {
+    let config = &shared.config;
+    let mut last_rescue: Option<Instant> = None;
+    let mut failures = 0u32;
+    loop {
+        if shared.stopping.is_cancelled() {
+            return;
+        }
+        if last_rescue.is_none_or(|t| t.elapsed() >= config.rescue_interval) {
+            last_rescue = Some(Instant::now());
+            match shared.store.rescue_expired().await {
+                Ok(report) if report.requeued + report.failed > 0 => {
+                    tracing::warn!(
+                        requeued = report.requeued,
+                        failed = report.failed,
+                        "recovered tasks whose lease expired (their worker stopped heart-beating)"
+                    );
+                    shared.backlog.store(true, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "lease sweep failed"),
+            }
+        }
+        let mut pause = config.poll_interval;
+        let base = ClaimRequest::new(shared.owner, config.lease, 0);
+        let request =
+            shared
+                .slots()
+                .claim_request(base, config.concurrency, &config.queue_limits);
+        if let Some(request) = request {
+            let limit = request.limit;
+            // Hold the slots during the claim so local dispatch cannot overfill them.
+            shared.slots().take(CLAIMING, limit);
+            let claim_started = Instant::now();
+            let result = shared.store.claim(&request).await;
+            shared.slots().give_back(CLAIMING, limit);
+            match result {
+                Ok(claimed) => {
+                    failures = 0;
+                    let n = claimed.len();
+                    shared.backlog.store(n == limit, Ordering::Relaxed);
+                    if n > 0 {
+                        shared
+                            .stats
+                            .claimed
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        {
+                            let mut slots = shared.slots();
+                            for task in &claimed {
+                                slots.take(&task.queue, 1);
+                            }
+                        }
+                        tracing::trace!(n, elapsed_us = claim_started.elapsed().as_micros() as u64, "claimed");
+                        shared.spawn_claimed(claimed);
+                    }
+                    if n == limit {
+                        pause = Duration::ZERO;
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    pause = (config.poll_interval / 4 * 2u32.pow(failures.min(5)))
+                        .min(Duration::from_secs(10));
+                    tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "claim failed; backing off");
+                }
+            }
+        }
+        if pause.is_zero() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        wait(&shared, pause).await;
+    }
+}
+
+/// Sleeps until woken, the poll interval, or a known due time, whichever comes first.
+/// While backlogged and nearly full, it waits for enough slots to free for a useful batch.
+async fn wait(shared: &Shared, pause: Duration) {
+    let due = shared
+        .next_due
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let mut until = Instant::now() + pause;
+    if let Some(due) = due {
+        if due < until {
+            until = due;
+        } else {
+            // Not ours to consume yet: put it back.
+            let mut next = shared
+                .next_due
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if next.is_none_or(|n| due < n) {
+                *next = Some(due);
+            }
+        }
+    }
+    let concurrency = shared.config.concurrency;
+    let batch = (concurrency / 4).max(1);
+    loop {
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep_until(until) => return,
+            () = shared.stopping.cancelled() => return,
+        }
+        // Backlogged: claim only once a batch worth of slots is free (or nothing runs), so
+        // a burn-down claims in batches rather than one row per finished task.
+        let free = shared.slots().free(concurrency);
+        if !shared.backlog.load(Ordering::Relaxed) || free >= batch || free == concurrency {
+            return;
+        }
+    }
+}
+
+/// Extends the leases of every running attempt in one write; cancels attempts whose lease
+/// another worker took.
+pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(shared.config.heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let held: Vec<Fence> = shared.slots().running().map(|r| r.fence).collect();
+        if held.is_empty() {
+            continue;
+        }
+        match shared.store.heartbeat(&held, shared.config.lease).await {
+            Ok(still) => {
+                if still.len() == held.len() {
+                    continue;
+                }
+                let still: std::collections::HashSet<Fence> = still.into_iter().collect();
+                for fence in held.iter().filter(|f| !still.contains(f)) {
+                    let running = shared.slots().get(&fence.id).cloned();
+                    if let Some(running) = running.filter(|r| r.fence == *fence) {
+                        tracing::warn!(task_id = %fence.id, attempt = fence.attempt,
+                            "lease lost (expired and taken over); stopping this attempt");
+                        shared.lost().insert(*fence);
+                        running.soft.cancel();
+                        running.hard.cancel();
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, tasks = held.len(), "heartbeat failed"),
+        }
+    }
+}
+
+/// Deletes `completed`/`cancelled` rows older than the retention, in bounded batches.
+pub(crate) async fn prune_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let Some(retention) = shared.config.retention else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(shared.config.prune_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let batch = shared.config.prune_batch;
+        let mut total = 0;
+        loop {
+            match shared.store.prune(retention, batch).await {
+                Ok(n) => {
+                    total += n;
+                    if n < u64::from(batch) || stop.is_cancelled() {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "prune failed");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::debug!(deleted = total, "pruned finished tasks");
+        }
+    }
+}

@@ -1,0 +1,645 @@
+//! The worker runtime: claims due tasks, runs them on a [`TaskTracker`], keeps their leases
+//! alive, records outcomes, and hands unfinished work back on shutdown.
+
+mod config;
+mod execute;
+mod loops;
+mod slots;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::{Client, LocalDispatch, Reservation, DEFAULT_MAX_PAYLOAD_BYTES};
+use crate::registry::Registry;
+use crate::store::{ClaimedTask, Fence, NewTask, Store};
+use crate::task::WorkerId;
+
+use config::Config;
+use slots::{Running, Slots};
+
+/// Counters of what a runtime did since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Attempts that completed.
+    pub completed: u64,
+    /// Failed attempts put back for a retry.
+    pub retried: u64,
+    /// Tasks marked `failed`.
+    pub failed: u64,
+    /// Stale writes rejected by fencing.
+    pub stale_writes: u64,
+    /// Tasks dispatched locally right after their insert, without a claim.
+    pub dispatched_locally: u64,
+    /// Tasks claimed from the store.
+    pub claimed: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    completed: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+    stale: AtomicU64,
+    local: AtomicU64,
+    claimed: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn completed(&self) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn retried(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn stale(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
+    }
+    fn snapshot(&self) -> RuntimeStats {
+        RuntimeStats {
+            completed: self.completed.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            stale_writes: self.stale.load(Ordering::Relaxed),
+            dispatched_locally: self.local.load(Ordering::Relaxed),
+            claimed: self.claimed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// State shared by the runtime's loops, its runners and the client's dispatch hook.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    pub(crate) config: Config,
+    pub(crate) owner: WorkerId,
+    pub(crate) client: Client,
+    pub(crate) stats: Stats,
+    /// Runs the task runners; shutdown waits on it.
+    tracker: TaskTracker,
+    /// Counts inserts in flight that reserved local capacity.
+    reservations: TaskTracker,
+    /// Stop claiming and accepting local dispatch.
+    stopping: CancellationToken,
+    /// Parent of every attempt's cooperative token.
+    soft: CancellationToken,
+    /// Parent of every attempt's forced token.
+    hard: CancellationToken,
+    slots: Mutex<Slots>,
+    lost: Mutex<std::collections::HashSet<Fence>>,
+    /// Wakes the claim loop: local enqueue, a freed slot while backlogged, a timer.
+    wake: Arc<Notify>,
+    /// The last claim filled every free slot: more is probably due.
+    backlog: AtomicBool,
+    /// Earliest time this runtime knows something becomes due (a retry it scheduled).
+    next_due: Mutex<Option<Instant>>,
+    /// Itself, for spawning runners from `&self` callbacks.
+    this: Weak<Shared>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("owner", &self.owner)
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn slots(&self) -> MutexGuard<'_, Slots> {
+        // A panic while holding this lock cannot leave the counters half-updated in a way
+        // worth refusing service over; recover the guard.
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lost(&self) -> MutexGuard<'_, std::collections::HashSet<Fence>> {
+        self.lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn lease_lost(&self, fence: &Fence) -> bool {
+        self.lost().contains(fence)
+    }
+
+    /// An attempt ended: free its slot and let the claim loop look for more.
+    pub(crate) fn finish(&self, fence: &Fence) {
+        self.slots().finish(fence);
+        self.lost().remove(fence);
+        if self.backlog.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Remember that something becomes due after `delay`, so the claim loop wakes for it
+    /// without polling.
+    pub(crate) fn wake_at(&self, delay: Duration) {
+        let at = Instant::now() + delay;
+        let mut next = self
+            .next_due
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if next.is_none_or(|n| at < n) {
+            *next = Some(at);
+            drop(next);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Registers and spawns claimed attempts whose slots are already taken.
+    fn spawn_claimed(self: &Arc<Self>, tasks: Vec<ClaimedTask>) {
+        {
+            let mut slots = self.slots();
+            for task in &tasks {
+                slots.start(Running {
+                    fence: task.fence(),
+                    queue: task.queue.clone(),
+                    soft: self.soft.child_token(),
+                    hard: self.hard.child_token(),
+                });
+            }
+        }
+        for task in tasks {
+            self.tracker
+                .spawn(execute::run_claimed(Arc::clone(self), task));
+        }
+    }
+}
+
+impl LocalDispatch for Shared {
+    fn reserve(&self, tasks: &mut [NewTask]) -> Option<Reservation> {
+        if !self.config.local_dispatch || self.stopping.is_cancelled() {
+            return None;
+        }
+        let guard = self.reservations.token();
+        let mut taken: Vec<(usize, String)> = Vec::new();
+        {
+            let mut slots = self.slots();
+            for (i, task) in tasks.iter_mut().enumerate() {
+                let due = task.run_at.is_none_or(|at| at <= chrono::Utc::now());
+                if due
+                    && self.registry.contains(&task.name)
+                    && slots.try_take(
+                        &task.queue,
+                        self.config.concurrency,
+                        &self.config.queue_limits,
+                    )
+                {
+                    task.claimed_by = Some(crate::store::LocalClaim {
+                        owner: self.owner,
+                        lease: self.config.lease,
+                    });
+                    taken.push((i, task.queue.clone()));
+                }
+            }
+        }
+        if taken.is_empty() {
+            return None;
+        }
+        Some(Reservation {
+            slots: taken,
+            _guard: guard,
+        })
+    }
+
+    fn committed(&self, reservation: Option<Reservation>, tasks: &[NewTask]) {
+        let mut claimed = Vec::new();
+        if let Some(reservation) = &reservation {
+            for (i, _) in &reservation.slots {
+                let t = &tasks[*i];
+                claimed.push(ClaimedTask::new(
+                    t.id,
+                    t.name.clone(),
+                    t.queue.clone(),
+                    t.payload.clone(),
+                    1,
+                    t.max_attempts,
+                    self.owner,
+                ));
+            }
+        }
+        let unclaimed = tasks.len() - claimed.len();
+        if !claimed.is_empty() {
+            self.stats
+                .local
+                .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+            if let Some(me) = self.me() {
+                me.spawn_claimed(claimed);
+            }
+        }
+        if unclaimed > 0 {
+            let earliest = tasks
+                .iter()
+                .filter(|t| t.claimed_by.is_none())
+                .filter_map(|t| t.run_at)
+                .min();
+            match earliest {
+                Some(at) if tasks.iter().all(|t| t.claimed_by.is_some() || t.run_at.is_some()) => {
+                    let delay = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                    self.wake_at(delay);
+                }
+                _ => {
+                    self.backlog.store(true, Ordering::Relaxed);
+                    self.wake.notify_one();
+                }
+            }
+        }
+        drop(reservation);
+    }
+
+    fn aborted(&self, reservation: Option<Reservation>) {
+        if let Some(reservation) = reservation {
+            let mut slots = self.slots();
+            for (_, queue) in &reservation.slots {
+                slots.give_back(queue, 1);
+            }
+        }
+    }
+
+    fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+impl Shared {
+    fn me(&self) -> Option<Arc<Shared>> {
+        self.this.upgrade()
+    }
+}
+
+/// Configures and starts a [`Runtime`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # use durable_core::{Registry, Runtime, Store};
+/// # use std::time::Duration;
+/// # async fn demo(store: impl Store, registry: Registry) {
+/// let runtime = Runtime::builder(store, registry)
+///     .concurrency(32)
+///     .queue_limit("emails", 8)
+///     .lease(Duration::from_secs(30))
+///     .start();
+/// let client = runtime.client(); // enqueue through this: local tasks start at once
+/// # let _ = client;
+/// let report = runtime.shutdown(Duration::from_secs(10)).await;
+/// println!("{report:?}");
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RuntimeBuilder {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    config: Config,
+    client: Option<Client>,
+    max_payload_bytes: usize,
+    heartbeat_set: bool,
+    rescue_set: bool,
+}
+
+impl RuntimeBuilder {
+    /// Most attempts running at once (default 64).
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// Most attempts of `queue` running at once (within the global limit).
+    #[must_use]
+    pub fn queue_limit(mut self, queue: impl Into<String>, n: usize) -> Self {
+        self.config.queue_limits.insert(queue.into(), n);
+        self
+    }
+
+    /// Lease length (default 30 s): a task of a dead process is claimable again about this
+    /// long after its last heartbeat. Heartbeats run every third of it.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        let lease = lease.max(Duration::from_millis(30));
+        self.config.lease = lease;
+        if !self.heartbeat_set {
+            self.config.heartbeat = lease / 3;
+        }
+        if !self.rescue_set {
+            self.config.rescue_interval = lease / 4;
+        }
+        self
+    }
+
+    /// How often heartbeats extend the leases of running tasks (default: lease / 3).
+    #[must_use]
+    pub fn heartbeat_interval(mut self, every: Duration) -> Self {
+        self.config.heartbeat = every.max(Duration::from_millis(10));
+        self.heartbeat_set = true;
+        self
+    }
+
+    /// How often the store is polled for due tasks that no local event announced (default
+    /// 1 s): tasks enqueued by other processes, or scheduled ones.
+    #[must_use]
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.config.poll_interval = every.max(Duration::from_millis(5));
+        self
+    }
+
+    /// How often expired leases are swept (default: lease / 4).
+    #[must_use]
+    pub fn rescue_interval(mut self, every: Duration) -> Self {
+        self.config.rescue_interval = every.max(Duration::from_millis(10));
+        self.rescue_set = true;
+        self
+    }
+
+    /// Keep `completed` and `cancelled` rows this long, then delete them (default 24 h);
+    /// `None` keeps them forever. `failed` rows are never pruned.
+    #[must_use]
+    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+        self.config.retention = keep;
+        self
+    }
+
+    /// How often pruning runs, and how many rows one prune statement deletes.
+    #[must_use]
+    pub fn prune_every(mut self, every: Duration, batch: u32) -> Self {
+        self.config.prune_interval = every.max(Duration::from_millis(10));
+        self.config.prune_batch = batch.max(1);
+        self
+    }
+
+    /// After the shutdown grace, how long cancelled tasks get to observe
+    /// [`TaskContext::cancelled`](crate::TaskContext::cancelled) and return before they are
+    /// dropped (default 500 ms).
+    #[must_use]
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.config.cancel_grace = grace;
+        self
+    }
+
+    /// Whether tasks enqueued through this runtime's client are inserted already claimed
+    /// and started at once when there is free capacity (default true).
+    #[must_use]
+    pub fn local_dispatch(mut self, on: bool) -> Self {
+        self.config.local_dispatch = on;
+        self
+    }
+
+    /// Largest serialized payload accepted at enqueue (default 256 KiB).
+    #[must_use]
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Uses an existing client (same store) instead of creating one.
+    #[must_use]
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Starts the runtime's loops on the current Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn start(self) -> Runtime {
+        let client = self.client.unwrap_or_else(|| {
+            Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes)
+        });
+        let shared = Arc::new_cyclic(|this| Shared {
+            store: self.store,
+            registry: self.registry,
+            config: self.config,
+            owner: WorkerId::new(),
+            client: client.clone(),
+            stats: Stats::default(),
+            tracker: TaskTracker::new(),
+            reservations: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            soft: CancellationToken::new(),
+            hard: CancellationToken::new(),
+            slots: Mutex::new(Slots::default()),
+            lost: Mutex::new(std::collections::HashSet::new()),
+            wake: Arc::new(Notify::new()),
+            backlog: AtomicBool::new(true),
+            next_due: Mutex::new(None),
+            this: this.clone(),
+        });
+        let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&shared) as Weak<dyn LocalDispatch>;
+        if !client.attach(dispatch) {
+            tracing::warn!("client already dispatches to another runtime; local dispatch disabled for this one");
+        }
+        let loops = TaskTracker::new();
+        let maintenance = CancellationToken::new();
+        loops.spawn(loops::claim_loop(Arc::clone(&shared)));
+        loops.spawn(loops::heartbeat_loop(
+            Arc::clone(&shared),
+            maintenance.clone(),
+        ));
+        loops.spawn(loops::prune_loop(Arc::clone(&shared), maintenance.clone()));
+        shared
+            .store
+            .listen(Arc::clone(&shared.wake), maintenance.clone());
+        loops.close();
+        tracing::info!(owner = %shared.owner, backend = shared.store.backend(),
+            concurrency = shared.config.concurrency, lease_ms = shared.config.lease.as_millis() as u64,
+            tasks = ?shared.registry.names(), "durable runtime started");
+        Runtime {
+            shared,
+            loops,
+            maintenance,
+            force: CancellationToken::new(),
+        }
+    }
+}
+
+/// What [`Runtime::shutdown`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Attempts that were running when shutdown began and finished on their own.
+    pub finished: usize,
+    /// Attempts stopped and handed back as `pending` (rows changed by the requeue).
+    pub requeued: u64,
+    /// Whether everything finished within the grace period.
+    pub drained: bool,
+}
+
+/// A running worker runtime: claims due tasks of the registered types and runs them.
+///
+/// Dropping it does not stop the loops; call [`shutdown`](Self::shutdown), which drains and
+/// hands unfinished tasks back (`tracker.close(); token.cancel(); tracker.wait()`, the
+/// tokio-util recipe, with a grace period and a requeue at the end).
+pub struct Runtime {
+    shared: Arc<Shared>,
+    loops: TaskTracker,
+    maintenance: CancellationToken,
+    force: CancellationToken,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("owner", &self.shared.owner)
+            .field("running", &self.running())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Starts configuring a runtime over `store` running the tasks of `registry`.
+    pub fn builder(store: impl Store, registry: Registry) -> RuntimeBuilder {
+        Self::builder_arc(Arc::new(store), registry)
+    }
+
+    /// Like [`builder`](Self::builder), for a store already shared.
+    pub fn builder_arc(store: Arc<dyn Store>, registry: Registry) -> RuntimeBuilder {
+        RuntimeBuilder {
+            store,
+            registry,
+            config: Config::default(),
+            client: None,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            heartbeat_set: false,
+            rescue_set: false,
+        }
+    }
+
+    /// The client whose enqueues this runtime dispatches locally.
+    pub fn client(&self) -> Client {
+        self.shared.client.clone()
+    }
+
+    /// This runtime's lease owner id.
+    pub fn worker_id(&self) -> WorkerId {
+        self.shared.owner
+    }
+
+    /// Attempts running now.
+    pub fn running(&self) -> usize {
+        self.shared.slots().used()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> RuntimeStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// A token cancelled when shutdown begins, for wiring other parts of the app.
+    pub fn stopping(&self) -> CancellationToken {
+        self.shared.stopping.clone()
+    }
+
+    /// Tracks a future that may be lost (metrics, cache warm-ups): not persisted, but
+    /// shutdown waits for it within the grace period like for tasks, and its error or panic
+    /// is logged.
+    pub fn spawn_volatile<F, E>(&self, name: &'static str, future: F)
+    where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let hard = self.shared.hard.clone();
+        self.shared.tracker.spawn(async move {
+            let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future));
+            tokio::select! {
+                () = hard.cancelled() => tracing::warn!(volatile = name, "volatile task dropped at shutdown"),
+                result = guarded => match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::error!(volatile = name, %error, "volatile task failed"),
+                    Err(panic) => {
+                        let message = panic.downcast_ref::<&str>().map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(volatile = name, panic = %message, "volatile task panicked");
+                    }
+                },
+            }
+        });
+    }
+
+    /// Makes a shutdown in progress skip the rest of its grace period and requeue at once
+    /// (wire it to a second Ctrl-C / SIGTERM).
+    pub fn force_shutdown(&self) {
+        self.force.cancel();
+    }
+
+    /// Drains and stops: stop claiming; wait up to `grace` for running attempts; then cancel
+    /// the rest (they may observe [`TaskContext::cancelled`](crate::TaskContext::cancelled)
+    /// for the cancel grace) and mark their rows `pending` again in one statement — lease
+    /// released, attempt not counted — so the next process starts them at once.
+    ///
+    /// Call it after the HTTP server stopped accepting, so in-flight requests have written
+    /// their tasks first.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let shared = &self.shared;
+        let running_at_start = shared.slots().used();
+        shared.stopping.cancel();
+        shared.wake.notify_one();
+        // Inserts that reserved local capacity either start their tasks or give it back.
+        shared.reservations.close();
+        shared.reservations.wait().await;
+        shared.tracker.close();
+        let deadline = Instant::now() + grace;
+        let drained = tokio::select! {
+            () = shared.tracker.wait() => true,
+            () = tokio::time::sleep_until(deadline) => false,
+            () = self.force.cancelled() => false,
+        };
+        let mut requeued = 0;
+        if !drained {
+            shared.soft.cancel();
+            let _ = tokio::time::timeout(shared.config.cancel_grace, shared.tracker.wait()).await;
+            shared.hard.cancel();
+            shared.tracker.wait().await;
+            let fences: Vec<Fence> = shared.slots().running().map(|r| r.fence).collect();
+            requeued = requeue(shared, &fences).await;
+            let mut slots = shared.slots();
+            for fence in &fences {
+                slots.finish(fence);
+            }
+        }
+        self.maintenance.cancel();
+        self.loops.wait().await;
+        let unfinished = usize::try_from(requeued).unwrap_or(usize::MAX);
+        let report = ShutdownReport {
+            finished: running_at_start.saturating_sub(unfinished),
+            requeued,
+            drained,
+        };
+        tracing::info!(finished = report.finished, requeued = report.requeued, drained, "durable runtime stopped");
+        report
+    }
+}
+
+async fn requeue(shared: &Shared, fences: &[Fence]) -> u64 {
+    if fences.is_empty() {
+        return 0;
+    }
+    for pause in [50, 200, 500] {
+        match shared.store.requeue(fences).await {
+            Ok(n) => return n,
+            Err(error) => {
+                tracing::warn!(%error, "shutdown requeue failed; retrying");
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+        }
+    }
+    tracing::error!(
+        tasks = fences.len(),
+        "shutdown requeue failed; these tasks will be recovered when their lease expires"
+    );
+    0
+}

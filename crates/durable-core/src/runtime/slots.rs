@@ -1,0 +1,142 @@
+//! Capacity and in-flight bookkeeping: which attempts this runtime holds, per queue.
+
+use std::collections::HashMap;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{ClaimRequest, Fence};
+use crate::task::TaskId;
+
+/// Cancellation handles of one running attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct Running {
+    pub(crate) fence: Fence,
+    pub(crate) queue: String,
+    /// Cooperative: the task sees it through `TaskContext::cancelled`.
+    pub(crate) soft: CancellationToken,
+    /// Forced: the runner drops the task's future.
+    pub(crate) hard: CancellationToken,
+}
+
+/// Occupied capacity: running attempts plus reservations for inserts in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    used: usize,
+    per_queue: HashMap<String, usize>,
+    running: HashMap<TaskId, Running>,
+}
+
+impl Slots {
+    pub(crate) fn used(&self) -> usize {
+        self.used
+    }
+
+    pub(crate) fn free(&self, concurrency: usize) -> usize {
+        concurrency.saturating_sub(self.used)
+    }
+
+    fn queue_free(&self, queue: &str, limits: &HashMap<String, usize>) -> Option<usize> {
+        limits
+            .get(queue)
+            .map(|cap| cap.saturating_sub(self.per_queue.get(queue).copied().unwrap_or(0)))
+    }
+
+    /// Takes one slot in `queue` if the global and the queue's limit allow it.
+    pub(crate) fn try_take(
+        &mut self,
+        queue: &str,
+        concurrency: usize,
+        limits: &HashMap<String, usize>,
+    ) -> bool {
+        if self.used >= concurrency || self.queue_free(queue, limits) == Some(0) {
+            return false;
+        }
+        self.take(queue, 1);
+        true
+    }
+
+    /// Takes `n` slots in `queue` unconditionally (the claim already respected the limits).
+    pub(crate) fn take(&mut self, queue: &str, n: usize) {
+        self.used += n;
+        *self.per_queue.entry(queue.to_owned()).or_insert(0) += n;
+    }
+
+    /// Gives `n` slots of `queue` back.
+    pub(crate) fn give_back(&mut self, queue: &str, n: usize) {
+        self.used = self.used.saturating_sub(n);
+        if let Some(count) = self.per_queue.get_mut(queue) {
+            *count = count.saturating_sub(n);
+            if *count == 0 {
+                self.per_queue.remove(queue);
+            }
+        }
+    }
+
+    /// The claim this runtime can make now, or `None` when it is full.
+    pub(crate) fn claim_request(
+        &self,
+        base: ClaimRequest,
+        concurrency: usize,
+        limits: &HashMap<String, usize>,
+    ) -> Option<ClaimRequest> {
+        let free = self.free(concurrency);
+        if free == 0 {
+            return None;
+        }
+        let mut request = ClaimRequest { limit: free, ..base };
+        for queue in limits.keys() {
+            let queue_free = self.queue_free(queue, limits).unwrap_or(free).min(free);
+            request = request.cap(queue.clone(), queue_free);
+        }
+        Some(request)
+    }
+
+    pub(crate) fn start(&mut self, running: Running) {
+        self.running.insert(running.fence.id, running);
+    }
+
+    /// Forgets a running attempt (if it is still the same attempt) and frees its slot.
+    pub(crate) fn finish(&mut self, fence: &Fence) {
+        if self
+            .running
+            .get(&fence.id)
+            .is_some_and(|r| r.fence == *fence)
+        {
+            if let Some(running) = self.running.remove(&fence.id) {
+                self.give_back(&running.queue, 1);
+            }
+        }
+    }
+
+    pub(crate) fn running(&self) -> impl Iterator<Item = &Running> {
+        self.running.values()
+    }
+
+    pub(crate) fn get(&self, id: &TaskId) -> Option<&Running> {
+        self.running.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::WorkerId;
+    use std::time::Duration;
+
+    #[test]
+    fn claim_request_respects_global_and_queue_limits() {
+        let limits = HashMap::from([("emails".to_owned(), 2)]);
+        let mut slots = Slots::default();
+        slots.take("emails", 1);
+        slots.take("default", 5);
+        let base = ClaimRequest::new(WorkerId::new(), Duration::from_secs(1), 0);
+        let request = slots
+            .claim_request(base.clone(), 10, &limits)
+            .expect("free slots");
+        assert_eq!(request.limit, 4);
+        assert_eq!(request.capped, vec![("emails".to_owned(), 1)]);
+        slots.take("default", 4);
+        assert!(slots.claim_request(base, 10, &limits).is_none());
+        assert!(!slots.try_take("default", 10, &limits));
+    }
+}

@@ -1,0 +1,380 @@
+//! The storage contract every backend implements, and the values that cross it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::task::{TaskId, TaskState, WorkerId};
+
+/// A task about to be inserted: validated and serialized, not yet stored.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct NewTask {
+    /// Client-side id (UUID v7).
+    pub id: TaskId,
+    /// Stable task name.
+    pub name: String,
+    /// Queue name.
+    pub queue: String,
+    /// JSON payload.
+    pub payload: String,
+    /// Higher runs first.
+    pub priority: i16,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Not before this time; `None` means now (by the store's clock).
+    pub run_at: Option<DateTime<Utc>>,
+    /// When set, the row is inserted already `processing`, attempt 1, leased to this owner:
+    /// local dispatch of freshly persisted tasks without a claim round trip.
+    pub claimed_by: Option<LocalClaim>,
+}
+
+impl NewTask {
+    /// A task of `name` with a JSON `payload` and default options (queue `default`,
+    /// priority 0, 20 attempts, due now). Mostly for stores' tests and tooling; applications
+    /// go through [`Client`](crate::Client), which fills these from [`Task::options`](crate::Task::options).
+    pub fn new(name: impl Into<String>, payload: impl Into<String>) -> Self {
+        Self {
+            id: TaskId::new(),
+            name: name.into(),
+            queue: crate::task::DEFAULT_QUEUE.to_owned(),
+            payload: payload.into(),
+            priority: 0,
+            max_attempts: 20,
+            run_at: None,
+            claimed_by: None,
+        }
+    }
+
+    /// Sets the queue.
+    #[must_use]
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Sets the attempts allowed.
+    #[must_use]
+    pub fn with_max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Sets the earliest run time.
+    #[must_use]
+    pub fn with_run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Sets the priority.
+    #[must_use]
+    pub fn with_priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Inserts the row already claimed by `owner` for `lease`.
+    #[must_use]
+    pub fn claimed_by(mut self, owner: WorkerId, lease: Duration) -> Self {
+        self.claimed_by = Some(LocalClaim { owner, lease });
+        self
+    }
+}
+
+/// Who holds a task inserted already claimed, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalClaim {
+    /// The lease owner.
+    pub owner: WorkerId,
+    /// Lease length from the insert.
+    pub lease: Duration,
+}
+
+/// The identity of one attempt held by one worker. Every write a worker makes about a task
+/// (complete, retry, fail, heartbeat, requeue) applies only while the row is still
+/// `processing` with this owner and attempt; otherwise it is rejected as stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fence {
+    /// The task.
+    pub id: TaskId,
+    /// The lease owner that claimed it.
+    pub owner: WorkerId,
+    /// The attempt number it was claimed at (the row's `attempts` after the claim).
+    pub attempt: u32,
+}
+
+/// A claim order: how many due tasks to take, per queue, and the lease to take them with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimRequest {
+    /// The claiming worker.
+    pub owner: WorkerId,
+    /// Lease length from the claim.
+    pub lease: Duration,
+    /// At most this many rows in total.
+    pub limit: usize,
+    /// Queues with their own cap: at most `.1` rows from queue `.0` (still within `limit`).
+    /// Queues not listed are bounded by `limit` alone.
+    pub capped: Vec<(String, usize)>,
+}
+
+impl ClaimRequest {
+    /// A claim of at most `limit` rows from any queue.
+    pub fn new(owner: WorkerId, lease: Duration, limit: usize) -> Self {
+        Self {
+            owner,
+            lease,
+            limit,
+            capped: Vec::new(),
+        }
+    }
+
+    /// Caps one queue within this claim.
+    #[must_use]
+    pub fn cap(mut self, queue: impl Into<String>, max: usize) -> Self {
+        self.capped.push((queue.into(), max));
+        self
+    }
+}
+
+/// A task a worker now holds: the row after the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimedTask {
+    /// Task id.
+    pub id: TaskId,
+    /// Stable task name.
+    pub name: String,
+    /// Queue.
+    pub queue: String,
+    /// JSON payload.
+    pub payload: String,
+    /// This attempt's number (1-based).
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// The lease owner.
+    pub owner: WorkerId,
+}
+
+impl ClaimedTask {
+    /// Builds a claimed task (stores construct these from rows).
+    pub fn new(
+        id: TaskId,
+        name: String,
+        queue: String,
+        payload: String,
+        attempt: u32,
+        max_attempts: u32,
+        owner: WorkerId,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            queue,
+            payload,
+            attempt,
+            max_attempts,
+            owner,
+        }
+    }
+
+    /// The fence for writes about this attempt.
+    pub fn fence(&self) -> Fence {
+        Fence {
+            id: self.id,
+            owner: self.owner,
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// A stored row, for inspection by operators and tests.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TaskRecord {
+    /// Task id.
+    pub id: TaskId,
+    /// Stable task name.
+    pub name: String,
+    /// Queue.
+    pub queue: String,
+    /// JSON payload.
+    pub payload: String,
+    /// Current state.
+    pub state: TaskState,
+    /// Priority.
+    pub priority: i16,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Earliest next run.
+    pub run_at: DateTime<Utc>,
+    /// Lease owner while `processing`.
+    pub lease_owner: Option<WorkerId>,
+    /// Lease expiry while `processing`.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Message of the last failed attempt.
+    pub last_error: Option<String>,
+    /// Insert time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRecord {
+    /// A record with the given identity and state; other fields at their empty values
+    /// (stores set them from the row).
+    pub fn new(
+        id: TaskId,
+        name: impl Into<String>,
+        queue: impl Into<String>,
+        payload: impl Into<String>,
+        state: TaskState,
+    ) -> Self {
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        Self {
+            id,
+            name: name.into(),
+            queue: queue.into(),
+            payload: payload.into(),
+            state,
+            priority: 0,
+            attempts: 0,
+            max_attempts: 1,
+            run_at: epoch,
+            lease_owner: None,
+            lease_expires_at: None,
+            last_error: None,
+            created_at: epoch,
+            updated_at: epoch,
+            finished_at: None,
+        }
+    }
+}
+
+/// Number of rows in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// `pending` rows.
+    pub pending: u64,
+    /// `processing` rows.
+    pub processing: u64,
+    /// `completed` rows.
+    pub completed: u64,
+    /// `failed` rows.
+    pub failed: u64,
+    /// `cancelled` rows.
+    pub cancelled: u64,
+}
+
+impl StateCounts {
+    /// The count for one state.
+    pub fn get(&self, state: TaskState) -> u64 {
+        match state {
+            TaskState::Pending => self.pending,
+            TaskState::Processing => self.processing,
+            TaskState::Completed => self.completed,
+            TaskState::Failed => self.failed,
+            TaskState::Cancelled => self.cancelled,
+        }
+    }
+
+    /// Adds `n` to one state's count.
+    pub fn add(&mut self, state: TaskState, n: u64) {
+        match state {
+            TaskState::Pending => self.pending += n,
+            TaskState::Processing => self.processing += n,
+            TaskState::Completed => self.completed += n,
+            TaskState::Failed => self.failed += n,
+            TaskState::Cancelled => self.cancelled += n,
+        }
+    }
+
+    /// Rows not yet in a terminal state.
+    pub fn unfinished(&self) -> u64 {
+        self.pending + self.processing
+    }
+}
+
+/// What a lease-expiry sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RescueReport {
+    /// Rows whose lease expired, put back to `pending`.
+    pub requeued: u64,
+    /// Rows whose lease expired on their last attempt, now `failed`.
+    pub failed: u64,
+}
+
+/// Persistence for tasks. Implemented by `durable-sqlx` for SQLite and PostgreSQL; the
+/// conformance suite in that crate pins the behaviour every implementation must have.
+///
+/// All worker writes take a [`Fence`] and report whether they applied; a write about an
+/// attempt that no longer holds the row changes nothing. Times are taken from the store's own
+/// clock (the database's, for a server) so instances with skewed clocks agree.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Short backend name for logs ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    /// Starts delivering cross-process wakeups: the store calls `wake.notify_one()` whenever
+    /// tasks may have become due that this process did not enqueue (PostgreSQL `NOTIFY`),
+    /// until `stop` is cancelled. A hint only: the runtime keeps polling. The default does
+    /// nothing (one process per database, as with SQLite).
+    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) {
+        let _ = (wake, stop);
+    }
+
+    /// Applies the embedded migrations (idempotent; safe when several instances start).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Inserts all `tasks` in one transaction: all are stored, or none.
+    async fn insert(&self, tasks: &[NewTask]) -> Result<()>;
+
+    /// Claims due `pending` tasks per `request`: state `processing`, `attempts + 1`, lease
+    /// taken. Never returns more rows than the request allows.
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedTask>>;
+
+    /// Extends the lease of the held attempts; returns those still held (the rest were lost).
+    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> Result<Vec<Fence>>;
+
+    /// Marks attempts `completed`; returns the ids whose write applied.
+    async fn complete(&self, fences: &[Fence]) -> Result<Vec<TaskId>>;
+
+    /// Puts a failed attempt back to `pending`, due after `delay`, recording `error`.
+    async fn retry(&self, fence: &Fence, delay: Duration, error: &str) -> Result<bool>;
+
+    /// Marks an attempt `failed` ("dead"), recording `error`.
+    async fn fail(&self, fence: &Fence, error: &str) -> Result<bool>;
+
+    /// Hands attempts back after a shutdown: `pending`, due now, lease released, and the
+    /// attempt not counted. One statement. Returns the rows changed.
+    async fn requeue(&self, fences: &[Fence]) -> Result<u64>;
+
+    /// Sweeps rows whose lease expired (their worker died): back to `pending`, or `failed` if
+    /// that was their last attempt.
+    async fn rescue_expired(&self) -> Result<RescueReport>;
+
+    /// Cancels a `pending` task. Returns whether it was pending.
+    async fn cancel(&self, id: TaskId) -> Result<bool>;
+
+    /// Deletes up to `limit` `completed`/`cancelled` rows finished more than `older_than` ago.
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64>;
+
+    /// Reads one row.
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>>;
+
+    /// Counts rows per state.
+    async fn counts(&self) -> Result<StateCounts>;
+}

@@ -1,0 +1,85 @@
+//! The crate's error type.
+
+/// Errors of the sqlx stores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database answered with an error or could not be reached.
+    #[error("database error during {operation}: {source}")]
+    Database {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The sqlx error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the embedded migrations failed.
+    #[error("applying durable migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The connection URL or options are not usable.
+    #[error("invalid database url `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A row held a value this version cannot read.
+    #[error("corrupt task row {id}: {reason}")]
+    CorruptRow {
+        /// The row's id column.
+        id: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A background database task panicked or was cancelled.
+    #[error("database task during {operation} did not finish: {reason}")]
+    Join {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The join error.
+        reason: String,
+    },
+    /// Preparing a task for enqueue failed (payload too large, serialization).
+    #[error(transparent)]
+    Task(#[from] durable_core::Error),
+}
+
+impl Error {
+    pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| Error::Database { operation, source }
+    }
+
+    /// Whether the error means the database is unavailable rather than the request bad.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Error::Database {
+                source: sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Tls(_),
+                ..
+            }
+        ) || matches!(self, Error::Database { source: sqlx::Error::Database(e), .. }
+            if e.code().is_some_and(|c| c == "5" || c == "6" || c == "517" || c.starts_with("57P") || c.starts_with("08")))
+    }
+}
+
+impl From<Error> for durable_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Task(inner) => inner,
+            Error::Database { operation, .. } | Error::Join { operation, .. } => {
+                durable_core::Error::store(operation, e)
+            }
+            Error::Migrate(_) => durable_core::Error::store("migrate", e),
+            Error::InvalidUrl { .. } => durable_core::Error::store("connect", e),
+            Error::CorruptRow { .. } => durable_core::Error::store("decode", e),
+        }
+    }
+}
+
+/// Convenience alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,49 @@
+//! # durable-sqlx
+//!
+//! [`Store`](durable_core::Store) implementations on sqlx for **axum-durable**:
+//!
+//! - [`sqlite::SqliteStore`] (feature `sqlite`, default): the embedded default, one file,
+//!   no server. Bundled SQLite, no system library.
+//! - `postgres::PostgresStore` (feature `postgres`): many application instances on one
+//!   database.
+//!
+//! Both embed their migrations (`sqlx::migrate!`) and record them in their own table,
+//! `_durable_migrations`, so they never collide with the application's `_sqlx_migrations`.
+//!
+//! Tasks can be enqueued inside the application's own transaction with [`enqueue_in`]: the
+//! task exists only if that transaction commits.
+//!
+//! ```no_run
+//! # #[cfg(feature = "sqlite")]
+//! # async fn demo(client: durable_core::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use durable_core::{Store, Task};
+//! use durable_sqlx::sqlite::SqliteStore;
+//!
+//! let store = SqliteStore::connect("sqlite://app.db").await?;
+//! store.migrate().await?;
+//! let mut tx = store.begin().await?;
+//! sqlx::query("INSERT INTO users (email) VALUES ('a@example.com')").execute(&mut *tx).await?;
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Welcome;
+//! # impl Task for Welcome { const NAME: &'static str = "w"; type State = ();
+//! #   async fn run(self, _: durable_core::TaskContext<()>) -> Result<(), durable_core::TaskError> { Ok(()) } }
+//! durable_sqlx::enqueue_in(&mut *tx, &client, Welcome).await?;
+//! tx.commit().await?; // user row and task commit together
+//! client.notify_committed(); // start it now instead of at the next poll
+//! # Ok(()) }
+//! ```
+
+mod enqueue;
+mod error;
+mod util;
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use enqueue::{enqueue_in, enqueue_in_with, EnqueueConnection};
+pub use error::{Error, Result};
+
+/// The table the stores record their applied migrations in.
+pub const MIGRATIONS_TABLE: &str = "_durable_migrations";
+
+/// Re-export of the sqlx version the stores are built on.
+pub use sqlx;

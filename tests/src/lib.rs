@@ -1,0 +1,1 @@
+//! Whole-system tests of axum-durable live in `tests/tests/`; this library holds their helpers.
