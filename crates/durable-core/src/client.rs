@@ -340,7 +340,11 @@ async fn write_loop(
         let result = store.insert(&batch).await;
         match &result {
             Ok(()) => {
-                tracing::trace!(rows = batch.len(), requests = waiters.len(), "batch committed");
+                tracing::trace!(
+                    rows = batch.len(),
+                    requests = waiters.len(),
+                    "batch committed"
+                );
                 if let Some(d) = &local {
                     d.committed(reservation, &batch);
                 }

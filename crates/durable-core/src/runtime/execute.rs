@@ -16,7 +16,10 @@ use crate::store::{ClaimedTask, Fence};
 pub(crate) enum Outcome {
     Completed,
     /// Failed; `permanent` skips the remaining attempts.
-    Failed { message: String, permanent: bool },
+    Failed {
+        message: String,
+        permanent: bool,
+    },
     /// The row cannot be run by this code: unknown name or undecodable payload.
     BadRow(String),
     /// Stopped by shutdown: handed back by the shutdown requeue.
@@ -71,10 +74,7 @@ async fn execute(
         }
         Some(Ok(future)) => future,
     };
-    let timeout = shared
-        .registry
-        .options(&task.name)
-        .and_then(|o| o.timeout);
+    let timeout = shared.registry.options(&task.name).and_then(|o| o.timeout);
     let guarded = AssertUnwindSafe(future).catch_unwind();
     let timed = async {
         match timeout {
@@ -163,8 +163,10 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Outcome) {
             }
         }
         Outcome::Failed { message, permanent } => {
-            let applied =
-                write(shared, &fence, "fail", || shared.store.fail(&fence, &message)).await;
+            let applied = write(shared, &fence, "fail", || {
+                shared.store.fail(&fence, &message)
+            })
+            .await;
             if applied == Some(true) {
                 shared.stats.failed();
                 tracing::error!(task_id = %id, task_name = name, attempt, max_attempts = max, permanent,
@@ -172,8 +174,10 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Outcome) {
             }
         }
         Outcome::BadRow(message) => {
-            let applied =
-                write(shared, &fence, "fail", || shared.store.fail(&fence, &message)).await;
+            let applied = write(shared, &fence, "fail", || {
+                shared.store.fail(&fence, &message)
+            })
+            .await;
             if applied == Some(true) {
                 shared.stats.failed();
                 tracing::error!(task_id = %id, task_name = name, attempt, error = %message,

@@ -39,11 +39,19 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
             }
         }
         let mut pause = config.poll_interval;
+        {
+            let mut due = shared
+                .next_due
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if due.is_some_and(|d| d <= Instant::now()) {
+                *due = None;
+            }
+        }
         let base = ClaimRequest::new(shared.owner, config.lease, 0);
-        let request =
-            shared
-                .slots()
-                .claim_request(base, config.concurrency, &config.queue_limits);
+        let request = shared
+            .slots()
+            .claim_request(base, config.concurrency, &config.queue_limits);
         if let Some(request) = request {
             let limit = request.limit;
             // Hold the slots during the claim so local dispatch cannot overfill them.
@@ -57,17 +65,18 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
                     let n = claimed.len();
                     shared.backlog.store(n == limit, Ordering::Relaxed);
                     if n > 0 {
-                        shared
-                            .stats
-                            .claimed
-                            .fetch_add(n as u64, Ordering::Relaxed);
+                        shared.stats.claimed.fetch_add(n as u64, Ordering::Relaxed);
                         {
                             let mut slots = shared.slots();
                             for task in &claimed {
                                 slots.take(&task.queue, 1);
                             }
                         }
-                        tracing::trace!(n, elapsed_us = claim_started.elapsed().as_micros() as u64, "claimed");
+                        tracing::trace!(
+                            n,
+                            elapsed_us = claim_started.elapsed().as_micros() as u64,
+                            "claimed"
+                        );
                         shared.spawn_claimed(claimed);
                     }
                     if n == limit {
@@ -93,25 +102,14 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
 /// Sleeps until woken, the poll interval, or a known due time, whichever comes first.
 /// While backlogged and nearly full, it waits for enough slots to free for a useful batch.
 async fn wait(shared: &Shared, pause: Duration) {
-    let due = shared
+    // Peek only: the claim that follows the wakeup clears what it covered.
+    let due = *shared
         .next_due
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut until = Instant::now() + pause;
     if let Some(due) = due {
-        if due < until {
-            until = due;
-        } else {
-            // Not ours to consume yet: put it back.
-            let mut next = shared
-                .next_due
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if next.is_none_or(|n| due < n) {
-                *next = Some(due);
-            }
-        }
+        until = until.min(due);
     }
     let concurrency = shared.config.concurrency;
     let batch = (concurrency / 4).max(1);
@@ -157,7 +155,12 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken)
                             "lease lost (expired and taken over); stopping this attempt");
                         shared.lost().insert(*fence);
                         running.soft.cancel();
-                        running.hard.cancel();
+                        // Same courtesy as at shutdown: a moment to stop cleanly, then drop it.
+                        let grace = shared.config.cancel_grace;
+                        tokio::spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            running.hard.cancel();
+                        });
                     }
                 }
             }

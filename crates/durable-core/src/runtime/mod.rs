@@ -247,7 +247,11 @@ impl LocalDispatch for Shared {
                 .filter_map(|t| t.run_at)
                 .min();
             match earliest {
-                Some(at) if tasks.iter().all(|t| t.claimed_by.is_some() || t.run_at.is_some()) => {
+                Some(at)
+                    if tasks
+                        .iter()
+                        .all(|t| t.claimed_by.is_some() || t.run_at.is_some()) =>
+                {
                     let delay = (at - chrono::Utc::now()).to_std().unwrap_or_default();
                     self.wake_at(delay);
                 }
@@ -417,9 +421,9 @@ impl RuntimeBuilder {
     ///
     /// Outside a Tokio runtime.
     pub fn start(self) -> Runtime {
-        let client = self.client.unwrap_or_else(|| {
-            Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes)
-        });
+        let client = self
+            .client
+            .unwrap_or_else(|| Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes));
         let shared = Arc::new_cyclic(|this| Shared {
             store: self.store,
             registry: self.registry,
@@ -530,7 +534,7 @@ impl Runtime {
 
     /// Attempts running now.
     pub fn running(&self) -> usize {
-        self.shared.slots().used()
+        self.shared.slots().running_count()
     }
 
     /// Counters since start.
@@ -585,7 +589,7 @@ impl Runtime {
     /// their tasks first.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let shared = &self.shared;
-        let running_at_start = shared.slots().used();
+        let running_at_start = shared.slots().running_count();
         shared.stopping.cancel();
         shared.wake.notify_one();
         // Inserts that reserved local capacity either start their tasks or give it back.
@@ -619,7 +623,12 @@ impl Runtime {
             requeued,
             drained,
         };
-        tracing::info!(finished = report.finished, requeued = report.requeued, drained, "durable runtime stopped");
+        tracing::info!(
+            finished = report.finished,
+            requeued = report.requeued,
+            drained,
+            "durable runtime stopped"
+        );
         report
     }
 }

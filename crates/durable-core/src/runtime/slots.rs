@@ -27,10 +27,6 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    pub(crate) fn used(&self) -> usize {
-        self.used
-    }
-
     pub(crate) fn free(&self, concurrency: usize) -> usize {
         concurrency.saturating_sub(self.used)
     }
@@ -83,7 +79,10 @@ impl Slots {
         if free == 0 {
             return None;
         }
-        let mut request = ClaimRequest { limit: free, ..base };
+        let mut request = ClaimRequest {
+            limit: free,
+            ..base
+        };
         for queue in limits.keys() {
             let queue_free = self.queue_free(queue, limits).unwrap_or(free).min(free);
             request = request.cap(queue.clone(), queue_free);
@@ -106,6 +105,11 @@ impl Slots {
                 self.give_back(&running.queue, 1);
             }
         }
+    }
+
+    /// Attempts running now (reservations and in-flight claims excluded).
+    pub(crate) fn running_count(&self) -> usize {
+        self.running.len()
     }
 
     pub(crate) fn running(&self) -> impl Iterator<Item = &Running> {

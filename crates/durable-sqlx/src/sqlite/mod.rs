@@ -213,9 +213,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, operation: &'static str, body: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> futures_core_boxed::BoxFuture<'c, Result<T>>
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> futures_core_boxed::BoxFuture<'c, Result<T>>
             + Send
             + 'static,
     {
@@ -314,7 +312,8 @@ fn claimed_from_row(row: &SqliteRow, owner: WorkerId) -> Result<ClaimedTask> {
         row.try_get("name").map_err(Error::db("claim"))?,
         row.try_get("queue").map_err(Error::db("claim"))?,
         row.try_get("payload").map_err(Error::db("claim"))?,
-        row.try_get::<i64, _>("attempts").map_err(Error::db("claim"))? as u32,
+        row.try_get::<i64, _>("attempts")
+            .map_err(Error::db("claim"))? as u32,
         row.try_get::<i64, _>("max_attempts")
             .map_err(Error::db("claim"))? as u32,
         owner,
@@ -330,7 +329,9 @@ fn fence_from_row(row: &SqliteRow) -> Result<Fence> {
             id: id.clone(),
             reason: e.to_string(),
         })?,
-        attempt: row.try_get::<i64, _>("attempts").map_err(Error::db("heartbeat"))? as u32,
+        attempt: row
+            .try_get::<i64, _>("attempts")
+            .map_err(Error::db("heartbeat"))? as u32,
     })
 }
 
@@ -502,7 +503,12 @@ impl Store for SqliteStore {
                         .await
                         .map_err(Error::db("complete"))?;
                     rows.iter()
-                        .map(|r| parse_id(&r.try_get::<String, _>("id").map_err(Error::db("complete"))?))
+                        .map(|r| {
+                            parse_id(
+                                &r.try_get::<String, _>("id")
+                                    .map_err(Error::db("complete"))?,
+                            )
+                        })
                         .collect()
                 })
             })
@@ -510,7 +516,12 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn retry(&self, fence: &Fence, delay: Duration, error: &str) -> durable_core::Result<bool> {
+    async fn retry(
+        &self,
+        fence: &Fence,
+        delay: Duration,
+        error: &str,
+    ) -> durable_core::Result<bool> {
         let fences = fences_json(std::slice::from_ref(fence));
         let error = error.to_owned();
         to_core(

@@ -1,0 +1,111 @@
+//! The store conformance suite: behaviour every `Store` must have. Each backend's test file
+//! instantiates it with `conformance_tests!(make_db)`, where `make_db()` returns a fresh,
+//! private database (a new SQLite file, a new PostgreSQL schema) so tests run in parallel.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod runtime;
+pub mod store;
+pub mod tasks;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_core::{Store, TaskId, TaskRecord, TaskState};
+
+/// A fresh private database.
+pub trait TestDb: Send + Sync + 'static {
+    /// The store under test (already migrated).
+    fn store(&self) -> Arc<dyn Store>;
+    /// A second, independent store (own pools/connections) on the same database: another
+    /// "process".
+    fn another(&self) -> Pin<Box<dyn Future<Output = Arc<dyn Store>> + Send + '_>>;
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads a row that must exist.
+pub async fn row(store: &Arc<dyn Store>, id: TaskId) -> TaskRecord {
+    store
+        .get(id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("task {id} not stored"))
+}
+
+/// Waits until a row reaches `state`.
+pub async fn wait_state(
+    store: &Arc<dyn Store>,
+    id: TaskId,
+    state: TaskState,
+    deadline: Duration,
+) -> TaskRecord {
+    eventually(&format!("task {id} to be {state}"), deadline, || async {
+        let r = row(store, id).await;
+        (r.state == state).then_some(r)
+    })
+    .await
+}
+
+/// Generates one `#[tokio::test]` per conformance case for a backend.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@store $make;
+            insert_and_get, insert_batch_is_atomic, claim_respects_limit_and_order,
+            claim_skips_future_tasks, claim_caps_per_queue, claimed_insert_is_processing,
+            fencing_rejects_stale_worker, heartbeat_extends_and_reports_lost,
+            retry_returns_to_pending_later, fail_keeps_error, requeue_does_not_count_attempt,
+            rescue_requeues_or_fails_expired, cancel_only_pending, prune_bounded_and_keeps_failed,
+            counts_per_state, concurrent_claimers_never_share_a_task,
+            two_stores_fencing_interleaving, migrate_is_idempotent);
+        $crate::conformance_tests!(@runtime $make;
+            runs_to_completion, retries_then_succeeds, panic_is_caught_and_retried,
+            timeout_is_retryable, permanent_error_fails_at_once, exhausted_attempts_end_failed,
+            unknown_task_type_fails_row, undecodable_payload_fails_row, oversized_payload_refused,
+            concurrency_limit_never_exceeded, queue_limit_never_exceeded,
+            shutdown_requeues_unfinished, shutdown_waits_for_finishing_tasks,
+            local_dispatch_starts_without_poll, notify_committed_wakes_runtime,
+            scheduled_task_runs_when_due, lease_expiry_recovered_by_second_runtime,
+            lost_lease_cancels_zombie_attempt, retention_prunes_completed_only,
+            concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
+            cancelled_task_never_runs);
+    };
+    (@store $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let db = $make().await;
+                conformance::store::$case(&db).await;
+            }
+        )*
+    };
+    (@runtime $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let db = $make().await;
+                conformance::runtime::$case(&db).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,214 @@
+//! The conformance suite and SQLite-specific tests, on real SQLite files.
+
+mod conformance;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use durable_core::{Store, TaskState};
+use durable_sqlx::sqlite::SqliteStore;
+
+use conformance::TestDb;
+
+struct SqliteDb {
+    _dir: tempfile::TempDir,
+    url: String,
+    store: Arc<dyn Store>,
+}
+
+impl TestDb for SqliteDb {
+    fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+    fn another(&self) -> Pin<Box<dyn Future<Output = Arc<dyn Store>> + Send + '_>> {
+        Box::pin(async move {
+            let s = SqliteStore::connect(&self.url).await.expect("reopen");
+            Arc::new(s) as Arc<dyn Store>
+        })
+    }
+}
+
+async fn sqlite_db() -> SqliteDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("tasks.db").display());
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    SqliteDb {
+        _dir: dir,
+        url,
+        store: Arc::new(store),
+    }
+}
+
+conformance_tests!(sqlite_db);
+
+#[tokio::test]
+async fn missing_file_and_directories_are_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.db");
+    assert!(!path.exists());
+    let store = SqliteStore::connect(path.display().to_string())
+        .await
+        .expect("bare path");
+    store.migrate().await.expect("migrate");
+    assert!(path.exists());
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.writer_pool())
+        .await
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.writer_pool())
+        .await
+        .expect("pragma");
+    assert_eq!(sync, 2, "synchronous=FULL by default");
+}
+
+#[tokio::test]
+async fn in_memory_database_works() {
+    let store = SqliteStore::connect("sqlite::memory:")
+        .await
+        .expect("memory");
+    store.migrate().await.expect("migrate");
+    let t = durable_core::NewTask::new("work", "{}");
+    store
+        .insert(std::slice::from_ref(&t))
+        .await
+        .expect("insert");
+    assert_eq!(
+        store.get(t.id).await.expect("get").expect("row").state,
+        TaskState::Pending
+    );
+}
+
+#[tokio::test]
+async fn ids_are_readable_text() {
+    let db = sqlite_db().await;
+    let t = durable_core::NewTask::new("work", "{}");
+    db.store
+        .insert(std::slice::from_ref(&t))
+        .await
+        .expect("insert");
+    let store = SqliteStore::connect(&db.url).await.expect("open");
+    let (id, state): (String, String) = sqlx::query_as("SELECT id, state FROM durable_tasks")
+        .fetch_one(store.reader_pool())
+        .await
+        .expect("select");
+    assert_eq!(id, t.id.to_string());
+    assert_eq!(id.len(), 36);
+    assert_eq!(state, "pending");
+}
+
+/// Our migrations live in `_durable_migrations`; the application's own sqlx migrations in
+/// `_sqlx_migrations` run before and after ours without either complaining.
+#[tokio::test]
+async fn migrations_coexist_with_application_migrations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app_migrations = dir.path().join("migrations");
+    std::fs::create_dir(&app_migrations).expect("mkdir");
+    std::fs::write(
+        app_migrations.join("20240101000000_users.sql"),
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE);",
+    )
+    .expect("write");
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    let store = SqliteStore::connect(&url).await.expect("connect");
+    let app = sqlx::migrate::Migrator::new(app_migrations.as_path())
+        .await
+        .expect("app migrator");
+    app.run(store.writer_pool())
+        .await
+        .expect("app migrations first");
+    store.migrate().await.expect("ours second");
+    app.run(store.writer_pool())
+        .await
+        .expect("app migrations again");
+    store.migrate().await.expect("ours again");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .fetch_all(store.reader_pool())
+    .await
+    .expect("tables");
+    assert_eq!(
+        tables,
+        [
+            "_durable_migrations",
+            "_sqlx_migrations",
+            "durable_tasks",
+            "users"
+        ]
+    );
+}
+
+/// The task exists only if the caller's transaction commits.
+#[tokio::test]
+async fn transactional_enqueue_commits_or_rolls_back_with_caller() {
+    let db = sqlite_db().await;
+    let store = SqliteStore::connect(&db.url).await.expect("open");
+    sqlx::query("CREATE TABLE users (email TEXT PRIMARY KEY)")
+        .execute(store.writer_pool())
+        .await
+        .expect("create");
+    let client = durable_core::Client::new(store.clone());
+
+    let mut tx = store.begin().await.expect("begin");
+    sqlx::query("INSERT INTO users VALUES ('a@x')")
+        .execute(&mut *tx)
+        .await
+        .expect("user");
+    let kept = durable_sqlx::enqueue_in(&mut *tx, &client, conformance::tasks::Work::new("a"))
+        .await
+        .expect("enqueue in tx");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.begin().await.expect("begin");
+    sqlx::query("INSERT INTO users VALUES ('b@x')")
+        .execute(&mut *tx)
+        .await
+        .expect("user");
+    let dropped = durable_sqlx::enqueue_in(&mut *tx, &client, conformance::tasks::Work::new("b"))
+        .await
+        .expect("enqueue in tx");
+    tx.rollback().await.expect("rollback");
+
+    assert_eq!(
+        store.get(kept).await.expect("get").expect("kept").state,
+        TaskState::Pending
+    );
+    assert!(
+        store.get(dropped).await.expect("get").is_none(),
+        "rolled back with the user row"
+    );
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(store.reader_pool())
+        .await
+        .expect("count");
+    assert_eq!(users, 1);
+}
+
+/// A second process holding the write lock makes writes wait (busy_timeout), not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_a_lock_held_elsewhere() {
+    let db = sqlite_db().await;
+    let other = SqliteStore::connect(&db.url).await.expect("open");
+    let mut lock = other.begin().await.expect("begin immediate elsewhere");
+    let store = Arc::clone(&db.store);
+    let write = tokio::spawn(async move {
+        store
+            .insert(&[durable_core::NewTask::new("work", "{}")])
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!write.is_finished(), "the write waits for the lock");
+    sqlx::query("SELECT 1")
+        .execute(&mut *lock)
+        .await
+        .expect("hold");
+    lock.commit().await.expect("release");
+    write
+        .await
+        .expect("join")
+        .expect("the write succeeds after the lock is released");
+}
