@@ -100,7 +100,12 @@ pub(crate) trait LocalDispatch: Send + Sync {
     fn aborted(&self, reservation: Option<Reservation>);
     /// Something was stored behind the client's back (a caller's transaction): look now.
     fn wake(&self);
+    /// Runs a not-persisted future on the runtime's tracker.
+    fn spawn_volatile(&self, name: &'static str, future: VolatileFuture);
 }
+
+pub(crate) type VolatileFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 /// Capacity taken for tasks being inserted already claimed.
 pub(crate) struct Reservation {
@@ -282,6 +287,25 @@ impl Client {
     pub fn notify_committed(&self) {
         if let Some(dispatch) = self.dispatch() {
             dispatch.wake();
+        }
+    }
+
+    /// Runs `future` in the background **without persisting it**: for work that may be lost
+    /// (metrics, cache warm-ups). Unlike a bare `tokio::spawn`, it is tracked by the local
+    /// runtime's `TaskTracker` — shutdown waits for it within the grace period — and an error
+    /// or panic is logged with `name`. Without a local runtime it is spawned and still logged.
+    pub fn spawn_volatile<F, E>(&self, name: &'static str, future: F)
+    where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let future: VolatileFuture =
+            Box::pin(async move { future.await.map_err(|e| e.to_string()) });
+        match self.dispatch() {
+            Some(dispatch) => dispatch.spawn_volatile(name, future),
+            None => {
+                tokio::spawn(crate::runtime::run_volatile(name, future, None));
+            }
         }
     }
 

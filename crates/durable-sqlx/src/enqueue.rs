@@ -48,3 +48,49 @@ where
     conn.insert_tasks(std::slice::from_ref(&row)).await?;
     Ok(id)
 }
+
+/// A store that can open a transaction on its database for the application's own writes,
+/// safely against cancellation (the `BEGIN` runs detached from the caller).
+pub trait TransactionSource: Send + Sync {
+    /// The sqlx database driver.
+    type Database: sqlx::Database;
+
+    /// Opens a transaction (SQLite: `BEGIN IMMEDIATE` on the writer connection).
+    fn begin_transaction(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Database>>> + Send;
+}
+
+#[cfg(feature = "sqlite")]
+impl TransactionSource for crate::sqlite::SqliteStore {
+    type Database = sqlx::Sqlite;
+
+    fn begin_transaction(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>>> + Send
+    {
+        self.begin()
+    }
+}
+
+/// A transaction that can be committed in a spawned task, so that dropping the caller (a
+/// client disconnect) cannot interrupt the `COMMIT` half-way.
+pub trait DetachedCommit: Send + Sized {
+    /// Commits in a spawned task and awaits it. (Boxed: handlers' futures must stay `Send`
+    /// for any lifetime, which an opaque future over a transaction type cannot prove.)
+    fn commit_detached(self) -> BoxFuture<Result<()>>;
+}
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+#[cfg(feature = "sqlite")]
+impl DetachedCommit for sqlx::Transaction<'static, sqlx::Sqlite> {
+    fn commit_detached(self) -> BoxFuture<Result<()>> {
+        Box::pin(crate::util::detached("commit", async move {
+            self.commit()
+                .await
+                .map_err(crate::error::Error::db("commit"))
+        }))
+    }
+}

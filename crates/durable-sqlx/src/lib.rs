@@ -39,7 +39,9 @@ mod util;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-pub use enqueue::{enqueue_in, enqueue_in_with, EnqueueConnection};
+pub use enqueue::{
+    enqueue_in, enqueue_in_with, BoxFuture, DetachedCommit, EnqueueConnection, TransactionSource,
+};
 pub use error::{Error, Result};
 
 /// The table the stores record their applied migrations in.

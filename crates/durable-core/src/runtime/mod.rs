@@ -276,6 +276,41 @@ impl LocalDispatch for Shared {
     fn wake(&self) {
         self.wake.notify_one();
     }
+
+    fn spawn_volatile(&self, name: &'static str, future: crate::client::VolatileFuture) {
+        self.tracker
+            .spawn(run_volatile(name, future, Some(self.hard.clone())));
+    }
+}
+
+/// Runs a volatile future, logging its error or panic; dropped when `hard` fires.
+pub(crate) async fn run_volatile(
+    name: &'static str,
+    future: crate::client::VolatileFuture,
+    hard: Option<CancellationToken>,
+) {
+    let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future));
+    let stop = async {
+        match &hard {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = stop => tracing::warn!(volatile = name, "volatile task dropped at shutdown (it is not persisted)"),
+        result = guarded => match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(volatile = name, %error, "volatile task failed"),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_owned());
+                tracing::error!(volatile = name, panic = %message, "volatile task panicked");
+            }
+        },
+    }
 }
 
 impl Shared {
@@ -484,9 +519,11 @@ pub struct ShutdownReport {
 
 /// A running worker runtime: claims due tasks of the registered types and runs them.
 ///
-/// Dropping it does not stop the loops; call [`shutdown`](Self::shutdown), which drains and
-/// hands unfinished tasks back (`tracker.close(); token.cancel(); tracker.wait()`, the
-/// tokio-util recipe, with a grace period and a requeue at the end).
+/// A cheap handle: clones control the same runtime. Dropping handles does not stop the loops;
+/// call [`shutdown`](Self::shutdown), which drains and hands unfinished tasks back
+/// (`tracker.close(); token.cancel(); tracker.wait()`, the tokio-util recipe, with a grace
+/// period and a requeue at the end).
+#[derive(Clone)]
 pub struct Runtime {
     shared: Arc<Shared>,
     loops: TaskTracker,
@@ -549,29 +586,13 @@ impl Runtime {
 
     /// Tracks a future that may be lost (metrics, cache warm-ups): not persisted, but
     /// shutdown waits for it within the grace period like for tasks, and its error or panic
-    /// is logged.
+    /// is logged. Same as [`Client::spawn_volatile`] on this runtime's client.
     pub fn spawn_volatile<F, E>(&self, name: &'static str, future: F)
     where
         F: std::future::Future<Output = Result<(), E>> + Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let hard = self.shared.hard.clone();
-        self.shared.tracker.spawn(async move {
-            let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future));
-            tokio::select! {
-                () = hard.cancelled() => tracing::warn!(volatile = name, "volatile task dropped at shutdown"),
-                result = guarded => match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::error!(volatile = name, %error, "volatile task failed"),
-                    Err(panic) => {
-                        let message = panic.downcast_ref::<&str>().map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        tracing::error!(volatile = name, panic = %message, "volatile task panicked");
-                    }
-                },
-            }
-        });
+        self.shared.client.spawn_volatile(name, future);
     }
 
     /// Makes a shutdown in progress skip the rest of its grace period and requeue at once

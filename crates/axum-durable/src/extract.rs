@@ -1,0 +1,240 @@
+//! The `Durable` extractor: the handler's way to spawn durable tasks.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use durable_core::{Client, EnqueueOptions, Task, TaskId};
+use durable_sqlx::sqlx;
+use durable_sqlx::{DetachedCommit, EnqueueConnection, TransactionSource};
+use http::request::Parts;
+use http::StatusCode;
+
+use crate::error::Error;
+use crate::scope::Scope;
+
+/// Handle to spawn durable tasks from a handler; extracted from the request that
+/// [`DurableLayer`](crate::DurableLayer) prepared.
+///
+/// [`spawn`](Self::spawn) is the drop-in replacement for `tokio::spawn`: synchronous, it
+/// validates and buffers the task and returns its id at once. The layer writes every task
+/// the request buffered in **one transaction after the handler returns and before the
+/// response is sent**; if that write fails the client gets a `503` instead of the handler's
+/// answer, so nothing is acknowledged that is not stored.
+///
+/// # Examples
+///
+/// ```no_run
+/// use axum::{routing::post, Json, Router};
+/// use axum_durable::{Durable, Task, TaskContext, TaskError};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct SendWelcomeEmail { user_id: i64 }
+///
+/// impl Task for SendWelcomeEmail {
+///     const NAME: &'static str = "send_welcome_email";
+///     type State = ();
+///     async fn run(self, _cx: TaskContext<()>) -> Result<(), TaskError> { Ok(()) }
+/// }
+///
+/// async fn signup(durable: Durable) -> Json<String> {
+///     // was: tokio::spawn(send_welcome_email(42));
+///     let id = durable.spawn(SendWelcomeEmail { user_id: 42 });
+///     Json(id.to_string()) // sent only after the task is stored
+/// }
+/// # let _: Router = Router::new().route("/signup", post(signup));
+/// ```
+///
+/// Without the layer, extraction fails with a `500` naming the missing layer; use
+/// `Option<Durable>` to make it optional.
+#[derive(Debug, Clone)]
+pub struct Durable {
+    scope: Arc<Scope>,
+}
+
+impl Durable {
+    pub(crate) fn new(scope: Arc<Scope>) -> Self {
+        Self { scope }
+    }
+
+    /// The client behind this handle (for enqueues that are not tied to the response).
+    pub fn client(&self) -> &Client {
+        &self.scope.client
+    }
+
+    /// Buffers `task`; it is stored before the response is sent. Returns its id at once.
+    ///
+    /// If the task cannot be prepared (payload over the limit, serialization error) the
+    /// request answers `500` and nothing it spawned is stored; use
+    /// [`try_spawn`](Self::try_spawn) to handle that case yourself.
+    pub fn spawn<T: Task>(&self, task: T) -> TaskId {
+        self.spawn_with(task, EnqueueOptions::new())
+    }
+
+    /// Like [`spawn`](Self::spawn), run at `at`.
+    pub fn spawn_at<T: Task>(&self, at: DateTime<Utc>, task: T) -> TaskId {
+        self.spawn_with(task, EnqueueOptions::new().run_at(at))
+    }
+
+    /// Like [`spawn`](Self::spawn), run after `delay`.
+    pub fn spawn_after<T: Task>(&self, delay: Duration, task: T) -> TaskId {
+        self.spawn_with(task, EnqueueOptions::new().delay(delay))
+    }
+
+    /// Like [`spawn`](Self::spawn), with per-task options.
+    pub fn spawn_with<T: Task>(&self, task: T, options: EnqueueOptions) -> TaskId {
+        match self.try_spawn_with(task, options) {
+            Ok(id) => id,
+            Err(error) => {
+                let mut buffer = self.scope.buffer();
+                buffer
+                    .invalid
+                    .get_or_insert_with(|| format!("task `{}`: {error}", T::NAME));
+                TaskId::new()
+            }
+        }
+    }
+
+    /// Like [`spawn`](Self::spawn), but reports a task that cannot be prepared instead of
+    /// failing the request.
+    pub fn try_spawn<T: Task>(&self, task: T) -> Result<TaskId, Error> {
+        self.try_spawn_with(task, EnqueueOptions::new())
+    }
+
+    /// [`try_spawn`](Self::try_spawn) with per-task options.
+    pub fn try_spawn_with<T: Task>(
+        &self,
+        task: T,
+        options: EnqueueOptions,
+    ) -> Result<TaskId, Error> {
+        let row = self.scope.client.prepare(&task, &options)?;
+        let id = row.id;
+        self.scope.buffer().rows.push(row);
+        Ok(id)
+    }
+
+    /// Stores `task` now, before the handler continues (group-committed with other
+    /// requests' tasks), independent of the response status.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the handler is dropped while this is pending, the write still completes.
+    pub async fn enqueue<T: Task>(&self, task: T) -> Result<TaskId, Error> {
+        Ok(self.scope.client.enqueue(task).await?)
+    }
+
+    /// [`enqueue`](Self::enqueue) with per-task options.
+    pub async fn enqueue_with<T: Task>(
+        &self,
+        task: T,
+        options: EnqueueOptions,
+    ) -> Result<TaskId, Error> {
+        Ok(self.scope.client.enqueue_with(task, options).await?)
+    }
+
+    /// Writes `task` in the handler's own transaction (`&mut *tx`): it exists only if that
+    /// transaction commits, together with the handler's rows. The runtime is woken after the
+    /// response (or at once by [`commit`](Self::commit)).
+    pub async fn spawn_in<C, T>(&self, conn: &mut C, task: T) -> Result<TaskId, Error>
+    where
+        C: EnqueueConnection + ?Sized,
+        T: Task,
+    {
+        let id = durable_sqlx::enqueue_in(conn, &self.scope.client, task).await?;
+        self.scope.buffer().wrote_in_tx = true;
+        Ok(id)
+    }
+
+    /// [`spawn_in`](Self::spawn_in) with per-task options.
+    pub async fn spawn_in_with<C, T>(
+        &self,
+        conn: &mut C,
+        task: T,
+        options: EnqueueOptions,
+    ) -> Result<TaskId, Error>
+    where
+        C: EnqueueConnection + ?Sized,
+        T: Task,
+    {
+        let id = durable_sqlx::enqueue_in_with(conn, &self.scope.client, task, options).await?;
+        self.scope.buffer().wrote_in_tx = true;
+        Ok(id)
+    }
+
+    /// Opens a transaction on `store`'s database for the handler's own rows and its tasks.
+    ///
+    /// # Cancel safety
+    ///
+    /// The `BEGIN` runs in a spawned task: a client disconnect that drops the handler cannot
+    /// return a pooled connection still inside a transaction (sqlx issue 4393). Dropping the
+    /// returned transaction rolls it back.
+    pub async fn begin<S: TransactionSource>(
+        &self,
+        store: &S,
+    ) -> Result<sqlx::Transaction<'static, S::Database>, Error> {
+        Ok(store.begin_transaction().await?)
+    }
+
+    /// Commits a transaction opened by [`begin`](Self::begin) in a spawned task (so a client
+    /// disconnect cannot interrupt it half-way) and wakes the runtime for the tasks written
+    /// in it.
+    pub async fn commit<T: DetachedCommit>(&self, tx: T) -> Result<(), Error> {
+        tx.commit_detached().await?;
+        self.scope.client.notify_committed();
+        Ok(())
+    }
+
+    /// Runs `future` without persisting it, for work that may be lost (metrics, cache
+    /// warm-ups): tracked by the runtime's `TaskTracker` so shutdown waits for it, its error
+    /// or panic logged under `name`. The first step off raw `tokio::spawn`.
+    pub fn spawn_volatile<F, E>(&self, name: &'static str, future: F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        self.scope.client.spawn_volatile(name, future);
+    }
+}
+
+/// Rejection when no [`DurableLayer`](crate::DurableLayer) prepared the request.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "Missing request extension: the `Durable` extractor needs `DurableLayer`. \
+     Did you forget to add `.layer(DurableLayer::new(client))` to your router?"
+)]
+#[non_exhaustive]
+pub struct MissingDurableLayer;
+
+impl IntoResponse for MissingDurableLayer {
+    fn into_response(self) -> Response {
+        tracing::error!("{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Durable {
+    type Rejection = MissingDurableLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Durable>()
+            .cloned()
+            .ok_or(MissingDurableLayer)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Durable {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Durable>().cloned())
+    }
+}

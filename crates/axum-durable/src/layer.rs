@@ -1,0 +1,245 @@
+//! `DurableLayer`: persists what a request spawned before its response leaves.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use durable_core::Client;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use crate::extract::Durable;
+use crate::scope::Scope;
+
+type Predicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
+
+/// Layer that gives handlers a [`Durable`] handle and stores every task they
+/// [`spawn`](Durable::spawn) — in one transaction, after the handler returns, **before the
+/// response is sent**.
+///
+/// - Tasks are stored when the response status passes the predicate (default: 2xx and 3xx,
+///   like a request transaction); otherwise they are discarded with a debug log.
+/// - If storing fails, the client gets `503 Service Unavailable` instead of the handler's
+///   response, and the error is logged: nothing is acknowledged that is not stored.
+/// - A streaming response body starts only after the write.
+/// - The write is not cancellable by a client disconnect: it runs in the client's
+///   group-commit writer task, so a request whose own rows committed never loses its tasks.
+/// - When the [`Client`] belongs to a local [`Runtime`](durable_core::Runtime), tasks that
+///   fit its free capacity are inserted already claimed and start at once.
+///
+/// # Examples
+///
+/// ```no_run
+/// use axum::{routing::post, Router};
+/// use axum_durable::{sqlite::SqliteStore, DurableLayer, Registry, Runtime, Store};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = SqliteStore::connect("sqlite://app.db").await?;
+/// store.migrate().await?;
+/// let runtime = Runtime::builder(store, Registry::new()).start();
+/// let app: Router = Router::new()
+///     .route("/signup", post(|| async { "ok" }))
+///     .layer(DurableLayer::new(runtime.client()));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DurableLayer {
+    client: Client,
+    persist_when: Predicate,
+}
+
+impl fmt::Debug for DurableLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableLayer")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableLayer {
+    /// A layer storing through `client` (take it from [`Runtime::client`](durable_core::Runtime::client)
+    /// to get local dispatch).
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            persist_when: Arc::new(|status: StatusCode| {
+                status.is_success() || status.is_redirection()
+            }),
+        }
+    }
+
+    /// Decides from the response status whether the request's buffered tasks are stored.
+    #[must_use]
+    pub fn persist_when<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(StatusCode) -> bool + Send + Sync + 'static,
+    {
+        self.persist_when = Arc::new(predicate);
+        self
+    }
+}
+
+impl<S> Layer<S> for DurableLayer {
+    type Service = DurableService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DurableService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service built by [`DurableLayer`].
+#[derive(Clone)]
+pub struct DurableService<S> {
+    inner: S,
+    layer: DurableLayer,
+}
+
+impl<S: fmt::Debug> fmt::Debug for DurableService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for DurableService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let scope = Arc::new(Scope::new(self.layer.client.clone()));
+        request
+            .extensions_mut()
+            .insert(Durable::new(Arc::clone(&scope)));
+        ResponseFuture {
+            inner: self.inner.call(request),
+            scope: Some(scope),
+            persist_when: Arc::clone(&self.layer.persist_when),
+            flush: None,
+        }
+    }
+}
+
+type Flush<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
+
+pin_project! {
+    /// Response future of [`DurableService`]: the handler's future, then the write.
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        inner: F,
+        scope: Option<Arc<Scope>>,
+        persist_when: Predicate,
+        flush: Option<Flush<B>>,
+    }
+}
+
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("flushing", &self.flush.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<String> + Send + 'static,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            if let Some(flush) = this.flush.as_mut() {
+                return flush.as_mut().poll(cx).map(Ok);
+            }
+            let response = ready!(this.inner.as_mut().poll(cx))?;
+            let Some(scope) = this.scope.take() else {
+                return Poll::Ready(Ok(response));
+            };
+            *this.flush = Some(Box::pin(flush(
+                scope,
+                response,
+                Arc::clone(this.persist_when),
+            )));
+        }
+    }
+}
+
+/// Stores what the request buffered, then releases the response (or a 5xx instead).
+async fn flush<B: From<String>>(
+    scope: Arc<Scope>,
+    response: Response<B>,
+    persist_when: Predicate,
+) -> Response<B> {
+    let buffer = scope.take();
+    let status = response.status();
+    if let Some(problem) = buffer.invalid {
+        tracing::error!(%problem, discarded = buffer.rows.len(), "a spawned task could not be prepared; nothing buffered by this request is stored");
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Background task could not be enqueued: {problem}"),
+        );
+    }
+    if buffer.rows.is_empty() {
+        if buffer.wrote_in_tx {
+            scope.client.notify_committed();
+        }
+        return response;
+    }
+    if !persist_when(status) {
+        tracing::debug!(
+            status = status.as_u16(),
+            discarded = buffer.rows.len(),
+            "response not persisted by the predicate; discarding the tasks this request spawned"
+        );
+        return response;
+    }
+    let n = buffer.rows.len();
+    match scope.client.insert(buffer.rows).await {
+        Ok(()) => {
+            if buffer.wrote_in_tx {
+                scope.client.notify_committed();
+            }
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, tasks = n, handler_status = status.as_u16(), "storing the request's tasks failed; answering 503 instead");
+            let mut unavailable = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Background tasks could not be stored, so the request was not accepted: {error}"),
+            );
+            unavailable
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            unavailable
+        }
+    }
+}
+
+fn plain<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
+    let mut response = Response::new(B::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
