@@ -1,0 +1,56 @@
+//! Settings from the environment (the example's documented contract).
+
+use std::time::Duration;
+
+/// Everything the example reads from its environment.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// `DATABASE_URL`: `sqlite://...` (default `sqlite://signup.db`) or `postgres://...`.
+    pub(crate) database_url: String,
+    /// `BIND`: listen address (default `127.0.0.1:3000`).
+    pub(crate) bind: String,
+    /// `EMAIL_DELAY_MS`: simulated send time (default 200).
+    pub(crate) email_delay: Duration,
+    /// `EMAIL_FAIL_RATE`: chance (0.0–1.0) that one send attempt fails (default 0).
+    pub(crate) email_fail_rate: f64,
+    /// `SHUTDOWN_GRACE_MS`: how long shutdown waits for running tasks (default 5000).
+    pub(crate) shutdown_grace: Duration,
+    /// `WORKER_CONCURRENCY`: tasks running at once (default 64).
+    pub(crate) concurrency: usize,
+    /// `LEASE_MS`: lease of a running task; a killed process's tasks are recovered after
+    /// about this long (default 10000).
+    pub(crate) lease: Duration,
+}
+
+fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(raw) if !raw.trim().is_empty() => raw
+            .trim()
+            .parse()
+            .map_err(|e| format!("invalid {name}={raw:?}: {e}")),
+        _ => Ok(default),
+    }
+}
+
+impl Config {
+    pub(crate) fn from_env() -> Result<Self, String> {
+        let email_fail_rate: f64 = var("EMAIL_FAIL_RATE", 0.0)?;
+        if !(0.0..=1.0).contains(&email_fail_rate) {
+            return Err(format!(
+                "invalid EMAIL_FAIL_RATE={email_fail_rate}: must be between 0.0 and 1.0"
+            ));
+        }
+        Ok(Self {
+            database_url: var("DATABASE_URL", "sqlite://signup.db".to_owned())?,
+            bind: var("BIND", "127.0.0.1:3000".to_owned())?,
+            email_delay: Duration::from_millis(var("EMAIL_DELAY_MS", 200)?),
+            email_fail_rate,
+            shutdown_grace: Duration::from_millis(var("SHUTDOWN_GRACE_MS", 5000)?),
+            concurrency: var("WORKER_CONCURRENCY", 64)?,
+            lease: Duration::from_millis(var("LEASE_MS", 10_000)?),
+        })
+    }
+}

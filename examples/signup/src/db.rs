@@ -1,0 +1,133 @@
+//! The application's own tables, on whichever database `DATABASE_URL` names.
+
+use std::sync::Arc;
+
+use axum_durable::sqlite::SqliteStore;
+use axum_durable::{Durable, Store, TaskId};
+
+use crate::email::SendWelcomeEmail;
+
+/// The database: the task store and the app's tables share it, so a user row and its email
+/// task commit in one transaction.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    /// Embedded default.
+    Sqlite(SqliteStore),
+}
+
+/// Why a signup was not stored.
+#[derive(Debug)]
+pub(crate) enum SignupError {
+    /// The email is already registered.
+    Duplicate,
+    /// The database or the task store failed.
+    Storage(axum_durable::Error),
+}
+
+impl From<axum_durable::Error> for SignupError {
+    fn from(e: axum_durable::Error) -> Self {
+        SignupError::Storage(e)
+    }
+}
+
+fn storage(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SignupError {
+    move |source| {
+        SignupError::Storage(axum_durable::Error::Store(
+            axum_durable::stores::Error::Database { operation, source },
+        ))
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl Db {
+    /// Opens `url` (creating a SQLite file if missing).
+    pub(crate) async fn connect(url: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        Ok(Db::Sqlite(SqliteStore::connect(url).await?))
+    }
+
+    /// The task store.
+    pub(crate) fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Db::Sqlite(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Applies the task store's migrations, then the app's (they use separate tables).
+    pub(crate) async fn migrate(&self) -> Result<(), Box<dyn std::error::Error>> {
+        match self {
+            Db::Sqlite(s) => {
+                s.migrate().await?;
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(s.writer_pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts the user and its welcome-email task in one transaction.
+    pub(crate) async fn signup(
+        &self,
+        durable: &Durable,
+        email: &str,
+    ) -> Result<(i64, TaskId), SignupError> {
+        let task = SendWelcomeEmail {
+            email: email.to_owned(),
+        };
+        match self {
+            Db::Sqlite(store) => {
+                let mut tx = durable.begin(store).await?;
+                let user_id: i64 =
+                    sqlx::query_scalar("INSERT INTO users (email) VALUES (?) RETURNING id")
+                        .bind(email)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                SignupError::Duplicate
+                            } else {
+                                storage("insert user")(e)
+                            }
+                        })?;
+                let task_id = durable.spawn_in(&mut *tx, task).await?;
+                durable.commit(tx).await?;
+                Ok((user_id, task_id))
+            }
+        }
+    }
+
+    /// Whether the welcome email to `email` was already sent.
+    pub(crate) async fn email_sent(&self, email: &str) -> Result<bool, sqlx::Error> {
+        match self {
+            Db::Sqlite(s) => {
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sent_emails WHERE email = ?)")
+                    .bind(email)
+                    .fetch_one(s.reader_pool())
+                    .await
+            }
+        }
+    }
+
+    /// Records the send; a second record for the same email is a no-op.
+    pub(crate) async fn record_sent(
+        &self,
+        email: &str,
+        task_id: TaskId,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Db::Sqlite(s) => {
+                sqlx::query(
+                    "INSERT INTO sent_emails (email, task_id) VALUES (?, ?) ON CONFLICT (email) DO NOTHING",
+                )
+                .bind(email)
+                .bind(task_id.to_string())
+                .execute(s.writer_pool())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}

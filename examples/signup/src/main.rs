@@ -1,0 +1,89 @@
+//! A signup service whose welcome emails are durable tasks: the user row and its email task
+//! commit together, the 201 is sent only once both are stored, and the email is sent even if
+//! the process is killed, restarted or redeployed in between.
+//!
+//! Run with
+//!
+//! ```sh
+//! cargo run -p example-signup
+//! curl -i -X POST localhost:3000/signup -H 'content-type: application/json' -d '{"email":"ada@example.com"}'
+//! ```
+//!
+//! Environment: `DATABASE_URL` (default `sqlite://signup.db`; `postgres://...` works too),
+//! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
+//! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`.
+
+mod config;
+mod db;
+mod email;
+mod routes;
+
+use axum::routing::{get, post};
+use axum::Router;
+use axum_durable::{DurableLayer, Registry, Runtime};
+use tower_http::trace::TraceLayer;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::email::{Mailer, SendWelcomeEmail};
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(error) = run().await {
+        tracing::error!(%error, "example-signup failed");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_env()?;
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+
+    let mailer = Mailer {
+        db: db.clone(),
+        delay: config.email_delay,
+        fail_rate: config.email_fail_rate,
+    };
+    let registry = Registry::new().register::<SendWelcomeEmail>(mailer);
+    let runtime = Runtime::builder_arc(db.store(), registry)
+        .concurrency(config.concurrency)
+        .lease(config.lease)
+        .start();
+
+    let app = Router::new()
+        .route("/signup", post(routes::signup))
+        .route("/invite", post(routes::invite))
+        .route("/health", get(routes::health))
+        .with_state(db)
+        .layer(DurableLayer::new(runtime.client()))
+        .layer(TraceLayer::new_for_http());
+
+    let listener = tokio::net::TcpListener::bind(&config.bind).await?;
+    tracing::info!(address = %listener.local_addr()?, database = %redact(&config.database_url), "example-signup listening");
+    let report = axum_durable::serve(listener, app, runtime, config.shutdown_grace).await?;
+    tracing::info!(
+        finished = report.finished,
+        requeued = report.requeued,
+        "example-signup stopped"
+    );
+    Ok(())
+}
+
+/// Hides a password in a database URL for logging.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

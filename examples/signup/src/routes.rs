@@ -1,0 +1,78 @@
+//! HTTP handlers.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use axum_durable::Durable;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::db::{Db, SignupError};
+use crate::email::SendWelcomeEmail;
+
+/// Body of `POST /signup` and `POST /invite`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EmailBody {
+    email: String,
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Validates the body: JSON with a non-blank `email` (kept exactly as submitted).
+fn email_of(body: Result<Json<EmailBody>, JsonRejection>) -> Result<String, Response> {
+    let Json(body) =
+        body.map_err(|rejection| problem(rejection.status(), rejection.body_text()))?;
+    if body.email.trim().is_empty() {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`email` must not be blank",
+        ));
+    }
+    Ok(body.email)
+}
+
+/// Creates the user and its welcome-email task in one transaction; 201 once both are stored.
+pub(crate) async fn signup(
+    State(db): State<Db>,
+    durable: Durable,
+    body: Result<Json<EmailBody>, JsonRejection>,
+) -> Response {
+    let email = match email_of(body) {
+        Ok(email) => email,
+        Err(response) => return response,
+    };
+    match db.signup(&durable, &email).await {
+        Ok((user_id, task_id)) => (
+            StatusCode::CREATED,
+            Json(json!({ "user_id": user_id, "task_id": task_id })),
+        )
+            .into_response(),
+        Err(SignupError::Duplicate) => problem(
+            StatusCode::CONFLICT,
+            format!("`{email}` is already registered"),
+        ),
+        Err(SignupError::Storage(error)) => error.into_response(),
+    }
+}
+
+/// Spawns the email task with the buffered `spawn`: stored by the layer before the 202.
+pub(crate) async fn invite(
+    durable: Durable,
+    body: Result<Json<EmailBody>, JsonRejection>,
+) -> Response {
+    let email = match email_of(body) {
+        Ok(email) => email,
+        Err(response) => return response,
+    };
+    let task_id = durable.spawn(SendWelcomeEmail { email });
+    (StatusCode::ACCEPTED, Json(json!({ "task_id": task_id }))).into_response()
+}
+
+/// Liveness.
+pub(crate) async fn health() -> &'static str {
+    "ok"
+}
