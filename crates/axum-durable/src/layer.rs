@@ -11,6 +11,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use crate::backlog::Backlog;
 use crate::extract::Durable;
 use crate::scope::Scope;
 
@@ -49,6 +50,7 @@ type Predicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 pub struct DurableLayer {
     client: Client,
     persist_when: Predicate,
+    backlog: Option<Arc<Backlog>>,
 }
 
 impl fmt::Debug for DurableLayer {
@@ -68,7 +70,18 @@ impl DurableLayer {
             persist_when: Arc::new(|status: StatusCode| {
                 status.is_success() || status.is_redirection()
             }),
+            backlog: None,
         }
+    }
+
+    /// Sheds load: while more than `limit` tasks are `pending`, requests are answered
+    /// `503 Service Unavailable` with `Retry-After` *before* the handler runs, so an overloaded
+    /// service stops accepting work it cannot finish soon. The count is refreshed in the
+    /// background about once a second; the request path never waits for it.
+    #[must_use]
+    pub fn max_backlog(mut self, limit: u64) -> Self {
+        self.backlog = Some(Backlog::new(limit, std::time::Duration::from_secs(1)));
+        self
     }
 
     /// Decides from the response status whether the request's buffered tasks are stored.
@@ -123,12 +136,30 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if let Some(backlog) = &self.layer.backlog {
+            if backlog.over_limit(&self.layer.client) {
+                let mut busy = plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many background tasks are waiting; try again later".to_owned(),
+                );
+                busy.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(backlog.retry_after_secs()),
+                );
+                return ResponseFuture {
+                    inner: None,
+                    scope: None,
+                    persist_when: Arc::clone(&self.layer.persist_when),
+                    flush: Some(Box::pin(std::future::ready(busy))),
+                };
+            }
+        }
         let scope = Arc::new(Scope::new(self.layer.client.clone()));
         request
             .extensions_mut()
             .insert(Durable::new(Arc::clone(&scope)));
         ResponseFuture {
-            inner: self.inner.call(request),
+            inner: Some(self.inner.call(request)),
             scope: Some(scope),
             persist_when: Arc::clone(&self.layer.persist_when),
             flush: None,
@@ -142,7 +173,7 @@ pin_project! {
     /// Response future of [`DurableService`]: the handler's future, then the write.
     pub struct ResponseFuture<F, B> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
         scope: Option<Arc<Scope>>,
         persist_when: Predicate,
         flush: Option<Flush<B>>,
@@ -170,7 +201,10 @@ where
             if let Some(flush) = this.flush.as_mut() {
                 return flush.as_mut().poll(cx).map(Ok);
             }
-            let response = ready!(this.inner.as_mut().poll(cx))?;
+            let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+                unreachable!("a ResponseFuture without an inner future always has its answer")
+            };
+            let response = ready!(inner.poll(cx))?;
             let Some(scope) = this.scope.take() else {
                 return Poll::Ready(Ok(response));
             };

@@ -74,6 +74,7 @@
 //! once: write tasks to be idempotent. See the repository's `docs/` for the reliability
 //! model and the PostgreSQL guide for several instances.
 
+mod backlog;
 mod error;
 mod extract;
 mod layer;

@@ -498,3 +498,61 @@ async fn volatile_work_is_tracked_and_drained_at_shutdown() {
         "volatile work is not persisted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_limit_sheds_load_with_retry_after() {
+    let fx = fixture().await;
+    let called = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&called);
+    let app = Router::new()
+        .route(
+            "/",
+            post(move |durable: Durable| {
+                let counter = Arc::clone(&counter);
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    durable.spawn(Note { text: "x".into() });
+                    StatusCode::ACCEPTED
+                }
+            }),
+        )
+        .layer(DurableLayer::new(fx.client.clone()).max_backlog(3));
+    // Under the limit: accepted until the backlog (refreshed in the background) exceeds it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let shed = loop {
+        let response = app.clone().oneshot(post_req("/")).await.expect("call");
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break response;
+        }
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert!(tokio::time::Instant::now() < deadline, "never shed load");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let accepted = called.load(Ordering::SeqCst);
+    assert!(accepted >= 4, "accepted {accepted} before shedding");
+    assert_eq!(
+        counts(&fx.store).await.pending,
+        accepted as u64,
+        "a shed request stores nothing"
+    );
+    // The handler did not run for the shed request.
+    let before = called.load(Ordering::SeqCst);
+    let again = app.clone().oneshot(post_req("/")).await.expect("call");
+    assert_eq!(again.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(called.load(Ordering::SeqCst), before);
+    // Once the backlog drains, requests are accepted again.
+    sqlx::query("UPDATE durable_tasks SET state = 'cancelled'")
+        .execute(fx.store.writer_pool())
+        .await
+        .expect("drain");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = app.clone().oneshot(post_req("/")).await.expect("call");
+        if response.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

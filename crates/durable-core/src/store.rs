@@ -377,4 +377,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Counts rows per state.
     async fn counts(&self) -> Result<StateCounts>;
+
+    /// Number of `pending` rows (due or not): the backlog a load shedder looks at. Stores
+    /// override it with a cheaper query than [`counts`](Self::counts).
+    async fn backlog(&self) -> Result<u64> {
+        Ok(self.counts().await?.pending)
+    }
 }

@@ -651,6 +651,14 @@ impl Store for SqliteStore {
         to_core(row.as_ref().map(record_from_row).transpose())
     }
 
+    async fn backlog(&self) -> durable_core::Result<u64> {
+        let n: i64 = sqlx::query_scalar(sql::BACKLOG)
+            .fetch_one(&self.inner.reader)
+            .await
+            .map_err(Error::db("backlog"))?;
+        Ok(n as u64)
+    }
+
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         let rows = sqlx::query(sql::COUNTS)
             .fetch_all(&self.inner.reader)

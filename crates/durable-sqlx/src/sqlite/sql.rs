@@ -114,3 +114,6 @@ DELETE FROM durable_tasks WHERE id IN (
 pub(super) const GET: &str = "SELECT * FROM durable_tasks WHERE id = ?1";
 
 pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";
+
+/// Uses the partial claim index.
+pub(super) const BACKLOG: &str = "SELECT count(*) FROM durable_tasks WHERE state = 'pending'";
