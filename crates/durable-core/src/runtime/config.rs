@@ -27,7 +27,7 @@ impl Default for Config {
             queue_limits: HashMap::new(),
             lease,
             heartbeat: lease / 3,
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(2),
             rescue_interval: lease / 4,
             retention: Some(Duration::from_secs(24 * 3600)),
             prune_interval: Duration::from_secs(60),

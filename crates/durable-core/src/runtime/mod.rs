@@ -1,6 +1,7 @@
 //! The worker runtime: claims due tasks, runs them on a [`TaskTracker`], keeps their leases
 //! alive, records outcomes, and hands unfinished work back on shutdown.
 
+mod completer;
 mod config;
 mod execute;
 mod loops;
@@ -84,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) owner: WorkerId,
     pub(crate) client: Client,
     pub(crate) stats: Stats,
+    /// Batches completions into one fenced statement.
+    pub(crate) completer: completer::Completer,
     /// Runs the task runners; shutdown waits on it.
     tracker: TaskTracker,
     /// Counts inserts in flight that reserved local capacity.
@@ -388,7 +391,9 @@ impl RuntimeBuilder {
     }
 
     /// How often the store is polled for due tasks that no local event announced (default
-    /// 1 s): tasks enqueued by other processes, or scheduled ones.
+    /// 2 s): tasks enqueued by other processes without a wakeup (PostgreSQL sends one), or
+    /// retries scheduled elsewhere. Local enqueues and this runtime's own retries wake it
+    /// at once without polling.
     #[must_use]
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.config.poll_interval = every.max(Duration::from_millis(5));
@@ -459,6 +464,7 @@ impl RuntimeBuilder {
         let client = self
             .client
             .unwrap_or_else(|| Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes));
+        let completer = completer::Completer::start(Arc::clone(&self.store));
         let shared = Arc::new_cyclic(|this| Shared {
             store: self.store,
             registry: self.registry,
@@ -466,6 +472,7 @@ impl RuntimeBuilder {
             owner: WorkerId::new(),
             client: client.clone(),
             stats: Stats::default(),
+            completer,
             tracker: TaskTracker::new(),
             reservations: TaskTracker::new(),
             stopping: CancellationToken::new(),
