@@ -92,6 +92,28 @@ pub use durable_core::{
     TaskOptions, TaskRecord, TaskState,
 };
 
+/// Turns an `async fn(state, args...)` into a [`Task`]: see the `durable-macros` crate.
+///
+/// ```
+/// use axum_durable::task;
+///
+/// #[derive(Clone)]
+/// struct AppState;
+///
+/// /// Sends the welcome email.
+/// #[task(max_attempts = 10, timeout = "30s")]
+/// async fn send_welcome_email(state: AppState, user_id: i64) -> Result<(), std::io::Error> {
+///     let _ = (state, user_id);
+///     Ok(())
+/// }
+///
+/// // Call site: `durable.spawn(send_welcome_email::task(42))`;
+/// // registration: `Registry::new().register::<send_welcome_email>(AppState)`.
+/// let task = send_welcome_email::task(42);
+/// assert_eq!(task.user_id, 42);
+/// ```
+pub use durable_macros::task;
+
 /// The core crate, for everything not re-exported at the top level.
 pub use durable_core as core;
 /// The sqlx stores crate.
