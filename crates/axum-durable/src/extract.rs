@@ -106,6 +106,10 @@ impl Durable {
     }
 
     /// [`try_spawn`](Self::try_spawn) with per-task options.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "takes the task like `tokio::spawn` does: the handler hands it over"
+    )]
     pub fn try_spawn_with<T: Task>(
         &self,
         task: T,

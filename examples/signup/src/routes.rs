@@ -23,13 +23,13 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Validates the body: JSON with a non-blank `email` (kept exactly as submitted).
-fn email_of(body: Result<Json<EmailBody>, JsonRejection>) -> Result<String, Response> {
-    let Json(body) =
-        body.map_err(|rejection| problem(rejection.status(), rejection.body_text()))?;
+/// The error is the status and message of the problem response.
+fn email_of(body: Result<Json<EmailBody>, JsonRejection>) -> Result<String, (StatusCode, String)> {
+    let Json(body) = body.map_err(|rejection| (rejection.status(), rejection.body_text()))?;
     if body.email.trim().is_empty() {
-        return Err(problem(
+        return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
-            "`email` must not be blank",
+            "`email` must not be blank".to_owned(),
         ));
     }
     Ok(body.email)
@@ -43,7 +43,7 @@ pub(crate) async fn signup(
 ) -> Response {
     let email = match email_of(body) {
         Ok(email) => email,
-        Err(response) => return response,
+        Err((status, message)) => return problem(status, message),
     };
     match db.signup(&durable, &email).await {
         Ok((user_id, task_id)) => (
@@ -66,7 +66,7 @@ pub(crate) async fn invite(
 ) -> Response {
     let email = match email_of(body) {
         Ok(email) => email,
-        Err(response) => return response,
+        Err((status, message)) => return problem(status, message),
     };
     let task_id = durable.spawn(SendWelcomeEmail { email });
     (StatusCode::ACCEPTED, Json(json!({ "task_id": task_id }))).into_response()
