@@ -21,6 +21,17 @@ impl EnqueueConnection for sqlx::SqliteConnection {
     }
 }
 
+/// On PostgreSQL the insert also queues the `NOTIFY` that wakes other instances; PostgreSQL
+/// delivers it when the caller's transaction commits (once per transaction), and drops it on
+/// rollback.
+#[cfg(feature = "postgres")]
+#[async_trait]
+impl EnqueueConnection for sqlx::PgConnection {
+    async fn insert_tasks(&mut self, tasks: &[NewTask]) -> Result<()> {
+        crate::postgres::insert_on(self, tasks).await
+    }
+}
+
 /// Enqueues `task` on `conn` (the caller's transaction): validated like any enqueue, stored
 /// only if the caller commits. Call [`Client::notify_committed`] after the commit to start it
 /// at once.

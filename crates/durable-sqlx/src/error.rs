@@ -24,6 +24,14 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A schema name the PostgreSQL store cannot use.
+    #[error("invalid schema name `{schema}`: {reason}")]
+    InvalidSchema {
+        /// The name as given.
+        schema: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// A row held a value this version cannot read.
     #[error("corrupt task row {id}: {reason}")]
     CorruptRow {
@@ -75,7 +83,9 @@ impl From<Error> for durable_core::Error {
                 durable_core::Error::store(operation, e)
             }
             Error::Migrate(_) => durable_core::Error::store("migrate", e),
-            Error::InvalidUrl { .. } => durable_core::Error::store("connect", e),
+            Error::InvalidUrl { .. } | Error::InvalidSchema { .. } => {
+                durable_core::Error::store("connect", e)
+            }
             Error::CorruptRow { .. } => durable_core::Error::store("decode", e),
         }
     }

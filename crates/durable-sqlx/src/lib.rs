@@ -5,7 +5,7 @@
 //! - [`sqlite::SqliteStore`] (feature `sqlite`, default): the embedded default, one file,
 //!   no server. Bundled SQLite, no system library.
 //! - `postgres::PostgresStore` (feature `postgres`): many application instances on one
-//!   database.
+//!   database, woken across instances by `LISTEN/NOTIFY`.
 //!
 //! Both embed their migrations (`sqlx::migrate!`) and record them in their own table,
 //! `_durable_migrations`, so they never collide with the application's `_sqlx_migrations`.
@@ -38,6 +38,9 @@ mod util;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use enqueue::{
     enqueue_in, enqueue_in_with, BoxFuture, DetachedCommit, EnqueueConnection, TransactionSource,

@@ -41,7 +41,11 @@ async fn sqlite_db() -> SqliteDb {
     }
 }
 
-conformance_tests!(sqlite_db);
+async fn sqlite_db_for_suite() -> Option<SqliteDb> {
+    Some(sqlite_db().await)
+}
+
+conformance_tests!(sqlite_db_for_suite);
 
 #[tokio::test]
 async fn missing_file_and_directories_are_created() {

@@ -479,8 +479,11 @@ pub async fn lost_lease_cancels_zombie_attempt(db: &impl TestDb) {
     let probe = Probe::default();
     let rt = builder(Arc::clone(&store), &probe)
         .lease(Duration::from_secs(10))
-        .heartbeat_interval(Duration::from_millis(50))
-        .poll_interval(Duration::from_secs(3600)) // only the other worker claims below
+        .heartbeat_interval(Duration::from_millis(300))
+        .poll_interval(Duration::from_secs(3600))
+        // Its one slot is held by the zombie: a wakeup (PostgreSQL notifies on requeue)
+        // cannot make it re-claim before the other worker below.
+        .concurrency(1)
         .start();
     tokio::time::sleep(Duration::from_millis(100)).await; // let the startup claim pass
     let id = rt

@@ -1,0 +1,112 @@
+//! The `LISTEN` side of cross-instance wakeups.
+//!
+//! One connection per listening runtime, outside the store's pool, with the same connect
+//! options (so the same `search_path`, hence the same channel, and the same
+//! `application_name`). A notification only means "look now": it carries nothing, may be
+//! lost while the connection is down, and the runtime polls anyway.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_core::CancellationToken;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::sql;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A session that lasted this long was healthy: the next reconnect starts from the first
+/// backoff again.
+const HEALTHY: Duration = Duration::from_secs(10);
+
+/// Listens until `stop` is cancelled, reconnecting with backoff.
+pub(super) async fn listen_loop(
+    options: PgConnectOptions,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut reconnecting = false;
+    loop {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(options.clone());
+        let opened = tokio::select! {
+            () = stop.cancelled() => {
+                pool.close().await;
+                return;
+            }
+            opened = open(&pool) => opened,
+        };
+        let error = match opened {
+            Ok((mut listener, channel)) => {
+                let since = Instant::now();
+                if reconnecting {
+                    tracing::info!(%channel, "LISTEN connection re-established");
+                    // Notifications sent while it was down are lost: look once.
+                    wake.notify_one();
+                } else {
+                    tracing::debug!(%channel, "listening for task wakeups");
+                }
+                let ended = tokio::select! {
+                    () = stop.cancelled() => None,
+                    error = pump(&mut listener, &wake, &channel) => Some(error),
+                };
+                drop(listener);
+                if since.elapsed() >= HEALTHY {
+                    backoff = FIRST_BACKOFF;
+                }
+                match ended {
+                    None => {
+                        pool.close().await;
+                        return;
+                    }
+                    Some(error) => error,
+                }
+            }
+            Err(error) => error,
+        };
+        // Close in the background: a dead connection must not hold up the reconnect.
+        tokio::spawn(async move { pool.close().await });
+        reconnecting = true;
+        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
+            "LISTEN connection failed; wakeups from other instances fall back to polling until it is back");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Connects, asks the server for the channel of this `search_path`, and `LISTEN`s on it.
+async fn open(pool: &PgPool) -> Result<(PgListener, String), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    let channel: String = sqlx::query_scalar(sql::CHANNEL)
+        .fetch_one(&mut listener)
+        .await?;
+    listener.listen(&channel).await?;
+    Ok((listener, channel))
+}
+
+/// Wakes the runtime per notification until the connection fails for good. A dropped
+/// connection that `PgListener` re-establishes by itself (re-`LISTEN`ing) also wakes once.
+async fn pump(listener: &mut PgListener, wake: &Notify, channel: &str) -> sqlx::Error {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => wake.notify_one(),
+            Ok(None) => {
+                tracing::info!(%channel, "LISTEN connection dropped and re-established");
+                wake.notify_one();
+            }
+            Err(error) => return error,
+        }
+    }
+}

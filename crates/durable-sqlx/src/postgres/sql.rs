@@ -1,0 +1,236 @@
+//! PostgreSQL statements. Lists (rows, fences, queue names) are bound as typed arrays and
+//! read with `unnest`, so a batch is one statement with a fixed number of parameters.
+//!
+//! Every time comes from the database's clock (`now()`, the start of the statement's
+//! transaction), so instances whose clocks disagree still agree on leases. Durations are
+//! bound as whole milliseconds (`int8`).
+//!
+//! Names are unqualified: they resolve through the connection's `search_path`.
+
+/// The `NOTIFY` channel: one per schema, so stores on different schemas of one database do
+/// not wake each other. Computed by the server from the session's `search_path`, so the
+/// store's own inserts and the caller's transactions (`enqueue_in`) agree on it.
+macro_rules! channel {
+    () => {
+        "left('durable_tasks.' || current_schema(), 63)"
+    };
+}
+
+/// The listener's channel name, asked of the server once per connection.
+pub(super) const CHANNEL: &str = concat!("SELECT ", channel!());
+
+/// $1 ids, $2 names, $3 queues, $4 payloads (JSON text), $5 priorities, $6 max attempts,
+/// $7 run_at (NULL: now), $8 lease owners (NULL: pending), $9 lease lengths in ms.
+///
+/// One statement: inserts every row, then sends one `NOTIFY` if any inserted row is pending
+/// and due (rows inserted already claimed, or scheduled later, wake nobody). The notification
+/// is delivered when the surrounding transaction commits, and only once per transaction.
+pub(super) const INSERT: &str = concat!(
+    "
+WITH inserted AS (
+    INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
+        max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)
+    SELECT r.id, r.name, r.queue, r.payload::jsonb,
+        CASE WHEN r.owner IS NULL THEN 'pending' ELSE 'processing' END,
+        r.priority,
+        CASE WHEN r.owner IS NULL THEN 0 ELSE 1 END,
+        r.max_attempts,
+        coalesce(r.run_at, now()),
+        r.owner,
+        CASE WHEN r.owner IS NOT NULL THEN now() + r.lease_ms * interval '1 millisecond' END,
+        CASE WHEN r.owner IS NOT NULL THEN now() END,
+        now(), now()
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[],
+                $7::timestamptz[], $8::uuid[], $9::int8[])
+        AS r(id, name, queue, payload, priority, max_attempts, run_at, owner, lease_ms)
+    RETURNING state, run_at
+)
+SELECT pg_notify(",
+    channel!(),
+    ", '')::text AS notified
+FROM (SELECT 1 FROM inserted WHERE state = 'pending' AND run_at <= now() LIMIT 1) AS due"
+);
+
+/// The claim: a materialized CTE picks at most `LIMIT` due pending rows in claim order and
+/// locks them (`SKIP LOCKED`: rows another claimer holds are passed over, not waited for);
+/// the UPDATE then changes exactly those rows. `MATERIALIZED` keeps the CTE an optimisation
+/// fence, so the planner cannot fold the LIMIT into the UPDATE and touch more rows.
+macro_rules! claim {
+    ($filter:literal) => {
+        concat!(
+            "
+WITH due AS MATERIALIZED (
+    SELECT id FROM durable_tasks
+    WHERE state = 'pending' AND run_at <= now()",
+            $filter,
+            "
+    ORDER BY priority DESC, run_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE durable_tasks AS t
+SET state = 'processing', attempts = t.attempts + 1, lease_owner = $1,
+    lease_expires_at = now() + $2::int8 * interval '1 millisecond',
+    started_at = now(), updated_at = now()
+FROM due
+WHERE t.id = due.id
+RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts"
+        )
+    };
+}
+
+/// $1 owner, $2 lease ms, $3 limit. Any queue.
+pub(super) const CLAIM_ANY: &str = claim!("");
+
+/// $1 owner, $2 lease ms, $3 limit, $4 queue. One capped queue.
+pub(super) const CLAIM_QUEUE: &str = claim!(" AND queue = $4::text");
+
+/// $1 owner, $2 lease ms, $3 limit, $4 queues to leave out (the capped ones).
+pub(super) const CLAIM_OTHERS: &str = claim!(" AND queue <> ALL($4::text[])");
+
+/// The fenced rows of a batch write: rows still `processing` under the (id, owner, attempt)
+/// of one of the fences $1/$2/$3, locked in id order (two batch writes over overlapping rows
+/// then wait for each other instead of deadlocking).
+macro_rules! fenced {
+    ($set:literal, $returning:literal) => {
+        concat!(
+            "
+WITH held AS MATERIALIZED (
+    SELECT t.id
+    FROM durable_tasks AS t
+    JOIN unnest($1::uuid[], $2::uuid[], $3::int4[]) AS f(id, owner, attempt)
+      ON t.id = f.id AND t.lease_owner = f.owner AND t.attempts = f.attempt
+    WHERE t.state = 'processing'
+    ORDER BY t.id
+    FOR UPDATE OF t
+)
+UPDATE durable_tasks AS t SET ",
+            $set,
+            "
+FROM held
+WHERE t.id = held.id AND t.state = 'processing'
+RETURNING ",
+            $returning
+        )
+    };
+}
+
+/// $1-$3 fences, $4 lease ms.
+pub(super) const HEARTBEAT: &str = fenced!(
+    "lease_expires_at = now() + $4::int8 * interval '1 millisecond', updated_at = now()",
+    "t.id, t.lease_owner, t.attempts"
+);
+
+/// $1-$3 fences.
+pub(super) const COMPLETE: &str = fenced!(
+    "state = 'completed', lease_expires_at = NULL, finished_at = now(), updated_at = now()",
+    "t.id"
+);
+
+/// $1-$3 fences. The interrupted attempt is not counted; the rows are due at once, and one
+/// `NOTIFY` tells the other instances so they take the hand-back now, not at their next poll
+/// (the requeuing runtime is shutting down and no longer claims).
+pub(super) const REQUEUE: &str = concat!(
+    "WITH moved AS (",
+    fenced!(
+        "state = 'pending', attempts = t.attempts - 1, run_at = now(), lease_owner = NULL,
+     lease_expires_at = NULL, updated_at = now()",
+        "t.id"
+    ),
+    ")
+SELECT count(*) AS n, CASE WHEN count(*) > 0 THEN pg_notify(",
+    channel!(),
+    ", '')::text END AS notified
+FROM moved"
+);
+
+/// $1 id, $2 owner, $3 attempt, $4 delay ms, $5 error. Notifies when due at once.
+pub(super) const RETRY: &str = concat!(
+    "
+WITH moved AS (
+    UPDATE durable_tasks
+    SET state = 'pending', run_at = now() + $4::int8 * interval '1 millisecond',
+        last_error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
+    RETURNING run_at
+)
+SELECT count(*) AS n, CASE WHEN bool_or(run_at <= now()) THEN pg_notify(",
+    channel!(),
+    ", '')::text END AS notified
+FROM moved"
+);
+
+/// $1 id, $2 owner, $3 attempt, $4 error.
+pub(super) const FAIL: &str = "
+UPDATE durable_tasks
+SET state = 'failed', last_error = $4, lease_expires_at = NULL, finished_at = now(),
+    updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
+
+/// Rows whose lease expired: back to `pending` (due now) or, on their last attempt,
+/// `failed`. Rows locked by a concurrent write (a late heartbeat or completion) are skipped
+/// and looked at again by the next sweep. Notifies when it requeued any.
+pub(super) const RESCUE: &str = concat!(
+    "
+WITH expired AS MATERIALIZED (
+    SELECT id FROM durable_tasks
+    WHERE state = 'processing' AND lease_expires_at < now()
+    FOR UPDATE SKIP LOCKED
+),
+moved AS (
+    UPDATE durable_tasks AS t
+    SET state = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
+        run_at = CASE WHEN t.attempts >= t.max_attempts THEN t.run_at ELSE now() END,
+        finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
+        lease_owner = CASE WHEN t.attempts >= t.max_attempts THEN t.lease_owner END,
+        lease_expires_at = NULL,
+        updated_at = now(),
+        last_error = CASE WHEN t.attempts >= t.max_attempts
+            THEN 'lease expired during attempt ' || t.attempts || ' of ' || t.max_attempts
+                || ' (worker stopped heart-beating); no attempts left'
+                || coalesce('; previous error: ' || t.last_error, '')
+            ELSE 'lease expired during attempt ' || t.attempts
+                || ' (worker stopped heart-beating)'
+        END
+    FROM expired
+    WHERE t.id = expired.id AND t.state = 'processing'
+    RETURNING t.state
+),
+c AS (
+    SELECT count(*) FILTER (WHERE state = 'pending') AS requeued,
+           count(*) FILTER (WHERE state = 'failed') AS failed
+    FROM moved
+)
+SELECT requeued, failed, CASE WHEN requeued > 0 THEN pg_notify(",
+    channel!(),
+    ", '')::text END AS notified
+FROM c"
+);
+
+/// $1 id.
+pub(super) const CANCEL: &str = "
+UPDATE durable_tasks SET state = 'cancelled', finished_at = now(), updated_at = now()
+WHERE id = $1 AND state = 'pending'";
+
+/// $1 age in ms, $2 limit. Bounded, oldest first, skipping rows someone else has locked.
+pub(super) const PRUNE: &str = "
+WITH doomed AS MATERIALIZED (
+    SELECT id FROM durable_tasks
+    WHERE state IN ('completed', 'cancelled')
+      AND finished_at < now() - $1::int8 * interval '1 millisecond'
+    ORDER BY finished_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM durable_tasks AS t USING doomed WHERE t.id = doomed.id";
+
+/// $1 id.
+pub(super) const GET: &str = "
+SELECT id, name, queue, payload::text AS payload, state, priority, attempts, max_attempts,
+    run_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at
+FROM durable_tasks WHERE id = $1";
+
+pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";
+
+/// Pending rows, due or not; counted on the partial claim index.
+pub(super) const BACKLOG: &str = "SELECT count(*) FROM durable_tasks WHERE state = 'pending'";
