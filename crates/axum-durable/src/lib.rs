@@ -125,3 +125,9 @@ pub use durable_sqlx::{enqueue_in, DetachedCommit, EnqueueConnection, Transactio
 pub mod sqlite {
     pub use durable_sqlx::sqlite::{Durability, SqliteStore, SqliteStoreBuilder};
 }
+
+/// PostgreSQL store: many application instances on one database.
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use durable_sqlx::postgres::{PostgresStore, PostgresStoreBuilder};
+}

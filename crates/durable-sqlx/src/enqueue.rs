@@ -105,3 +105,26 @@ impl DetachedCommit for sqlx::Transaction<'static, sqlx::Sqlite> {
         }))
     }
 }
+
+#[cfg(feature = "postgres")]
+impl TransactionSource for crate::postgres::PostgresStore {
+    type Database = sqlx::Postgres;
+
+    fn begin_transaction(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>>> + Send
+    {
+        self.begin()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl DetachedCommit for sqlx::Transaction<'static, sqlx::Postgres> {
+    fn commit_detached(self) -> BoxFuture<Result<()>> {
+        Box::pin(crate::util::detached("commit", async move {
+            self.commit()
+                .await
+                .map_err(crate::error::Error::db("commit"))
+        }))
+    }
+}

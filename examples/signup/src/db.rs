@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum_durable::postgres::PostgresStore;
 use axum_durable::sqlite::SqliteStore;
 use axum_durable::{Durable, Store, TaskId};
 
@@ -13,6 +14,8 @@ use crate::email::SendWelcomeEmail;
 pub(crate) enum Db {
     /// Embedded default.
     Sqlite(SqliteStore),
+    /// Several instances on one server.
+    Postgres(PostgresStore),
 }
 
 /// Why a signup was not stored.
@@ -43,15 +46,21 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 impl Db {
-    /// Opens `url` (creating a SQLite file if missing).
+    /// Opens `url`: `postgres://...` / `postgresql://...`, else SQLite (a file created if
+    /// missing).
     pub(crate) async fn connect(url: &str) -> Result<Self, Box<dyn std::error::Error>> {
-        Ok(Db::Sqlite(SqliteStore::connect(url).await?))
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Db::Postgres(PostgresStore::connect(url).await?))
+        } else {
+            Ok(Db::Sqlite(SqliteStore::connect(url).await?))
+        }
     }
 
     /// The task store.
     pub(crate) fn store(&self) -> Arc<dyn Store> {
         match self {
             Db::Sqlite(s) => Arc::new(s.clone()),
+            Db::Postgres(s) => Arc::new(s.clone()),
         }
     }
 
@@ -62,6 +71,12 @@ impl Db {
                 s.migrate().await?;
                 sqlx::migrate!("./migrations/sqlite")
                     .run(s.writer_pool())
+                    .await?;
+            }
+            Db::Postgres(s) => {
+                s.migrate().await?;
+                sqlx::migrate!("./migrations/postgres")
+                    .run(s.pool())
                     .await?;
             }
         }
@@ -96,6 +111,24 @@ impl Db {
                 durable.commit(tx).await?;
                 Ok((user_id, task_id))
             }
+            Db::Postgres(store) => {
+                let mut tx = durable.begin(store).await?;
+                let user_id: i64 =
+                    sqlx::query_scalar("INSERT INTO users (email) VALUES ($1) RETURNING id")
+                        .bind(email)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                SignupError::Duplicate
+                            } else {
+                                storage("insert user")(e)
+                            }
+                        })?;
+                let task_id = durable.spawn_in(&mut *tx, task).await?;
+                durable.commit(tx).await?;
+                Ok((user_id, task_id))
+            }
         }
     }
 
@@ -106,6 +139,12 @@ impl Db {
                 sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sent_emails WHERE email = ?)")
                     .bind(email)
                     .fetch_one(s.reader_pool())
+                    .await
+            }
+            Db::Postgres(s) => {
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sent_emails WHERE email = $1)")
+                    .bind(email)
+                    .fetch_one(s.pool())
                     .await
             }
         }
@@ -125,6 +164,15 @@ impl Db {
                 .bind(email)
                 .bind(task_id.to_string())
                 .execute(s.writer_pool())
+                .await?;
+            }
+            Db::Postgres(s) => {
+                sqlx::query(
+                    "INSERT INTO sent_emails (email, task_id) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING",
+                )
+                .bind(email)
+                .bind(task_id.as_uuid())
+                .execute(s.pool())
                 .await?;
             }
         }
