@@ -22,3 +22,21 @@ where
 pub(crate) fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// Folds `(state, count)` rows into [`StateCounts`](durable_core::StateCounts).
+pub(crate) fn state_counts(
+    rows: impl IntoIterator<Item = (String, i64)>,
+) -> Result<durable_core::StateCounts> {
+    let mut counts = durable_core::StateCounts::default();
+    for (state, n) in rows {
+        let state: durable_core::TaskState =
+            state
+                .parse()
+                .map_err(|e: durable_core::ParseTaskStateError| Error::CorruptRow {
+                    id: "*".into(),
+                    reason: e.to_string(),
+                })?;
+        counts.add(state, u64::try_from(n).unwrap_or(0));
+    }
+    Ok(counts)
+}

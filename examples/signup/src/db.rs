@@ -41,8 +41,13 @@ fn storage(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SignupError {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+/// A duplicate email is the client's problem (409); anything else is ours.
+fn insert_user_error(e: sqlx::Error) -> SignupError {
+    if matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation()) {
+        SignupError::Duplicate
+    } else {
+        storage("insert user")(e)
+    }
 }
 
 impl Db {
@@ -100,13 +105,7 @@ impl Db {
                         .bind(email)
                         .fetch_one(&mut *tx)
                         .await
-                        .map_err(|e| {
-                            if is_unique_violation(&e) {
-                                SignupError::Duplicate
-                            } else {
-                                storage("insert user")(e)
-                            }
-                        })?;
+                        .map_err(insert_user_error)?;
                 let task_id = durable.spawn_in(&mut *tx, task).await?;
                 durable.commit(tx).await?;
                 Ok((user_id, task_id))
@@ -118,13 +117,7 @@ impl Db {
                         .bind(email)
                         .fetch_one(&mut *tx)
                         .await
-                        .map_err(|e| {
-                            if is_unique_violation(&e) {
-                                SignupError::Duplicate
-                            } else {
-                                storage("insert user")(e)
-                            }
-                        })?;
+                        .map_err(insert_user_error)?;
                 let task_id = durable.spawn_in(&mut *tx, task).await?;
                 durable.commit(tx).await?;
                 Ok((user_id, task_id))

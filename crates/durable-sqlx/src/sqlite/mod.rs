@@ -660,20 +660,10 @@ impl Store for SqliteStore {
     }
 
     async fn counts(&self) -> durable_core::Result<StateCounts> {
-        let rows = sqlx::query(sql::COUNTS)
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql::COUNTS)
             .fetch_all(&self.inner.reader)
             .await
             .map_err(Error::db("counts"))?;
-        let mut counts = StateCounts::default();
-        for row in rows {
-            let state: String = row.try_get("state").map_err(Error::db("counts"))?;
-            let n: i64 = row.try_get("n").map_err(Error::db("counts"))?;
-            let state = TaskState::from_str(&state).map_err(|e| Error::CorruptRow {
-                id: "*".into(),
-                reason: e.to_string(),
-            })?;
-            counts.add(state, n as u64);
-        }
-        Ok(counts)
+        to_core(crate::util::state_counts(rows))
     }
 }
