@@ -1,1 +1,19 @@
 //! Whole-system tests of axum-durable live in `tests/tests/`; this library holds their helpers.
+//!
+//! The harness starts the real `example-signup` binary as a child process (built once per
+//! test run by [`binary::example_signup`]), on a fresh database per test ([`TestDb`]), talks
+//! to it over HTTP ([`http`]), inspects its tables directly ([`inspect`]), and kills or
+//! terminates it with real signals ([`Server`]).
+
+pub mod backend;
+pub mod binary;
+pub mod http;
+pub mod inspect;
+pub mod server;
+pub mod wait;
+
+pub use backend::{Backend, TestDb};
+pub use http::{Burst, BurstReport, Kind, Outcome, Request};
+pub use inspect::{Inspector, Snapshot, TaskRow};
+pub use server::Server;
+pub use wait::wait_until;

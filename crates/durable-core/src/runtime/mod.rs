@@ -489,9 +489,11 @@ impl RuntimeBuilder {
         if !client.attach(dispatch) {
             tracing::warn!("client already dispatches to another runtime; local dispatch disabled for this one");
         }
+        let claimer = TaskTracker::new();
+        claimer.spawn(loops::claim_loop(Arc::clone(&shared)));
+        claimer.close();
         let loops = TaskTracker::new();
         let maintenance = CancellationToken::new();
-        loops.spawn(loops::claim_loop(Arc::clone(&shared)));
         loops.spawn(loops::heartbeat_loop(
             Arc::clone(&shared),
             maintenance.clone(),
@@ -506,6 +508,7 @@ impl RuntimeBuilder {
             tasks = ?shared.registry.names(), "durable runtime started");
         Runtime {
             shared,
+            claimer,
             loops,
             maintenance,
             force: CancellationToken::new(),
@@ -533,6 +536,10 @@ pub struct ShutdownReport {
 #[derive(Clone)]
 pub struct Runtime {
     shared: Arc<Shared>,
+    /// The claim loop: shutdown waits for it, so a claim in flight starts its tasks on the
+    /// tracker before the tracker is drained.
+    claimer: TaskTracker,
+    /// Heartbeats and pruning: stopped after the drain.
     loops: TaskTracker,
     maintenance: CancellationToken,
     force: CancellationToken,
@@ -617,19 +624,26 @@ impl Runtime {
     /// their tasks first.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let shared = &self.shared;
-        let running_at_start = shared.slots().running_count();
+        let deadline = Instant::now() + grace;
         shared.stopping.cancel();
         shared.wake.notify_one();
-        // Inserts that reserved local capacity either start their tasks or give it back.
-        shared.reservations.close();
-        shared.reservations.wait().await;
-        shared.tracker.close();
-        let deadline = Instant::now() + grace;
-        let drained = tokio::select! {
-            () = shared.tracker.wait() => true,
-            () = tokio::time::sleep_until(deadline) => false,
-            () = self.force.cancelled() => false,
+        // One deadline bounds every wait: a claim stuck on an unreachable database must not
+        // stretch the shutdown past the grace the orchestrator allows.
+        let until_deadline = |wait| async move {
+            tokio::select! {
+                () = wait => true,
+                () = tokio::time::sleep_until(deadline) => false,
+                () = self.force.cancelled() => false,
+            }
         };
+        // A claim in flight finishes and spawns what it took before the drain begins;
+        // inserts that reserved local capacity either start their tasks or give it back.
+        shared.reservations.close();
+        let settled = until_deadline(self.claimer.wait()).await
+            && until_deadline(shared.reservations.wait()).await;
+        let running_at_start = shared.slots().running_count();
+        shared.tracker.close();
+        let drained = settled && until_deadline(shared.tracker.wait()).await;
         let mut requeued = 0;
         if !drained {
             shared.soft.cancel();

@@ -90,7 +90,7 @@ macro_rules! conformance_tests {
             scheduled_task_runs_when_due, lease_expiry_recovered_by_second_runtime,
             lost_lease_cancels_zombie_attempt, retention_prunes_completed_only,
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
-            cancelled_task_never_runs);
+            cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks);
     };
     (@store $make:path; $($case:ident),* $(,)?) => {
         $(

@@ -728,3 +728,31 @@ pub async fn cancelled_task_never_runs(db: &impl TestDb) {
     assert_eq!(row(&store, id).await.state, TaskState::Cancelled);
     done(&rt).await;
 }
+
+/// Shutdown begins while a claim is in flight (the claim loop was just woken by a commit):
+/// the claimed tasks still run within the grace period, none is left `processing`.
+pub async fn shutdown_during_claim_drains_claimed_tasks(db: &impl TestDb) {
+    let probe = Probe::default();
+    let store = db.store();
+    let rt = builder(Arc::clone(&store), &probe)
+        .local_dispatch(false) // force the claim path
+        .poll_interval(Duration::from_secs(3600))
+        .start();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ids = rt
+        .client()
+        .enqueue_many((0..5).map(|i| Work::sleeping(format!("s{i}"), 50)))
+        .await
+        .expect("enqueue");
+    let report = rt.shutdown(Duration::from_secs(5)).await;
+    assert!(report.drained, "{report:?}");
+    for id in ids {
+        let r = row(&store, id).await;
+        assert!(
+            matches!(r.state, TaskState::Completed | TaskState::Pending),
+            "task left {:?} after shutdown",
+            r.state
+        );
+        assert!(r.lease_owner.is_none() || r.state == TaskState::Completed);
+    }
+}
