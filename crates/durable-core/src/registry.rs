@@ -144,3 +144,43 @@ impl fmt::Debug for Registry {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize)]
+    struct A;
+    impl Task for A {
+        const NAME: &'static str = "same";
+        type State = ();
+        async fn run(self, _cx: TaskContext<()>) -> Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct B;
+    impl Task for B {
+        const NAME: &'static str = "same";
+        type State = ();
+        async fn run(self, _cx: TaskContext<()>) -> Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "task name `same` registered twice")]
+    fn duplicate_names_are_refused() {
+        let _ = Registry::new().register::<A>(()).register::<B>(());
+    }
+
+    #[test]
+    fn names_are_listed_sorted() {
+        let registry = Registry::new().register::<A>(());
+        assert_eq!(registry.names(), ["same"]);
+        assert!(registry.contains("same") && !registry.contains("other"));
+        assert_eq!(registry.options("same").map(|o| o.max_attempts), Some(20));
+    }
+}

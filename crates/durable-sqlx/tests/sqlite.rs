@@ -50,7 +50,7 @@ conformance_tests!(sqlite_db_for_suite);
 #[tokio::test]
 async fn missing_file_and_directories_are_created() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("new.db");
+    let path = dir.path().join("nested").join("dirs").join("new.db");
     assert!(!path.exists());
     let store = SqliteStore::connect(path.display().to_string())
         .await

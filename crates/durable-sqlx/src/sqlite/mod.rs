@@ -105,6 +105,15 @@ impl SqliteStoreBuilder {
         let options = if in_memory {
             options
         } else {
+            // Create missing parent directories too, not only the file.
+            if let Some(dir) = options.get_filename().parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::InvalidUrl {
+                        url: url.to_owned(),
+                        reason: format!("cannot create directory {}: {e}", dir.display()),
+                    })?;
+                }
+            }
             options.journal_mode(SqliteJournalMode::Wal)
         };
         let writer = SqlitePoolOptions::new()
