@@ -44,6 +44,59 @@ on_both_backends!(
 on_both_backends!(
     acknowledged_means_stored => sqlite_acknowledged_means_stored, postgres_acknowledged_means_stored
 );
+on_both_backends!(
+    second_signal_forces_requeue => sqlite_second_signal_forces_requeue, postgres_second_signal_forces_requeue
+);
+
+/// A second SIGTERM skips the rest of a long grace period: the process requeues at once and
+/// exits 0, leaving every unfinished task `pending`, attempt not counted.
+async fn second_signal_forces_requeue(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let mut server = Server::start(
+        &db,
+        &[("EMAIL_DELAY_MS", "30000"), ("SHUTDOWN_GRACE_MS", "60000")],
+    )
+    .await;
+    let inspector = Inspector::connect(&db).await;
+    let report = Burst::start(server.base_url(), signups(3), Duration::ZERO)
+        .finish()
+        .await;
+    assert_eq!(report.acknowledged_count(), 3, "{report}");
+    wait_until("all 3 tasks are processing", DEADLINE, async || {
+        let snapshot = inspector.snapshot().await;
+        if snapshot.count("processing") == 3 {
+            Ok(())
+        } else {
+            Err(snapshot.counts())
+        }
+    })
+    .await;
+    server.sigterm();
+    // The first signal starts a 60 s drain; the second must cut it short.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let forced = Instant::now();
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(10)).await;
+    let took = forced.elapsed();
+    eprintln!("[{backend}] second SIGTERM: exited {status} {took:.2?} after it");
+    assert!(status.success(), "exit status {status} (expected 0)");
+    assert!(
+        took < Duration::from_secs(5),
+        "forced shutdown took {took:?}"
+    );
+    let after = inspector.snapshot().await;
+    assert_eq!(after.count("processing"), 0, "rows: {:?}", after.tasks);
+    for (_, task_id) in report.acknowledged() {
+        let task = after.task(task_id).expect("acknowledged task row exists");
+        assert_eq!(
+            (task.state.as_str(), task.attempts),
+            ("pending", 0),
+            "{task:?}"
+        );
+    }
+}
 
 /// `n` requests: mostly signups, every sixth an invite (distinct addresses).
 fn mixed_requests(n: usize) -> Vec<Request> {
