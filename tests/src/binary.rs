@@ -5,14 +5,19 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The Cargo target directory the running test binary was built into, and the profile
-/// directory name (`debug` for the test profile): the test binary lives in
-/// `<target>/<profile>/deps/`, so this works under any `CARGO_TARGET_DIR`.
+/// directory name (`debug` for the test profile): a test binary lives in
+/// `<target>/<profile>/deps/`, a binary of this crate (`cargo run --bin chaos`) in
+/// `<target>/<profile>/`, so this works under any `CARGO_TARGET_DIR`.
 pub fn target_dir() -> (PathBuf, String) {
     let exe = std::env::current_exe().expect("the test binary's own path is known");
-    let deps = exe
+    let dir = exe
         .parent()
-        .expect("the test binary lives in <target>/<profile>/deps");
-    let profile_dir = deps.parent().expect("<target>/<profile>/deps has a parent");
+        .expect("the binary lives in <target>/<profile>[/deps]");
+    let profile_dir = if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.parent().expect("<target>/<profile>/deps has a parent")
+    } else {
+        dir
+    };
     let profile = profile_dir
         .file_name()
         .expect("<target>/<profile> has a name")

@@ -3,10 +3,12 @@
 //! The harness starts the real `example-signup` binary as a child process (built once per
 //! test run by [`binary::example_signup`]), on a fresh database per test ([`TestDb`]), talks
 //! to it over HTTP ([`http`]), inspects its tables directly ([`inspect`]), and kills or
-//! terminates it with real signals ([`Server`]).
+//! terminates it with real signals ([`Server`]). [`chaos`] is the failure-mode runner built
+//! on them.
 
 pub mod backend;
 pub mod binary;
+pub mod chaos;
 pub mod http;
 pub mod inspect;
 pub mod server;

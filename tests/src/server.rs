@@ -188,6 +188,11 @@ impl Server {
         }
     }
 
+    /// Whether the process is still running (polled without waiting).
+    pub fn is_running(&mut self) -> bool {
+        self.try_exit().is_none()
+    }
+
     fn try_exit(&mut self) -> Option<ExitStatus> {
         if self.exit.is_none() {
             self.exit = self.child.try_wait().expect("poll the server process");

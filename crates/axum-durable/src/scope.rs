@@ -38,3 +38,19 @@ impl Scope {
         std::mem::take(&mut *self.buffer())
     }
 }
+
+impl Drop for Scope {
+    /// Tasks written in the handler's transaction are started by a wakeup after the commit.
+    /// If the handler was dropped (client disconnect) between its commit and that wakeup, the
+    /// request scope is the last to know: wake the runtime here. A spurious wakeup (the
+    /// transaction rolled back) costs one empty claim.
+    fn drop(&mut self) {
+        let buffer = self
+            .buffer
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buffer.wrote_in_tx {
+            self.client.notify_committed();
+        }
+    }
+}

@@ -20,6 +20,12 @@ pub(crate) struct Config {
     /// `LEASE_MS`: lease of a running task; a killed process's tasks are recovered after
     /// about this long (default 10000).
     pub(crate) lease: Duration,
+    /// `MAX_BACKLOG`: answer `503` + `Retry-After` while more than this many tasks are
+    /// pending (`DurableLayer::max_backlog`); unset: no load shedding.
+    pub(crate) max_backlog: Option<u64>,
+    /// `CHAOS_TASKS=1`: also register and route the failure-injection tasks of `chaos.rs`
+    /// (for the failure-mode runner); off by default.
+    pub(crate) chaos_tasks: bool,
 }
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
@@ -32,6 +38,20 @@ where
             .parse()
             .map_err(|e| format!("invalid {name}={raw:?}: {e}")),
         _ => Ok(default),
+    }
+}
+
+fn optional<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(raw) if !raw.trim().is_empty() => raw
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("invalid {name}={raw:?}: {e}")),
+        _ => Ok(None),
     }
 }
 
@@ -51,6 +71,8 @@ impl Config {
             shutdown_grace: Duration::from_millis(var("SHUTDOWN_GRACE_MS", 5000)?),
             concurrency: var("WORKER_CONCURRENCY", 64)?,
             lease: Duration::from_millis(var("LEASE_MS", 10_000)?),
+            max_backlog: optional("MAX_BACKLOG")?,
+            chaos_tasks: var("CHAOS_TASKS", 0u8)? == 1,
         })
     }
 }

@@ -11,8 +11,11 @@
 //!
 //! Environment: `DATABASE_URL` (default `sqlite://signup.db`; `postgres://...` works too),
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
-//! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`.
+//! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`,
+//! `MAX_BACKLOG` (unset: no load shedding; else 503 + `Retry-After` while more tasks are
+//! pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`).
 
+mod chaos;
 mod config;
 mod db;
 mod email;
@@ -53,18 +56,29 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         delay: config.email_delay,
         fail_rate: config.email_fail_rate,
     };
-    let registry = Registry::new().register::<SendWelcomeEmail>(mailer);
+    let mut registry = Registry::new().register::<SendWelcomeEmail>(mailer);
+    if config.chaos_tasks {
+        registry = chaos::register(registry);
+    }
     let runtime = Runtime::builder_arc(db.store(), registry)
         .concurrency(config.concurrency)
         .lease(config.lease)
         .start();
 
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/signup", post(routes::signup))
         .route("/invite", post(routes::invite))
-        .route("/health", get(routes::health))
+        .route("/health", get(routes::health));
+    if config.chaos_tasks {
+        app = app.merge(chaos::routes());
+    }
+    let mut durable = DurableLayer::new(runtime.client());
+    if let Some(limit) = config.max_backlog {
+        durable = durable.max_backlog(limit);
+    }
+    let app = app
         .with_state(db)
-        .layer(DurableLayer::new(runtime.client()))
+        .layer(durable)
         .layer(TraceLayer::new_for_http());
 
     let listener = tokio::net::TcpListener::bind(&config.bind).await?;

@@ -18,6 +18,11 @@ pub(crate) struct EmailBody {
     email: String,
 }
 
+/// Longest address a mail server accepts (RFC 5321 path limit). Checked on `/signup`, whose
+/// email goes into the indexed `users.email`; `/invite` leaves oversized input to the task
+/// payload limit, which refuses it at enqueue.
+const MAX_EMAIL_LEN: usize = 254;
+
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
@@ -45,6 +50,12 @@ pub(crate) async fn signup(
         Ok(email) => email,
         Err((status, message)) => return problem(status, message),
     };
+    if email.len() > MAX_EMAIL_LEN {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`email` must be at most {MAX_EMAIL_LEN} bytes"),
+        );
+    }
     match db.signup(&durable, &email).await {
         Ok((user_id, task_id)) => (
             StatusCode::CREATED,

@@ -1,0 +1,171 @@
+//! Scenario 10, poison input: rows written behind the library's back with an unknown task type and
+//! with a payload that does not decode, and an oversized payload at enqueue (an invite with a
+//! ~300 KB email; a signup with one too). The bad rows end `failed` at once with a readable
+//! `last_error`; the oversized invite gets a 500 naming the limit, the signup is refused, and
+//! nothing of either is stored (the signup's user row is rolled back with its task); later
+//! signups complete.
+
+use std::time::Instant;
+
+use super::{account, database, deadline, ms, owned, start, Ctx};
+use crate::chaos::db::{insert_raw_task, snapshot, wait_for};
+use crate::chaos::load::{self, send_to, Load, LoadSpec, Reply, Targets};
+use crate::chaos::logs;
+use crate::inspect::Inspector;
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads best as one script: inject, observe, check"
+)]
+pub(super) async fn run(ctx: Ctx) {
+    let Some(db) = database(&ctx).await else {
+        return;
+    };
+    let mut server = start(&db, &[("EMAIL_DELAY_MS", "20")]).await;
+    let inspector = Inspector::connect(&db).await;
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let undecodable = uuid::Uuid::new_v4().to_string();
+    insert_raw_task(&inspector, &unknown, "no_such_task", "{}")
+        .await
+        .expect("insert the unknown-type row");
+    insert_raw_task(
+        &inspector,
+        &undecodable,
+        "send_welcome_email",
+        r#"{"wrong_field": 1}"#,
+    )
+    .await
+    .expect("insert the undecodable row");
+    let inserted = Instant::now();
+
+    let client = load::client();
+    let huge = format!("{}@example.com", "x".repeat(300 * 1024));
+    // The invite: the task's payload is over the 256 KiB limit at enqueue.
+    let invite = send_to(&client, &server.url("/invite"), &huge, 202).await;
+    let invite_ok = matches!(&invite, Reply::Rejected { status: 500, body, .. } if body.contains("over the limit"));
+    ctx.rec.check(invite_ok, || {
+        format!(
+            "oversized POST /invite should answer 500 \"... over the limit ...\", got {}",
+            shown(&invite)
+        )
+    });
+    // The signup: refused up front (422: longer than an email address can be), before any
+    // transaction opens; nothing is acknowledged or stored.
+    let signup = send_to(&client, &server.url("/signup"), &huge, 201).await;
+    ctx.rec.check(signup.status() == Some(422), || {
+        format!(
+            "oversized POST /signup should be refused, got {}",
+            shown(&signup)
+        )
+    });
+    let after_oversized = snapshot(&inspector, deadline(&ctx)).await;
+    ctx.rec.check(
+        !after_oversized.has_user(&huge)
+            && after_oversized
+                .tasks
+                .iter()
+                .all(|t| t.id == unknown || t.id == undecodable),
+        || {
+            format!(
+                "the oversized requests stored something: {} task rows, {} users",
+                after_oversized.tasks.len(),
+                after_oversized.users.len()
+            )
+        },
+    );
+
+    let targets = Targets::new([server.base_url().to_owned()]);
+    let report = Load::start(&targets, LoadSpec::new("after-poison", 50.0).count(20))
+        .finish()
+        .await;
+    let mut marked = None;
+    let done = wait_for(
+        &inspector,
+        "the bad rows are failed and every signup is done",
+        deadline(&ctx),
+        |s| {
+            let bad_failed = [&unknown, &undecodable]
+                .iter()
+                .all(|id| s.task(id).is_some_and(|t| t.state == "failed"));
+            if bad_failed && marked.is_none() {
+                marked = Some(inserted.elapsed());
+            }
+            bad_failed && s.unfinished() == 0
+        },
+    )
+    .await;
+
+    let error = |id: &str| {
+        done.task(id)
+            .and_then(|t| t.last_error.clone())
+            .unwrap_or_default()
+    };
+    let unknown_error = error(&unknown);
+    let decode_error = error(&undecodable);
+    ctx.rec.check(
+        unknown_error.contains("unknown task type `no_such_task`"),
+        || format!("unknown-type row's last_error: {unknown_error:?}"),
+    );
+    ctx.rec.check(
+        decode_error.contains("cannot decode payload")
+            && decode_error.contains("send_welcome_email"),
+        || format!("undecodable row's last_error: {decode_error:?}"),
+    );
+    for id in [&unknown, &undecodable] {
+        let attempts = done.task(id).map_or(0, |t| t.attempts);
+        ctx.rec.check(attempts == 1, || {
+            format!("a row that cannot run is failed at once, not retried: {id} has {attempts} attempts")
+        });
+    }
+    let log = server.log_text();
+    let cannot_run = logs::count(&log, "task cannot run; marked failed");
+    ctx.rec.check(cannot_run == 2, || {
+        format!("{cannot_run} \"task cannot run; marked failed\" log lines (expected 2)")
+    });
+    let unexpected = report.unexpected(&[]);
+    ctx.rec
+        .check(unexpected.is_empty() && report.failed_count() == 0, || {
+            format!("later signups: {} unexpected answers", unexpected.len())
+        });
+    account(
+        &ctx,
+        &owned(report.acknowledged()),
+        &done,
+        std::slice::from_ref(&log),
+    );
+    let other_failed = done
+        .tasks
+        .iter()
+        .filter(|t| t.state != "completed" && t.id != unknown && t.id != undecodable)
+        .count();
+    ctx.rec.check(other_failed == 0, || {
+        format!("{other_failed} good tasks did not complete")
+    });
+    ctx.rec
+        .check(server.is_running(), || "the server exited".to_owned());
+    ctx.rec.with(|r| r.recovery = marked);
+    let short = |s: &str| s.chars().take(90).collect::<String>();
+    ctx.rec.note(format!(
+        "bad rows failed after 1 attempt within {}: \"{}\", \"{}\"; ~300 KB invite → 500 \"{}\"; ~300 KB signup → {}; nothing stored; \
+         {} later signups completed",
+        marked.map_or_else(|| "-".to_owned(), ms),
+        short(&unknown_error),
+        short(&decode_error),
+        match &invite {
+            Reply::Rejected { body, .. } => short(body.rsplit(": ").next().unwrap_or(body)),
+            _ => String::new(),
+        },
+        shown(&signup).chars().take(120).collect::<String>(),
+        report.acknowledged_count()
+    ));
+}
+
+fn shown(reply: &Reply) -> String {
+    match reply {
+        Reply::Rejected { status, body, .. } => {
+            format!("{status} {}", &body[..body.len().min(200)])
+        }
+        other => format!("{other:?}").chars().take(200).collect(),
+    }
+}
