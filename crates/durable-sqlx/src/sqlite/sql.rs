@@ -36,13 +36,16 @@ WHERE id IN (
     LIMIT ?5)
 RETURNING id, name, queue, payload, attempts, max_attempts";
 
-/// The fence condition: the row is `processing` and held by one of the fences in ?1.
+/// The fence condition: the row is `processing` and held by one of the fences in ?1. The
+/// fence ids are looked up by primary key first, so a batch costs O(fences), not
+/// O(processing rows × fences); then owner and attempt must match as a row value.
 macro_rules! fenced {
     () => {
-        "state = 'processing' AND id IN (SELECT f.value ->> '$.id' FROM json_each(?1) AS f
-         WHERE f.value ->> '$.id' = durable_tasks.id
-           AND f.value ->> '$.owner' = durable_tasks.lease_owner
-           AND f.value ->> '$.attempt' = durable_tasks.attempts)"
+        "state = 'processing'
+         AND id IN (SELECT f.value ->> '$.id' FROM json_each(?1) AS f)
+         AND (id, lease_owner, attempts) IN (
+             SELECT f.value ->> '$.id', f.value ->> '$.owner', f.value ->> '$.attempt'
+             FROM json_each(?1) AS f)"
     };
 }
 
