@@ -45,6 +45,9 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
     };
     let outcome = execute(&shared, &task, &running.soft, &running.hard).await;
     let keep_for_requeue = matches!(outcome, Outcome::Cancelled);
+    if !keep_for_requeue {
+        shared.release(&fence);
+    }
     settle(&shared, &task, outcome).await;
     if !keep_for_requeue {
         shared.finish(&fence);

@@ -138,6 +138,15 @@ impl Shared {
         self.lost().contains(fence)
     }
 
+    /// An attempt stopped executing: its slot goes to the next task while the outcome is
+    /// written, so claims and outcome writes overlap instead of alternating.
+    pub(crate) fn release(&self, fence: &Fence) {
+        self.slots().release(fence);
+        if self.backlog.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
+
     /// An attempt ended: free its slot and let the claim loop look for more.
     pub(crate) fn finish(&self, fence: &Fence) {
         self.slots().finish(fence);
@@ -172,6 +181,7 @@ impl Shared {
                     queue: task.queue.clone(),
                     soft: self.soft.child_token(),
                     hard: self.hard.child_token(),
+                    settling: false,
                 });
             }
         }

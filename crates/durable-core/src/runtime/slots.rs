@@ -16,6 +16,8 @@ pub(crate) struct Running {
     pub(crate) soft: CancellationToken,
     /// Forced: the runner drops the task's future.
     pub(crate) hard: CancellationToken,
+    /// The attempt finished executing and gave its slot back; its outcome is being written.
+    pub(crate) settling: bool,
 }
 
 /// Occupied capacity: running attempts plus reservations for inserts in flight.
@@ -94,7 +96,21 @@ impl Slots {
         self.running.insert(running.fence.id, running);
     }
 
-    /// Forgets a running attempt (if it is still the same attempt) and frees its slot.
+    /// The attempt stopped executing: its slot is free for the next task while its outcome
+    /// is written (the entry stays, so heartbeats keep its lease until then).
+    pub(crate) fn release(&mut self, fence: &Fence) {
+        let queue = match self.running.get_mut(&fence.id) {
+            Some(r) if r.fence == *fence && !r.settling => {
+                r.settling = true;
+                r.queue.clone()
+            }
+            _ => return,
+        };
+        self.give_back(&queue, 1);
+    }
+
+    /// Forgets a running attempt (if it is still the same attempt) and frees its slot if
+    /// [`release`](Self::release) did not already.
     pub(crate) fn finish(&mut self, fence: &Fence) {
         if self
             .running
@@ -102,7 +118,9 @@ impl Slots {
             .is_some_and(|r| r.fence == *fence)
         {
             if let Some(running) = self.running.remove(&fence.id) {
-                self.give_back(&running.queue, 1);
+                if !running.settling {
+                    self.give_back(&running.queue, 1);
+                }
             }
         }
     }

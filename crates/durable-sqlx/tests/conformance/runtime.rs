@@ -417,8 +417,11 @@ pub async fn lease_expiry_recovered_by_second_runtime(db: &impl TestDb) {
     let store = db.store();
     let lease = Duration::from_millis(600);
     let doomed_probe = Probe::default();
+    // The doomed process has its own connections, as a real process would: tearing down its
+    // Tokio runtime must not break the pool the test reads with.
+    let doomed_store = db.another().await;
     let id = {
-        let store = Arc::clone(&store);
+        let store = doomed_store;
         let probe = doomed_probe.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,300 @@
+//! Opening a fresh store per measurement (a temporary SQLite file, or a PostgreSQL schema or
+//! database of its own that is dropped afterwards), the no-op task, and the naive insert.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use durable_core::{Store, Task, TaskContext, TaskError, TaskId};
+use durable_sqlx::postgres::PostgresStore;
+use durable_sqlx::sqlite::{Durability, SqliteStore};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+use crate::Result;
+
+/// A store implementation under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Backend {
+    /// `SqliteStore` on a temporary file (WAL, `synchronous=FULL`).
+    Sqlite,
+    /// `PostgresStore` in a schema of its own.
+    Postgres,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+/// The benchmark's task: does nothing.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct NoOp {}
+
+impl Task for NoOp {
+    const NAME: &'static str = "bench_noop";
+    type State = ();
+
+    async fn run(self, _cx: TaskContext<()>) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+/// Checks that PostgreSQL answers at `url` and that the store's module is built in.
+pub(crate) async fn check_postgres(url: &str) -> Result<()> {
+    let options = PgConnectOptions::from_str(url)?;
+    let mut conn = PgConnection::connect_with(&options).await?;
+    sqlx::query("SELECT 1").execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// A unique name for a schema or database of this process.
+pub(crate) fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs one statement on a short-lived connection to `options`.
+pub(crate) async fn pg_exec(options: &PgConnectOptions, statement: String) -> Result<()> {
+    let mut conn = options.connect().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// A database of its own, dropped by [`PgDatabase::drop_now`].
+#[derive(Debug)]
+pub(crate) struct PgDatabase {
+    /// Options of the server's administrative database (the `--database-url`).
+    pub(crate) admin: PgConnectOptions,
+    /// Options for the new database.
+    pub(crate) options: PgConnectOptions,
+    /// Its name.
+    pub(crate) name: String,
+}
+
+impl PgDatabase {
+    /// Creates a fresh database on the server of `url`.
+    pub(crate) async fn create(url: &str) -> Result<Self> {
+        let admin = PgConnectOptions::from_str(url)?;
+        let name = unique_name("durable_bench_db");
+        pg_exec(&admin, format!("CREATE DATABASE \"{name}\"")).await?;
+        let options = admin.clone().database(&name);
+        Ok(Self {
+            admin,
+            options,
+            name,
+        })
+    }
+
+    /// Drops the database (closing any connection still on it).
+    pub(crate) async fn drop_now(self) -> Result<()> {
+        pg_exec(
+            &self.admin,
+            format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+        )
+        .await
+    }
+}
+
+enum Kind {
+    Sqlite {
+        store: SqliteStore,
+        dir: tempfile::TempDir,
+    },
+    Postgres {
+        store: PostgresStore,
+        schema: String,
+    },
+}
+
+/// A freshly migrated, empty store for one measurement; [`close`](Self::close) removes it.
+pub(crate) struct BenchStore {
+    /// Which implementation.
+    pub(crate) backend: Backend,
+    /// The store, shared.
+    pub(crate) store: Arc<dyn Store>,
+    kind: Kind,
+}
+
+impl fmt::Debug for BenchStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BenchStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BenchStore {
+    /// Opens an empty store: a new SQLite file (`synchronous=FULL`) or a new PostgreSQL schema.
+    pub(crate) async fn open(backend: Backend, url: &str) -> Result<Self> {
+        match backend {
+            Backend::Sqlite => Self::open_sqlite(Durability::Full).await,
+            Backend::Postgres => Self::open_postgres(PgConnectOptions::from_str(url)?).await,
+        }
+    }
+
+    /// Opens an empty SQLite store with the given durability.
+    pub(crate) async fn open_sqlite(durability: Durability) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("durable-bench").tempdir()?;
+        let path = dir.path().join("bench.db");
+        let store = SqliteStore::builder(format!("sqlite://{}", path.display()))
+            .durability(durability)
+            .connect()
+            .await?;
+        store.migrate().await?;
+        Ok(Self {
+            backend: Backend::Sqlite,
+            store: Arc::new(store.clone()),
+            kind: Kind::Sqlite { store, dir },
+        })
+    }
+
+    /// Opens an empty PostgreSQL store in a new schema of the database of `options`.
+    pub(crate) async fn open_postgres(options: PgConnectOptions) -> Result<Self> {
+        let schema = unique_name("durable_bench");
+        let store = PostgresStore::builder_with_options(options)
+            .schema(&schema)
+            .application_name("durable-bench")
+            .connect()
+            .await?;
+        store.migrate().await?;
+        Ok(Self {
+            backend: Backend::Postgres,
+            store: Arc::new(store.clone()),
+            kind: Kind::Postgres { store, schema },
+        })
+    }
+
+    /// The SQLite store's single writer pool, if SQLite.
+    pub(crate) fn sqlite_writer(&self) -> Option<&sqlx::SqlitePool> {
+        match &self.kind {
+            Kind::Sqlite { store, .. } => Some(store.writer_pool()),
+            Kind::Postgres { .. } => None,
+        }
+    }
+
+    /// The PostgreSQL schema, if PostgreSQL.
+    pub(crate) fn pg_schema(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Postgres { schema, .. } => Some(schema),
+            Kind::Sqlite { .. } => None,
+        }
+    }
+
+    /// A second PostgreSQL store on the same schema with a pool of its own (another
+    /// "instance"), if PostgreSQL.
+    pub(crate) async fn second_instance(&self) -> Result<Option<PostgresStore>> {
+        match &self.kind {
+            Kind::Postgres { store, schema, .. } => {
+                let options = store.pool().connect_options().as_ref().clone();
+                let other = PostgresStore::builder_with_options(options)
+                    .schema(schema)
+                    .application_name("durable-bench-b")
+                    .connect()
+                    .await?;
+                Ok(Some(other))
+            }
+            Kind::Sqlite { .. } => Ok(None),
+        }
+    }
+
+    /// The same storage behind a new pool (PostgreSQL: the old pool closed, a new store on the
+    /// same schema, not migrated again); SQLite unchanged.
+    pub(crate) async fn fresh_pool(self) -> Result<Self> {
+        match self.kind {
+            Kind::Postgres { store, schema } => {
+                let options = store.pool().connect_options().as_ref().clone();
+                store.pool().close().await;
+                let store = PostgresStore::builder_with_options(options)
+                    .schema(&schema)
+                    .application_name("durable-bench")
+                    .connect()
+                    .await?;
+                Ok(Self {
+                    backend: Backend::Postgres,
+                    store: Arc::new(store.clone()),
+                    kind: Kind::Postgres { store, schema },
+                })
+            }
+            kind @ Kind::Sqlite { .. } => Ok(Self { kind, ..self }),
+        }
+    }
+
+    /// The naive design: one row inserted in its own transaction (begin, insert, commit),
+    /// straight into the same table, on the store's own connections.
+    pub(crate) async fn naive_insert(&self) -> Result<()> {
+        let id = TaskId::new();
+        match &self.kind {
+            Kind::Sqlite { store, .. } => {
+                let now = chrono_ms();
+                let mut tx = store.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query(
+                    "INSERT INTO durable_tasks (id, name, queue, payload, max_attempts, run_at, \
+                     created_at, updated_at) VALUES (?, 'bench_noop', 'default', '{}', 20, ?, ?, ?)",
+                )
+                .bind(id.to_string())
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            Kind::Postgres { store, .. } => {
+                let mut tx = store.pool().begin().await?;
+                sqlx::query(
+                    "INSERT INTO durable_tasks (id, name, queue, payload, max_attempts) \
+                     VALUES ($1, 'bench_noop', 'default', '{}', 20)",
+                )
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the pools and removes the file or schema.
+    pub(crate) async fn close(self) -> Result<()> {
+        drop(self.store);
+        match self.kind {
+            Kind::Sqlite { store, dir } => {
+                store.writer_pool().close().await;
+                store.reader_pool().close().await;
+                drop(dir);
+            }
+            Kind::Postgres { store, schema } => {
+                let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                )))
+                .execute(store.pool())
+                .await;
+                store.pool().close().await;
+                dropped?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unix milliseconds now (the SQLite store's time unit).
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,162 @@
+//! A [`Store`] decorator counting the calls made to the store (and the rows they carried),
+//! to see where a runtime's database traffic goes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use durable_core::{
+    async_trait, CancellationToken, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport,
+    StateCounts, Store, TaskId, TaskRecord,
+};
+use tokio::sync::Notify;
+
+/// Calls and rows of one store method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Calls made.
+    pub(crate) calls: u64,
+    /// Rows passed in (insert, heartbeat, complete, requeue) or returned (claim).
+    pub(crate) rows: u64,
+}
+
+/// Delegates every method to the wrapped store, counting calls per method.
+#[derive(Debug)]
+pub(crate) struct CountingStore {
+    inner: Arc<dyn Store>,
+    calls: AtomicU64,
+    by_method: Mutex<HashMap<&'static str, Tally>>,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub(crate) fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            calls: AtomicU64::new(0),
+            by_method: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn count(&self, method: &'static str, rows: usize) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut map = self
+            .by_method
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let tally = map.entry(method).or_default();
+        tally.calls += 1;
+        tally.rows += rows as u64;
+    }
+
+    /// Calls so far, all methods.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Calls and rows so far per method.
+    pub(crate) fn by_method(&self) -> HashMap<&'static str, Tally> {
+        self.by_method
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The tally of one method.
+    pub(crate) fn tally(&self, method: &str) -> Tally {
+        self.by_method
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(method)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) {
+        self.inner.listen(wake, stop);
+    }
+
+    async fn migrate(&self) -> durable_core::Result<()> {
+        self.count("migrate", 0);
+        self.inner.migrate().await
+    }
+
+    async fn insert(&self, tasks: &[NewTask]) -> durable_core::Result<()> {
+        self.count("insert", tasks.len());
+        self.inner.insert(tasks).await
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
+        let claimed = self.inner.claim(request).await;
+        self.count("claim", claimed.as_ref().map_or(0, Vec::len));
+        claimed
+    }
+
+    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
+        self.count("heartbeat", held.len());
+        self.inner.heartbeat(held, lease).await
+    }
+
+    async fn complete(&self, fences: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.count("complete", fences.len());
+        self.inner.complete(fences).await
+    }
+
+    async fn retry(
+        &self,
+        fence: &Fence,
+        delay: Duration,
+        error: &str,
+    ) -> durable_core::Result<bool> {
+        self.count("retry", 1);
+        self.inner.retry(fence, delay, error).await
+    }
+
+    async fn fail(&self, fence: &Fence, error: &str) -> durable_core::Result<bool> {
+        self.count("fail", 1);
+        self.inner.fail(fence, error).await
+    }
+
+    async fn requeue(&self, fences: &[Fence]) -> durable_core::Result<u64> {
+        self.count("requeue", fences.len());
+        self.inner.requeue(fences).await
+    }
+
+    async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
+        self.count("rescue_expired", 0);
+        self.inner.rescue_expired().await
+    }
+
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+        self.count("cancel", 1);
+        self.inner.cancel(id).await
+    }
+
+    async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
+        self.count("prune", 0);
+        self.inner.prune(older_than, limit).await
+    }
+
+    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
+        self.count("get", 1);
+        self.inner.get(id).await
+    }
+
+    async fn counts(&self) -> durable_core::Result<StateCounts> {
+        self.count("counts", 0);
+        self.inner.counts().await
+    }
+
+    async fn backlog(&self) -> durable_core::Result<u64> {
+        self.count("backlog", 0);
+        self.inner.backlog().await
+    }
+}

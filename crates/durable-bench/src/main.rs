@@ -1,0 +1,232 @@
+//! # durable-bench
+//!
+//! Measures axum-durable against its baselines on the machine it runs on, and prints one
+//! markdown table per mode with the **medians** of `--runs` runs and, beside each figure, its
+//! ratio to a baseline measured in the same run:
+//!
+//! - `http`: requests/s and latency of an endpoint spawning one no-op task per request:
+//!   `tokio::spawn` vs `Durable` vs the naive one-transaction-per-request design;
+//! - `burn-down`: time to complete 100,000 pre-enqueued no-op tasks;
+//! - `pickup`: enqueue-to-start latency of an idle runtime (local, and across instances
+//!   through PostgreSQL `NOTIFY`);
+//! - `idle`: CPU time and store queries per second of an idle runtime;
+//! - `backlog`: peak memory while working through a large pending backlog;
+//! - `reference`: the raw database limits (single-row transactions, 100-row batches);
+//! - `all`: every mode in turn.
+//!
+//! Run with `cargo run --release -p durable-bench -- <mode> [--quick] [--runs N]`; see
+//! `docs/BENCHMARKS.md`.
+
+mod backend;
+mod backlog;
+mod burn_down;
+mod counting;
+mod http;
+mod idle;
+mod load;
+mod pickup;
+mod reference;
+mod stats;
+mod sys;
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Error type of the benchmark: anything printable.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Result of a benchmark step.
+pub(crate) type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+/// Command line.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "durable-bench", about = "Benchmarks of axum-durable", version)]
+pub(crate) struct Cli {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub(crate) mode: Mode,
+    /// Runs per measurement; tables show the medians [default: 3; 1 with `--quick`].
+    #[arg(long)]
+    pub(crate) runs: Option<usize>,
+    /// Which store(s) to measure.
+    #[arg(long, value_enum, default_value_t = BackendChoice::All)]
+    pub(crate) backend: BackendChoice,
+    /// PostgreSQL URL (each measurement uses its own schema or database and drops it).
+    #[arg(
+        long,
+        env = "DURABLE_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pub(crate) database_url: String,
+    /// Measured time of each HTTP load run (after a short warm-up).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub(crate) duration: Duration,
+    /// Rows of the `backlog` mode (default 1,000,000; 100,000 with `--quick`).
+    #[arg(long)]
+    pub(crate) rows: Option<u64>,
+    /// Short smoke run: small sizes and durations, one run unless `--runs` is given.
+    #[arg(long)]
+    pub(crate) quick: bool,
+}
+
+/// A benchmark mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// HTTP endpoint spawning one no-op task per request.
+    Http,
+    /// Completion rate of 100,000 pre-enqueued tasks.
+    BurnDown,
+    /// Enqueue-to-start latency of an idle runtime.
+    Pickup,
+    /// CPU and queries of an idle runtime.
+    Idle,
+    /// Memory while working through a large backlog.
+    Backlog,
+    /// Raw database limits on this machine.
+    Reference,
+    /// Every mode in turn.
+    All,
+}
+
+/// Which stores to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BackendChoice {
+    /// SQLite only.
+    Sqlite,
+    /// PostgreSQL only.
+    Postgres,
+    /// Both.
+    All,
+}
+
+/// Settings every mode reads, resolved from the command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Runs per measurement.
+    pub(crate) runs: usize,
+    /// The stores to measure (those available).
+    pub(crate) backends: Vec<backend::Backend>,
+    /// PostgreSQL URL.
+    pub(crate) database_url: String,
+    /// Measured time of one HTTP load run.
+    pub(crate) duration: Duration,
+    /// Backlog rows.
+    pub(crate) rows: u64,
+    /// Smoke-run sizes.
+    pub(crate) quick: bool,
+}
+
+/// Headline figures collected by the modes, for the closing summary of `all`.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    /// `(label, value, unit)` lines.
+    pub(crate) lines: Vec<(String, f64, &'static str)>,
+}
+
+impl Summary {
+    /// Records one headline figure.
+    pub(crate) fn add(&mut self, label: impl Into<String>, value: f64, unit: &'static str) {
+        self.lines.push((label.into(), value, unit));
+    }
+
+    /// A recorded figure by label.
+    pub(crate) fn get(&self, label: &str) -> Option<f64> {
+        self.lines
+            .iter()
+            .find(|(l, _, _)| l == label)
+            .map(|(_, v, _)| *v)
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let runs = cli.runs.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
+    let mut backends = Vec::new();
+    if matches!(cli.backend, BackendChoice::Sqlite | BackendChoice::All) {
+        backends.push(backend::Backend::Sqlite);
+    }
+    if matches!(cli.backend, BackendChoice::Postgres | BackendChoice::All) {
+        match backend::check_postgres(&cli.database_url).await {
+            Ok(()) => backends.push(backend::Backend::Postgres),
+            Err(error) => {
+                println!("> postgres store unavailable ({error}); PostgreSQL variants skipped\n");
+            }
+        }
+    }
+    let settings = Settings {
+        runs,
+        backends,
+        database_url: cli.database_url.clone(),
+        duration: if cli.quick && cli.duration == Duration::from_secs(5) {
+            Duration::from_secs(1)
+        } else {
+            cli.duration
+        },
+        rows: cli
+            .rows
+            .unwrap_or(if cli.quick { 100_000 } else { 1_000_000 }),
+        quick: cli.quick,
+    };
+    print_machine(&settings);
+    let mut summary = Summary::default();
+    let modes: &[Mode] = match cli.mode {
+        Mode::All => &[
+            Mode::Reference,
+            Mode::Http,
+            Mode::BurnDown,
+            Mode::Pickup,
+            Mode::Idle,
+            Mode::Backlog,
+        ],
+        _ => std::slice::from_ref(&cli.mode),
+    };
+    for mode in modes {
+        let started = std::time::Instant::now();
+        if let Some(load) = sys::load_average() {
+            println!(
+                "_{mode:?}: load average at start {load} (other processes share the cores)_\n"
+            );
+        }
+        match mode {
+            Mode::Http => http::run(&settings, &mut summary).await?,
+            Mode::BurnDown => burn_down::run(&settings, &mut summary).await?,
+            Mode::Pickup => pickup::run(&settings, &mut summary).await?,
+            Mode::Idle => idle::run(&settings, &mut summary).await?,
+            Mode::Backlog => backlog::run(&settings, &mut summary).await?,
+            Mode::Reference => reference::run(&settings, &mut summary).await?,
+            Mode::All => unreachable!("expanded above"),
+        }
+        println!(
+            "_{:?} took {:.0} s_\n",
+            mode,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if cli.mode == Mode::All {
+        reference::print_ratios(&summary);
+    }
+    Ok(())
+}
+
+fn print_machine(settings: &Settings) {
+    println!("# durable-bench");
+    println!();
+    println!(
+        "- cores: {} | runs: {} (medians shown) | backends: {:?} | quick: {}",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        settings.runs,
+        settings.backends,
+        settings.quick
+    );
+    if let Some(model) = sys::cpu_model() {
+        println!("- cpu: {model}");
+    }
+    println!();
+}
