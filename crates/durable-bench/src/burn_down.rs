@@ -15,6 +15,9 @@ use crate::{Result, Settings, Summary};
 
 /// Runtime concurrencies measured.
 const CONCURRENCY: [usize; 2] = [32, 256];
+
+/// Per run: rows per claim, rows per completion, tasks per write transaction.
+type Batches = Vec<(f64, f64, f64)>;
 /// Rows per `enqueue_many` call while preparing.
 const CHUNK: usize = 5_000;
 
@@ -69,10 +72,10 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
     let mut rates: HashMap<(Backend, usize), Vec<f64>> = HashMap::new();
     let mut inserts: HashMap<Backend, Vec<f64>> = HashMap::new();
     // (rows per claim, rows per completion statement) per run
-    let mut batches: HashMap<(Backend, usize), Vec<(f64, f64)>> = HashMap::new();
+    let mut batches: HashMap<(Backend, usize), Batches> = HashMap::new();
     for run in 0..settings.runs {
         for backend in &settings.backends {
-            for c in CONCURRENCY {
+            for c in settings.points(&CONCURRENCY) {
                 let bench = BenchStore::open(*backend, &settings.database_url).await?;
                 let insert_rate = preload(&bench.store, n).await?;
                 let counting = Arc::new(CountingStore::new(Arc::clone(&bench.store)));
@@ -92,9 +95,11 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
                 );
                 rates.entry((*backend, c)).or_default().push(rate);
                 let (claim, complete) = (counting.tally("claim"), counting.tally("complete"));
+                let writes = counting.tally("write").calls;
                 batches.entry((*backend, c)).or_default().push((
                     claim.rows as f64 / claim.calls.max(1) as f64,
                     complete.rows as f64 / complete.calls.max(1) as f64,
+                    n as f64 / writes.max(1) as f64,
                 ));
                 inserts.entry(*backend).or_default().push(insert_rate);
             }
@@ -112,6 +117,7 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
             "seconds",
             "rows per claim",
             "rows per completion tx",
+            "tasks per write tx",
             "target",
             "",
         ],
@@ -121,11 +127,12 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
             Backend::Sqlite => 20_000.0,
             Backend::Postgres => 10_000.0,
         };
-        for c in CONCURRENCY {
+        for c in settings.points(&CONCURRENCY) {
             let rate = median(rates.get(&(*backend, c)).map_or(&[][..], Vec::as_slice));
             let bs = batches.get(&(*backend, c)).map_or(&[][..], Vec::as_slice);
             let per_claim = median(&bs.iter().map(|b| b.0).collect::<Vec<_>>());
             let per_complete = median(&bs.iter().map(|b| b.1).collect::<Vec<_>>());
+            let per_write = median(&bs.iter().map(|b| b.2).collect::<Vec<_>>());
             table.row(vec![
                 backend.to_string(),
                 c.to_string(),
@@ -133,6 +140,7 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
                 num(n as f64 / rate),
                 num(per_claim),
                 num(per_complete),
+                num(per_write),
                 format!("≥ {}", num(target)),
                 met(rate >= target).to_owned(),
             ]);

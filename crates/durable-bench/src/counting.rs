@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use durable_core::{
     async_trait, CancellationToken, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport,
-    StateCounts, Store, TaskId, TaskRecord,
+    StateCounts, Store, TaskId, TaskRecord, WriteBatch, WriteOutcome,
 };
 use tokio::sync::Notify;
 
@@ -98,6 +98,23 @@ impl Store for CountingStore {
         let claimed = self.inner.claim(request).await;
         self.count("claim", claimed.as_ref().map_or(0, Vec::len));
         claimed
+    }
+
+    /// Counted as one `write` transaction plus its parts under their own names, so the
+    /// rows per insert / completion / claim stay comparable with separate calls.
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        self.count("write", 0);
+        if !batch.insert.is_empty() {
+            self.count("insert", batch.insert.len());
+        }
+        if !batch.complete.is_empty() {
+            self.count("complete", batch.complete.len());
+        }
+        let outcome = self.inner.write(batch).await;
+        if batch.claim.is_some_and(|c| c.limit > 0) {
+            self.count("claim", outcome.claimed.as_ref().map_or(0, Vec::len));
+        }
+        outcome
     }
 
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {

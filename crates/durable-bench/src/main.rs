@@ -67,6 +67,10 @@ pub(crate) struct Cli {
     /// Short smoke run: small sizes and durations, one run unless `--runs` is given.
     #[arg(long)]
     pub(crate) quick: bool,
+    /// Only these concurrency points of `http` (1, 16, 64) and `burn-down` (32, 256),
+    /// comma-separated; all of them by default.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) conns: Vec<usize>,
 }
 
 /// A benchmark mode.
@@ -114,6 +118,18 @@ pub(crate) struct Settings {
     pub(crate) rows: u64,
     /// Smoke-run sizes.
     pub(crate) quick: bool,
+    /// Concurrency points to keep (empty: all).
+    pub(crate) conns: Vec<usize>,
+}
+
+impl Settings {
+    /// The points of `all` that `--conns` keeps.
+    pub(crate) fn points(&self, all: &[usize]) -> Vec<usize> {
+        all.iter()
+            .copied()
+            .filter(|c| self.conns.is_empty() || self.conns.contains(c))
+            .collect()
+    }
 }
 
 /// Headline figures collected by the modes, for the closing summary of `all`.
@@ -173,6 +189,7 @@ async fn run(cli: Cli) -> Result<()> {
             .rows
             .unwrap_or(if cli.quick { 100_000 } else { 1_000_000 }),
         quick: cli.quick,
+        conns: cli.conns.clone(),
     };
     print_machine(&settings);
     let mut summary = Summary::default();

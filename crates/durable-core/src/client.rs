@@ -10,6 +10,7 @@
 //! handler's future when the client disconnects) cannot cancel or corrupt the transaction:
 //! the batch is committed or rolled back as a whole, never left half-open on a connection.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -18,7 +19,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
-use crate::store::{NewTask, Store, TaskRecord};
+use crate::store::{
+    ClaimRequest, ClaimedTask, Fence, NewTask, Store, TaskRecord, WriteBatch, WriteOutcome,
+};
 use crate::task::{Task, TaskId};
 
 /// Default limit on a serialized payload: 256 KiB.
@@ -26,6 +29,14 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 /// Most rows the writer puts in one transaction.
 const MAX_BATCH_ROWS: usize = 4096;
+
+/// Most completions the writer puts in one transaction.
+const MAX_BATCH_COMPLETIONS: usize = 1024;
+
+/// How long a cycle holding only completions waits for an insert or a claim to share its
+/// transaction. Completions are off the request path; a row stays `processing` (leased)
+/// this much longer.
+const COMPLETION_LINGER: Duration = Duration::from_millis(2);
 
 /// Per-enqueue overrides of a task type's [`TaskOptions`](crate::TaskOptions).
 ///
@@ -90,7 +101,8 @@ impl EnqueueOptions {
     }
 }
 
-/// Hook through which the client hands freshly persisted tasks to the local runtime.
+/// Hook through which the client hands freshly persisted tasks to the local runtime, and
+/// through which a runtime's claim rides on a writer cycle.
 pub(crate) trait LocalDispatch: Send + Sync {
     /// Marks as many of `tasks` as have free local capacity `claimed_by` this runtime.
     fn reserve(&self, tasks: &mut [NewTask]) -> Option<Reservation>;
@@ -102,6 +114,13 @@ pub(crate) trait LocalDispatch: Send + Sync {
     fn wake(&self);
     /// Runs a not-persisted future on the runtime's tracker.
     fn spawn_volatile(&self, name: &'static str, future: VolatileFuture);
+    /// The claim to make in this cycle, for the capacity left after the cycle's local
+    /// reservations; that capacity is held until [`end_claim`](Self::end_claim). `None`
+    /// when there is no room (or the runtime is stopping).
+    fn begin_claim(&self) -> Option<ClaimRequest>;
+    /// The claim's rows once committed (`None`: it failed): release the held capacity, take
+    /// one slot per row and run them.
+    fn end_claim(&self, request: &ClaimRequest, claimed: Option<Vec<ClaimedTask>>);
 }
 
 pub(crate) type VolatileFuture =
@@ -113,14 +132,26 @@ pub(crate) struct Reservation {
     pub(crate) _guard: tokio_util::task::task_tracker::TaskTrackerToken,
 }
 
-struct WriteJob {
-    tasks: Vec<NewTask>,
-    done: oneshot::Sender<Result<()>>,
+/// What a claim made by the writer for a runtime did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimReport {
+    /// Rows claimed (and started).
+    pub(crate) claimed: usize,
+    /// Most rows the claim could take (0: there was no room).
+    pub(crate) limit: usize,
+}
+
+/// Work for the writer task. Each cycle takes everything queued (up to a bound) and writes it
+/// with one [`Store::write`], so inserts, completions and a claim share one transaction.
+enum Job {
+    Insert(Vec<NewTask>, oneshot::Sender<Result<()>>),
+    Complete(Fence, oneshot::Sender<Result<bool>>),
+    Claim(Arc<dyn LocalDispatch>, oneshot::Sender<Result<ClaimReport>>),
 }
 
 struct ClientInner {
     store: Arc<dyn Store>,
-    writer: mpsc::UnboundedSender<WriteJob>,
+    writer: mpsc::UnboundedSender<Job>,
     max_payload_bytes: usize,
     dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>>,
 }
@@ -275,10 +306,27 @@ impl Client {
             return Ok(());
         }
         let (done, answer) = oneshot::channel();
-        self.inner
-            .writer
-            .send(WriteJob { tasks, done })
-            .map_err(|_| Error::ShuttingDown)?;
+        self.send(Job::Insert(tasks, done))?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        self.inner.writer.send(job).map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Marks one attempt `completed` in the writer's next cycle; `Ok(false)` when its fence
+    /// no longer holds the row.
+    pub(crate) async fn complete(&self, fence: Fence) -> Result<bool> {
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Complete(fence, done))?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Claims due tasks for `runtime` in the writer's next cycle (with the capacity it has
+    /// then) and starts them there.
+    pub(crate) async fn claim(&self, runtime: Arc<dyn LocalDispatch>) -> Result<ClaimReport> {
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Claim(runtime, done))?;
         answer.await.map_err(|_| Error::ShuttingDown)?
     }
 
@@ -338,56 +386,192 @@ impl std::error::Error for BatchError {
 
 async fn write_loop(
     store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<WriteJob>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
     dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut rows = first.tasks.len();
-        let mut jobs = vec![first];
-        while rows < MAX_BATCH_ROWS {
+        let mut cycle = Cycle::default();
+        cycle.push(first);
+        cycle.drain(&mut rx);
+        if cycle.only_completions() {
+            // Nobody's response waits on a completion: give it a moment to ride with the next
+            // insert or claim instead of paying a commit (an fsync) of its own. At one request
+            // at a time this halves the transactions.
+            if let Ok(Some(job)) = tokio::time::timeout(COMPLETION_LINGER, rx.recv()).await {
+                cycle.push(job);
+                cycle.drain(&mut rx);
+            }
+        }
+        let local = dispatch.get().and_then(Weak::upgrade);
+        cycle.run(&*store, local).await;
+    }
+}
+
+/// What one writer cycle collected.
+#[derive(Default)]
+struct Cycle {
+    rows: Vec<NewTask>,
+    inserters: Vec<oneshot::Sender<Result<()>>>,
+    fences: Vec<Fence>,
+    completers: Vec<oneshot::Sender<Result<bool>>>,
+    claims: Vec<ClaimJob>,
+}
+
+/// A runtime asking for a claim, and where its answer goes.
+type ClaimJob = (Arc<dyn LocalDispatch>, oneshot::Sender<Result<ClaimReport>>);
+
+impl Cycle {
+    /// Takes whatever else is queued, up to the batch bounds.
+    fn drain(&mut self, rx: &mut mpsc::UnboundedReceiver<Job>) {
+        while self.rows.len() < MAX_BATCH_ROWS && self.fences.len() < MAX_BATCH_COMPLETIONS {
             match rx.try_recv() {
-                Ok(job) => {
-                    rows += job.tasks.len();
-                    jobs.push(job);
-                }
+                Ok(job) => self.push(job),
                 Err(_) => break,
             }
         }
-        let mut batch = Vec::with_capacity(rows);
-        let mut waiters = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            batch.extend(job.tasks);
-            waiters.push(job.done);
+    }
+
+    fn only_completions(&self) -> bool {
+        self.inserters.is_empty()
+            && self.claims.is_empty()
+            && self.fences.len() < MAX_BATCH_COMPLETIONS
+    }
+
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Insert(rows, done) => {
+                self.rows.extend(rows);
+                self.inserters.push(done);
+            }
+            Job::Complete(fence, done) => {
+                self.fences.push(fence);
+                self.completers.push(done);
+            }
+            Job::Claim(runtime, done) => self.claims.push((runtime, done)),
         }
-        let local = dispatch.get().and_then(Weak::upgrade);
-        let reservation = local.as_ref().and_then(|d| d.reserve(&mut batch));
-        let result = store.insert(&batch).await;
+    }
+
+    async fn run(mut self, store: &dyn Store, local: Option<Arc<dyn LocalDispatch>>) {
+        let reservation = match &local {
+            Some(d) if !self.rows.is_empty() => d.reserve(&mut self.rows),
+            _ => None,
+        };
+        // One claim rides on the transaction: the first runtime's (normally the only one).
+        let mut claims = std::mem::take(&mut self.claims).into_iter();
+        let first_claim = claims.next();
+        let request = first_claim.as_ref().and_then(|(rt, _)| rt.begin_claim());
+        let mut batch = WriteBatch::new().insert(&self.rows).complete(&self.fences);
+        if let Some(request) = &request {
+            batch = batch.claim(request);
+        }
+        let outcome = if batch.is_empty() {
+            WriteOutcome::new(Ok(()), Ok(Vec::new()), Ok(Vec::new()))
+        } else {
+            store.write(batch).await
+        };
+        self.finish_insert(outcome.inserted, local.as_deref(), reservation);
+        answer_completions(outcome.completed, self.fences, self.completers);
+        if let Some((runtime, done)) = first_claim {
+            let report = finish_claim(&*runtime, request, outcome.claimed);
+            let _ = done.send(report);
+        }
+        // Another runtime sharing this client: its claim goes on its own.
+        for (runtime, done) in claims {
+            let request = runtime.begin_claim();
+            let claimed = match &request {
+                Some(r) => store.claim(r).await,
+                None => Ok(Vec::new()),
+            };
+            let _ = done.send(finish_claim(&*runtime, request, claimed));
+        }
+    }
+
+    fn finish_insert(
+        &mut self,
+        result: Result<()>,
+        local: Option<&dyn LocalDispatch>,
+        reservation: Option<Reservation>,
+    ) {
+        if self.inserters.is_empty() {
+            return;
+        }
         match &result {
             Ok(()) => {
                 tracing::trace!(
-                    rows = batch.len(),
-                    requests = waiters.len(),
+                    rows = self.rows.len(),
+                    requests = self.inserters.len(),
                     "batch committed"
                 );
-                if let Some(d) = &local {
-                    d.committed(reservation, &batch);
+                if let Some(d) = local {
+                    d.committed(reservation, &self.rows);
                 }
             }
             Err(error) => {
-                tracing::error!(rows = batch.len(), requests = waiters.len(), %error, "enqueue batch failed; nothing in it was stored");
-                if let Some(d) = &local {
+                tracing::error!(rows = self.rows.len(), requests = self.inserters.len(), %error,
+                    "enqueue batch failed; nothing in it was stored");
+                if let Some(d) = local {
                     d.aborted(reservation);
                 }
             }
         }
         let shared = result.err().map(|e| BatchError(Arc::new(e)));
-        for waiter in waiters {
+        for waiter in self.inserters.drain(..) {
             let answer = match &shared {
                 None => Ok(()),
                 Some(e) => Err(Error::store("enqueue", e.clone())),
             };
             // A dropped waiter only means nobody awaits the answer any more.
             let _ = waiter.send(answer);
+        }
+    }
+}
+
+/// Tells each completer whether its fence still held the row.
+fn answer_completions(
+    result: Result<Vec<TaskId>>,
+    fences: Vec<Fence>,
+    completers: Vec<oneshot::Sender<Result<bool>>>,
+) {
+    match result {
+        Ok(applied) => {
+            let applied: HashSet<TaskId> = applied.into_iter().collect();
+            for (fence, done) in fences.into_iter().zip(completers) {
+                let _ = done.send(Ok(applied.contains(&fence.id)));
+            }
+        }
+        Err(error) => {
+            let shared = BatchError(Arc::new(error));
+            for done in completers {
+                let _ = done.send(Err(Error::store("complete", shared.clone())));
+            }
+        }
+    }
+}
+
+/// Hands a claim's rows to its runtime and reports what it got.
+fn finish_claim(
+    runtime: &dyn LocalDispatch,
+    request: Option<ClaimRequest>,
+    claimed: Result<Vec<ClaimedTask>>,
+) -> Result<ClaimReport> {
+    let Some(request) = request else {
+        return Ok(ClaimReport {
+            claimed: 0,
+            limit: 0,
+        });
+    };
+    match claimed {
+        Ok(rows) => {
+            let n = rows.len();
+            runtime.end_claim(&request, Some(rows));
+            Ok(ClaimReport {
+                claimed: n,
+                limit: request.limit,
+            })
+        }
+        Err(error) => {
+            runtime.end_claim(&request, None);
+            Err(error)
         }
     }
 }

@@ -71,8 +71,8 @@ pub use registry::Registry;
 pub use retry::Backoff;
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport};
 pub use store::{
-    ClaimRequest, ClaimedTask, Fence, LocalClaim, NewTask, RescueReport, StateCounts, Store,
-    TaskRecord,
+    write_separately, ClaimRequest, ClaimedTask, Fence, LocalClaim, NewTask, RescueReport,
+    StateCounts, Store, TaskRecord, WriteBatch, WriteOutcome,
 };
 pub use task::{
     ParseTaskStateError, Task, TaskId, TaskOptions, TaskState, WorkerId, DEFAULT_QUEUE,

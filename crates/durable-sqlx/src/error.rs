@@ -48,6 +48,15 @@ pub enum Error {
         /// The join error.
         reason: String,
     },
+    /// Rows or fences could not be encoded for a statement (as JSON or as parameters).
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Preparing a task for enqueue failed (payload too large, serialization).
     #[error(transparent)]
     Task(#[from] durable_core::Error),
@@ -87,6 +96,7 @@ impl From<Error> for durable_core::Error {
                 durable_core::Error::store("connect", e)
             }
             Error::CorruptRow { .. } => durable_core::Error::store("decode", e),
+            Error::Encode { .. } => durable_core::Error::store("encode", e),
         }
     }
 }

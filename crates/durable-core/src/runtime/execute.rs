@@ -134,10 +134,7 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Outcome) {
     let (id, name, attempt, max) = (task.id, task.name.as_str(), task.attempt, task.max_attempts);
     match outcome {
         Outcome::Completed => {
-            let applied = write(shared, &fence, "complete", || {
-                shared.completer.complete(fence)
-            })
-            .await;
+            let applied = write(shared, &fence, "complete", || shared.client.complete(fence)).await;
             if applied == Some(true) {
                 shared.stats.completed();
                 tracing::debug!(task_id = %id, task_name = name, attempt, "task completed");

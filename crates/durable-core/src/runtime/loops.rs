@@ -8,10 +8,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::store::{ClaimRequest, Fence};
-
-/// Pseudo-queue under which an in-flight claim holds its slots.
-const CLAIMING: &str = "\0claiming";
+use crate::client::LocalDispatch;
+use crate::store::Fence;
 
 /// Claims due tasks when woken (local enqueue, freed slot, known due time) or at the poll
 /// interval, and sweeps expired leases. Never claims more than the free slots.
@@ -48,39 +46,19 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
                 *due = None;
             }
         }
-        let base = ClaimRequest::new(shared.owner, config.lease, 0);
-        let request = shared
-            .slots()
-            .claim_request(base, config.concurrency, &config.queue_limits);
-        if let Some(request) = request {
-            let limit = request.limit;
-            // Hold the slots during the claim so local dispatch cannot overfill them.
-            shared.slots().take(CLAIMING, limit);
-            let claim_started = Instant::now();
-            let result = shared.store.claim(&request).await;
-            shared.slots().give_back(CLAIMING, limit);
-            match result {
-                Ok(claimed) => {
+        // The claim rides on the client's next writer cycle (one transaction with the
+        // inserts and completions queued meanwhile); the writer sizes it to the room left then.
+        if shared.slots().free(config.concurrency) > 0 {
+            let runtime: Arc<dyn LocalDispatch> = Arc::clone(&shared) as Arc<dyn LocalDispatch>;
+            match shared.client.claim(runtime).await {
+                Ok(report) => {
                     failures = 0;
-                    let n = claimed.len();
-                    shared.backlog.store(n == limit, Ordering::Relaxed);
-                    if n > 0 {
-                        shared.stats.claimed.fetch_add(n as u64, Ordering::Relaxed);
-                        {
-                            let mut slots = shared.slots();
-                            for task in &claimed {
-                                slots.take(&task.queue, 1);
-                            }
+                    if report.limit > 0 {
+                        let full = report.claimed == report.limit;
+                        shared.backlog.store(full, Ordering::Relaxed);
+                        if full {
+                            pause = Duration::ZERO;
                         }
-                        tracing::trace!(
-                            n,
-                            elapsed_us = claim_started.elapsed().as_micros() as u64,
-                            "claimed"
-                        );
-                        shared.spawn_claimed(claimed);
-                    }
-                    if n == limit {
-                        pause = Duration::ZERO;
                     }
                 }
                 Err(error) => {

@@ -1,7 +1,6 @@
 //! The worker runtime: claims due tasks, runs them on a [`TaskTracker`], keeps their leases
 //! alive, records outcomes, and hands unfinished work back on shutdown.
 
-mod completer;
 mod config;
 mod execute;
 mod loops;
@@ -19,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::{Client, LocalDispatch, Reservation, DEFAULT_MAX_PAYLOAD_BYTES};
 use crate::registry::Registry;
+use crate::store::ClaimRequest;
 use crate::store::{ClaimedTask, Fence, NewTask, Store};
 use crate::task::WorkerId;
 
@@ -77,6 +77,10 @@ impl Stats {
     }
 }
 
+/// Pseudo-queue under which a claim in flight holds its slots, so local dispatch cannot
+/// overfill them.
+const CLAIMING: &str = "\0claiming";
+
 /// State shared by the runtime's loops, its runners and the client's dispatch hook.
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
@@ -85,8 +89,6 @@ pub(crate) struct Shared {
     pub(crate) owner: WorkerId,
     pub(crate) client: Client,
     pub(crate) stats: Stats,
-    /// Batches completions into one fenced statement.
-    pub(crate) completer: completer::Completer,
     /// Runs the task runners; shutdown waits on it.
     tracker: TaskTracker,
     /// Counts inserts in flight that reserved local capacity.
@@ -290,6 +292,46 @@ impl LocalDispatch for Shared {
         self.wake.notify_one();
     }
 
+    fn begin_claim(&self) -> Option<ClaimRequest> {
+        if self.stopping.is_cancelled() {
+            return None;
+        }
+        let base = ClaimRequest::new(self.owner, self.config.lease, 0);
+        let mut slots = self.slots();
+        let request =
+            slots.claim_request(base, self.config.concurrency, &self.config.queue_limits)?;
+        slots.take(CLAIMING, request.limit);
+        Some(request)
+    }
+
+    fn end_claim(&self, request: &ClaimRequest, claimed: Option<Vec<ClaimedTask>>) {
+        let claimed = claimed.unwrap_or_default();
+        {
+            let mut slots = self.slots();
+            slots.give_back(CLAIMING, request.limit);
+            for task in &claimed {
+                slots.take(&task.queue, 1);
+            }
+        }
+        if claimed.is_empty() {
+            return;
+        }
+        self.stats
+            .claimed
+            .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+        tracing::trace!(n = claimed.len(), limit = request.limit, "claimed");
+        if let Some(me) = self.me() {
+            me.spawn_claimed(claimed);
+        } else {
+            // The runtime is gone: give the capacity back; the leases expire and another
+            // worker rescues the rows.
+            let mut slots = self.slots();
+            for task in &claimed {
+                slots.give_back(&task.queue, 1);
+            }
+        }
+    }
+
     fn spawn_volatile(&self, name: &'static str, future: crate::client::VolatileFuture) {
         self.tracker
             .spawn(run_volatile(name, future, Some(self.hard.clone())));
@@ -474,7 +516,6 @@ impl RuntimeBuilder {
         let client = self
             .client
             .unwrap_or_else(|| Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes));
-        let completer = completer::Completer::start(Arc::clone(&self.store));
         let shared = Arc::new_cyclic(|this| Shared {
             store: self.store,
             registry: self.registry,
@@ -482,7 +523,6 @@ impl RuntimeBuilder {
             owner: WorkerId::new(),
             client: client.clone(),
             stats: Stats::default(),
-            completer,
             tracker: TaskTracker::new(),
             reservations: TaskTracker::new(),
             stopping: CancellationToken::new(),

@@ -52,7 +52,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use durable_core::{
     async_trait, CancellationToken, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport,
-    StateCounts, Store, TaskId, TaskRecord, TaskState, WorkerId,
+    StateCounts, Store, TaskId, TaskRecord, TaskState, WorkerId, WriteBatch, WriteOutcome,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
@@ -60,7 +60,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::util::detached;
+use crate::util::{combined_write, detached, WriteFailure};
 
 /// The `application_name` of the store's connections unless the URL or the builder sets one.
 pub const DEFAULT_APPLICATION_NAME: &str = "axum-durable";
@@ -520,6 +520,46 @@ fn record_from_row(row: &PgRow) -> Result<TaskRecord> {
     Ok(record)
 }
 
+/// Claims per `request` inside the caller's transaction: the capped queues first, then the
+/// rest.
+async fn claim_on(conn: &mut PgConnection, request: &ClaimRequest) -> Result<Vec<ClaimedTask>> {
+    if request.capped.is_empty() {
+        return claim_some(conn, request, request.limit, None, &[]).await;
+    }
+    let mut remaining = request.limit;
+    let mut claimed = Vec::new();
+    for (queue, cap) in &request.capped {
+        let n = (*cap).min(remaining);
+        if n == 0 {
+            continue;
+        }
+        let rows = claim_some(conn, request, n, Some(queue), &[]).await?;
+        remaining -= rows.len().min(remaining);
+        claimed.extend(rows);
+    }
+    if remaining > 0 {
+        let excluded: Vec<String> = request.capped.iter().map(|(q, _)| q.clone()).collect();
+        let rows = claim_some(conn, request, remaining, None, &excluded).await?;
+        claimed.extend(rows);
+    }
+    Ok(claimed)
+}
+
+/// Completes the fenced attempts (as [`fence_columns`]) on `conn`.
+async fn complete_on(
+    conn: &mut PgConnection,
+    (ids, owners, attempts): (Vec<Uuid>, Vec<Uuid>, Vec<i32>),
+) -> Result<Vec<TaskId>> {
+    let done: Vec<Uuid> = sqlx::query_scalar(sql::COMPLETE)
+        .bind(ids)
+        .bind(owners)
+        .bind(attempts)
+        .fetch_all(conn)
+        .await
+        .map_err(Error::db("complete"))?;
+    Ok(done.into_iter().map(TaskId::from_uuid).collect())
+}
+
 /// One claim statement on a transaction: rows of `queue` (`Some`), of every queue but
 /// `excluded` (`None`), at most `n`.
 async fn claim_some(
@@ -619,24 +659,43 @@ impl Store for PostgresStore {
                 return claim_some(&mut conn, &request, request.limit, None, &[]).await;
             }
             let mut tx = pool.begin().await.map_err(Error::db("claim"))?;
-            let mut remaining = request.limit;
-            let mut claimed = Vec::new();
-            for (queue, cap) in &request.capped {
-                let n = (*cap).min(remaining);
-                if n == 0 {
-                    continue;
-                }
-                let rows = claim_some(&mut tx, &request, n, Some(queue), &[]).await?;
-                remaining -= rows.len().min(remaining);
-                claimed.extend(rows);
-            }
-            if remaining > 0 {
-                let excluded: Vec<String> = request.capped.iter().map(|(q, _)| q.clone()).collect();
-                let rows = claim_some(&mut tx, &request, remaining, None, &excluded).await?;
-                claimed.extend(rows);
-            }
+            let claimed = claim_on(&mut tx, &request).await?;
             tx.commit().await.map_err(Error::db("claim"))?;
             Ok(claimed)
+        })
+        .await
+    }
+
+    /// One transaction for the whole cycle: completions, inserts (with their `NOTIFY`),
+    /// claim — one commit instead of three.
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        if batch.is_empty() {
+            return WriteOutcome::new(Ok(()), Ok(Vec::new()), Ok(Vec::new()));
+        }
+        let rows = batch.insert.to_vec();
+        let fences = (!batch.complete.is_empty()).then(|| fence_columns(batch.complete));
+        let claim = batch.claim.filter(|c| c.limit > 0).cloned();
+        let pool = self.pool.clone();
+        combined_write(self, batch, async move {
+            let whole = |e| WriteFailure::Whole(Error::db("write")(e));
+            let mut tx = pool.begin().await.map_err(whole)?;
+            let completed = match fences {
+                Some(columns) => complete_on(&mut tx, columns)
+                    .await
+                    .map_err(WriteFailure::Part)?,
+                None => Vec::new(),
+            };
+            insert_on(&mut tx, &rows)
+                .await
+                .map_err(WriteFailure::Part)?;
+            let claimed = match &claim {
+                Some(request) => claim_on(&mut tx, request)
+                    .await
+                    .map_err(WriteFailure::Part)?,
+                None => Vec::new(),
+            };
+            tx.commit().await.map_err(whole)?;
+            Ok((completed, claimed))
         })
         .await
     }
@@ -673,16 +732,10 @@ impl Store for PostgresStore {
         if fences.is_empty() {
             return Ok(Vec::new());
         }
-        let (ids, owners, attempts) = fence_columns(fences);
+        let columns = fence_columns(fences);
         self.run("complete", move |pool| async move {
-            let done: Vec<Uuid> = sqlx::query_scalar(sql::COMPLETE)
-                .bind(ids)
-                .bind(owners)
-                .bind(attempts)
-                .fetch_all(&pool)
-                .await
-                .map_err(Error::db("complete"))?;
-            Ok(done.into_iter().map(TaskId::from_uuid).collect())
+            let mut conn = pool.acquire().await.map_err(Error::db("complete"))?;
+            complete_on(&mut conn, columns).await
         })
         .await
     }

@@ -10,16 +10,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use durable_core::{
     async_trait, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport, StateCounts, Store,
-    TaskId, TaskRecord, TaskState, WorkerId,
+    TaskId, TaskRecord, TaskState, WorkerId, WriteBatch, WriteOutcome,
 };
 use serde_json::json;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{Error, Result};
-use crate::util::{detached, millis};
+use crate::util::{combined_write, detached, millis, Combined, WriteFailure};
 
 /// How SQLite makes a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,13 +117,23 @@ impl SqliteStoreBuilder {
             }
             options.journal_mode(SqliteJournalMode::Wal)
         };
+        // No ping before each acquire: the connections are in-process, and a ping is one
+        // more round trip to the connection's thread on every write.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.clone())
+            // Room for the cycle scripts (one per shape) besides the usual statements, and
+            // for a large claim's rows without the connection's thread waiting on us.
+            .connect_with(
+                options
+                    .clone()
+                    .statement_cache_capacity(256)
+                    .row_buffer_size(1024),
+            )
             .await
             .map_err(Error::db("connect"))?;
         // An in-memory database lives in its one connection: readers must share it.
@@ -131,6 +142,7 @@ impl SqliteStoreBuilder {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(self.readers)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(options.read_only(false))
                 .await
@@ -264,32 +276,58 @@ fn fences_json(fences: &[Fence]) -> String {
     .to_string()
 }
 
-fn rows_json(tasks: &[NewTask], now: i64) -> String {
-    serde_json::Value::Array(
-        tasks
-            .iter()
-            .map(|t| {
-                let run_at = t.run_at.map_or(now, |at| at.timestamp_millis());
-                let (state, attempts, owner, expires, started) = match &t.claimed_by {
-                    Some(claim) => (
-                        "processing",
-                        1,
-                        Some(claim.owner.to_string()),
-                        Some(now + millis(claim.lease)),
-                        Some(now),
-                    ),
-                    None => ("pending", 0, None, None, None),
-                };
-                json!({
-                    "id": t.id.to_string(), "name": t.name, "queue": t.queue, "payload": t.payload,
-                    "state": state, "priority": t.priority, "attempts": attempts,
-                    "max_attempts": t.max_attempts.max(1), "run_at": run_at, "lease_owner": owner,
-                    "lease_expires_at": expires, "started_at": started,
-                })
-            })
-            .collect(),
-    )
-    .to_string()
+/// One row of the insert's JSON array, in the shape `sql::INSERT` reads.
+#[derive(serde::Serialize)]
+struct RowJson<'a> {
+    id: String,
+    name: &'a str,
+    queue: &'a str,
+    payload: &'a str,
+    state: &'static str,
+    priority: i16,
+    attempts: u32,
+    max_attempts: u32,
+    run_at: i64,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    started_at: Option<i64>,
+}
+
+fn rows_json(tasks: &[NewTask], now: i64) -> Result<String> {
+    let rows: Vec<RowJson<'_>> = tasks
+        .iter()
+        .map(|t| {
+            let run_at = t.run_at.map_or(now, |at| at.timestamp_millis());
+            let (state, attempts, owner, expires, started) = match &t.claimed_by {
+                Some(claim) => (
+                    "processing",
+                    1,
+                    Some(claim.owner.to_string()),
+                    Some(now + millis(claim.lease)),
+                    Some(now),
+                ),
+                None => ("pending", 0, None, None, None),
+            };
+            RowJson {
+                id: t.id.to_string(),
+                name: &t.name,
+                queue: &t.queue,
+                payload: &t.payload,
+                state,
+                priority: t.priority,
+                attempts,
+                max_attempts: t.max_attempts.max(1),
+                run_at,
+                lease_owner: owner,
+                lease_expires_at: expires,
+                started_at: started,
+            }
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|source| Error::Encode {
+        what: "task rows as JSON",
+        source: source.into(),
+    })
 }
 
 /// Inserts rows on any SQLite connection (a caller's transaction included).
@@ -298,13 +336,167 @@ pub(crate) async fn insert_on(conn: &mut SqliteConnection, tasks: &[NewTask]) ->
         return Ok(());
     }
     let now = now_ms();
+    insert_json(conn, rows_json(tasks, now)?, now).await
+}
+
+/// Inserts rows already serialized by [`rows_json`] at `now`.
+async fn insert_json(conn: &mut SqliteConnection, rows: String, now: i64) -> Result<()> {
     sqlx::query(sql::INSERT)
-        .bind(rows_json(tasks, now))
+        .bind(rows)
         .bind(now)
         .execute(conn)
         .await
         .map_err(Error::db("insert"))?;
     Ok(())
+}
+
+/// The parameters of [`sql::cycle_script`] for `batch`, the spare slots of each bucket bound
+/// to NULL.
+fn bound_cycle_args(
+    batch: &WriteBatch<'_>,
+    claim: Option<&ClaimRequest>,
+    now: i64,
+) -> Result<SqliteArguments> {
+    use sqlx::Arguments as _;
+    let encode = |source: sqlx::error::BoxDynError| Error::Encode {
+        what: "cycle parameters",
+        source,
+    };
+    let mut args = SqliteArguments::default();
+    let add = |args: &mut SqliteArguments, value: Value| -> Result<()> {
+        match value {
+            Value::Text(v) => args.add(v),
+            Value::Int(v) => args.add(v),
+            Value::Null => args.add(Option::<i64>::None),
+        }
+        .map_err(encode)
+    };
+    if !batch.complete.is_empty() {
+        let slots = sql::bucket(batch.complete.len());
+        add(&mut args, Value::Int(now))?;
+        add(&mut args, Value::Int(now))?;
+        for f in batch.complete {
+            add(&mut args, Value::Text(f.id.to_string()))?;
+        }
+        for _ in batch.complete.len()..slots {
+            add(&mut args, Value::Null)?;
+        }
+        for f in batch.complete {
+            add(&mut args, Value::Text(f.id.to_string()))?;
+            add(&mut args, Value::Text(f.owner.to_string()))?;
+            add(&mut args, Value::Int(i64::from(f.attempt)))?;
+        }
+        for _ in batch.complete.len() * sql::FENCE_PARAMS..slots * sql::FENCE_PARAMS {
+            add(&mut args, Value::Null)?;
+        }
+    }
+    if !batch.insert.is_empty() {
+        for t in batch.insert {
+            let run_at = t.run_at.map_or(now, |at| at.timestamp_millis());
+            add(&mut args, Value::Text(t.id.to_string()))?;
+            add(&mut args, Value::Text(t.name.clone()))?;
+            add(&mut args, Value::Text(t.queue.clone()))?;
+            add(&mut args, Value::Text(t.payload.clone()))?;
+            let local = t.claimed_by.as_ref();
+            let state = if local.is_some() {
+                "processing"
+            } else {
+                "pending"
+            };
+            add(&mut args, Value::Text(state.to_owned()))?;
+            add(&mut args, Value::Int(i64::from(t.priority)))?;
+            add(&mut args, Value::Int(i64::from(local.is_some())))?;
+            add(&mut args, Value::Int(i64::from(t.max_attempts.max(1))))?;
+            add(&mut args, Value::Int(run_at))?;
+            add(
+                &mut args,
+                local.map_or(Value::Null, |l| Value::Text(l.owner.to_string())),
+            )?;
+            add(
+                &mut args,
+                local.map_or(Value::Null, |l| Value::Int(now + millis(l.lease))),
+            )?;
+            add(&mut args, local.map_or(Value::Null, |_| Value::Int(now)))?;
+            add(&mut args, Value::Int(now))?;
+            add(&mut args, Value::Int(now))?;
+        }
+        for _ in
+            batch.insert.len() * sql::ROW_PARAMS..sql::bucket(batch.insert.len()) * sql::ROW_PARAMS
+        {
+            add(&mut args, Value::Null)?;
+        }
+    }
+    if let Some(c) = claim {
+        add(&mut args, Value::Text(c.owner.to_string()))?;
+        add(&mut args, Value::Int(now + millis(c.lease)))?;
+        add(&mut args, Value::Int(now))?;
+        add(&mut args, Value::Int(now))?;
+        add(&mut args, Value::Int(now))?;
+        add(
+            &mut args,
+            Value::Int(i64::try_from(c.limit).unwrap_or(i64::MAX)),
+        )?;
+    }
+    Ok(args)
+}
+
+/// One bound value of a cycle.
+enum Value {
+    Text(String),
+    Int(i64),
+    Null,
+}
+
+/// After a cycle script: its rows, or — when a statement failed and left the transaction
+/// open (unless `BEGIN` itself failed) — a rollback before the connection goes back to the
+/// pool, and the failure classified.
+async fn settle_script(
+    conn: &mut SqliteConnection,
+    operation: &'static str,
+    result: std::result::Result<Vec<SqliteRow>, sqlx::Error>,
+) -> std::result::Result<Vec<SqliteRow>, WriteFailure> {
+    match result {
+        Ok(rows) => Ok(rows),
+        Err(error) => {
+            if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                if !rollback.to_string().contains("no transaction is active") {
+                    tracing::warn!(error = %rollback, "rollback after a failed write failed");
+                    return Err(WriteFailure::Whole(Error::db(operation)(rollback)));
+                }
+            }
+            Err(classify(operation, error))
+        }
+    }
+}
+
+/// Which of `fences` hold a row they completed (after a cycle whose `changes()` fell short).
+async fn applied_on(conn: &mut SqliteConnection, fences: &[Fence]) -> Result<Vec<TaskId>> {
+    let rows = sqlx::query(sql::APPLIED)
+        .bind(fences_json(fences))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::db("complete"))?;
+    rows.iter()
+        .map(|r| parse_id(&r.try_get::<String, _>(0).map_err(Error::db("complete"))?))
+        .collect()
+}
+
+/// Whether a failed combined write failed because of one of its parts (a constraint, a
+/// trigger, a value out of range: the others may succeed alone) or as a whole (locked,
+/// I/O, connection: nothing would succeed now).
+fn classify(operation: &'static str, error: sqlx::Error) -> WriteFailure {
+    let part = error
+        .as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .and_then(|code| code.parse::<i32>().ok())
+        // SQLITE_ERROR, TOOBIG, CONSTRAINT (triggers included), MISMATCH, RANGE.
+        .is_some_and(|code| matches!(code & 0xff, 1 | 18 | 19 | 20 | 25));
+    let error = Error::db(operation)(error);
+    if part {
+        WriteFailure::Part(error)
+    } else {
+        WriteFailure::Whole(error)
+    }
 }
 
 fn parse_id(raw: &str) -> Result<TaskId> {
@@ -377,6 +569,218 @@ fn record_from_row(row: &SqliteRow) -> Result<TaskRecord> {
     Ok(record)
 }
 
+/// Claims per `request` on the writer connection, inside the caller's transaction.
+async fn claim_on(conn: &mut SqliteConnection, request: &ClaimRequest) -> Result<Vec<ClaimedTask>> {
+    let now = now_ms();
+    let expires = now + millis(request.lease);
+    let owner = request.owner.to_string();
+    let mut remaining = request.limit;
+    let mut claimed = Vec::new();
+    for (queue, cap) in &request.capped {
+        let n = (*cap).min(remaining);
+        if n == 0 {
+            continue;
+        }
+        let rows = sqlx::query(sql::CLAIM_QUEUE)
+            .bind(&owner)
+            .bind(expires)
+            .bind(now)
+            .bind(queue)
+            .bind(n as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(Error::db("claim"))?;
+        remaining -= rows.len();
+        for row in &rows {
+            claimed.push(claimed_from_row(row, request.owner)?);
+        }
+    }
+    if remaining > 0 {
+        let excluded = serde_json::Value::from(
+            request
+                .capped
+                .iter()
+                .map(|(q, _)| q.clone())
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
+        let rows = sqlx::query(sql::CLAIM_OTHERS)
+            .bind(&owner)
+            .bind(expires)
+            .bind(now)
+            .bind(excluded)
+            .bind(remaining as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(Error::db("claim"))?;
+        for row in &rows {
+            claimed.push(claimed_from_row(row, request.owner)?);
+        }
+    }
+    Ok(claimed)
+}
+
+/// Completes the fenced attempts (`fences` as JSON) inside the caller's transaction.
+async fn complete_on(conn: &mut SqliteConnection, fences: String) -> Result<Vec<TaskId>> {
+    let rows = sqlx::query(sql::COMPLETE)
+        .bind(fences)
+        .bind(now_ms())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::db("complete"))?;
+    rows.iter()
+        .map(|r| {
+            parse_id(
+                &r.try_get::<String, _>("id")
+                    .map_err(Error::db("complete"))?,
+            )
+        })
+        .collect()
+}
+
+/// One combined writer cycle on the writer connection, in one of three shapes.
+struct Cycle {
+    pool: SqlitePool,
+    operation: &'static str,
+    fences: Vec<Fence>,
+    claim: Option<ClaimRequest>,
+}
+
+impl Cycle {
+    /// The common shape: one multi-statement query with bound parameters
+    /// ([`sql::cycle_script`]), one round trip to the connection's thread.
+    async fn bound(
+        self,
+        script: &'static str,
+        args: SqliteArguments,
+    ) -> std::result::Result<Combined, WriteFailure> {
+        let mut conn = self.acquire().await?;
+        let result = sqlx::query_with(script, args).fetch_all(&mut *conn).await;
+        let returned = settle_script(&mut conn, self.operation, result).await?;
+        let mut changed = None;
+        let mut claimed = Vec::new();
+        for row in &returned {
+            if row.len() == 1 {
+                changed = Some(
+                    row.try_get::<i64, _>(0)
+                        .map_err(|e| WriteFailure::Whole(Error::db("complete")(e)))?,
+                );
+            } else if let Some(request) = &self.claim {
+                claimed.push(claimed_from_row(row, request.owner).map_err(WriteFailure::Whole)?);
+            }
+        }
+        let completed = if self.fences.is_empty() {
+            Vec::new()
+        } else if changed == i64::try_from(self.fences.len()).ok() {
+            self.fences.iter().map(|f| f.id).collect()
+        } else {
+            // Some fence was stale: ask which ones applied (the cycle is committed).
+            applied_on(&mut conn, &self.fences)
+                .await
+                .map_err(WriteFailure::Whole)?
+        };
+        Ok((completed, claimed))
+    }
+
+    /// Batches too large to bind: the same script shape with JSON arrays ([`sql::CYCLE`]).
+    async fn json(
+        self,
+        rows: Option<String>,
+        now: i64,
+    ) -> std::result::Result<Combined, WriteFailure> {
+        let fences = (!self.fences.is_empty()).then(|| fences_json(&self.fences));
+        let mut conn = self.acquire().await?;
+        let index = usize::from(fences.is_some())
+            | usize::from(rows.is_some()) << 1
+            | usize::from(self.claim.is_some()) << 2;
+        let result = sqlx::query(sql::CYCLE[index])
+            .bind(fences.unwrap_or_default())
+            .bind(now)
+            .bind(rows.unwrap_or_default())
+            .bind(self.claim.as_ref().map(|c| c.owner.to_string()))
+            .bind(self.claim.as_ref().map(|c| now + millis(c.lease)))
+            .bind(
+                self.claim
+                    .as_ref()
+                    .map(|c| i64::try_from(c.limit).unwrap_or(i64::MAX)),
+            )
+            .fetch_all(&mut *conn)
+            .await;
+        let returned = settle_script(&mut conn, self.operation, result).await?;
+        let mut completed = Vec::new();
+        let mut claimed = Vec::new();
+        for row in &returned {
+            if row.len() == 1 {
+                let id: String = row
+                    .try_get(0)
+                    .map_err(|e| WriteFailure::Whole(Error::db("complete")(e)))?;
+                completed.push(parse_id(&id).map_err(WriteFailure::Whole)?);
+            } else if let Some(request) = &self.claim {
+                claimed.push(claimed_from_row(row, request.owner).map_err(WriteFailure::Whole)?);
+            }
+        }
+        Ok((completed, claimed))
+    }
+
+    /// A claim with per-queue caps needs one statement per queue, each sized by the last:
+    /// one transaction, statement by statement.
+    async fn stepwise(
+        self,
+        rows: Option<String>,
+        now: i64,
+    ) -> std::result::Result<Combined, WriteFailure> {
+        let whole = |e| WriteFailure::Whole(Error::db(self.operation)(e));
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(whole)?;
+        let completed = if self.fences.is_empty() {
+            Vec::new()
+        } else {
+            complete_on(&mut tx, fences_json(&self.fences))
+                .await
+                .map_err(WriteFailure::Part)?
+        };
+        if let Some(rows) = rows {
+            insert_json(&mut tx, rows, now)
+                .await
+                .map_err(WriteFailure::Part)?;
+        }
+        let claimed = match &self.claim {
+            Some(request) => claim_on(&mut tx, request)
+                .await
+                .map_err(WriteFailure::Part)?,
+            None => Vec::new(),
+        };
+        tx.commit().await.map_err(whole)?;
+        Ok((completed, claimed))
+    }
+
+    async fn acquire(
+        &self,
+    ) -> std::result::Result<sqlx::pool::PoolConnection<Sqlite>, WriteFailure> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(|e| WriteFailure::Whole(Error::db(self.operation)(e)))
+    }
+}
+
+impl SqliteStore {
+    /// The rows could not be encoded: nothing about them can be written, the rest of the
+    /// cycle still can.
+    async fn write_without_rows(&self, batch: WriteBatch<'_>, error: Error) -> WriteOutcome {
+        let rest = WriteBatch::new().complete(batch.complete);
+        let rest = match batch.claim {
+            Some(claim) => rest.claim(claim),
+            None => rest,
+        };
+        let outcome = Store::write(self, rest).await;
+        WriteOutcome::new(Err(error.into()), outcome.completed, outcome.claimed)
+    }
+}
+
 fn to_core<T>(r: Result<T>) -> durable_core::Result<T> {
     r.map_err(Into::into)
 }
@@ -420,58 +824,68 @@ impl Store for SqliteStore {
         let request = request.clone();
         to_core(
             self.write("claim", move |conn| {
-                Box::pin(async move {
-                    let now = now_ms();
-                    let expires = now + millis(request.lease);
-                    let owner = request.owner.to_string();
-                    let mut remaining = request.limit;
-                    let mut claimed = Vec::new();
-                    for (queue, cap) in &request.capped {
-                        let n = (*cap).min(remaining);
-                        if n == 0 {
-                            continue;
-                        }
-                        let rows = sqlx::query(sql::CLAIM_QUEUE)
-                            .bind(&owner)
-                            .bind(expires)
-                            .bind(now)
-                            .bind(queue)
-                            .bind(n as i64)
-                            .fetch_all(&mut *conn)
-                            .await
-                            .map_err(Error::db("claim"))?;
-                        remaining -= rows.len();
-                        for row in &rows {
-                            claimed.push(claimed_from_row(row, request.owner)?);
-                        }
-                    }
-                    if remaining > 0 {
-                        let excluded = serde_json::Value::from(
-                            request
-                                .capped
-                                .iter()
-                                .map(|(q, _)| q.clone())
-                                .collect::<Vec<_>>(),
-                        )
-                        .to_string();
-                        let rows = sqlx::query(sql::CLAIM_OTHERS)
-                            .bind(&owner)
-                            .bind(expires)
-                            .bind(now)
-                            .bind(excluded)
-                            .bind(remaining as i64)
-                            .fetch_all(&mut *conn)
-                            .await
-                            .map_err(Error::db("claim"))?;
-                        for row in &rows {
-                            claimed.push(claimed_from_row(row, request.owner)?);
-                        }
-                    }
-                    Ok(claimed)
-                })
+                Box::pin(async move { claim_on(conn, &request).await })
             })
             .await,
         )
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction for the whole cycle — completions, inserts, claim —
+    /// sent as one multi-statement query: one commit (one fsync with `synchronous=FULL`) and
+    /// one round trip to the connection's thread instead of three transactions of three.
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        if batch.is_empty() {
+            return WriteOutcome::new(Ok(()), Ok(Vec::new()), Ok(Vec::new()));
+        }
+        let now = now_ms();
+        let claim = batch.claim.filter(|c| c.limit > 0).cloned();
+        let operation = match (batch.complete.is_empty(), batch.insert.is_empty(), &claim) {
+            (false, true, None) => "complete",
+            (true, false, None) => "insert",
+            (true, true, Some(_)) => "claim",
+            _ => "write",
+        };
+        let pool = self.inner.writer.clone();
+        let capped = claim.as_ref().is_some_and(|c| !c.capped.is_empty());
+        if !capped
+            && batch.insert.len() <= sql::MAX_BOUND_ROWS
+            && batch.complete.len() <= sql::MAX_BOUND_ROWS
+        {
+            let args = match bound_cycle_args(&batch, claim.as_ref(), now) {
+                Ok(args) => args,
+                Err(error) => return self.write_without_rows(batch, error).await,
+            };
+            let script = sql::cycle_script(
+                (!batch.complete.is_empty()).then(|| sql::bucket(batch.complete.len())),
+                (!batch.insert.is_empty()).then(|| sql::bucket(batch.insert.len())),
+                claim.is_some(),
+            );
+            let cycle = Cycle {
+                pool,
+                operation,
+                fences: batch.complete.to_vec(),
+                claim,
+            };
+            return combined_write(self, batch, cycle.bound(script, args)).await;
+        }
+        let rows = match (!batch.insert.is_empty())
+            .then(|| rows_json(batch.insert, now))
+            .transpose()
+        {
+            Ok(rows) => rows,
+            Err(error) => return self.write_without_rows(batch, error).await,
+        };
+        let cycle = Cycle {
+            pool,
+            operation,
+            fences: batch.complete.to_vec(),
+            claim,
+        };
+        if capped {
+            combined_write(self, batch, cycle.stepwise(rows, now)).await
+        } else {
+            combined_write(self, batch, cycle.json(rows, now)).await
+        }
     }
 
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
@@ -504,22 +918,7 @@ impl Store for SqliteStore {
         let fences = fences_json(fences);
         to_core(
             self.write("complete", move |conn| {
-                Box::pin(async move {
-                    let rows = sqlx::query(sql::COMPLETE)
-                        .bind(fences)
-                        .bind(now_ms())
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(Error::db("complete"))?;
-                    rows.iter()
-                        .map(|r| {
-                            parse_id(
-                                &r.try_get::<String, _>("id")
-                                    .map_err(Error::db("complete"))?,
-                            )
-                        })
-                        .collect()
-                })
+                Box::pin(async move { complete_on(conn, fences).await })
             })
             .await,
         )

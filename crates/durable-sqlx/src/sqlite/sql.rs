@@ -1,15 +1,29 @@
 //! SQLite statements. Lists (rows, fences, queue names) are bound as one JSON array and
 //! read with `json_each`, so a batch is one statement with no bind-parameter limit.
 
-/// ?1 rows JSON, ?2 now.
-pub(super) const INSERT: &str = "
-INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts, max_attempts,
-    run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)
+/// The insert with its parameter numbers: rows JSON, now.
+macro_rules! insert {
+    ($rows:literal, $now:literal) => {
+        concat!(
+            "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
+    max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)
 SELECT j.value ->> '$.id', j.value ->> '$.name', j.value ->> '$.queue', j.value ->> '$.payload',
     j.value ->> '$.state', j.value ->> '$.priority', j.value ->> '$.attempts',
     j.value ->> '$.max_attempts', j.value ->> '$.run_at', j.value ->> '$.lease_owner',
-    j.value ->> '$.lease_expires_at', j.value ->> '$.started_at', ?2, ?2
-FROM json_each(?1) AS j";
+    j.value ->> '$.lease_expires_at', j.value ->> '$.started_at', ",
+            $now,
+            ", ",
+            $now,
+            "
+FROM json_each(",
+            $rows,
+            ") AS j"
+        )
+    };
+}
+
+/// ?1 rows JSON, ?2 now.
+pub(super) const INSERT: &str = insert!("?1", "?2");
 
 /// ?1 owner, ?2 lease expiry, ?3 now, ?4 queue, ?5 limit.
 pub(super) const CLAIM_QUEUE: &str = "
@@ -23,18 +37,41 @@ WHERE id IN (
     LIMIT ?5)
 RETURNING id, name, queue, payload, attempts, max_attempts";
 
-/// ?1 owner, ?2 lease expiry, ?3 now, ?4 JSON array of excluded queues, ?5 limit.
-pub(super) const CLAIM_OTHERS: &str = "
-UPDATE durable_tasks
-SET state = 'processing', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2,
-    started_at = ?3, updated_at = ?3
+/// The claim over every queue but a JSON array of excluded ones, with its parameter numbers:
+/// owner, lease expiry, now, excluded queues, limit.
+macro_rules! claim_others {
+    ($owner:literal, $expiry:literal, $now:literal, $excluded:literal, $limit:literal) => {
+        concat!(
+            "UPDATE durable_tasks
+SET state = 'processing', attempts = attempts + 1, lease_owner = ",
+            $owner,
+            ", lease_expires_at = ",
+            $expiry,
+            ",
+    started_at = ",
+            $now,
+            ", updated_at = ",
+            $now,
+            "
 WHERE id IN (
     SELECT id FROM durable_tasks
-    WHERE state = 'pending' AND run_at <= ?3
-      AND queue NOT IN (SELECT value FROM json_each(?4))
+    WHERE state = 'pending' AND run_at <= ",
+            $now,
+            "
+      AND queue NOT IN (SELECT value FROM json_each(",
+            $excluded,
+            "))
     ORDER BY priority DESC, run_at, id
-    LIMIT ?5)
-RETURNING id, name, queue, payload, attempts, max_attempts";
+    LIMIT ",
+            $limit,
+            ")
+RETURNING id, name, queue, payload, attempts, max_attempts"
+        )
+    };
+}
+
+/// ?1 owner, ?2 lease expiry, ?3 now, ?4 JSON array of excluded queues, ?5 limit.
+pub(super) const CLAIM_OTHERS: &str = claim_others!("?1", "?2", "?3", "?4", "?5");
 
 /// The fence condition: the row is `processing` and held by one of the fences in ?1. The
 /// fence ids are looked up by primary key first, so a batch costs O(fences), not
@@ -49,6 +86,25 @@ macro_rules! fenced {
     };
 }
 
+/// [`COMPLETE`] inside [`CYCLE`] (same parameter numbers).
+macro_rules! cycle_complete {
+    () => {
+        concat!(
+            "UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL, finished_at = ?2,
+     updated_at = ?2 WHERE ",
+            fenced!(),
+            " RETURNING id"
+        )
+    };
+}
+
+/// The any-queue claim inside [`CYCLE`].
+macro_rules! cycle_claim {
+    () => {
+        claim_others!("?4", "?5", "?2", "'[]'", "?6")
+    };
+}
+
 /// ?1 fences, ?2 new expiry, ?3 now.
 pub(super) const HEARTBEAT: &str = concat!(
     "UPDATE durable_tasks SET lease_expires_at = ?2, updated_at = ?3 WHERE ",
@@ -57,12 +113,50 @@ pub(super) const HEARTBEAT: &str = concat!(
 );
 
 /// ?1 fences, ?2 now.
-pub(super) const COMPLETE: &str = concat!(
-    "UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL, finished_at = ?2,
-     updated_at = ?2 WHERE ",
-    fenced!(),
-    " RETURNING id"
-);
+pub(super) const COMPLETE: &str = cycle_complete!();
+
+/// A whole writer cycle as one multi-statement query, so it costs one round trip to the
+/// connection's worker thread instead of five (`BEGIN`, three statements, `COMMIT`).
+/// sqlx binds `?NNN` by number across the statements: ?1 fences, ?2 now, ?3 rows,
+/// ?4 owner, ?5 lease expiry, ?6 limit ('[]' excludes no queue). Indexed by
+/// `complete | insert << 1 | claim << 2`; completion rows come back with one column, claimed
+/// rows with six.
+pub(super) const CYCLE: [&str; 8] = [
+    "BEGIN IMMEDIATE; COMMIT;",
+    concat!("BEGIN IMMEDIATE; ", cycle_complete!(), "; COMMIT;"),
+    concat!("BEGIN IMMEDIATE; ", insert!("?3", "?2"), "; COMMIT;"),
+    concat!(
+        "BEGIN IMMEDIATE; ",
+        cycle_complete!(),
+        "; ",
+        insert!("?3", "?2"),
+        "; COMMIT;"
+    ),
+    concat!("BEGIN IMMEDIATE; ", cycle_claim!(), "; COMMIT;"),
+    concat!(
+        "BEGIN IMMEDIATE; ",
+        cycle_complete!(),
+        "; ",
+        cycle_claim!(),
+        "; COMMIT;"
+    ),
+    concat!(
+        "BEGIN IMMEDIATE; ",
+        insert!("?3", "?2"),
+        "; ",
+        cycle_claim!(),
+        "; COMMIT;"
+    ),
+    concat!(
+        "BEGIN IMMEDIATE; ",
+        cycle_complete!(),
+        "; ",
+        insert!("?3", "?2"),
+        "; ",
+        cycle_claim!(),
+        "; COMMIT;"
+    ),
+];
 
 /// ?1 fence (one-element array), ?2 now, ?3 run_at, ?4 error.
 pub(super) const RETRY: &str = concat!(
@@ -120,3 +214,109 @@ pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks 
 
 /// Uses the partial claim index.
 pub(super) const BACKLOG: &str = "SELECT count(*) FROM durable_tasks WHERE state = 'pending'";
+
+/// Most rows (and most fences) a cycle binds as parameters; larger cycles use [`CYCLE`]
+/// (JSON arrays).
+pub(super) const MAX_BOUND_ROWS: usize = 128;
+
+/// Values bound per inserted row, in [`cycle_script`]'s order: id, name, queue, payload,
+/// state, priority, attempts, max_attempts, run_at, lease_owner, lease_expires_at,
+/// started_at, created_at, updated_at.
+pub(super) const ROW_PARAMS: usize = 14;
+
+/// Values bound per fence: id, owner, attempt.
+pub(super) const FENCE_PARAMS: usize = 3;
+
+/// Rounds a count up to the bucket (a power of two) its script is written for, so a
+/// handful of scripts cover every cycle; the spare slots are bound to NULL and match nothing.
+pub(super) fn bucket(n: usize) -> usize {
+    n.next_power_of_two()
+}
+
+/// A whole writer cycle as one multi-statement query with bound parameters (no JSON to
+/// parse), built once per shape and kept for the life of the process (a few dozen shapes):
+///
+/// 1. `BEGIN IMMEDIATE`;
+/// 2. with `fences` slots: the completion — params now, now, the `fences` ids, then the
+///    `fences` (id, owner, attempt) triples — and `SELECT changes()` (one row, one column);
+/// 3. with `rows` slots: the insert — [`ROW_PARAMS`] per slot, a NULL id skips the slot;
+/// 4. with `claim`: the any-queue claim — params owner, lease expiry, now, now, now, limit —
+///    returning rows of six columns;
+/// 5. `COMMIT`.
+///
+/// Parameters are anonymous (`?`), bound in the order they appear: sqlx looks each numbered
+/// parameter's name up, which SQLite answers by a linear scan — quadratic in a script with
+/// hundreds of them.
+pub(super) fn cycle_script(
+    fences: Option<usize>,
+    rows: Option<usize>,
+    claim: bool,
+) -> &'static str {
+    use std::collections::HashMap;
+    use std::fmt::Write as _;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+
+    type Scripts = HashMap<(usize, usize, bool), &'static str>;
+    static SCRIPTS: OnceLock<Mutex<Scripts>> = OnceLock::new();
+    let key = (fences.unwrap_or(0), rows.unwrap_or(0), claim);
+    let mut scripts = SCRIPTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(script) = scripts.get(&key) {
+        return script;
+    }
+    let slots = |n: usize, width: usize| -> String {
+        let one = format!("({})", vec!["?"; width].join(", "));
+        vec![one; n].join(", ")
+    };
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    if let Some(n) = fences {
+        let _ = write!(
+            sql,
+            "UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL,
+    finished_at = ?, updated_at = ?
+WHERE state = 'processing' AND id IN ({})
+  AND (id, lease_owner, attempts) IN (VALUES {});
+SELECT changes();\n",
+            vec!["?"; n].join(", "),
+            slots(n, FENCE_PARAMS)
+        );
+    }
+    if let Some(n) = rows {
+        let _ = write!(
+            sql,
+            "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
+    max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)
+SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL;\n",
+            slots(n, ROW_PARAMS)
+        );
+    }
+    if claim {
+        sql.push_str(
+            "UPDATE durable_tasks
+SET state = 'processing', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?,
+    started_at = ?, updated_at = ?
+WHERE id IN (
+    SELECT id FROM durable_tasks
+    WHERE state = 'pending' AND run_at <= ?
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?)
+RETURNING id, name, queue, payload, attempts, max_attempts;\n",
+        );
+    }
+    sql.push_str("COMMIT;");
+    let script: &'static str = Box::leak(sql.into_boxed_str());
+    scripts.insert(key, script);
+    script
+}
+
+/// The fences of a cycle that applied, when `changes()` says not all of them did (a stale
+/// fence: rare). ?1 fences as JSON.
+pub(super) const APPLIED: &str = "
+SELECT id FROM durable_tasks
+WHERE state = 'completed'
+  AND id IN (SELECT f.value ->> '$.id' FROM json_each(?1) AS f)
+  AND (id, lease_owner, attempts) IN (
+      SELECT f.value ->> '$.id', f.value ->> '$.owner', f.value ->> '$.attempt'
+      FROM json_each(?1) AS f)";

@@ -79,7 +79,8 @@ macro_rules! conformance_tests {
             retry_returns_to_pending_later, fail_keeps_error, requeue_does_not_count_attempt,
             rescue_requeues_or_fails_expired, cancel_only_pending, prune_bounded_and_keeps_failed,
             counts_per_state, concurrent_claimers_never_share_a_task,
-            two_stores_fencing_interleaving, migrate_is_idempotent);
+            two_stores_fencing_interleaving, migrate_is_idempotent,
+            write_combines_completions_inserts_and_claim, write_parts_fail_alone);
         $crate::conformance_tests!(@runtime $make;
             runs_to_completion, retries_then_succeeds, panic_is_caught_and_retried,
             timeout_is_retryable, permanent_error_fails_at_once, exhausted_attempts_end_failed,

@@ -542,3 +542,159 @@ pub async fn migrate_is_idempotent(db: &impl TestDb) {
         .await
         .expect("insert after migrations");
 }
+
+fn fence_of(t: &NewTask, owner: WorkerId) -> durable_core::Fence {
+    durable_core::Fence {
+        id: t.id,
+        owner,
+        attempt: 1,
+    }
+}
+
+/// One `write` does the completions, the inserts and a claim that sees the new rows — at
+/// every batch size (stores may switch statement shapes with the size: 1, 3, 17, 128, 129
+/// and 600 rows here).
+pub async fn write_combines_completions_inserts_and_claim(db: &impl TestDb) {
+    use durable_core::WriteBatch;
+    let store = db.store();
+    let owner = WorkerId::new();
+    let mut held: Vec<NewTask> = Vec::new();
+    for n in [1usize, 3, 17, 128, 129, 600] {
+        // `n` rows inserted already claimed, `n` pending ones; the previous round's rows
+        // completed; a claim of up to 2 rows.
+        let claimed: Vec<NewTask> = (0..n)
+            .map(|_| task("work").claimed_by(owner, LEASE))
+            .collect();
+        let pending: Vec<NewTask> = (0..n).map(|_| task("work")).collect();
+        let rows: Vec<NewTask> = claimed.iter().chain(&pending).cloned().collect();
+        let fences: Vec<_> = held.iter().map(|t| fence_of(t, owner)).collect();
+        let request = ClaimRequest::new(owner, LEASE, 2);
+        let outcome = store
+            .write(
+                WriteBatch::new()
+                    .insert(&rows)
+                    .complete(&fences)
+                    .claim(&request),
+            )
+            .await;
+        outcome.inserted.expect("insert part");
+        let completed: HashSet<_> = outcome
+            .completed
+            .expect("complete part")
+            .into_iter()
+            .collect();
+        assert_eq!(
+            completed,
+            held.iter().map(|t| t.id).collect::<HashSet<_>>(),
+            "n={n}"
+        );
+        let got = outcome.claimed.expect("claim part");
+        assert_eq!(
+            got.len(),
+            2.min(n),
+            "n={n}: the claim sees the rows inserted before it"
+        );
+        for c in &got {
+            assert_eq!((c.owner, c.attempt), (owner, 1));
+            assert_eq!(row(&store, c.id).await.state, TaskState::Processing);
+        }
+        for t in &held {
+            let r = row(&store, t.id).await;
+            assert_eq!(r.state, TaskState::Completed, "n={n}");
+            assert!(r.finished_at.is_some() && r.lease_expires_at.is_none());
+        }
+        for t in &claimed {
+            let r = row(&store, t.id).await;
+            assert_eq!(
+                (r.state, r.attempts, r.lease_owner),
+                (TaskState::Processing, 1, Some(owner))
+            );
+            let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("json");
+            assert_eq!(json(&r.payload), json(&t.payload));
+        }
+        // Leave the rest pending for good: cancel them so the next claim starts clean.
+        let claimed_ids: HashSet<_> = got.iter().map(|c| c.id).collect();
+        for t in pending.iter().filter(|t| !claimed_ids.contains(&t.id)) {
+            assert!(store.cancel(t.id).await.expect("cancel"));
+        }
+        let done: Vec<_> = got.iter().map(durable_core::ClaimedTask::fence).collect();
+        assert_eq!(
+            store.complete(&done).await.expect("complete").len(),
+            done.len()
+        );
+        held = claimed;
+    }
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts.processing, 600, "the last round's claimed rows");
+}
+
+/// A part that fails alone does not fail the others: a duplicate id fails the insert (none
+/// of its rows stored), while the completions and the claim riding with it still apply.
+/// A stale fence is left out of the completed ids without failing the rest.
+pub async fn write_parts_fail_alone(db: &impl TestDb) {
+    use durable_core::WriteBatch;
+    let store = db.store();
+    let owner = WorkerId::new();
+    let held: Vec<NewTask> = (0..3)
+        .map(|_| task("work").claimed_by(owner, LEASE))
+        .collect();
+    let waiting = task("work");
+    let mut seed = held.clone();
+    seed.push(waiting.clone());
+    store.insert(&seed).await.expect("seed");
+    let fresh = task("work");
+    let duplicate = vec![fresh.clone(), held[0].clone()];
+    let mut fences: Vec<_> = held.iter().map(|t| fence_of(t, owner)).collect();
+    // A fence of another owner: stale, must not apply.
+    fences[2].owner = WorkerId::new();
+    let request = ClaimRequest::new(owner, LEASE, 5);
+    let outcome = store
+        .write(
+            WriteBatch::new()
+                .insert(&duplicate)
+                .complete(&fences)
+                .claim(&request),
+        )
+        .await;
+    assert!(
+        outcome.inserted.is_err(),
+        "the duplicate id fails the insert"
+    );
+    assert!(
+        store.get(fresh.id).await.expect("get").is_none(),
+        "none of its rows stored"
+    );
+    let mut completed = outcome.completed.expect("completions still apply");
+    completed.sort_by_key(ToString::to_string);
+    let mut expected = vec![held[0].id, held[1].id];
+    expected.sort_by_key(ToString::to_string);
+    assert_eq!(completed, expected, "the stale fence is left out");
+    assert_eq!(row(&store, held[2].id).await.state, TaskState::Processing);
+    let claimed = outcome.claimed.expect("the claim still applies");
+    assert_eq!(
+        claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![waiting.id]
+    );
+
+    // Everything valid but one stale fence: one transaction, the stale fence left out.
+    let more: Vec<NewTask> = (0..4)
+        .map(|_| task("work").claimed_by(owner, LEASE))
+        .collect();
+    store.insert(&more).await.expect("insert");
+    let mut fences: Vec<_> = more.iter().map(|t| fence_of(t, owner)).collect();
+    fences[1].attempt = 2;
+    let rows = vec![task("work")];
+    let outcome = store
+        .write(WriteBatch::new().insert(&rows).complete(&fences))
+        .await;
+    outcome.inserted.expect("insert part");
+    let completed: HashSet<_> = outcome
+        .completed
+        .expect("complete part")
+        .into_iter()
+        .collect();
+    let expected: HashSet<_> = [more[0].id, more[2].id, more[3].id].into_iter().collect();
+    assert_eq!(completed, expected);
+    assert_eq!(row(&store, more[1].id).await.state, TaskState::Processing);
+    assert_eq!(row(&store, rows[0].id).await.state, TaskState::Pending);
+}
