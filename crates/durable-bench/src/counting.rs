@@ -100,6 +100,10 @@ impl Store for CountingStore {
         claimed
     }
 
+    fn single_writer(&self) -> bool {
+        self.inner.single_writer()
+    }
+
     /// Counted as one `write` transaction plus its parts under their own names, so the
     /// rows per insert / completion / claim stay comparable with separate calls.
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {

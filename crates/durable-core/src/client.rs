@@ -152,6 +152,8 @@ enum Job {
 struct ClientInner {
     store: Arc<dyn Store>,
     writer: mpsc::UnboundedSender<Job>,
+    /// The completions' own writer, for stores with parallel writers.
+    completions: Option<mpsc::UnboundedSender<Job>>,
     max_payload_bytes: usize,
     dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>>,
 }
@@ -203,11 +205,30 @@ impl Client {
     pub fn from_arc(store: Arc<dyn Store>, max_payload_bytes: usize) -> Self {
         let (writer, rx) = mpsc::unbounded_channel();
         let dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>> = Arc::new(OnceLock::new());
-        tokio::spawn(write_loop(Arc::clone(&store), rx, Arc::clone(&dispatch)));
+        let single = store.single_writer();
+        tokio::spawn(write_loop(
+            Arc::clone(&store),
+            rx,
+            Arc::clone(&dispatch),
+            single,
+        ));
+        // A store with parallel writers commits completions on a writer of their own, so
+        // a request's insert never waits for them.
+        let completions = (!single).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_loop(
+                Arc::clone(&store),
+                rx,
+                Arc::new(OnceLock::new()),
+                false,
+            ));
+            tx
+        });
         Self {
             inner: Arc::new(ClientInner {
                 store,
                 writer,
+                completions,
                 max_payload_bytes,
                 dispatch,
             }),
@@ -318,7 +339,12 @@ impl Client {
     /// no longer holds the row.
     pub(crate) async fn complete(&self, fence: Fence) -> Result<bool> {
         let (done, answer) = oneshot::channel();
-        self.send(Job::Complete(fence, done))?;
+        match &self.inner.completions {
+            Some(completions) => completions
+                .send(Job::Complete(fence, done))
+                .map_err(|_| Error::ShuttingDown)?,
+            None => self.send(Job::Complete(fence, done))?,
+        }
         answer.await.map_err(|_| Error::ShuttingDown)?
     }
 
@@ -384,22 +410,30 @@ impl std::error::Error for BatchError {
     }
 }
 
+/// One writer: cycles of whatever is queued. `linger`: completions wait a moment for an
+/// insert or a claim to share their cycle (single-writer stores).
 async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>>,
+    linger: bool,
 ) {
     while let Some(first) = rx.recv().await {
         let mut cycle = Cycle::default();
         cycle.push(first);
         cycle.drain(&mut rx);
-        if cycle.only_completions() {
-            // Nobody's response waits on a completion: give it a moment to ride with the next
-            // insert or claim instead of paying a commit (an fsync) of its own. At one request
-            // at a time this halves the transactions.
-            if let Ok(Some(job)) = tokio::time::timeout(COMPLETION_LINGER, rx.recv()).await {
-                cycle.push(job);
-                cycle.drain(&mut rx);
+        // Nobody's response waits on a completion: on a single-writer store, completions
+        // wait (a moment at most) for an insert or a claim to share its transaction instead
+        // of paying a commit — an fsync — of their own. At one request at a time this halves the transactions; in a burn-down,
+        // a batch's completions ride with the claim of the next batch.
+        let linger_until = tokio::time::Instant::now() + COMPLETION_LINGER;
+        while linger && cycle.only_completions() {
+            match tokio::time::timeout_at(linger_until, rx.recv()).await {
+                Ok(Some(job)) => {
+                    cycle.push(job);
+                    cycle.drain(&mut rx);
+                }
+                Ok(None) | Err(_) => break,
             }
         }
         let local = dispatch.get().and_then(Weak::upgrade);

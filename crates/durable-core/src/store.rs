@@ -487,6 +487,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Counts rows per state.
     async fn counts(&self) -> Result<StateCounts>;
 
+    /// Whether every write goes through one connection (SQLite). A [`Client`](crate::Client)
+    /// then sends completions through the same writer cycles as inserts and claims — one
+    /// transaction, one fsync for all; otherwise (the default) completions get a writer of
+    /// their own and commit in parallel with the inserts.
+    fn single_writer(&self) -> bool {
+        false
+    }
+
     /// Performs one writer cycle: `batch.complete`, then `batch.insert`, then `batch.claim`
     /// (which sees the new rows). Stores override it to do all three in one transaction —
     /// one commit per cycle — falling back to [`write_separately`] when a part fails, so

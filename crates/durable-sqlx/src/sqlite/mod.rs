@@ -791,6 +791,11 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    /// Every write goes through the one writer connection.
+    fn single_writer(&self) -> bool {
+        true
+    }
+
     async fn migrate(&self) -> durable_core::Result<()> {
         let pool = self.inner.writer.clone();
         to_core(

@@ -217,7 +217,7 @@ pub(super) const BACKLOG: &str = "SELECT count(*) FROM durable_tasks WHERE state
 
 /// Most rows (and most fences) a cycle binds as parameters; larger cycles use [`CYCLE`]
 /// (JSON arrays).
-pub(super) const MAX_BOUND_ROWS: usize = 128;
+pub(super) const MAX_BOUND_ROWS: usize = 512;
 
 /// Values bound per inserted row, in [`cycle_script`]'s order: id, name, queue, payload,
 /// state, priority, attempts, max_attempts, run_at, lease_owner, lease_expires_at,
