@@ -318,9 +318,9 @@ pub struct RescueReport {
 }
 
 /// One write cycle of a [`Client`](crate::Client)'s writer: new rows, finished attempts and a
-/// claim for the capacity left. A store performs them in **one transaction** when it can
-/// ([`Store::write`]), so a busy runtime pays one commit — one fsync — per cycle instead of
-/// one per kind of write.
+/// claim for the capacity left. A store performs them as cheaply as it can
+/// ([`Store::write`]): SQLite in **one transaction**, so a busy runtime pays one commit — one
+/// fsync — per cycle instead of one per kind of write; PostgreSQL as concurrent statements.
 ///
 /// # Examples
 ///
@@ -495,11 +495,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         false
     }
 
-    /// Performs one writer cycle: `batch.complete`, then `batch.insert`, then `batch.claim`
-    /// (which sees the new rows). Stores override it to do all three in one transaction —
-    /// one commit per cycle — falling back to [`write_separately`] when a part fails, so
-    /// each part's outcome is the one it would have had alone. The default is
-    /// [`write_separately`].
+    /// Performs one writer cycle: `batch.complete`, `batch.insert`, and `batch.claim` after
+    /// the insert (so it sees the new rows). Each part's outcome must be the one it would
+    /// have had alone: a part failing on its own data must not fail the others. The default
+    /// is [`write_separately`]; stores override it to make a cycle cheaper (SQLite: one
+    /// transaction, redone part by part when a part fails; PostgreSQL: the parts at once).
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         write_separately(self, batch).await
     }

@@ -216,3 +216,32 @@ async fn writes_wait_for_a_lock_held_elsewhere() {
         .expect("join")
         .expect("the write succeeds after the lock is released");
 }
+
+/// A claim that waits for the writer connection (held by a handler's transaction) sees the
+/// rows that transaction commits: its "now" is taken once it holds the connection, not when
+/// it was asked for. (Found by the SIGTERM-right-away process test: the claim behind five
+/// signup transactions saw one of their tasks.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_waiting_for_the_writer_sees_rows_committed_meanwhile() {
+    use durable_core::{ClaimRequest, WorkerId, WriteBatch};
+    let db = sqlite_db().await;
+    let store = SqliteStore::connect(&db.url).await.expect("open");
+    let client = durable_core::Client::new(store.clone());
+    let mut tx = store.begin().await.expect("begin");
+    let owner = WorkerId::new();
+    let claimer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let request = ClaimRequest::new(owner, std::time::Duration::from_secs(30), 10);
+            store.write(WriteBatch::new().claim(&request)).await.claimed
+        })
+    };
+    // Let the claim queue up behind the transaction, and the clock move past its start.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let id = durable_sqlx::enqueue_in(&mut *tx, &client, conformance::tasks::Work::new("late"))
+        .await
+        .expect("enqueue in tx");
+    tx.commit().await.expect("commit");
+    let claimed = claimer.await.expect("join").expect("claim");
+    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
+}

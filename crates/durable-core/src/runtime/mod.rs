@@ -293,9 +293,8 @@ impl LocalDispatch for Shared {
     }
 
     fn begin_claim(&self) -> Option<ClaimRequest> {
-        if self.stopping.is_cancelled() {
-            return None;
-        }
+        // No check of `stopping`: the claim loop checks before asking, and a claim asked
+        // for before shutdown completes (shutdown waits for it and drains its tasks).
         let base = ClaimRequest::new(self.owner, self.config.lease, 0);
         let mut slots = self.slots();
         let request =

@@ -350,13 +350,11 @@ async fn insert_json(conn: &mut SqliteConnection, rows: String, now: i64) -> Res
     Ok(())
 }
 
-/// The parameters of [`sql::cycle_script`] for `batch`, the spare slots of each bucket bound
-/// to NULL.
-fn bound_cycle_args(
-    batch: &WriteBatch<'_>,
-    claim: Option<&ClaimRequest>,
-    now: i64,
-) -> Result<SqliteArguments> {
+/// The parameters of [`sql::cycle_script`] for `batch`'s completions and rows, the spare
+/// slots of each bucket bound to NULL. The claim's come last and are added once the
+/// connection is held ([`claim_args`]): its "now" must not predate rows committed while the
+/// cycle waited for the connection.
+fn bound_cycle_args(batch: &WriteBatch<'_>, now: i64) -> Result<SqliteArguments> {
     use sqlx::Arguments as _;
     let encode = |source: sqlx::error::BoxDynError| Error::Encode {
         what: "cycle parameters",
@@ -426,18 +424,22 @@ fn bound_cycle_args(
             add(&mut args, Value::Null)?;
         }
     }
-    if let Some(c) = claim {
-        add(&mut args, Value::Text(c.owner.to_string()))?;
-        add(&mut args, Value::Int(now + millis(c.lease)))?;
-        add(&mut args, Value::Int(now))?;
-        add(&mut args, Value::Int(now))?;
-        add(&mut args, Value::Int(now))?;
-        add(
-            &mut args,
-            Value::Int(i64::try_from(c.limit).unwrap_or(i64::MAX)),
-        )?;
-    }
     Ok(args)
+}
+
+/// Appends the claim's parameters (owner, lease expiry, now, now, now, limit) at `now`.
+fn claim_args(args: &mut SqliteArguments, claim: &ClaimRequest, now: i64) -> Result<()> {
+    use sqlx::Arguments as _;
+    let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+    let encode = |source: sqlx::error::BoxDynError| Error::Encode {
+        what: "claim parameters",
+        source,
+    };
+    args.add(claim.owner.to_string()).map_err(encode)?;
+    for value in [now + millis(claim.lease), now, now, now, limit] {
+        args.add(value).map_err(encode)?;
+    }
+    Ok(())
 }
 
 /// One bound value of a cycle.
@@ -652,9 +654,12 @@ impl Cycle {
     async fn bound(
         self,
         script: &'static str,
-        args: SqliteArguments,
+        mut args: SqliteArguments,
     ) -> std::result::Result<Combined, WriteFailure> {
         let mut conn = self.acquire().await?;
+        if let Some(claim) = &self.claim {
+            claim_args(&mut args, claim, now_ms()).map_err(WriteFailure::Whole)?;
+        }
         let result = sqlx::query_with(script, args).fetch_all(&mut *conn).await;
         let returned = settle_script(&mut conn, self.operation, result).await?;
         let mut changed = None;
@@ -683,13 +688,11 @@ impl Cycle {
     }
 
     /// Batches too large to bind: the same script shape with JSON arrays ([`sql::CYCLE`]).
-    async fn json(
-        self,
-        rows: Option<String>,
-        now: i64,
-    ) -> std::result::Result<Combined, WriteFailure> {
+    async fn json(self, rows: Option<String>) -> std::result::Result<Combined, WriteFailure> {
         let fences = (!self.fences.is_empty()).then(|| fences_json(&self.fences));
         let mut conn = self.acquire().await?;
+        // After the wait for the connection, so the claim sees rows committed meanwhile.
+        let now = now_ms();
         let index = usize::from(fences.is_some())
             | usize::from(rows.is_some()) << 1
             | usize::from(self.claim.is_some()) << 2;
@@ -856,7 +859,7 @@ impl Store for SqliteStore {
             && batch.insert.len() <= sql::MAX_BOUND_ROWS
             && batch.complete.len() <= sql::MAX_BOUND_ROWS
         {
-            let args = match bound_cycle_args(&batch, claim.as_ref(), now) {
+            let args = match bound_cycle_args(&batch, now) {
                 Ok(args) => args,
                 Err(error) => return self.write_without_rows(batch, error).await,
             };
@@ -889,7 +892,7 @@ impl Store for SqliteStore {
         if capped {
             combined_write(self, batch, cycle.stepwise(rows, now)).await
         } else {
-            combined_write(self, batch, cycle.json(rows, now)).await
+            combined_write(self, batch, cycle.json(rows)).await
         }
     }
 
