@@ -108,6 +108,7 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
         summary.add(format!("idle {backend} CPU ms/s"), cpu, "ms/s");
     }
     table.note("CPU: utime+stime of the whole benchmark process over the window, after a 1 s settle, default runtime settings (poll 2 s, lease 30 s, prune every 60 s)");
+    table.note("store calls: a `write` (one writer cycle) is one call; the parts it carried are also listed under their own names (a `claim` inside a `write` is not a second call)");
     table.note("db commits/s: delta of `xact_commit` of a database created for the run, from runtime start to after its pools closed (includes start-up and shutdown statements and the LISTEN session)");
     table.print();
     Ok(())

@@ -242,6 +242,6 @@ async fn claim_waiting_for_the_writer_sees_rows_committed_meanwhile() {
         .await
         .expect("enqueue in tx");
     tx.commit().await.expect("commit");
-    let claimed = claimer.await.expect("join").expect("claim");
-    assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
+    let got = claimer.await.expect("join").expect("claim");
+    assert_eq!(got.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
 }
