@@ -424,8 +424,8 @@ async fn write_loop(
         cycle.drain(&mut rx);
         // Nobody's response waits on a completion: on a single-writer store, completions
         // wait (a moment at most) for an insert or a claim to share its transaction instead
-        // of paying a commit — an fsync — of their own. At one request at a time this halves the transactions; in a burn-down,
-        // a batch's completions ride with the claim of the next batch.
+        // of paying a commit — an fsync — of their own. At one request at a time this halves
+        // the transactions; in a burn-down, a batch's completions ride with the next claim.
         let linger_until = tokio::time::Instant::now() + COMPLETION_LINGER;
         while linger && cycle.only_completions() {
             match tokio::time::timeout_at(linger_until, rx.recv()).await {
