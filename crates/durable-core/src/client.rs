@@ -210,17 +210,18 @@ impl Client {
             Arc::clone(&store),
             rx,
             Arc::clone(&dispatch),
-            single,
+            true,
         ));
         // A store with parallel writers commits completions on a writer of their own, so
-        // a request's insert never waits for them.
+        // a request's insert never waits for them. Lingering there gathers a few
+        // milliseconds of completions into one statement.
         let completions = (!single).then(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(write_loop(
                 Arc::clone(&store),
                 rx,
                 Arc::new(OnceLock::new()),
-                false,
+                true,
             ));
             tx
         });
