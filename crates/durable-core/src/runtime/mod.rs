@@ -107,6 +107,11 @@ pub(crate) struct Shared {
     backlog: AtomicBool,
     /// Earliest time this runtime knows something becomes due (a retry it scheduled).
     next_due: Mutex<Option<Instant>>,
+    /// Counts commits through this process that left due tasks `pending` for a claim (a
+    /// handler's own transaction, more tasks than free slots).
+    commits: AtomicU64,
+    /// The value of `commits` when the latest claim began: that claim saw those rows.
+    covered: AtomicU64,
     /// Itself, for spawning runners from `&self` callbacks.
     this: Weak<Shared>,
 }
@@ -272,6 +277,7 @@ impl LocalDispatch for Shared {
                 }
                 _ => {
                     self.backlog.store(true, Ordering::Relaxed);
+                    self.commits.fetch_add(1, Ordering::SeqCst);
                     self.wake.notify_one();
                 }
             }
@@ -289,17 +295,22 @@ impl LocalDispatch for Shared {
     }
 
     fn wake(&self) {
+        self.commits.fetch_add(1, Ordering::SeqCst);
         self.wake.notify_one();
     }
 
     fn begin_claim(&self) -> Option<ClaimRequest> {
-        // No check of `stopping`: the claim loop checks before asking, and a claim asked
-        // for before shutdown completes (shutdown waits for it and drains its tasks).
+        // No check of `stopping`: the claim loop checks before asking, a claim asked for
+        // before shutdown completes (shutdown waits for it and drains its tasks), and
+        // shutdown's own last claim comes through here.
         let base = ClaimRequest::new(self.owner, self.config.lease, 0);
         let mut slots = self.slots();
         let request =
             slots.claim_request(base, self.config.concurrency, &self.config.queue_limits)?;
         slots.take(CLAIMING, request.limit);
+        // Every commit counted so far happened before this claim's statement runs.
+        self.covered
+            .store(self.commits.load(Ordering::SeqCst), Ordering::SeqCst);
         Some(request)
     }
 
@@ -532,6 +543,8 @@ impl RuntimeBuilder {
             wake: Arc::new(Notify::new()),
             backlog: AtomicBool::new(true),
             next_due: Mutex::new(None),
+            commits: AtomicU64::new(0),
+            covered: AtomicU64::new(0),
             this: this.clone(),
         });
         let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&shared) as Weak<dyn LocalDispatch>;
@@ -664,7 +677,9 @@ impl Runtime {
         self.force.cancel();
     }
 
-    /// Drains and stops: stop claiming; wait up to `grace` for running attempts; then cancel
+    /// Drains and stops: stop claiming (after one last claim if this process committed due
+    /// tasks since the latest claim began, so what it acknowledged just before the signal
+    /// is drained too); wait up to `grace` for running attempts; then cancel
     /// the rest (they may observe [`TaskContext::cancelled`](crate::TaskContext::cancelled)
     /// for the cancel grace) and mark their rows `pending` again in one statement — lease
     /// released, attempt not counted — so the next process starts them at once.
@@ -678,21 +693,15 @@ impl Runtime {
         shared.wake.notify_one();
         // One deadline bounds every wait: a claim stuck on an unreachable database must not
         // stretch the shutdown past the grace the orchestrator allows.
-        let until_deadline = |wait| async move {
-            tokio::select! {
-                () = wait => true,
-                () = tokio::time::sleep_until(deadline) => false,
-                () = self.force.cancelled() => false,
-            }
-        };
         // A claim in flight finishes and spawns what it took before the drain begins;
         // inserts that reserved local capacity either start their tasks or give it back.
         shared.reservations.close();
-        let settled = until_deadline(self.claimer.wait()).await
-            && until_deadline(shared.reservations.wait()).await;
+        let settled = within(self.claimer.wait(), deadline, &self.force).await
+            && within(shared.reservations.wait(), deadline, &self.force).await
+            && within(claim_uncovered(shared), deadline, &self.force).await;
         let running_at_start = shared.slots().running_count();
         shared.tracker.close();
-        let drained = settled && until_deadline(shared.tracker.wait()).await;
+        let drained = settled && within(shared.tracker.wait(), deadline, &self.force).await;
         let mut requeued = 0;
         if !drained {
             shared.soft.cancel();
@@ -721,6 +730,42 @@ impl Runtime {
             "durable runtime stopped"
         );
         report
+    }
+}
+
+/// Waits for `wait` until `deadline` or a forced shutdown: false if it did not finish.
+async fn within(
+    wait: impl std::future::Future<Output = ()>,
+    deadline: Instant,
+    force: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        () = wait => true,
+        () = tokio::time::sleep_until(deadline) => false,
+        () = force.cancelled() => false,
+    }
+}
+
+/// One last claim when this process committed tasks after the latest claim began (a
+/// request's transaction that committed just before the signal, while a claim was running):
+/// they were acknowledged by this instance, so it drains them within the grace rather than
+/// leaving them for the next start. Pending rows of other origins are left for other workers.
+async fn claim_uncovered(shared: &Arc<Shared>) {
+    if shared.commits.load(Ordering::SeqCst) == shared.covered.load(Ordering::SeqCst)
+        || shared.slots().free(shared.config.concurrency) == 0
+    {
+        return;
+    }
+    let runtime: Arc<dyn LocalDispatch> = Arc::clone(shared) as Arc<dyn LocalDispatch>;
+    match shared.client.claim(runtime).await {
+        Ok(report) => tracing::debug!(
+            claimed = report.claimed,
+            "claimed tasks committed here just before shutdown"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            "claim of tasks committed just before shutdown failed; they stay pending"
+        ),
     }
 }
 

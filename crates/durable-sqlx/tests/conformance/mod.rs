@@ -91,7 +91,8 @@ macro_rules! conformance_tests {
             scheduled_task_runs_when_due, lease_expiry_recovered_by_second_runtime,
             lost_lease_cancels_zombie_attempt, retention_prunes_completed_only,
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
-            cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks);
+            cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
+            shutdown_drains_tasks_committed_after_the_last_claim);
     };
     (@store $make:path; $($case:ident),* $(,)?) => {
         $(

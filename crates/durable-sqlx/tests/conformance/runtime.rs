@@ -631,11 +631,22 @@ pub async fn enqueue_from_task(db: &impl TestDb) {
     done(&rt).await;
 }
 
-/// Counts every store call, to measure what an idle runtime costs.
+/// Counts every store call, to measure what an idle runtime costs; optionally holds a claim
+/// back after it ran (see [`ClaimHold`]).
 #[derive(Debug)]
 struct Counting {
     inner: Arc<dyn Store>,
     calls: Arc<AtomicU64>,
+    hold: Option<Arc<ClaimHold>>,
+}
+
+/// Once armed, the next claim runs its statement, then waits for `release` before it
+/// returns: a claim in flight whose snapshot predates what the test commits meanwhile.
+#[derive(Debug, Default)]
+struct ClaimHold {
+    armed: std::sync::atomic::AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
 }
 
 #[async_trait]
@@ -655,7 +666,14 @@ impl Store for Counting {
     }
     async fn claim(&self, r: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.claim(r).await
+        let claimed = self.inner.claim(r).await;
+        if let Some(hold) = &self.hold {
+            if hold.armed.swap(false, Ordering::SeqCst) {
+                hold.entered.notify_one();
+                hold.release.notified().await;
+            }
+        }
+        claimed
     }
     async fn heartbeat(&self, f: &[Fence], l: Duration) -> durable_core::Result<Vec<Fence>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -703,6 +721,7 @@ pub async fn idle_runtime_is_quiet(db: &impl TestDb) {
     let store = Arc::new(Counting {
         inner: db.store(),
         calls: Arc::clone(&calls),
+        hold: None,
     });
     let probe = Probe::default();
     let rt = Runtime::builder_arc(store, registry(&probe)).start();
@@ -737,7 +756,8 @@ pub async fn cancelled_task_never_runs(db: &impl TestDb) {
 }
 
 /// Shutdown begins while a claim is in flight (the claim loop was just woken by a commit):
-/// the claimed tasks still run within the grace period, none is left `processing`.
+/// the claimed tasks still run within the grace period, and so do the ones the claim did not
+/// see (shutdown's last claim); none is left `processing` or `pending`.
 pub async fn shutdown_during_claim_drains_claimed_tasks(db: &impl TestDb) {
     let probe = Probe::default();
     let store = db.store();
@@ -755,11 +775,65 @@ pub async fn shutdown_during_claim_drains_claimed_tasks(db: &impl TestDb) {
     assert!(report.drained, "{report:?}");
     for id in ids {
         let r = row(&store, id).await;
-        assert!(
-            matches!(r.state, TaskState::Completed | TaskState::Pending),
-            "task left {:?} after shutdown",
-            r.state
+        assert_eq!(
+            r.state,
+            TaskState::Completed,
+            "acknowledged before shutdown, so drained: {r:?}"
         );
-        assert!(r.lease_owner.is_none() || r.state == TaskState::Completed);
     }
+}
+
+/// A request's own transaction commits tasks while a claim that cannot see them is in
+/// flight, and shutdown begins before the claim loop looks again: shutdown claims them in a
+/// last claim and drains them, rather than leaving acknowledged tasks for the next start.
+pub async fn shutdown_drains_tasks_committed_after_the_last_claim(db: &impl TestDb) {
+    let probe = Probe::default();
+    let hold = Arc::new(ClaimHold::default());
+    let inner = db.store();
+    let store = Arc::new(Counting {
+        inner: Arc::clone(&inner),
+        calls: Arc::new(AtomicU64::new(0)),
+        hold: Some(Arc::clone(&hold)),
+    });
+    let rt = builder(store, &probe)
+        .local_dispatch(false)
+        .poll_interval(Duration::from_secs(3600))
+        .start();
+    let client = rt.client();
+    let stopping = rt.stopping();
+    // Let the start-up claim pass, then hold the next one after its statement ran.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    hold.armed.store(true, Ordering::SeqCst);
+    client.notify_committed();
+    tokio::time::timeout(WAIT, hold.entered.notified())
+        .await
+        .expect("the claim loop claimed after the wakeup");
+
+    // The handler's transaction commits (as `enqueue_in` + commit would) and says so.
+    let tasks: Vec<NewTask> = (0..3)
+        .map(|i| NewTask::new("work", format!(r#"{{"key":"late{i}"}}"#)))
+        .collect();
+    inner.insert(&tasks).await.expect("insert");
+    client.notify_committed();
+
+    let shutdown = tokio::spawn(async move { rt.shutdown(Duration::from_secs(5)).await });
+    eventually("shutdown began", WAIT, || async {
+        stopping.is_cancelled().then_some(())
+    })
+    .await;
+    hold.release.notify_one();
+    let report = shutdown.await.expect("shutdown task");
+    assert!(report.drained, "{report:?}");
+    for task in &tasks {
+        let r = row(&inner, task.id).await;
+        assert_eq!(
+            r.state,
+            TaskState::Completed,
+            "a task committed here before the shutdown must be drained: {r:?}"
+        );
+    }
+    assert_eq!(
+        probe.runs("late0") + probe.runs("late1") + probe.runs("late2"),
+        3
+    );
 }
