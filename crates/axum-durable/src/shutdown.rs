@@ -38,7 +38,9 @@ pub async fn shutdown_signal() {
 ///
 /// 1. the HTTP server stops accepting; in-flight requests finish — and so finish storing the
 ///    tasks they spawned;
-/// 2. the runtime stops claiming and waits up to `grace` for running tasks;
+/// 2. the runtime stops claiming — after one last claim for tasks those requests committed
+///    after its latest claim began, so what this instance acknowledged runs here — and waits
+///    up to `grace` for running tasks;
 /// 3. tasks still running are cancelled and handed back as `pending` in one statement, so
 ///    the next process (or another instance) starts them at once.
 ///
