@@ -9,9 +9,14 @@
 //! Because the writer is a spawned task, a caller that is dropped mid-write (hyper drops a
 //! handler's future when the client disconnects) cannot cancel or corrupt the transaction:
 //! the batch is committed or rolled back as a whole, never left half-open on a connection.
+//!
+//! A single-writer store's writer (SQLite) runs on a thread of its own, so its serial cycle
+//! never waits behind the application's tasks; the attempts it starts still run on the
+//! application's runtime.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -123,8 +128,7 @@ pub(crate) trait LocalDispatch: Send + Sync {
     fn end_claim(&self, request: &ClaimRequest, claimed: Option<Vec<ClaimedTask>>);
 }
 
-pub(crate) type VolatileFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+pub(crate) type VolatileFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// Capacity taken for tasks being inserted already claimed.
 pub(crate) struct Reservation {
@@ -206,12 +210,12 @@ impl Client {
         let (writer, rx) = mpsc::unbounded_channel();
         let dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>> = Arc::new(OnceLock::new());
         let single = store.single_writer();
-        tokio::spawn(write_loop(
-            Arc::clone(&store),
-            rx,
-            Arc::clone(&dispatch),
-            true,
-        ));
+        let main = write_loop(Arc::clone(&store), rx, Arc::clone(&dispatch), true);
+        if single {
+            spawn_writer_thread(main);
+        } else {
+            tokio::spawn(main);
+        }
         // A store with parallel writers commits completions on a writer of their own, so
         // a request's insert never waits for them. Lingering there gathers a few
         // milliseconds of completions into one statement.
@@ -371,7 +375,7 @@ impl Client {
     /// or panic is logged with `name`. Without a local runtime it is spawned and still logged.
     pub fn spawn_volatile<F, E>(&self, name: &'static str, future: F)
     where
-        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        F: Future<Output = Result<(), E>> + Send + 'static,
         E: fmt::Display + Send + 'static,
     {
         let future: VolatileFuture =
@@ -408,6 +412,50 @@ impl fmt::Display for BatchError {
 impl std::error::Error for BatchError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         std::error::Error::source(&*self.0)
+    }
+}
+
+/// Runs a single-writer store's writer on a thread of its own with a current-thread
+/// runtime. Its cycle is a chain of hand-offs (the spawned transaction task, the answer
+/// from the connection's thread, the connection's return to the pool); on the application's
+/// busy runtime each hop queues behind request tasks, here it runs at once. Measured on
+/// SQLite at 64 concurrent requests: about a quarter more requests per second.
+///
+/// Only for single-writer stores: their connections are not bound to a runtime's I/O
+/// driver (SQLite's run on threads of their own), so the pool can be shared across
+/// runtimes. Falls back to the current runtime if the thread cannot be started.
+fn spawn_writer_thread(writer: impl Future<Output = ()> + Send + 'static) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!(%error, "cannot build the writer's runtime; writing from the application's");
+            tokio::spawn(writer);
+            return;
+        }
+    };
+    // Handed over through a slot, so that a thread that never starts leaves it here.
+    let slot = Arc::new(std::sync::Mutex::new(Some(writer)));
+    let take = |slot: &std::sync::Mutex<Option<_>>| {
+        slot.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    };
+    let theirs = Arc::clone(&slot);
+    let started = std::thread::Builder::new()
+        .name("durable-writer".into())
+        .spawn(move || {
+            if let Some(writer) = take(&theirs) {
+                runtime.block_on(writer);
+            }
+        });
+    if let Err(error) = started {
+        tracing::warn!(%error, "cannot start the writer thread; writing from the application's runtime");
+        if let Some(writer) = take(&slot) {
+            tokio::spawn(writer);
+        }
     }
 }
 

@@ -491,6 +491,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// then sends completions through the same writer cycles as inserts and claims — one
     /// transaction, one fsync for all; otherwise (the default) completions get a writer of
     /// their own and commit in parallel with the inserts.
+    ///
+    /// A single-writer store's client writer runs on a thread with a runtime of its own, so
+    /// the store's connections must not be tied to the runtime that opened them (SQLite's
+    /// run on threads of their own; sockets registered with one runtime's I/O driver are).
     fn single_writer(&self) -> bool {
         false
     }

@@ -245,3 +245,63 @@ async fn claim_waiting_for_the_writer_sees_rows_committed_meanwhile() {
     let got = claimer.await.expect("join").expect("claim");
     assert_eq!(got.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
 }
+
+/// Where an attempt ran: its runtime's flavor and its thread's name.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct WhereAmI {
+    n: u32,
+}
+
+type Sightings = Arc<std::sync::Mutex<Vec<(tokio::runtime::RuntimeFlavor, Option<String>)>>>;
+
+impl durable_core::Task for WhereAmI {
+    const NAME: &'static str = "where_am_i";
+    type State = Sightings;
+    async fn run(
+        self,
+        cx: durable_core::TaskContext<Sightings>,
+    ) -> Result<(), durable_core::TaskError> {
+        let flavor = tokio::runtime::Handle::current().runtime_flavor();
+        let thread = std::thread::current().name().map(str::to_owned);
+        cx.state().lock().expect("sightings").push((flavor, thread));
+        Ok(())
+    }
+}
+
+/// SQLite's writer runs on a thread of its own, and starts the attempts it dispatches or
+/// claims from there: they must still run on the application's runtime, whose tasks they
+/// share state with (and whose shutdown drains them), never on the writer's thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_run_on_the_application_runtime_not_the_writer_thread() {
+    let db = sqlite_db().await;
+    let sightings = Sightings::default();
+    let registry = durable_core::Registry::new().register::<WhereAmI>(Arc::clone(&sightings));
+    let rt = durable_core::Runtime::builder_arc(Arc::clone(&db.store), registry).start();
+    let client = rt.client();
+    // Dispatched locally from the writer's cycle...
+    client
+        .enqueue_many((0..10).map(|n| WhereAmI { n }))
+        .await
+        .expect("enqueue");
+    // ...and claimed by the writer's cycle after the caller's own transaction.
+    let store = SqliteStore::connect(&db.url).await.expect("open");
+    let mut tx = store.begin().await.expect("begin");
+    for n in 10..20 {
+        durable_sqlx::enqueue_in(&mut *tx, &client, WhereAmI { n })
+            .await
+            .expect("enqueue in tx");
+    }
+    tx.commit().await.expect("commit");
+    client.notify_committed();
+    conformance::eventually(
+        "20 attempts ran",
+        std::time::Duration::from_secs(10),
+        || async { (sightings.lock().expect("sightings").len() == 20).then_some(()) },
+    )
+    .await;
+    rt.shutdown(std::time::Duration::from_secs(5)).await;
+    for (flavor, thread) in sightings.lock().expect("sightings").iter() {
+        assert_eq!(*flavor, tokio::runtime::RuntimeFlavor::MultiThread);
+        assert_ne!(thread.as_deref(), Some("durable-writer"));
+    }
+}

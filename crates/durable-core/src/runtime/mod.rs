@@ -114,6 +114,9 @@ pub(crate) struct Shared {
     covered: AtomicU64,
     /// Itself, for spawning runners from `&self` callbacks.
     this: Weak<Shared>,
+    /// The application's runtime, where attempts run: the callbacks that start them may be
+    /// called on the client's writer thread.
+    handle: tokio::runtime::Handle,
 }
 
 impl fmt::Debug for Shared {
@@ -194,7 +197,7 @@ impl Shared {
         }
         for task in tasks {
             self.tracker
-                .spawn(execute::run_claimed(Arc::clone(self), task));
+                .spawn_on(execute::run_claimed(Arc::clone(self), task), &self.handle);
         }
     }
 }
@@ -343,8 +346,10 @@ impl LocalDispatch for Shared {
     }
 
     fn spawn_volatile(&self, name: &'static str, future: crate::client::VolatileFuture) {
-        self.tracker
-            .spawn(run_volatile(name, future, Some(self.hard.clone())));
+        self.tracker.spawn_on(
+            run_volatile(name, future, Some(self.hard.clone())),
+            &self.handle,
+        );
     }
 }
 
@@ -546,6 +551,7 @@ impl RuntimeBuilder {
             commits: AtomicU64::new(0),
             covered: AtomicU64::new(0),
             this: this.clone(),
+            handle: tokio::runtime::Handle::current(),
         });
         let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&shared) as Weak<dyn LocalDispatch>;
         if !client.attach(dispatch) {
