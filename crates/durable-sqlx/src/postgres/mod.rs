@@ -666,28 +666,43 @@ impl Store for PostgresStore {
         .await
     }
 
-    /// One transaction for the whole cycle: completions, inserts (with their `NOTIFY`),
-    /// claim — one commit instead of three.
     /// The parts run at once on separate pooled connections — completions alongside the
     /// insert, the claim after the insert so it sees the new rows — each its own
     /// transaction. PostgreSQL commits concurrent transactions together (its WAL flushes
     /// are group-committed), so parallel statements beat one combined statement here: a
     /// cycle costs about one round trip and one commit wait.
+    ///
+    /// Each part is one autocommit statement, run in the caller's task rather than a
+    /// detached one: the client's writer already is a task no request can cancel, and a
+    /// spawn per part was a scheduler hop on every request's path. (A dropped statement
+    /// cannot leave a transaction open; only a claim over capped queues needs a
+    /// transaction, and that one stays detached.)
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        let pool = &self.pool;
         let complete = async {
             if batch.complete.is_empty() {
-                Ok(Vec::new())
-            } else {
-                self.complete(batch.complete).await
+                return Ok(Vec::new());
             }
+            let mut conn = pool.acquire().await.map_err(Error::db("complete"))?;
+            Ok(complete_on(&mut conn, fence_columns(batch.complete)).await?)
         };
         let insert_then_claim = async {
-            let inserted = if batch.insert.is_empty() {
+            let inserted: durable_core::Result<()> = async {
+                if !batch.insert.is_empty() {
+                    let mut conn = pool.acquire().await.map_err(Error::db("insert"))?;
+                    insert_on(&mut conn, batch.insert).await?;
+                }
                 Ok(())
-            } else {
-                self.insert(batch.insert).await
-            };
+            }
+            .await;
             let claimed = match batch.claim {
+                Some(request) if request.limit > 0 && request.capped.is_empty() => {
+                    async {
+                        let mut conn = pool.acquire().await.map_err(Error::db("claim"))?;
+                        Ok(claim_some(&mut conn, request, request.limit, None, &[]).await?)
+                    }
+                    .await
+                }
                 Some(request) if request.limit > 0 => self.claim(request).await,
                 _ => Ok(Vec::new()),
             };
