@@ -138,11 +138,22 @@ impl fmt::Debug for BenchStore {
     }
 }
 
+/// SQLite durability of the stores [`BenchStore::open`] opens (`--sqlite-sync`).
+static SQLITE_DURABILITY: std::sync::OnceLock<Durability> = std::sync::OnceLock::new();
+
+/// Sets the SQLite durability of every store opened from now on (once, at start).
+pub(crate) fn set_sqlite_durability(durability: Durability) {
+    let _ = SQLITE_DURABILITY.set(durability);
+}
+
 impl BenchStore {
-    /// Opens an empty store: a new SQLite file (`synchronous=FULL`) or a new PostgreSQL schema.
+    /// Opens an empty store: a new SQLite file (`synchronous=FULL` unless `--sqlite-sync
+    /// normal`) or a new PostgreSQL schema.
     pub(crate) async fn open(backend: Backend, url: &str) -> Result<Self> {
         match backend {
-            Backend::Sqlite => Self::open_sqlite(Durability::Full).await,
+            Backend::Sqlite => {
+                Self::open_sqlite(SQLITE_DURABILITY.get().copied().unwrap_or_default()).await
+            }
             Backend::Postgres => Self::open_postgres(PgConnectOptions::from_str(url)?).await,
         }
     }

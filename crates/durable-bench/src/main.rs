@@ -71,6 +71,20 @@ pub(crate) struct Cli {
     /// comma-separated; all of them by default.
     #[arg(long, value_delimiter = ',')]
     pub(crate) conns: Vec<usize>,
+    /// SQLite's `synchronous` setting for the stores under test (`reference` measures both):
+    /// `full` (the library's default: an acknowledged task survives power loss) or `normal`
+    /// (the documented opt-in: survives a process crash only).
+    #[arg(long, value_enum, default_value_t = SqliteSync::Full)]
+    pub(crate) sqlite_sync: SqliteSync,
+}
+
+/// SQLite durability of the stores under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SqliteSync {
+    /// `synchronous=FULL` (default).
+    Full,
+    /// `synchronous=NORMAL` (opt-in).
+    Normal,
 }
 
 /// A benchmark mode.
@@ -191,7 +205,17 @@ async fn run(cli: Cli) -> Result<()> {
         quick: cli.quick,
         conns: cli.conns.clone(),
     };
+    backend::set_sqlite_durability(match cli.sqlite_sync {
+        SqliteSync::Full => durable_sqlx::sqlite::Durability::Full,
+        SqliteSync::Normal => durable_sqlx::sqlite::Durability::Normal,
+    });
     print_machine(&settings);
+    if cli.sqlite_sync == SqliteSync::Normal {
+        println!(
+            "- **SQLite under test with `synchronous=NORMAL`** (opt-in: commits do not wait for \
+             fsync; the naive design uses the same setting)\n"
+        );
+    }
     let mut summary = Summary::default();
     let modes: &[Mode] = match cli.mode {
         Mode::All => &[
