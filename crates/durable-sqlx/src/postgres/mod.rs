@@ -446,6 +446,16 @@ pub(crate) async fn insert_on(conn: &mut PgConnection, tasks: &[NewTask]) -> Res
     Ok(())
 }
 
+/// Runs one autocommit statement on a pooled connection, in the caller's task.
+async fn pooled<T>(
+    pool: &PgPool,
+    operation: &'static str,
+    body: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
+) -> durable_core::Result<T> {
+    let mut conn = pool.acquire().await.map_err(Error::db(operation))?;
+    Ok(body(&mut conn).await?)
+}
+
 /// The fences as the three arrays the fenced statements take.
 fn fence_columns(fences: &[Fence]) -> (Vec<Uuid>, Vec<Uuid>, Vec<i32>) {
     let mut ids = Vec::with_capacity(fences.len());
@@ -683,24 +693,25 @@ impl Store for PostgresStore {
             if batch.complete.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut conn = pool.acquire().await.map_err(Error::db("complete"))?;
-            Ok(complete_on(&mut conn, fence_columns(batch.complete)).await?)
+            pooled(pool, "complete", async |conn| {
+                complete_on(conn, fence_columns(batch.complete)).await
+            })
+            .await
         };
         let insert_then_claim = async {
-            let inserted: durable_core::Result<()> = async {
-                if !batch.insert.is_empty() {
-                    let mut conn = pool.acquire().await.map_err(Error::db("insert"))?;
-                    insert_on(&mut conn, batch.insert).await?;
-                }
+            let inserted = if batch.insert.is_empty() {
                 Ok(())
-            }
-            .await;
+            } else {
+                pooled(pool, "insert", async |conn| {
+                    insert_on(conn, batch.insert).await
+                })
+                .await
+            };
             let claimed = match batch.claim {
                 Some(request) if request.limit > 0 && request.capped.is_empty() => {
-                    async {
-                        let mut conn = pool.acquire().await.map_err(Error::db("claim"))?;
-                        Ok(claim_some(&mut conn, request, request.limit, None, &[]).await?)
-                    }
+                    pooled(pool, "claim", async |conn| {
+                        claim_some(conn, request, request.limit, None, &[]).await
+                    })
                     .await
                 }
                 Some(request) if request.limit > 0 => self.claim(request).await,
