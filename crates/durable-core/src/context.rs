@@ -62,6 +62,11 @@ impl<S> TaskContext<S> {
     }
 
     /// The token behind [`cancelled`](Self::cancelled), to hand to helpers.
+    ///
+    /// It belongs to this attempt alone (a child of the runtime's): the runtime cancels it,
+    /// and so may the task or a helper — that stops the task's own work without telling the
+    /// runtime anything. An attempt that then returns an error is a failed attempt, retried
+    /// as usual; only the runtime's own stop (shutdown, a lost lease) hands it back.
     pub fn cancellation_token(&self) -> &CancellationToken {
         &self.cancel
     }

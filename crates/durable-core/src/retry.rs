@@ -84,7 +84,9 @@ impl Backoff {
         } else {
             0.0
         };
-        Duration::from_secs_f64((capped * (1.0 + spread)).max(0.0))
+        // Saturates: a maximum near `Duration::MAX` plus jitter does not fit a `Duration`,
+        // and a panic here would happen while an attempt's outcome is being recorded.
+        Duration::try_from_secs_f64((capped * (1.0 + spread)).max(0.0)).unwrap_or(Duration::MAX)
     }
 }
 
@@ -97,6 +99,20 @@ mod tests {
         let b = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(8)).jitter(0.0);
         let delays: Vec<_> = (1..=6).map(|a| b.delay(a).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 8, 8]);
+    }
+
+    #[test]
+    fn huge_maximum_saturates_instead_of_panicking() {
+        assert_eq!(
+            Backoff::constant(Duration::MAX).jitter(0.0).delay(1),
+            Duration::MAX
+        );
+        let b = Backoff::constant(Duration::MAX);
+        for _ in 0..100 {
+            assert!(b.delay(1) > Duration::from_secs(1 << 60));
+        }
+        let b = Backoff::exponential(Duration::from_secs(1), Duration::MAX);
+        assert!(b.delay(u32::MAX) > Duration::from_secs(1 << 40));
     }
 
     #[test]

@@ -23,6 +23,15 @@ pub(crate) fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The longest delay a store schedules: 100 years. Longer ones (a backoff with a huge
+/// maximum) are capped, so "later" never overflows into "now" or into an unreadable time.
+pub(crate) const MAX_DELAY_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Milliseconds of a delay, capped at [`MAX_DELAY_MS`].
+pub(crate) fn delay_ms(d: std::time::Duration) -> i64 {
+    millis(d).min(MAX_DELAY_MS)
+}
+
 /// Folds `(state, count)` rows into [`StateCounts`](durable_core::StateCounts).
 pub(crate) fn state_counts(
     rows: impl IntoIterator<Item = (String, i64)>,

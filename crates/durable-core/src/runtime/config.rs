@@ -37,3 +37,34 @@ impl Default for Config {
         }
     }
 }
+
+impl Config {
+    /// Refuses settings under which running attempts would lose their leases while healthy:
+    /// a heartbeat that does not come well within the lease.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.heartbeat.saturating_mul(2) > self.lease {
+            return Err(format!(
+                "heartbeat interval {:?} must be at most half the lease {:?}: a lease renewed \
+                 less often expires under healthy attempts, and another worker runs them again \
+                 (default heartbeat: a third of the lease)",
+                self.heartbeat, self.lease
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_must_come_well_within_the_lease() {
+        let mut config = Config::default();
+        assert!(config.check().is_ok());
+        config.heartbeat = config.lease;
+        assert!(config.check().is_err());
+        config.heartbeat = config.lease / 2;
+        assert!(config.check().is_ok());
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use super::slots::Running;
 use super::Shared;
 use crate::registry::Attempt;
 use crate::store::{ClaimedTask, Fence};
@@ -37,34 +38,71 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 /// Runs one claimed attempt to its end and records the outcome. The slot was taken by the
-/// caller and is released here.
+/// caller and is given back here, however the attempt ends.
+///
+/// One guard covers the attempt's whole life: a panic anywhere — decoding the payload,
+/// cloning the state, the synchronous part of `Task::run`, the task's future, the `Display`
+/// of its error — is a failed attempt like any other (retried or failed as its attempts
+/// say), never a runner that dies holding its slot while heartbeats keep its lease alive.
 pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
     let fence = task.fence();
-    let Some(running) = shared.slots().get(&task.id).cloned() else {
+    let Some(running) = shared.slots().get(&fence).cloned() else {
         return;
     };
-    let outcome = execute(&shared, &task, &running.soft, &running.hard).await;
-    let keep_for_requeue = matches!(outcome, Outcome::Cancelled);
-    if !keep_for_requeue {
+    let mut slot = SlotGuard {
+        shared: &shared,
+        fence,
+        keep: false,
+    };
+    let outcome = AssertUnwindSafe(execute(&shared, &task, &running))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Outcome::Failed {
+            message: format!("task panicked: {}", panic_message(&*panic)),
+            permanent: false,
+        });
+    if matches!(outcome, Outcome::Cancelled) {
+        // Stays registered: the shutdown requeue hands it back and frees the slot.
+        slot.keep = true;
+    } else {
         shared.release(&fence);
     }
-    settle(&shared, &task, outcome).await;
-    if !keep_for_requeue {
-        shared.finish(&fence);
+    if let Err(panic) = AssertUnwindSafe(settle(&shared, &task, outcome))
+        .catch_unwind()
+        .await
+    {
+        // The slot is still freed; the row comes back when its lease expires.
+        tracing::error!(task_id = %fence.id, attempt = fence.attempt, panic = %panic_message(&*panic),
+            "recording a task's outcome panicked");
     }
 }
 
-async fn execute(
-    shared: &Shared,
-    task: &ClaimedTask,
-    soft: &tokio_util::sync::CancellationToken,
-    hard: &tokio_util::sync::CancellationToken,
-) -> Outcome {
+/// Frees an attempt's slot when its runner ends — returned, panicked or dropped — unless
+/// the attempt is kept for the shutdown requeue.
+struct SlotGuard<'a> {
+    shared: &'a Shared,
+    fence: Fence,
+    keep: bool,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.shared.finish(&self.fence);
+        }
+    }
+}
+
+async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outcome {
+    let fence = task.fence();
     let attempt = Attempt {
         id: task.id,
         attempt: task.attempt,
         max_attempts: task.max_attempts,
-        cancel: soft.clone(),
+        // A child: a task (or a helper it hands the token to) that cancels it stops only
+        // itself; whether the attempt was stopped by the runtime is read from the runtime's
+        // own token below.
+        cancel: running.soft.child_token(),
         client: shared.client.clone(),
     };
     let future = match shared.registry.start(&task.name, &task.payload, attempt) {
@@ -89,21 +127,14 @@ async fn execute(
     };
     let result = tokio::select! {
         biased;
-        () = hard.cancelled() => {
-            return if shared.lease_lost(&task.fence()) { Outcome::LeaseLost } else { Outcome::Cancelled };
-        }
+        () = running.hard.cancelled() => return stopped(shared, &fence),
         result = timed => result,
     };
     match result {
         Ok(Ok(Ok(()))) => Outcome::Completed,
-        // An attempt that gave up because it was asked to stop is handed back, not failed.
-        Ok(Ok(Err(_)) | Err(_)) if soft.is_cancelled() => {
-            if shared.lease_lost(&task.fence()) {
-                Outcome::LeaseLost
-            } else {
-                Outcome::Cancelled
-            }
-        }
+        // An attempt that gave up because the runtime asked it to stop (shutdown, or its
+        // lease was lost) is handed back, not failed.
+        Ok(Ok(Err(_)) | Err(_)) if running.soft.is_cancelled() => stopped(shared, &fence),
         Ok(Ok(Err(error))) => Outcome::Failed {
             message: error.to_string(),
             permanent: error.is_permanent(),
@@ -116,6 +147,15 @@ async fn execute(
             message: format!("timed out after {}", humanize(limit)),
             permanent: false,
         },
+    }
+}
+
+/// Why the runtime stopped an attempt: its lease went elsewhere, or shutdown.
+fn stopped(shared: &Shared, fence: &Fence) -> Outcome {
+    if shared.lease_lost(fence) {
+        Outcome::LeaseLost
+    } else {
+        Outcome::Cancelled
     }
 }
 

@@ -127,8 +127,8 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken)
                 }
                 let still: std::collections::HashSet<Fence> = still.into_iter().collect();
                 for fence in held.iter().filter(|f| !still.contains(f)) {
-                    let running = shared.slots().get(&fence.id).cloned();
-                    if let Some(running) = running.filter(|r| r.fence == *fence) {
+                    let running = shared.slots().get(fence).cloned();
+                    if let Some(running) = running {
                         tracing::warn!(task_id = %fence.id, attempt = fence.attempt,
                             "lease lost (expired and taken over); stopping this attempt");
                         shared.lost().insert(*fence);

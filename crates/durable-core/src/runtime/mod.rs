@@ -435,7 +435,8 @@ impl RuntimeBuilder {
     }
 
     /// Lease length (default 30 s): a task of a dead process is claimable again about this
-    /// long after its last heartbeat. Heartbeats run every third of it.
+    /// long after its last heartbeat. Heartbeats run every third of it unless
+    /// [`heartbeat_interval`](Self::heartbeat_interval) says otherwise, in any call order.
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         let lease = lease.max(Duration::from_millis(30));
@@ -449,7 +450,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How often heartbeats extend the leases of running tasks (default: lease / 3).
+    /// How often heartbeats extend the leases of running tasks (default: lease / 3). At
+    /// most half the lease: [`start`](Self::start) refuses more.
     #[must_use]
     pub fn heartbeat_interval(mut self, every: Duration) -> Self {
         self.config.heartbeat = every.max(Duration::from_millis(10));
@@ -526,8 +528,12 @@ impl RuntimeBuilder {
     ///
     /// # Panics
     ///
-    /// Outside a Tokio runtime.
+    /// Outside a Tokio runtime, and when the heartbeat interval is more than half the
+    /// lease (attempts would lose their leases while healthy and run twice).
     pub fn start(self) -> Runtime {
+        if let Err(problem) = self.config.check() {
+            panic!("invalid durable runtime settings: {problem}");
+        }
         let client = self
             .client
             .unwrap_or_else(|| Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes));
@@ -683,46 +689,56 @@ impl Runtime {
         self.force.cancel();
     }
 
-    /// Drains and stops: stop claiming (after one last claim if this process committed due
-    /// tasks since the latest claim began, so what it acknowledged just before the signal
-    /// is drained too); wait up to `grace` for running attempts; then cancel
-    /// the rest (they may observe [`TaskContext::cancelled`](crate::TaskContext::cancelled)
-    /// for the cancel grace) and mark their rows `pending` again in one statement — lease
+    /// Drains and stops, **within `grace`**: stop claiming (after one last claim if this
+    /// process committed due tasks since the latest claim began, so what it acknowledged
+    /// just before the signal is drained too); wait for running attempts; then cancel the
+    /// rest (they may observe [`TaskContext::cancelled`](crate::TaskContext::cancelled) for
+    /// the cancel grace) and mark their rows `pending` again in one statement — lease
     /// released, attempt not counted — so the next process starts them at once.
+    ///
+    /// The grace is a promise to whoever waits for the process to exit (an orchestrator
+    /// that sends SIGKILL after its timeout): every phase fits in it. The end of the grace
+    /// is kept for the hand-back — the cancel grace (at most a quarter of `grace`) and a
+    /// requeue reserve (a tenth of `grace`, at most 1 s) — and attempts that are still
+    /// recording their outcome when the reserve begins (a database that does not answer)
+    /// are handed back with the rest rather than waited for. The requeue itself gets at
+    /// least 100 ms, so a zero grace still hands the rows back. After
+    /// [`force_shutdown`](Self::force_shutdown) every wait ends at once.
     ///
     /// Call it after the HTTP server stopped accepting, so in-flight requests have written
     /// their tasks first.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let shared = &self.shared;
-        let deadline = Instant::now() + grace;
+        let budget = Budget::new(grace, shared.config.cancel_grace);
         shared.stopping.cancel();
         shared.wake.notify_one();
-        // One deadline bounds every wait: a claim stuck on an unreachable database must not
-        // stretch the shutdown past the grace the orchestrator allows.
         // A claim in flight finishes and spawns what it took before the drain begins;
         // inserts that reserved local capacity either start their tasks or give it back.
         shared.reservations.close();
-        let settled = within(self.claimer.wait(), deadline, &self.force).await
-            && within(shared.reservations.wait(), deadline, &self.force).await
-            && within(claim_uncovered(shared), deadline, &self.force).await;
+        let settled = within(self.claimer.wait(), budget.drain_until, &self.force).await
+            && within(shared.reservations.wait(), budget.drain_until, &self.force).await
+            && within(claim_uncovered(shared), budget.drain_until, &self.force).await;
         let running_at_start = shared.slots().running_count();
         shared.tracker.close();
-        let drained = settled && within(shared.tracker.wait(), deadline, &self.force).await;
+        let drained =
+            settled && within(shared.tracker.wait(), budget.drain_until, &self.force).await;
         let mut requeued = 0;
         if !drained {
             shared.soft.cancel();
-            let _ = tokio::time::timeout(shared.config.cancel_grace, shared.tracker.wait()).await;
+            within(shared.tracker.wait(), budget.cancel_until(), &self.force).await;
             shared.hard.cancel();
-            shared.tracker.wait().await;
+            // Dropped futures return at once; runners still recording an outcome wait on
+            // the database, and only until the reserve begins.
+            within(shared.tracker.wait(), budget.requeue_from, &self.force).await;
             let fences: Vec<Fence> = shared.slots().running().map(|r| r.fence).collect();
-            requeued = requeue(shared, &fences).await;
+            requeued = requeue(shared, &fences, budget.requeue_deadline()).await;
             let mut slots = shared.slots();
             for fence in &fences {
                 slots.finish(fence);
             }
         }
         self.maintenance.cancel();
-        self.loops.wait().await;
+        within(self.loops.wait(), budget.deadline, &self.force).await;
         let unfinished = usize::try_from(requeued).unwrap_or(usize::MAX);
         let report = ShutdownReport {
             finished: running_at_start.saturating_sub(unfinished),
@@ -733,9 +749,54 @@ impl Runtime {
             finished = report.finished,
             requeued = report.requeued,
             drained,
+            took_ms = budget.started.elapsed().as_millis() as u64,
             "durable runtime stopped"
         );
         report
+    }
+}
+
+/// The least time a shutdown's requeue is given, whatever the grace.
+const MIN_REQUEUE: Duration = Duration::from_millis(100);
+
+/// How a shutdown spends its grace: drain, then cancel, then hand back.
+struct Budget {
+    started: Instant,
+    /// Running attempts may finish on their own until here.
+    drain_until: Instant,
+    /// Cooperative cancellation lasts this long at most.
+    cancel: Duration,
+    /// From here on only the requeue runs.
+    requeue_from: Instant,
+    /// The end of the grace.
+    deadline: Instant,
+}
+
+impl Budget {
+    fn new(grace: Duration, cancel_grace: Duration) -> Self {
+        let started = Instant::now();
+        let deadline = started + grace;
+        let reserve = (grace / 10).min(Duration::from_secs(1));
+        let cancel = cancel_grace.min(grace / 4);
+        let requeue_from = deadline - reserve;
+        Self {
+            started,
+            drain_until: requeue_from - cancel,
+            cancel,
+            requeue_from,
+            deadline,
+        }
+    }
+
+    fn cancel_until(&self) -> Instant {
+        (Instant::now() + self.cancel).min(self.requeue_from)
+    }
+
+    /// The requeue gets what is left of the grace, and at least [`MIN_REQUEUE`]: a grace
+    /// too short to hand anything back (zero, say) still makes one attempt rather than
+    /// leaving the rows to wait out their leases.
+    fn requeue_deadline(&self) -> Instant {
+        self.deadline.max(Instant::now() + MIN_REQUEUE)
     }
 }
 
@@ -746,9 +807,10 @@ async fn within(
     force: &CancellationToken,
 ) -> bool {
     tokio::select! {
+        biased;
         () = wait => true,
-        () = tokio::time::sleep_until(deadline) => false,
         () = force.cancelled() => false,
+        () = tokio::time::sleep_until(deadline) => false,
     }
 }
 
@@ -775,22 +837,29 @@ async fn claim_uncovered(shared: &Arc<Shared>) {
     }
 }
 
-async fn requeue(shared: &Shared, fences: &[Fence]) -> u64 {
+async fn requeue(shared: &Shared, fences: &[Fence], deadline: Instant) -> u64 {
     if fences.is_empty() {
         return 0;
     }
-    for pause in [50, 200, 500] {
-        match shared.store.requeue(fences).await {
-            Ok(n) => return n,
-            Err(error) => {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match tokio::time::timeout_at(deadline, shared.store.requeue(fences)).await {
+            Ok(Ok(n)) => return n,
+            Ok(Err(error)) if Instant::now() + pause < deadline => {
                 tracing::warn!(%error, "shutdown requeue failed; retrying");
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, tasks = fences.len(),
+                    "shutdown requeue failed; these tasks will be recovered when their lease expires");
+                return 0;
+            }
+            Err(_) => {
+                tracing::error!(tasks = fences.len(),
+                    "shutdown requeue did not finish within the grace; these tasks will be recovered when their lease expires");
+                return 0;
             }
         }
     }
-    tracing::error!(
-        tasks = fences.len(),
-        "shutdown requeue failed; these tasks will be recovered when their lease expires"
-    );
-    0
 }

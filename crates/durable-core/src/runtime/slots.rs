@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{ClaimRequest, Fence};
-use crate::task::TaskId;
 
 /// Cancellation handles of one running attempt.
 #[derive(Debug, Clone)]
@@ -21,11 +20,15 @@ pub(crate) struct Running {
 }
 
 /// Occupied capacity: running attempts plus reservations for inserts in flight.
+///
+/// Attempts are kept per fence, not per task: when an attempt loses its lease and this same
+/// runtime claims the task's next attempt while the first still runs, both hold a slot until
+/// each ends, and each gives back its own.
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
     used: usize,
     per_queue: HashMap<String, usize>,
-    running: HashMap<TaskId, Running>,
+    running: HashMap<Fence, Running>,
 }
 
 impl Slots {
@@ -93,14 +96,14 @@ impl Slots {
     }
 
     pub(crate) fn start(&mut self, running: Running) {
-        self.running.insert(running.fence.id, running);
+        self.running.insert(running.fence, running);
     }
 
     /// The attempt stopped executing: its slot is free for the next task while its outcome
     /// is written (the entry stays, so heartbeats keep its lease until then).
     pub(crate) fn release(&mut self, fence: &Fence) {
-        let queue = match self.running.get_mut(&fence.id) {
-            Some(r) if r.fence == *fence && !r.settling => {
+        let queue = match self.running.get_mut(fence) {
+            Some(r) if !r.settling => {
                 r.settling = true;
                 r.queue.clone()
             }
@@ -109,18 +112,12 @@ impl Slots {
         self.give_back(&queue, 1);
     }
 
-    /// Forgets a running attempt (if it is still the same attempt) and frees its slot if
-    /// [`release`](Self::release) did not already.
+    /// Forgets a running attempt and frees its slot if [`release`](Self::release) did not
+    /// already. Idempotent.
     pub(crate) fn finish(&mut self, fence: &Fence) {
-        if self
-            .running
-            .get(&fence.id)
-            .is_some_and(|r| r.fence == *fence)
-        {
-            if let Some(running) = self.running.remove(&fence.id) {
-                if !running.settling {
-                    self.give_back(&running.queue, 1);
-                }
+        if let Some(running) = self.running.remove(fence) {
+            if !running.settling {
+                self.give_back(&running.queue, 1);
             }
         }
     }
@@ -134,8 +131,8 @@ impl Slots {
         self.running.values()
     }
 
-    pub(crate) fn get(&self, id: &TaskId) -> Option<&Running> {
-        self.running.get(id)
+    pub(crate) fn get(&self, fence: &Fence) -> Option<&Running> {
+        self.running.get(fence)
     }
 }
 
@@ -160,5 +157,29 @@ mod tests {
         slots.take("default", 4);
         assert!(slots.claim_request(base, 10, &limits).is_none());
         assert!(!slots.try_take("default", 10, &limits));
+    }
+
+    #[test]
+    fn two_attempts_of_one_task_each_give_back_their_slot() {
+        let mut slots = Slots::default();
+        let id = crate::task::TaskId::new();
+        let owner = WorkerId::new();
+        let running = |attempt| Running {
+            fence: Fence { id, owner, attempt },
+            queue: "default".to_owned(),
+            soft: CancellationToken::new(),
+            hard: CancellationToken::new(),
+            settling: false,
+        };
+        for attempt in [1, 2] {
+            slots.take("default", 1);
+            slots.start(running(attempt));
+        }
+        assert_eq!((slots.running_count(), slots.free(3)), (2, 1));
+        slots.release(&running(2).fence);
+        slots.finish(&running(2).fence);
+        slots.finish(&running(1).fence);
+        slots.finish(&running(1).fence);
+        assert_eq!((slots.running_count(), slots.free(3)), (0, 3));
     }
 }

@@ -65,13 +65,11 @@ use crate::util::detached;
 /// The `application_name` of the store's connections unless the URL or the builder sets one.
 pub const DEFAULT_APPLICATION_NAME: &str = "axum-durable";
 
-/// Longest duration bound to a statement (about 100 years), so an absurd lease, delay or
-/// retention cannot overflow PostgreSQL's interval arithmetic.
-const MAX_INTERVAL_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
-
-/// Milliseconds of a duration for an `int8 * interval '1 millisecond'` parameter.
+/// Milliseconds of a duration for an `int8 * interval '1 millisecond'` parameter, capped
+/// (about 100 years) so an absurd lease, delay or retention cannot overflow PostgreSQL's
+/// interval arithmetic.
 fn ms(d: Duration) -> i64 {
-    crate::util::millis(d).min(MAX_INTERVAL_MS)
+    crate::util::delay_ms(d)
 }
 
 #[derive(Debug, Clone)]
@@ -931,6 +929,6 @@ mod tests {
     #[test]
     fn durations_are_bounded() {
         assert_eq!(ms(Duration::from_millis(1500)), 1500);
-        assert_eq!(ms(Duration::MAX), MAX_INTERVAL_MS);
+        assert_eq!(ms(Duration::MAX), crate::util::MAX_DELAY_MS);
     }
 }

@@ -947,7 +947,7 @@ impl Store for SqliteStore {
                     let done = sqlx::query(sql::RETRY)
                         .bind(fences)
                         .bind(now)
-                        .bind(now + millis(delay))
+                        .bind(now + crate::util::delay_ms(delay))
                         .bind(error)
                         .execute(&mut *conn)
                         .await

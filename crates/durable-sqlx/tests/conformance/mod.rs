@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod hardening;
 pub mod runtime;
 pub mod store;
 pub mod tasks;
@@ -93,6 +94,11 @@ macro_rules! conformance_tests {
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
             cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
             shutdown_drains_tasks_committed_after_the_last_claim);
+        $crate::conformance_tests!(@hardening $make;
+            panics_anywhere_in_an_attempt_are_failed_attempts,
+            task_cancelling_its_own_token_is_retried,
+            reclaim_by_the_same_runtime_keeps_every_slot,
+            shutdown_keeps_its_grace_when_outcome_writes_hang);
     };
     (@store $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -100,6 +106,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::store::$case(&db).await;
+            }
+        )*
+    };
+    (@hardening $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::hardening::$case(&db).await;
             }
         )*
     };

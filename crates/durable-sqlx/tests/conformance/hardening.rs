@@ -1,0 +1,395 @@
+//! Runtime cases outside the happy paths: panics anywhere in an attempt, a task cancelling
+//! its own token, a runtime re-claiming its own task, outcome writes that hang at shutdown.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use durable_core::{
+    async_trait, Backoff, ClaimRequest, ClaimedTask, Fence, NewTask, Registry, RescueReport,
+    Runtime, StateCounts, Store, Task, TaskContext, TaskError, TaskId, TaskOptions, TaskRecord,
+    TaskState, WriteBatch, WriteOutcome,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::tasks::{Probe, Work};
+use super::{eventually, row, wait_state, TestDb};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn two_attempts() -> TaskOptions {
+    TaskOptions::default()
+        .max_attempts(2)
+        .backoff(Backoff::constant(Duration::from_millis(20)).jitter(0.0))
+}
+
+/// Counts attempts per task type, across runs.
+#[derive(Debug, Clone, Default)]
+pub struct Attempts(Arc<AtomicU32>);
+
+/// Panics in the synchronous part of `run` (before its future exists) on its first attempt.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SyncPanic;
+
+impl Task for SyncPanic {
+    const NAME: &'static str = "sync_panic";
+    type State = Attempts;
+    #[allow(clippy::manual_async_fn)]
+    fn run(self, cx: TaskContext<Attempts>) -> impl Future<Output = Result<(), TaskError>> + Send {
+        assert!(cx.attempt() > 1, "boom before the first await");
+        async { Ok(()) }
+    }
+    fn options() -> TaskOptions {
+        two_attempts()
+    }
+}
+
+/// Its payload's `Deserialize` panics: every attempt fails.
+#[derive(Debug, Serialize)]
+pub struct DecodePanic;
+
+impl<'de> Deserialize<'de> for DecodePanic {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("boom in Deserialize")
+    }
+}
+
+impl Task for DecodePanic {
+    const NAME: &'static str = "decode_panic";
+    type State = Attempts;
+    async fn run(self, _cx: TaskContext<Attempts>) -> Result<(), TaskError> {
+        Ok(())
+    }
+    fn options() -> TaskOptions {
+        two_attempts()
+    }
+}
+
+/// An error whose `Display` panics.
+#[derive(Debug)]
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("boom in Display")
+    }
+}
+
+impl std::error::Error for Unprintable {}
+
+/// Returns an error that panics when displayed on its first attempt, then succeeds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DisplayPanic;
+
+impl Task for DisplayPanic {
+    const NAME: &'static str = "display_panic";
+    type State = Attempts;
+    async fn run(self, cx: TaskContext<Attempts>) -> Result<(), TaskError> {
+        cx.state().0.fetch_add(1, Ordering::SeqCst);
+        if cx.attempt() == 1 {
+            return Err(TaskError::retryable(Unprintable));
+        }
+        Ok(())
+    }
+    fn options() -> TaskOptions {
+        two_attempts()
+    }
+}
+
+/// Fails once with a backoff whose delay does not fit a `Duration`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HugeBackoff;
+
+impl Task for HugeBackoff {
+    const NAME: &'static str = "huge_backoff";
+    type State = Attempts;
+    async fn run(self, _cx: TaskContext<Attempts>) -> Result<(), TaskError> {
+        Err(TaskError::retryable(
+            "fails once, retried in a very long time",
+        ))
+    }
+    fn options() -> TaskOptions {
+        TaskOptions::default()
+            .max_attempts(3)
+            .backoff(Backoff::constant(Duration::MAX))
+    }
+}
+
+/// Cancels its own token, then fails, on its first attempt; succeeds on the second.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CancelsItself;
+
+impl Task for CancelsItself {
+    const NAME: &'static str = "cancels_itself";
+    type State = Attempts;
+    async fn run(self, cx: TaskContext<Attempts>) -> Result<(), TaskError> {
+        cx.state().0.fetch_add(1, Ordering::SeqCst);
+        if cx.attempt() == 1 {
+            // A helper the task handed its token to gives up and cancels it.
+            cx.cancellation_token().cancel();
+            return Err(TaskError::retryable("helper gave up"));
+        }
+        Ok(())
+    }
+    fn options() -> TaskOptions {
+        two_attempts()
+    }
+}
+
+fn panicky_registry(attempts: &Attempts) -> Registry {
+    Registry::new()
+        .register::<SyncPanic>(attempts.clone())
+        .register::<DecodePanic>(attempts.clone())
+        .register::<DisplayPanic>(attempts.clone())
+        .register::<HugeBackoff>(attempts.clone())
+        .register::<CancelsItself>(attempts.clone())
+}
+
+/// A panic anywhere in an attempt — the synchronous part of `run`, the payload's
+/// `Deserialize`, the error's `Display` — is a failed attempt: retried or failed as its
+/// attempts say, its slot freed, nothing left `processing`.
+pub async fn panics_anywhere_in_an_attempt_are_failed_attempts(db: &impl TestDb) {
+    let store = db.store();
+    let attempts = Attempts::default();
+    let rt = Runtime::builder_arc(Arc::clone(&store), panicky_registry(&attempts))
+        .poll_interval(Duration::from_millis(50))
+        .lease(Duration::from_secs(5))
+        .start();
+    let client = rt.client();
+    let sync = client.enqueue(SyncPanic).await.expect("enqueue");
+    let decode = client.enqueue(DecodePanic).await.expect("enqueue");
+    let display = client.enqueue(DisplayPanic).await.expect("enqueue");
+    let huge = client.enqueue(HugeBackoff).await.expect("enqueue");
+    let r = wait_state(&store, sync, TaskState::Completed, WAIT).await;
+    assert_eq!(r.attempts, 2);
+    let r = wait_state(&store, decode, TaskState::Failed, WAIT).await;
+    assert_eq!(r.attempts, 2);
+    assert!(
+        r.last_error.as_deref().is_some_and(|e| e.contains("panic")),
+        "{r:?}"
+    );
+    let r = wait_state(&store, display, TaskState::Completed, WAIT).await;
+    assert_eq!(r.attempts, 2);
+    let r = wait_state(&store, huge, TaskState::Pending, WAIT).await;
+    assert_eq!(r.attempts, 1);
+    assert!(
+        r.run_at > chrono::Utc::now() + chrono::Duration::days(365),
+        "retried far in the future: {r:?}"
+    );
+    eventually("every slot to be free", WAIT, || async {
+        (rt.running() == 0).then_some(())
+    })
+    .await;
+    let report = rt.shutdown(Duration::from_secs(2)).await;
+    assert!(report.drained, "{report:?}");
+    assert_eq!(report.requeued, 0);
+}
+
+/// A task that cancels the token its context handed out, then fails, is retried like any
+/// failed attempt: it is not taken for one stopped by shutdown.
+pub async fn task_cancelling_its_own_token_is_retried(db: &impl TestDb) {
+    let store = db.store();
+    let attempts = Attempts::default();
+    let rt = Runtime::builder_arc(Arc::clone(&store), panicky_registry(&attempts))
+        .poll_interval(Duration::from_millis(50))
+        .lease(Duration::from_secs(5))
+        .start();
+    let id = rt.client().enqueue(CancelsItself).await.expect("enqueue");
+    let r = wait_state(&store, id, TaskState::Completed, WAIT).await;
+    assert_eq!(r.attempts, 2);
+    assert_eq!(attempts.0.load(Ordering::SeqCst), 2);
+    rt.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A store whose heartbeats can be switched off (they report every lease held without
+/// writing), and whose outcome writes can be made to hang.
+#[derive(Debug)]
+pub struct Faulty {
+    inner: Arc<dyn Store>,
+    skip_heartbeats: AtomicBool,
+    hang_outcomes: AtomicBool,
+}
+
+impl Faulty {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            skip_heartbeats: AtomicBool::new(false),
+            hang_outcomes: AtomicBool::new(false),
+        })
+    }
+
+    async fn maybe_hang(&self) {
+        if self.hang_outcomes.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Faulty {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn single_writer(&self) -> bool {
+        self.inner.single_writer()
+    }
+    async fn migrate(&self) -> durable_core::Result<()> {
+        self.inner.migrate().await
+    }
+    async fn insert(&self, tasks: &[NewTask]) -> durable_core::Result<()> {
+        self.inner.insert(tasks).await
+    }
+    async fn claim(&self, request: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
+        self.inner.claim(request).await
+    }
+    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
+        if self.skip_heartbeats.load(Ordering::SeqCst) {
+            return Ok(held.to_vec());
+        }
+        self.inner.heartbeat(held, lease).await
+    }
+    async fn complete(&self, fences: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.maybe_hang().await;
+        self.inner.complete(fences).await
+    }
+    async fn retry(
+        &self,
+        fence: &Fence,
+        delay: Duration,
+        error: &str,
+    ) -> durable_core::Result<bool> {
+        self.maybe_hang().await;
+        self.inner.retry(fence, delay, error).await
+    }
+    async fn fail(&self, fence: &Fence, error: &str) -> durable_core::Result<bool> {
+        self.maybe_hang().await;
+        self.inner.fail(fence, error).await
+    }
+    async fn requeue(&self, fences: &[Fence]) -> durable_core::Result<u64> {
+        self.inner.requeue(fences).await
+    }
+    async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
+        self.inner.rescue_expired().await
+    }
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+        self.inner.cancel(id).await
+    }
+    async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
+        self.inner.prune(older_than, limit).await
+    }
+    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
+        self.inner.get(id).await
+    }
+    async fn counts(&self) -> durable_core::Result<StateCounts> {
+        self.inner.counts().await
+    }
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        if !batch.complete.is_empty() {
+            self.maybe_hang().await;
+        }
+        self.inner.write(batch).await
+    }
+}
+
+/// Sleeps until cancelled (or a minute) on its first attempt; later attempts finish at once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Sticky;
+
+impl Task for Sticky {
+    const NAME: &'static str = "sticky";
+    type State = Probe;
+    async fn run(self, cx: TaskContext<Probe>) -> Result<(), TaskError> {
+        if cx.attempt() == 1 {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                () = cx.cancelled() => return Err(TaskError::retryable("stopped")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When attempt 1 loses its lease and the same runtime claims attempt 2 while attempt 1
+/// still runs, both attempts are accounted for: attempt 1 is told it lost its lease (and
+/// stops), and every slot comes back.
+pub async fn reclaim_by_the_same_runtime_keeps_every_slot(db: &impl TestDb) {
+    let faulty = Faulty::new(db.store());
+    let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
+    let probe = Probe::default();
+    let registry = super::tasks::registry(&probe).register::<Sticky>(probe.clone());
+    let lease = Duration::from_millis(400);
+    let rt = Runtime::builder_arc(Arc::clone(&store), registry)
+        .concurrency(3)
+        .lease(lease)
+        .cancel_grace(Duration::from_millis(100))
+        .poll_interval(Duration::from_millis(50))
+        .start();
+    faulty.skip_heartbeats.store(true, Ordering::SeqCst);
+    let id = rt.client().enqueue(Sticky).await.expect("enqueue");
+    // Attempt 1's lease expires (no heartbeat reaches the store); the runtime's own sweep
+    // hands the row back and its claim loop takes attempt 2 while attempt 1 still runs.
+    eventually("attempt 2 to be claimed", WAIT, || async {
+        (row(&store, id).await.attempts >= 2).then_some(())
+    })
+    .await;
+    faulty.skip_heartbeats.store(false, Ordering::SeqCst);
+    wait_state(&store, id, TaskState::Completed, WAIT).await;
+    eventually(
+        "attempt 1 to be stopped and every slot free",
+        WAIT,
+        || async { (rt.running() == 0).then_some(()) },
+    )
+    .await;
+    // Every one of the 3 slots is usable again.
+    let client = rt.client();
+    for i in 0..3 {
+        client
+            .enqueue(Work::sleeping(format!("slot-{i}"), 1_500))
+            .await
+            .expect("enqueue");
+    }
+    eventually("3 tasks running at once", WAIT, || async {
+        (probe.peak() >= 3).then_some(())
+    })
+    .await;
+    rt.shutdown(Duration::ZERO).await;
+}
+
+/// Shutdown keeps its grace even when the outcome writes of finished attempts hang: what
+/// is not written by then is handed back.
+pub async fn shutdown_keeps_its_grace_when_outcome_writes_hang(db: &impl TestDb) {
+    let faulty = Faulty::new(db.store());
+    let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
+    let probe = Probe::default();
+    let rt = Runtime::builder_arc(Arc::clone(&store), super::tasks::registry(&probe))
+        .lease(Duration::from_secs(30))
+        .poll_interval(Duration::from_millis(50))
+        .cancel_grace(Duration::from_millis(200))
+        .start();
+    faulty.hang_outcomes.store(true, Ordering::SeqCst);
+    let id = rt
+        .client()
+        .enqueue(Work::sleeping("quick", 10))
+        .await
+        .expect("enqueue");
+    eventually("the attempt to finish executing", WAIT, || async {
+        (probe.runs("quick") == 1 && probe.live() == 0).then_some(())
+    })
+    .await;
+    let grace = Duration::from_secs(1);
+    let started = Instant::now();
+    rt.shutdown(grace).await;
+    let took = started.elapsed();
+    assert!(
+        took < grace + Duration::from_millis(300),
+        "shutdown took {took:?}"
+    );
+    let r = row(&store, id).await;
+    assert_eq!(
+        r.state,
+        TaskState::Pending,
+        "the unwritten outcome is handed back: {r:?}"
+    );
+}
