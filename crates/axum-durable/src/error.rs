@@ -1,13 +1,18 @@
 //! The crate's error type, with its HTTP rendering.
+//!
+//! Bodies never carry internals (SQL, database messages, payload details): the error is
+//! logged with an id, and the body shows that id so an operator can find the log line.
 
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{header, HeaderValue, StatusCode};
 
 /// Errors of durable operations in handlers.
 ///
-/// As a response it answers `503 Service Unavailable` when the database could not store the
-/// tasks (try again later) and `500 Internal Server Error` when the task itself is unusable
-/// (too large, not serializable): in both cases nothing was acknowledged.
+/// As a response it answers `503 Service Unavailable` with `Retry-After` when the failure
+/// is transient — the database unreachable or busy, this instance shutting down — so a
+/// retry can succeed, and `500 Internal Server Error` otherwise (a task that cannot be
+/// prepared, a constraint the handler's own transaction broke): a retry would fail the same
+/// way. In both cases nothing was acknowledged.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -22,26 +27,72 @@ pub enum Error {
 impl Error {
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Error::Enqueue(
-                durable_core::Error::PayloadTooLarge { .. } | durable_core::Error::Serialize { .. },
-            )
-            | Error::Store(durable_sqlx::Error::Task(
-                durable_core::Error::PayloadTooLarge { .. } | durable_core::Error::Serialize { .. },
-            )) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
+        if is_transient(self) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
         }
     }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = self.status();
-        tracing::error!(error = %self, status = status.as_u16(), "durable operation failed");
-        (
-            status,
-            format!("Background task could not be stored: {self}"),
-        )
-            .into_response()
+        failure(self.status(), "Background task could not be stored", &self)
     }
+}
+
+/// Whether a retry of the same request can succeed: somewhere in the error's chain the
+/// database is unavailable (connection, pool timeout, busy or locked, serialization
+/// failure) or this instance is shutting down.
+pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(core) = error.downcast_ref::<durable_core::Error>() {
+            if matches!(core, durable_core::Error::ShuttingDown) {
+                return true;
+            }
+        }
+        if let Some(store) = error.downcast_ref::<durable_sqlx::Error>() {
+            if store.is_unavailable() {
+                return true;
+            }
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// A plain-text failure answer: `what`, an error id to find the log line by, and on a `503`
+/// a `Retry-After`. The error itself goes to the log only.
+pub(crate) fn failure<B: From<String>>(
+    status: StatusCode,
+    what: &str,
+    error: &dyn std::fmt::Display,
+) -> http::Response<B> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = &id[..16];
+    tracing::error!(error_id = id, status = status.as_u16(), %error, "{what}");
+    let body = if status == StatusCode::SERVICE_UNAVAILABLE {
+        format!("{what}; try again later (error id {id})")
+    } else {
+        format!("{what} (error id {id})")
+    };
+    let mut response = plain(status, body);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// A plain-text response.
+pub(crate) fn plain<B: From<String>>(status: StatusCode, body: String) -> http::Response<B> {
+    let mut response = http::Response::new(B::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use durable_core::{Client, EnqueueOptions, Task, TaskId};
+use durable_core::{Client, EnqueueOptions, NewTask, Task, TaskId};
 use durable_sqlx::sqlx;
 use durable_sqlx::{DetachedCommit, EnqueueConnection, TransactionSource};
 use http::request::Parts;
@@ -91,9 +91,16 @@ impl Durable {
             Ok(id) => id,
             Err(error) => {
                 let mut buffer = self.scope.buffer();
-                buffer
-                    .invalid
-                    .get_or_insert_with(|| format!("task `{}`: {error}", T::NAME));
+                if buffer.flushed {
+                    // The response is gone: there is no request left to fail.
+                    drop(buffer);
+                    tracing::error!(task_name = T::NAME, %error,
+                        "a task spawned after its request's response could not be prepared; it is not stored");
+                } else {
+                    buffer
+                        .invalid
+                        .get_or_insert_with(|| format!("task `{}`: {error}", T::NAME));
+                }
                 TaskId::new()
             }
         }
@@ -117,8 +124,54 @@ impl Durable {
     ) -> Result<TaskId, Error> {
         let row = self.scope.client.prepare(&task, &options)?;
         let id = row.id;
-        self.scope.buffer().rows.push(row);
+        let mut buffer = self.scope.buffer();
+        if !buffer.flushed {
+            buffer.rows.push(row);
+            return Ok(id);
+        }
+        drop(buffer);
+        self.enqueue_late(row);
         Ok(id)
+    }
+
+    /// A spawn on a handle whose request's tasks were already written (the handle was
+    /// cloned into `tokio::spawn`, an `on_upgrade` callback or a streaming body): it can no
+    /// longer hold the response back, so it is enqueued on its own — durable, but not
+    /// acknowledged by the response.
+    fn enqueue_late(&self, row: NewTask) {
+        let (id, name) = (row.id, row.name.clone());
+        tracing::warn!(task_id = %id, task_name = %name,
+            "task spawned after its request's response was written; enqueued on its own, \
+             not tied to the response (use `durable.client().enqueue(..).await` to wait for the commit)");
+        let client = self.scope.client.clone();
+        let write = async move {
+            if let Err(error) = client.insert(vec![row]).await {
+                tracing::error!(task_id = %id, task_name = %name, %error,
+                    "a task spawned after its request's response could not be stored; it is lost");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(write);
+            }
+            // Not on a Tokio thread (a plain `std::thread`): the writer's channels work
+            // from any thread, so wait for the answer on a thread of its own.
+            Err(_) => {
+                let waited = std::thread::Builder::new()
+                    .name("durable-late-spawn".into())
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread().build() {
+                            Ok(runtime) => runtime.block_on(write),
+                            Err(error) => tracing::error!(%error,
+                                "cannot wait for a task spawned after its response; it is not stored"),
+                        }
+                    });
+                if let Err(error) = waited {
+                    tracing::error!(task_id = %id, %error,
+                        "cannot start a thread for a task spawned outside a Tokio runtime; it is not stored");
+                }
+            }
+        }
     }
 
     /// Stores `task` now, before the handler continues (group-committed with other

@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::backlog::Backlog;
+use crate::error::{failure, is_transient, plain};
 use crate::extract::Durable;
 use crate::scope::Scope;
 
@@ -21,11 +22,20 @@ type Predicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 /// [`spawn`](Durable::spawn) — in one transaction, after the handler returns, **before the
 /// response is sent**.
 ///
-/// - Tasks are stored when the response status passes the predicate (default: 2xx and 3xx,
-///   like a request transaction); otherwise they are discarded with a debug log.
-/// - If storing fails, the client gets `503 Service Unavailable` instead of the handler's
-///   response, and the error is logged: nothing is acknowledged that is not stored.
+/// - Tasks are stored when the response status passes the predicate (default: 2xx, 3xx and
+///   `101 Switching Protocols`, like a request transaction); otherwise they are discarded
+///   with a debug log.
+/// - If storing fails, the client gets `503 Service Unavailable` with `Retry-After` when the
+///   failure is transient (database unreachable or busy) and `500` otherwise, instead of the
+///   handler's response; the error is logged with an id the body shows, never in the body.
+///   Nothing is acknowledged that is not stored.
 /// - A streaming response body starts only after the write.
+/// - A [`Durable`] handle that outlives its handler (cloned into `tokio::spawn`, an
+///   `on_upgrade` callback, a streaming body) still stores what it spawns: after the
+///   request's write, each spawn is enqueued on its own, with a warning, durable but no
+///   longer tied to the response. If the response future is dropped before the handler
+///   returns (the client hung up), what the handler had spawned is discarded with an error
+///   log: nothing was acknowledged.
 /// - The write is not cancellable by a client disconnect: it runs in the client's
 ///   group-commit writer task, so a request whose own rows committed never loses its tasks.
 /// - When the [`Client`] belongs to a local [`Runtime`](durable_core::Runtime), tasks that
@@ -68,7 +78,9 @@ impl DurableLayer {
         Self {
             client,
             persist_when: Arc::new(|status: StatusCode| {
-                status.is_success() || status.is_redirection()
+                status.is_success()
+                    || status.is_redirection()
+                    || status == StatusCode::SWITCHING_PROTOCOLS
             }),
             backlog: None,
         }
@@ -138,7 +150,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if let Some(backlog) = &self.layer.backlog {
             if backlog.over_limit(&self.layer.client) {
-                let mut busy = plain(
+                let mut busy = plain::<ResBody>(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Too many background tasks are waiting; try again later".to_owned(),
                 );
@@ -226,10 +238,13 @@ async fn flush<B: From<String>>(
     let buffer = scope.take();
     let status = response.status();
     if let Some(problem) = buffer.invalid {
-        tracing::error!(%problem, discarded = buffer.rows.len(), "a spawned task could not be prepared; nothing buffered by this request is stored");
-        return plain(
+        return failure(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Background task could not be enqueued: {problem}"),
+            "A background task could not be prepared, so the request was not accepted",
+            &format_args!(
+                "{problem}; discarded {} task(s) of the request",
+                buffer.rows.len()
+            ),
         );
     }
     if buffer.rows.is_empty() {
@@ -255,25 +270,19 @@ async fn flush<B: From<String>>(
             response
         }
         Err(error) => {
-            tracing::error!(%error, tasks = n, handler_status = status.as_u16(), "storing the request's tasks failed; answering 503 instead");
-            let mut unavailable = plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("Background tasks could not be stored, so the request was not accepted: {error}"),
-            );
-            unavailable
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            unavailable
+            let status = if is_transient(&error) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            failure(
+                status,
+                "Background tasks could not be stored, so the request was not accepted",
+                &format_args!(
+                    "{error}; {n} task(s), handler answered {}",
+                    response.status()
+                ),
+            )
         }
     }
-}
-
-fn plain<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
-    let mut response = Response::new(B::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

@@ -16,6 +16,7 @@ use axum_durable::{
 };
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
+use sqlx::Connection as _;
 use tower::ServiceExt;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -127,7 +128,7 @@ async fn all_tasks_of_a_request_are_stored_together() {
 }
 
 #[tokio::test]
-async fn write_failure_answers_503_and_acknowledges_nothing() {
+async fn rejected_write_answers_500_without_internals_and_acknowledges_nothing() {
     let fx = fixture().await;
     sqlx::query(
         "CREATE TRIGGER reject_tasks BEFORE INSERT ON durable_tasks
@@ -146,14 +147,158 @@ async fn write_failure_answers_503_and_acknowledges_nothing() {
         )
         .layer(DurableLayer::new(fx.client.clone()));
     let response = app.oneshot(post_req("/")).await.expect("call");
+    // The database refused the row: a retry would be refused the same way.
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(response.headers().get("retry-after").is_none());
+    let body = body_text(response).await;
+    assert!(
+        body.contains("could not be stored") && body.contains("error id"),
+        "{body}"
+    );
+    assert!(!body.contains("simulated storage failure"), "{body}");
+    assert_eq!(counts(&fx.store).await, StateCounts::default());
+}
+
+/// The database is busy (another process holds the write lock past the busy timeout): the
+/// request answers `503` with `Retry-After`, and the body names no database internals.
+#[tokio::test]
+async fn unavailable_database_answers_503_without_internals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.db").display().to_string();
+    let store = SqliteStore::builder(path.clone())
+        .busy_timeout(Duration::from_millis(100))
+        .connect()
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let client = axum_durable::Client::new(store.clone());
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("hold the write lock");
+    let app = Router::new()
+        .route(
+            "/",
+            post(|durable: Durable| async move {
+                durable.spawn(Note { text: "x".into() });
+                StatusCode::CREATED
+            }),
+        )
+        .layer(DurableLayer::new(client));
+    let response = app.oneshot(post_req("/")).await.expect("call");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
     let body = body_text(response).await;
     assert!(
-        body.contains("could not be stored") && body.contains("simulated storage failure"),
+        body.contains("try again later") && body.contains("error id"),
         "{body}"
     );
-    assert_eq!(counts(&fx.store).await, StateCounts::default());
+    assert!(!body.to_lowercase().contains("locked"), "{body}");
+    assert!(!body.contains("database"), "{body}");
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("release");
+    assert_eq!(counts(&store).await, StateCounts::default());
+}
+
+/// A constraint the handler's own transaction breaks is not a reason to retry: `500`.
+#[tokio::test]
+async fn constraint_error_in_the_handlers_transaction_answers_500() {
+    let fx = fixture().await;
+    let app = Router::new()
+        .route("/signup", post(signup))
+        .with_state(AppState {
+            store: fx.store.clone(),
+        })
+        .layer(DurableLayer::new(fx.client.clone()));
+    let signup_req = || {
+        Request::post("/signup")
+            .body(Body::from("twice@example.com"))
+            .expect("req")
+    };
+    let first = app.clone().oneshot(signup_req()).await.expect("call");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let second = app.oneshot(signup_req()).await.expect("call");
+    assert_eq!(second.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = body_text(second).await;
+    assert!(!body.contains("UNIQUE"), "{body}");
+    assert!(body.contains("error id"), "{body}");
+}
+
+/// A handle cloned into `tokio::spawn` (exactly the code `Durable` replaces) spawns after
+/// the request's tasks were written: the task is still stored, on its own.
+#[tokio::test]
+async fn spawn_after_the_response_is_still_stored() {
+    let fx = fixture().await;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let released = Arc::new(std::sync::Mutex::new(Some(released)));
+    let late_id = Arc::new(std::sync::Mutex::new(None::<TaskId>));
+    let (ids, gate) = (Arc::clone(&late_id), Arc::clone(&released));
+    let app = Router::new()
+        .route(
+            "/",
+            post(move |durable: Durable| {
+                let (ids, gate) = (Arc::clone(&ids), Arc::clone(&gate));
+                async move {
+                    durable.spawn(Note {
+                        text: "with the response".into(),
+                    });
+                    let wait = gate.lock().expect("gate").take().expect("one request");
+                    tokio::spawn(async move {
+                        let _ = wait.await;
+                        let id = durable.spawn(Note {
+                            text: "after the response".into(),
+                        });
+                        *ids.lock().expect("ids") = Some(id);
+                    });
+                    StatusCode::ACCEPTED
+                }
+            }),
+        )
+        .layer(DurableLayer::new(fx.client.clone()));
+    let response = app.oneshot(post_req("/")).await.expect("call");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(counts(&fx.store).await.pending, 1);
+    release.send(()).expect("release");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let id = *late_id.lock().expect("ids");
+        if let Some(id) = id {
+            if fx.store.get(id).await.expect("get").is_some() {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a task spawned after the response was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counts(&fx.store).await.pending, 2);
+}
+
+/// `101 Switching Protocols` is a success: tasks spawned by an upgrade handler are stored.
+#[tokio::test]
+async fn switching_protocols_stores_the_tasks() {
+    let fx = fixture().await;
+    let app = Router::new()
+        .route(
+            "/",
+            post(|durable: Durable| async move {
+                durable.spawn(Note {
+                    text: "upgrade".into(),
+                });
+                StatusCode::SWITCHING_PROTOCOLS
+            }),
+        )
+        .layer(DurableLayer::new(fx.client.clone()));
+    let response = app.oneshot(post_req("/")).await.expect("call");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(counts(&fx.store).await.pending, 1);
 }
 
 #[tokio::test]
@@ -329,7 +474,14 @@ async fn oversized_task_fails_the_request_and_stores_nothing() {
     let response = app.oneshot(post_req("/")).await.expect("call");
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = body_text(response).await;
-    assert!(body.contains("over the limit of 100 bytes"), "{body}");
+    assert!(
+        body.contains("could not be prepared") && body.contains("error id"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("100 bytes"),
+        "the limit is logged, not shown: {body}"
+    );
     assert_eq!(counts(&fx.store).await, StateCounts::default());
     runtime.shutdown(Duration::ZERO).await;
 }
