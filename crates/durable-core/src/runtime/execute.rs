@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,13 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
             permanent: false,
         });
     if matches!(outcome, Outcome::Cancelled) {
+        if shared.handed_back.load(Ordering::SeqCst) {
+            // Started after shutdown collected what to hand back (an insert that reserved
+            // local capacity and committed after a forced or timed-out wait for it): hand
+            // itself back rather than wait out its lease.
+            hand_back(&shared, &fence).await;
+            return;
+        }
         // Stays registered: the shutdown requeue hands it back and frees the slot.
         slot.keep = true;
     } else {
@@ -74,6 +82,16 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
         // The slot is still freed; the row comes back when its lease expires.
         tracing::error!(task_id = %fence.id, attempt = fence.attempt, panic = %panic_message(&*panic),
             "recording a task's outcome panicked");
+    }
+}
+
+/// Requeues one attempt stopped by a shutdown that already handed the others back.
+async fn hand_back(shared: &Shared, fence: &Fence) {
+    match shared.store.requeue(std::slice::from_ref(fence)).await {
+        Ok(n) => tracing::info!(task_id = %fence.id, requeued = n,
+            "task started after shutdown's hand-back; requeued on its own"),
+        Err(error) => tracing::warn!(task_id = %fence.id, %error,
+            "could not requeue a task started after shutdown's hand-back; it is recovered when its lease expires"),
     }
 }
 

@@ -112,6 +112,9 @@ pub(crate) struct Shared {
     commits: AtomicU64,
     /// The value of `commits` when the latest claim began: that claim saw those rows.
     covered: AtomicU64,
+    /// Shutdown has collected the attempts to hand back: an attempt stopped after this
+    /// (its insert committed late, after a forced or timed-out wait) hands itself back.
+    pub(crate) handed_back: AtomicBool,
     /// Itself, for spawning runners from `&self` callbacks.
     this: Weak<Shared>,
     /// The application's runtime, where attempts run: the callbacks that start them may be
@@ -556,6 +559,7 @@ impl RuntimeBuilder {
             next_due: Mutex::new(None),
             commits: AtomicU64::new(0),
             covered: AtomicU64::new(0),
+            handed_back: AtomicBool::new(false),
             this: this.clone(),
             handle: tokio::runtime::Handle::current(),
         });
@@ -730,6 +734,7 @@ impl Runtime {
             // Dropped futures return at once; runners still recording an outcome wait on
             // the database, and only until the reserve begins.
             within(shared.tracker.wait(), budget.requeue_from, &self.force).await;
+            shared.handed_back.store(true, Ordering::SeqCst);
             let fences: Vec<Fence> = shared.slots().running().map(|r| r.fence).collect();
             requeued = requeue(shared, &fences, budget.requeue_deadline()).await;
             let mut slots = shared.slots();

@@ -209,6 +209,10 @@ pub struct Faulty {
     inner: Arc<dyn Store>,
     skip_heartbeats: AtomicBool,
     hang_outcomes: AtomicBool,
+    /// Inserts wait here while set; `held` tells that one is waiting.
+    hold_inserts: AtomicBool,
+    held: AtomicBool,
+    release: tokio::sync::Notify,
 }
 
 impl Faulty {
@@ -217,6 +221,9 @@ impl Faulty {
             inner,
             skip_heartbeats: AtomicBool::new(false),
             hang_outcomes: AtomicBool::new(false),
+            hold_inserts: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+            release: tokio::sync::Notify::new(),
         })
     }
 
@@ -288,6 +295,11 @@ impl Store for Faulty {
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         if !batch.complete.is_empty() {
             self.maybe_hang().await;
+        }
+        if !batch.insert.is_empty() && self.hold_inserts.load(Ordering::SeqCst) {
+            let released = self.release.notified();
+            self.held.store(true, Ordering::SeqCst);
+            released.await;
         }
         self.inner.write(batch).await
     }
@@ -392,4 +404,31 @@ pub async fn shutdown_keeps_its_grace_when_outcome_writes_hang(db: &impl TestDb)
         TaskState::Pending,
         "the unwritten outcome is handed back: {r:?}"
     );
+}
+
+/// A locally dispatched insert that commits after a forced shutdown handed the running
+/// attempts back starts already cancelled: it hands itself back at once instead of staying
+/// `processing` until its lease expires.
+pub async fn insert_committed_after_a_forced_shutdown_is_handed_back(db: &impl TestDb) {
+    let faulty = Faulty::new(db.store());
+    let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
+    let probe = Probe::default();
+    let rt = Runtime::builder_arc(Arc::clone(&store), super::tasks::registry(&probe))
+        .lease(Duration::from_secs(60))
+        .poll_interval(Duration::from_millis(50))
+        .start();
+    faulty.hold_inserts.store(true, Ordering::SeqCst);
+    let client = rt.client();
+    let enqueue = tokio::spawn(async move { client.enqueue(Work::sleeping("late", 60_000)).await });
+    eventually("the insert to be held", WAIT, || async {
+        faulty.held.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    rt.force_shutdown();
+    rt.shutdown(Duration::from_secs(5)).await;
+    faulty.hold_inserts.store(false, Ordering::SeqCst);
+    faulty.release.notify_waiters();
+    let id = enqueue.await.expect("join").expect("enqueue");
+    let r = wait_state(&store, id, TaskState::Pending, Duration::from_secs(3)).await;
+    assert_eq!((r.attempts, r.lease_owner), (0, None), "{r:?}");
 }

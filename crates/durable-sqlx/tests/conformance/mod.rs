@@ -98,7 +98,8 @@ macro_rules! conformance_tests {
             panics_anywhere_in_an_attempt_are_failed_attempts,
             task_cancelling_its_own_token_is_retried,
             reclaim_by_the_same_runtime_keeps_every_slot,
-            shutdown_keeps_its_grace_when_outcome_writes_hang);
+            shutdown_keeps_its_grace_when_outcome_writes_hang,
+            insert_committed_after_a_forced_shutdown_is_handed_back);
     };
     (@store $make:path; $($case:ident),* $(,)?) => {
         $(
