@@ -150,26 +150,23 @@ impl Durable {
                     "a task spawned after its request's response could not be stored; it is lost");
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(write);
-            }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(write);
+        } else {
             // Not on a Tokio thread (a plain `std::thread`): the writer's channels work
             // from any thread, so wait for the answer on a thread of its own.
-            Err(_) => {
-                let waited = std::thread::Builder::new()
-                    .name("durable-late-spawn".into())
-                    .spawn(move || {
-                        match tokio::runtime::Builder::new_current_thread().build() {
-                            Ok(runtime) => runtime.block_on(write),
-                            Err(error) => tracing::error!(%error,
-                                "cannot wait for a task spawned after its response; it is not stored"),
-                        }
-                    });
-                if let Err(error) = waited {
-                    tracing::error!(task_id = %id, %error,
-                        "cannot start a thread for a task spawned outside a Tokio runtime; it is not stored");
-                }
+            let waited = std::thread::Builder::new()
+                .name("durable-late-spawn".into())
+                .spawn(
+                    move || match tokio::runtime::Builder::new_current_thread().build() {
+                        Ok(runtime) => runtime.block_on(write),
+                        Err(error) => tracing::error!(%error,
+                            "cannot wait for a task spawned after its response; it is not stored"),
+                    },
+                );
+            if let Err(error) = waited {
+                tracing::error!(task_id = %id, %error,
+                    "cannot start a thread for a task spawned outside a Tokio runtime; it is not stored");
             }
         }
     }

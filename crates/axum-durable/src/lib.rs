@@ -77,6 +77,7 @@
 mod backlog;
 mod error;
 mod extract;
+mod inflight;
 mod layer;
 mod scope;
 mod shutdown;
@@ -84,7 +85,7 @@ mod shutdown;
 pub use error::Error;
 pub use extract::{Durable, MissingDurableLayer};
 pub use layer::{DurableLayer, DurableService, ResponseFuture};
-pub use shutdown::{serve, serve_with_signal, shutdown_signal};
+pub use shutdown::{serve, serve_with_signals, shutdown_signal};
 
 pub use durable_core::{
     Backoff, CancellationToken, Client, EnqueueOptions, Registry, Runtime, RuntimeBuilder,

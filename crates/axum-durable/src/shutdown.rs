@@ -1,14 +1,22 @@
-//! Graceful shutdown in the right order: HTTP first, then the runtime's drain.
+//! Graceful shutdown in the right order, within one grace budget: stop claiming and stop
+//! accepting, drain HTTP up to its own deadline, drain tasks, hand back the rest.
 
-use std::future::Future;
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::serve::{IncomingStream, Listener};
 use durable_core::{Runtime, ShutdownReport};
-use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
-/// Completes on the first SIGTERM or Ctrl-C (SIGINT).
+use crate::inflight::{MakeCounted, Open};
+
+/// Completes on the next SIGTERM or Ctrl-C (SIGINT) delivered after the call.
 ///
 /// # Panics
 ///
@@ -34,18 +42,24 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves `app` until SIGTERM or Ctrl-C, then shuts down in order:
+/// Serves `make_service` on `listener` (whatever [`axum::serve`] accepts: a `Router`, a
+/// `Router::into_make_service_with_connect_info::<SocketAddr>()`, a `TcpListener` or a
+/// `UnixListener`) until SIGTERM or Ctrl-C, then shuts down in order, **within `grace`**
+/// counted from the signal:
 ///
-/// 1. the HTTP server stops accepting; in-flight requests finish — and so finish storing the
-///    tasks they spawned;
-/// 2. the runtime stops claiming — after one last claim for tasks those requests committed
-///    after its latest claim began, so what this instance acknowledged runs here — and waits
-///    up to `grace` for running tasks;
+/// 1. the runtime stops claiming and [`Runtime::stopping`] fires (end streams and loops on
+///    it); the HTTP server stops accepting, and in-flight requests finish — and so finish
+///    storing the tasks they spawned — for at most half the grace: connections still open
+///    then (a stream that ignored `stopping`) are cut, and their number logged;
+/// 2. the runtime makes one last claim for tasks this instance acknowledged after its
+///    latest claim began, and waits for running tasks;
 /// 3. tasks still running are cancelled and handed back as `pending` in one statement, so
 ///    the next process (or another instance) starts them at once.
 ///
-/// A second signal skips the rest of the waiting: requeue and return immediately. Keep
-/// `grace` well under your orchestrator's kill timeout (Kubernetes: 30 s, Docker: 10 s).
+/// A second signal ends every wait: the HTTP drain stops, running tasks are cancelled and
+/// handed back at once. Keep `grace` under your orchestrator's kill timeout (Kubernetes:
+/// 30 s, Docker: 10 s) by a margin for process exit. If the server fails, the runtime is
+/// still shut down before the error is returned.
 ///
 /// # Examples
 ///
@@ -57,51 +71,131 @@ pub async fn shutdown_signal() {
 /// tracing::info!(?report, "stopped");
 /// # Ok(()) }
 /// ```
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
+pub async fn serve<L, M, S>(
+    listener: L,
+    make_service: M,
     runtime: Runtime,
     grace: Duration,
-) -> std::io::Result<ShutdownReport> {
-    serve_with_signal(listener, app, runtime, grace, shutdown_signal).await
-}
-
-/// [`serve`] with a custom signal: `signal()` is called for the first and for the second
-/// (forcing) signal.
-pub async fn serve_with_signal<F, Fut>(
-    listener: TcpListener,
-    app: Router,
-    runtime: Runtime,
-    grace: Duration,
-    signal: F,
 ) -> std::io::Result<ShutdownReport>
 where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
+    L: Listener,
+    L::Addr: Debug,
+    M: for<'a> Service<IncomingStream<'a, L>, Error = Infallible, Response = S> + Send + 'static,
+    for<'a> <M as Service<IncomingStream<'a, L>>>::Future: Send,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
 {
-    let draining = CancellationToken::new();
-    let forced = CancellationToken::new();
-    let watcher = {
-        let draining = draining.clone();
-        let forced = forced.clone();
-        let runtime = runtime.clone();
-        tokio::spawn(async move {
-            signal().await;
-            tracing::info!("shutdown signal received: no new requests; draining");
-            draining.cancel();
-            signal().await;
-            tracing::warn!("second shutdown signal: requeueing unfinished tasks now");
-            forced.cancel();
-            runtime.force_shutdown();
-        })
+    serve_with_signals(
+        listener,
+        make_service,
+        runtime,
+        grace,
+        shutdown_signal(),
+        shutdown_signal,
+    )
+    .await
+}
+
+/// [`serve`] with your own signals: `drain` starts the shutdown; `force()` is called once
+/// the drain has begun, and its future ends every wait when it completes.
+///
+/// Because `force` is only called after `drain` completed, a signal source that creates a
+/// listener on each call sees only later signals; a level-triggered source — a token
+/// already cancelled — must still be a separate one (two tokens, or an `mpsc` receiver).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(app: axum::Router, runtime: axum_durable::Runtime) -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use tokio_util::sync::CancellationToken;
+///
+/// let (drain, force) = (CancellationToken::new(), CancellationToken::new());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// let report = axum_durable::serve_with_signals(
+///     listener,
+///     app,
+///     runtime,
+///     Duration::from_secs(10),
+///     drain.clone().cancelled_owned(),
+///     move || force.cancelled_owned(),
+/// )
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn serve_with_signals<L, M, S, D, F, Fut>(
+    listener: L,
+    make_service: M,
+    runtime: Runtime,
+    grace: Duration,
+    drain: D,
+    force: F,
+) -> std::io::Result<ShutdownReport>
+where
+    L: Listener,
+    L::Addr: Debug,
+    M: for<'a> Service<IncomingStream<'a, L>, Error = Infallible, Response = S> + Send + 'static,
+    for<'a> <M as Service<IncomingStream<'a, L>>>::Future: Send,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+    D: Future<Output = ()>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let open = Open::default();
+    let counted = MakeCounted {
+        inner: make_service,
+        open: open.clone(),
     };
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(draining.clone().cancelled_owned());
+    let draining = CancellationToken::new();
+    let server = axum::serve(listener, counted)
+        .with_graceful_shutdown(draining.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(server);
     tokio::select! {
-        result = server => result?,
-        () = forced.cancelled() => tracing::warn!("HTTP drain abandoned by the second signal"),
+        result = &mut server => {
+            // The server ended without a signal: still hand the work back.
+            tracing::error!(?result, "HTTP server stopped without a shutdown signal; shutting the runtime down");
+            let report = runtime.shutdown(grace).await;
+            return result.map(|()| report);
+        }
+        () = drain => {}
     }
-    let report = runtime.shutdown(grace).await;
-    watcher.abort();
-    Ok(report)
+    let deadline = Instant::now() + grace;
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutdown signal received: no new requests or claims; draining"
+    );
+    runtime.begin_shutdown();
+    draining.cancel();
+    let force = force();
+    tokio::pin!(force);
+    let mut forced = false;
+    let mut outcome = Ok(());
+    tokio::select! {
+        result = &mut server => outcome = result,
+        () = tokio::time::sleep_until(Instant::now() + grace / 2) => {
+            tracing::warn!(open_requests = open.get(),
+                "HTTP drain deadline reached (half the grace); closing the connections still open");
+        }
+        () = &mut force => {
+            tracing::warn!(open_requests = open.get(),
+                "second shutdown signal: HTTP drain abandoned; handing unfinished tasks back now");
+            forced = true;
+            runtime.force_shutdown();
+        }
+    }
+    let shutdown = runtime.shutdown(deadline.saturating_duration_since(Instant::now()));
+    tokio::pin!(shutdown);
+    let report = loop {
+        tokio::select! {
+            report = &mut shutdown => break report,
+            () = &mut force, if !forced => {
+                tracing::warn!("second shutdown signal: handing unfinished tasks back now");
+                forced = true;
+                runtime.force_shutdown();
+            }
+        }
+    };
+    outcome.map(|()| report)
 }

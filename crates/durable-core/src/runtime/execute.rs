@@ -63,14 +63,18 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
             permanent: false,
         });
     if matches!(outcome, Outcome::Cancelled) {
-        if shared.handed_back.load(Ordering::SeqCst) {
+        let late = {
+            let slots = shared.slots();
+            shared.handed_back.load(Ordering::SeqCst) && slots.get(&fence).is_some()
+        };
+        if late {
             // Started after shutdown collected what to hand back (an insert that reserved
             // local capacity and committed after a forced or timed-out wait for it): hand
             // itself back rather than wait out its lease.
             hand_back(&shared, &fence).await;
             return;
         }
-        // Stays registered: the shutdown requeue hands it back and frees the slot.
+        // Stays registered: the shutdown requeue hands it back and frees the slot (or did).
         slot.keep = true;
     } else {
         shared.release(&fence);

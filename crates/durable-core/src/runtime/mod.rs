@@ -671,9 +671,21 @@ impl Runtime {
         self.shared.stats.snapshot()
     }
 
-    /// A token cancelled when shutdown begins, for wiring other parts of the app.
+    /// A token cancelled when shutdown begins ([`begin_shutdown`](Self::begin_shutdown) or
+    /// [`shutdown`](Self::shutdown); `axum_durable::serve` begins it at the first signal,
+    /// before the HTTP drain): end server-sent-event streams, long polls, WebSocket loops
+    /// and other loops on it, so they do not hold the drain up until its deadline.
     pub fn stopping(&self) -> CancellationToken {
         self.shared.stopping.clone()
+    }
+
+    /// Begins a shutdown without waiting for it: the runtime stops claiming (and stops
+    /// dispatching new tasks locally: they stay `pending` for this instance's last claim or
+    /// another instance), and [`stopping`](Self::stopping) fires. Running attempts go on;
+    /// [`shutdown`](Self::shutdown) drains and hands back. Idempotent.
+    pub fn begin_shutdown(&self) {
+        self.shared.stopping.cancel();
+        self.shared.wake.notify_one();
     }
 
     /// Tracks a future that may be lost (metrics, cache warm-ups): not persisted, but
@@ -734,13 +746,18 @@ impl Runtime {
             // Dropped futures return at once; runners still recording an outcome wait on
             // the database, and only until the reserve begins.
             within(shared.tracker.wait(), budget.requeue_from, &self.force).await;
-            shared.handed_back.store(true, Ordering::SeqCst);
-            let fences: Vec<Fence> = shared.slots().running().map(|r| r.fence).collect();
+            // Under the slots' lock, so an attempt registered from now on knows it was not
+            // collected and hands itself back.
+            let fences: Vec<Fence> = {
+                let mut slots = shared.slots();
+                shared.handed_back.store(true, Ordering::SeqCst);
+                let fences: Vec<Fence> = slots.running().map(|r| r.fence).collect();
+                for fence in &fences {
+                    slots.finish(fence);
+                }
+                fences
+            };
             requeued = requeue(shared, &fences, budget.requeue_deadline()).await;
-            let mut slots = shared.slots();
-            for fence in &fences {
-                slots.finish(fence);
-            }
         }
         self.maintenance.cancel();
         within(self.loops.wait(), budget.deadline, &self.force).await;
