@@ -53,6 +53,7 @@ use chrono::{DateTime, Utc};
 use durable_core::{
     async_trait, CancellationToken, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport,
     StateCounts, Store, TaskId, TaskRecord, TaskState, WorkerId, WriteBatch, WriteOutcome,
+    REQUEUE_LIMIT,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
@@ -486,6 +487,32 @@ fn clean_text(s: &str) -> String {
     }
 }
 
+/// A claimed row that cannot be read (text that is not UTF-8, in a database whose encoding
+/// is `SQL_ASCII`): failed on its own, on the connection that claimed it — after the claim
+/// committed, or inside its transaction — never failing the claim around it. If even its id
+/// or attempt cannot be read, or the write fails, it is logged and left to its lease.
+async fn fail_unreadable(conn: &mut PgConnection, owner: WorkerId, row: &PgRow, reason: &Error) {
+    tracing::error!(%reason, "claimed a task row that cannot be read; marking it failed");
+    let fence = (
+        row.try_get::<Uuid, _>("id"),
+        row.try_get::<i32, _>("attempts"),
+    );
+    let (Ok(id), Ok(attempt)) = fence else {
+        return;
+    };
+    let failed = sqlx::query(sql::FAIL)
+        .bind(id)
+        .bind(owner.as_uuid())
+        .bind(attempt)
+        .bind(clean_text(&crate::sql_messages::unreadable_row(reason)))
+        .execute(&mut *conn)
+        .await;
+    if let Err(error) = failed {
+        tracing::warn!(task_id = %id, %error, "could not mark an unreadable claimed row failed; \
+            it comes back when its lease expires");
+    }
+}
+
 fn claimed_from_row(row: &PgRow, owner: WorkerId) -> Result<ClaimedTask> {
     let db = || Error::db("claim");
     Ok(ClaimedTask::new(
@@ -517,6 +544,7 @@ fn record_from_row(row: &PgRow) -> Result<TaskRecord> {
     record.priority = row.try_get("priority").map_err(db())?;
     record.attempts = count(row.try_get("attempts").map_err(db())?);
     record.max_attempts = count(row.try_get("max_attempts").map_err(db())?);
+    record.requeues = count(row.try_get("requeues").map_err(db())?);
     record.run_at = row.try_get("run_at").map_err(db())?;
     record.lease_owner = row
         .try_get::<Option<Uuid>, _>("lease_owner")
@@ -598,10 +626,18 @@ async fn claim_some(
             .bind(limit)
             .bind(excluded.to_vec()),
     };
-    let rows = query.fetch_all(conn).await.map_err(Error::db("claim"))?;
-    rows.iter()
-        .map(|row| claimed_from_row(row, request.owner))
-        .collect()
+    let rows = query
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::db("claim"))?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match claimed_from_row(row, request.owner) {
+            Ok(task) => claimed.push(task),
+            Err(reason) => fail_unreadable(conn, request.owner, row, &reason).await,
+        }
+    }
+    Ok(claimed)
 }
 
 #[async_trait]
@@ -813,11 +849,27 @@ impl Store for PostgresStore {
                 .bind(ids)
                 .bind(owners)
                 .bind(attempts)
+                .bind(i32::try_from(REQUEUE_LIMIT).unwrap_or(i32::MAX))
                 .fetch_one(&pool)
                 .await
                 .map_err(Error::db("requeue"))?;
             let n: i64 = row.try_get("n").map_err(Error::db("requeue"))?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
+        let fence = *fence;
+        self.run("mark started", move |pool| async move {
+            let done = sqlx::query(sql::MARK_STARTED)
+                .bind(fence.id.as_uuid())
+                .bind(fence.owner.as_uuid())
+                .bind(attempt_i32(fence.attempt))
+                .execute(&pool)
+                .await
+                .map_err(Error::db("mark started"))?;
+            Ok(done.rows_affected() == 1)
         })
         .await
     }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod attempts;
 pub mod runtime;
 pub mod store;
 pub mod tasks;
@@ -81,6 +82,9 @@ macro_rules! conformance_tests {
             counts_per_state, concurrent_claimers_never_share_a_task,
             two_stores_fencing_interleaving, migrate_is_idempotent,
             write_combines_completions_inserts_and_claim, write_parts_fail_alone);
+        $crate::conformance_tests!(@attempts $make;
+            requeue_counts_attempts_past_its_limit,
+            rescue_spares_a_last_attempt_that_never_started, rescue_counts_earlier_attempts);
         $crate::conformance_tests!(@runtime $make;
             runs_to_completion, retries_then_succeeds, panic_is_caught_and_retried,
             timeout_is_retryable, permanent_error_fails_at_once, exhausted_attempts_end_failed,
@@ -100,6 +104,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::store::$case(&db).await;
+            }
+        )*
+    };
+    (@attempts $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::attempts::$case(&db).await;
             }
         )*
     };
