@@ -487,32 +487,6 @@ fn clean_text(s: &str) -> String {
     }
 }
 
-/// A claimed row that cannot be read (text that is not UTF-8, in a database whose encoding
-/// is `SQL_ASCII`): failed on its own, on the connection that claimed it — after the claim
-/// committed, or inside its transaction — never failing the claim around it. If even its id
-/// or attempt cannot be read, or the write fails, it is logged and left to its lease.
-async fn fail_unreadable(conn: &mut PgConnection, owner: WorkerId, row: &PgRow, reason: &Error) {
-    tracing::error!(%reason, "claimed a task row that cannot be read; marking it failed");
-    let fence = (
-        row.try_get::<Uuid, _>("id"),
-        row.try_get::<i32, _>("attempts"),
-    );
-    let (Ok(id), Ok(attempt)) = fence else {
-        return;
-    };
-    let failed = sqlx::query(sql::FAIL)
-        .bind(id)
-        .bind(owner.as_uuid())
-        .bind(attempt)
-        .bind(clean_text(&crate::sql_messages::unreadable_row(reason)))
-        .execute(&mut *conn)
-        .await;
-    if let Err(error) = failed {
-        tracing::warn!(task_id = %id, %error, "could not mark an unreadable claimed row failed; \
-            it comes back when its lease expires");
-    }
-}
-
 fn claimed_from_row(row: &PgRow, owner: WorkerId) -> Result<ClaimedTask> {
     let db = || Error::db("claim");
     Ok(ClaimedTask::new(
@@ -630,11 +604,18 @@ async fn claim_some(
         .fetch_all(&mut *conn)
         .await
         .map_err(Error::db("claim"))?;
+    // The statement has committed (or will with its transaction): a row that cannot be read
+    // must not fail the claim of the others. In a UTF8 database (PostgreSQL checks text on
+    // input) no single row can be unreadable; what can be is every row, for a binary that
+    // does not know the table's column types (a downgrade, a migration it predates). So the
+    // row is not failed — another binary can run it — but left to its lease, which expires
+    // and hands it back (a last attempt uncounted: it never started).
     let mut claimed = Vec::with_capacity(rows.len());
     for row in &rows {
         match claimed_from_row(row, request.owner) {
             Ok(task) => claimed.push(task),
-            Err(reason) => fail_unreadable(conn, request.owner, row, &reason).await,
+            Err(error) => tracing::error!(%error, task_id = ?row.try_get::<Uuid, _>("id").ok(),
+                "claimed a task row this version cannot read; leaving it until its lease expires"),
         }
     }
     Ok(claimed)
