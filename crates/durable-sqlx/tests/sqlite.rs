@@ -3,6 +3,8 @@
 mod conformance;
 #[path = "sqlite/unreadable_rows.rs"]
 mod unreadable_rows;
+#[path = "sqlite/upgrade.rs"]
+mod upgrade;
 #[path = "sqlite/writer_transaction.rs"]
 mod writer_transaction;
 

@@ -639,7 +639,7 @@ async fn complete_on(conn: &mut SqliteConnection, fences: String) -> Result<Vec<
 /// The completions' answer when their cycle committed but which of them applied could not be
 /// read: an error for that part alone. Asked again, a completion gets its answer from the
 /// row ([`sql::APPLIED`] recognises a completion its fence already made).
-fn unknown_completions(error: Error) -> durable_core::Error {
+fn unknown_completions(error: &Error) -> durable_core::Error {
     durable_core::Error::store(
         "complete",
         format!(
@@ -671,9 +671,9 @@ impl Cycle {
         let result = sqlx::query_with(script, args).fetch_all(&mut *conn).await;
         let returned = settle_script(&mut conn, self.operation, result).await?;
         // Committed: from here on every part keeps its success.
-        let (changes, claim_rows): (Vec<&SqliteRow>, Vec<&SqliteRow>) =
+        let (count_row, claim_rows): (Vec<&SqliteRow>, Vec<&SqliteRow>) =
             returned.iter().partition(|row| row.len() == 1);
-        let changed = changes
+        let changed = count_row
             .first()
             .and_then(|row| row.try_get::<i64, _>(0).ok());
         let claimed = settle_claimed(&mut conn, self.claim.as_ref(), &claim_rows).await;
@@ -685,7 +685,7 @@ impl Cycle {
             // Some fence was stale: ask which ones applied.
             applied_on(&mut conn, &self.fences)
                 .await
-                .map_err(unknown_completions)
+                .map_err(|e| unknown_completions(&e))
         };
         Ok((completed, claimed))
     }
