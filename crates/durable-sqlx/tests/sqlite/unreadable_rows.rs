@@ -17,20 +17,31 @@ use crate::conformance::{eventually, wait_state};
 
 const LEASE: Duration = Duration::from_secs(30);
 
+/// Rows inserted by [`insert_unreadable`] with a valid id.
+struct Unreadable {
+    /// Its payload is a BLOB of invalid UTF-8.
+    blob: TaskId,
+    /// Its name is TEXT holding invalid UTF-8.
+    name: TaskId,
+}
+
 /// Inserts by raw SQL, due a second ago (so claimed before anything due now), a row whose id
-/// is `id` and a row with a valid id whose payload is a BLOB of invalid UTF-8. Returns the
-/// valid id of the second.
-async fn insert_unreadable(store: &SqliteStore, id: &str) -> TaskId {
-    let blob = TaskId::new();
+/// is `id`, and the rows of [`Unreadable`].
+async fn insert_unreadable(store: &SqliteStore, id: &str) -> Unreadable {
+    let rows = Unreadable {
+        blob: TaskId::new(),
+        name: TaskId::new(),
+    };
     let past = chrono::Utc::now().timestamp_millis() - 1000;
-    for (id, payload) in [
-        (id.to_owned(), "CAST('{}' AS TEXT)"),
-        (blob.to_string(), "X'FFFE00C3'"),
+    for (id, name, payload) in [
+        (id.to_owned(), "'work'", "'{}'"),
+        (rows.blob.to_string(), "'work'", "X'FFFE00C3'"),
+        (rows.name.to_string(), "CAST(X'776FFF' AS TEXT)", "'{}'"),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
                  max_attempts, run_at, created_at, updated_at)
-             VALUES (?1, 'work', 'default', {payload}, 'pending', 0, 0, 3, ?2, ?2, ?2)"
+             VALUES (?1, {name}, 'default', {payload}, 'pending', 0, 0, 3, ?2, ?2, ?2)"
         )))
         .bind(id)
         .bind(past)
@@ -38,7 +49,7 @@ async fn insert_unreadable(store: &SqliteStore, id: &str) -> TaskId {
         .await
         .expect("raw insert");
     }
-    blob
+    rows
 }
 
 /// State and `last_error` of a row by its raw id.
@@ -70,7 +81,7 @@ async fn unreadable_claimed_rows_fail_alone_in_every_cycle_shape() {
     let owner = WorkerId::new();
     for (shape, rows) in [("bound", 3), ("json", 600), ("capped", 3), ("claim", 0)] {
         let corrupt_id = format!("not-a-uuid-{shape}");
-        let blob = insert_unreadable(&store, &corrupt_id).await;
+        let bad = insert_unreadable(&store, &corrupt_id).await;
         let good: Vec<NewTask> = (0..rows).map(|_| NewTask::new("work", "{}")).collect();
         let request = ClaimRequest::new(owner, LEASE, 10_000);
         let request = if shape == "capped" {
@@ -98,7 +109,8 @@ async fn unreadable_claimed_rows_fail_alone_in_every_cycle_shape() {
             "{shape}: every readable row claimed, the unreadable ones left out"
         );
         assert_failed_alone(&store, &corrupt_id, "not-a-uuid").await;
-        assert_failed_alone(&store, &blob.to_string(), "payload").await;
+        assert_failed_alone(&store, &bad.blob.to_string(), "payload").await;
+        assert_failed_alone(&store, &bad.name.to_string(), "name").await;
         for c in &claimed {
             assert_eq!(
                 store.get(c.id).await.expect("get").expect("row").state,
@@ -122,7 +134,7 @@ async fn unreadable_claimed_rows_fail_alone_in_every_cycle_shape() {
 async fn runtime_keeps_running_next_to_unreadable_rows() {
     let db = crate::sqlite_db().await;
     let store = SqliteStore::connect(&db.url).await.expect("open");
-    let blob = insert_unreadable(&store, "not-a-uuid").await;
+    let bad = insert_unreadable(&store, "not-a-uuid").await;
     let waiting: Vec<NewTask> = (0..5)
         .map(|i| NewTask::new("work", format!(r#"{{"key":"waiting-{i}"}}"#)))
         .collect();
@@ -150,13 +162,20 @@ async fn runtime_keeps_running_next_to_unreadable_rows() {
         "the unreadable rows to fail",
         Duration::from_secs(10),
         || async {
-            (raw_state(&store, "not-a-uuid").await.0 == "failed"
-                && raw_state(&store, &blob.to_string()).await.0 == "failed")
-                .then_some(())
+            let mut failed = true;
+            for id in [
+                "not-a-uuid".to_owned(),
+                bad.blob.to_string(),
+                bad.name.to_string(),
+            ] {
+                failed &= raw_state(&store, &id).await.0 == "failed";
+            }
+            failed.then_some(())
         },
     )
     .await;
     assert_failed_alone(&store, "not-a-uuid", "not-a-uuid").await;
-    assert_failed_alone(&store, &blob.to_string(), "payload").await;
+    assert_failed_alone(&store, &bad.blob.to_string(), "payload").await;
+    assert_failed_alone(&store, &bad.name.to_string(), "name").await;
     rt.shutdown(Duration::from_secs(5)).await;
 }
