@@ -157,6 +157,15 @@ impl Store for CountingStore {
         self.inner.requeue(fences).await
     }
 
+    async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
+        self.count("mark_started", 1);
+        self.inner.mark_started(fence).await
+    }
+
+    async fn check_enqueue(&self) -> durable_core::Result<()> {
+        self.inner.check_enqueue().await
+    }
+
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
         self.count("rescue_expired", 0);
         self.inner.rescue_expired().await

@@ -331,6 +331,7 @@ impl Client {
         if tasks.is_empty() {
             return Ok(());
         }
+        self.inner.store.check_enqueue().await?;
         let (done, answer) = oneshot::channel();
         self.send(Job::Insert(tasks, done))?;
         answer.await.map_err(|_| Error::ShuttingDown)?

@@ -37,6 +37,18 @@ pub enum Error {
     /// The runtime or client is shutting down and accepts no more work.
     #[error("the durable runtime is shutting down")]
     ShuttingDown,
+    /// An enqueue through the [`Client`](crate::Client) from the task that holds a
+    /// transaction on SQLite's only writer connection (`SqliteStore::begin`,
+    /// `Durable::begin`): the client's writer needs that connection, so the enqueue could only
+    /// be written after the transaction ends — which waits for the enqueue. Write the task in
+    /// the transaction instead (`Durable::spawn_in(&mut *tx, ..)`, `durable_sqlx::enqueue_in`),
+    /// or enqueue after the commit.
+    #[error(
+        "cannot enqueue through the client here: you are inside a transaction holding SQLite's \
+         only writer connection, which the client's writer needs; use `spawn_in(&mut *tx, ..)` \
+         (or `durable_sqlx::enqueue_in`) to write the task in that transaction instead"
+    )]
+    InsideWriterTransaction,
 }
 
 impl Error {

@@ -217,6 +217,8 @@ pub struct TaskRecord {
     pub attempts: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
+    /// Times a shutdown stopped an attempt and handed the task back ([`Store::requeue`]).
+    pub requeues: u32,
     /// Earliest next run.
     pub run_at: DateTime<Utc>,
     /// Lease owner while `processing`.
@@ -253,6 +255,7 @@ impl TaskRecord {
             priority: 0,
             attempts: 0,
             max_attempts: 1,
+            requeues: 0,
             run_at: epoch,
             lease_owner: None,
             lease_expires_at: None,
@@ -263,6 +266,14 @@ impl TaskRecord {
         }
     }
 }
+
+/// Shutdown requeues of one task that do not count its attempt ([`Store::requeue`]). From
+/// the next one on, an attempt stopped by shutdown counts like a failed one, and one that was
+/// the last leaves the task `failed`: a task that always outlives the shutdown grace period
+/// then ends after its attempts instead of being handed back at every deploy forever. Ten
+/// spares a task through ten deploys that each stopped it (a deploy that interrupts it
+/// twice — SIGTERM, then the new process stopping too — spends two).
+pub const REQUEUE_LIMIT: u32 = 10;
 
 /// Number of rows in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -311,9 +322,10 @@ impl StateCounts {
 /// What a lease-expiry sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RescueReport {
-    /// Rows whose lease expired, put back to `pending`.
+    /// Rows whose lease expired, put back to `pending` (last attempts that never started
+    /// included).
     pub requeued: u64,
-    /// Rows whose lease expired on their last attempt, now `failed`.
+    /// Rows whose lease expired on a last attempt that had started, now `failed`.
     pub failed: u64,
 }
 
@@ -467,12 +479,30 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Marks an attempt `failed` ("dead"), recording `error`.
     async fn fail(&self, fence: &Fence, error: &str) -> Result<bool>;
 
-    /// Hands attempts back after a shutdown: `pending`, due now, lease released, and the
-    /// attempt not counted. One statement. Returns the rows changed.
+    /// Hands attempts back after a shutdown, in one statement: each row's `requeues` goes up
+    /// by one, and the row is `pending`, due now, lease released, with the attempt not
+    /// counted — for the task's first [`REQUEUE_LIMIT`] requeues. Past that, the attempt
+    /// counts (`attempts` stays) and `last_error` says the task was stopped by shutdown N
+    /// times; if that was its last attempt the row is `failed` instead of `pending`.
+    /// Returns the rows changed (handed back or failed).
     async fn requeue(&self, fences: &[Fence]) -> Result<u64>;
 
-    /// Sweeps rows whose lease expired (their worker died): back to `pending`, or `failed` if
-    /// that was their last attempt.
+    /// Records that an attempt is starting its task's code (the row's `attempt_started_at`).
+    /// Claims and rows inserted already claimed leave it unset, so a lease that expires on a
+    /// task's **last** attempt tells [`rescue_expired`](Self::rescue_expired) whether that
+    /// attempt may have run: a worker that died between the claim and the start must not use
+    /// up the task's last attempt. The runtime calls it before running an attempt that is its
+    /// task's last (`attempt >= max_attempts`); earlier attempts need no mark, as an expired
+    /// one is counted either way.
+    ///
+    /// Fenced: `Ok(false)` when the attempt no longer holds the row (its lease was lost) —
+    /// the caller must not run it then.
+    async fn mark_started(&self, fence: &Fence) -> Result<bool>;
+
+    /// Sweeps rows whose lease expired (their worker died): back to `pending` (the attempt
+    /// counted), or, on their last attempt, `failed` if that attempt was marked started
+    /// ([`mark_started`](Self::mark_started)) and back to `pending` with the attempt *not*
+    /// counted if it never started.
     async fn rescue_expired(&self) -> Result<RescueReport>;
 
     /// Cancels a `pending` task. Returns whether it was pending.
@@ -506,6 +536,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// transaction, redone part by part when a part fails; PostgreSQL: the parts at once).
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         write_separately(self, batch).await
+    }
+
+    /// Called by the [`Client`](crate::Client), in the caller's task, before it hands an
+    /// insert to its writer: fails when that insert could never be written from here. SQLite
+    /// answers [`Error::InsideWriterTransaction`](crate::Error::InsideWriterTransaction) when
+    /// the calling task holds a transaction on its only writer connection (the client's
+    /// writer would wait for that connection, and the transaction for the enqueue: until the
+    /// writer's acquire timeout, with every other write of the process waiting too). The
+    /// default has nothing to check. A wrapper store must delegate it.
+    async fn check_enqueue(&self) -> Result<()> {
+        Ok(())
     }
 
     /// Number of `pending` rows (due or not): the backlog a load shedder looks at. Stores

@@ -32,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+#[macro_use]
+mod sql_messages;
 mod enqueue;
 mod error;
 mod util;

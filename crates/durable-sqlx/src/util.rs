@@ -61,8 +61,12 @@ pub(crate) enum WriteFailure {
     Part(Error),
 }
 
-/// What a combined write returns when it commits: completed ids and claimed rows.
-pub(crate) type Combined = (Vec<durable_core::TaskId>, Vec<durable_core::ClaimedTask>);
+/// What a combined write returns when it commits: completed ids (or why they cannot be
+/// told: the completions are committed either way) and claimed rows.
+pub(crate) type Combined = (
+    durable_core::Result<Vec<durable_core::TaskId>>,
+    Vec<durable_core::ClaimedTask>,
+);
 
 /// Runs a combined write transaction in its own task (cancel safety, as [`detached`]) and
 /// turns its result into the per-part [`WriteOutcome`](durable_core::WriteOutcome).
@@ -90,7 +94,7 @@ where
     ];
     let parts = has.iter().filter(|p| **p).count();
     let error = match result {
-        Ok((completed, claimed)) => return WriteOutcome::new(Ok(()), Ok(completed), Ok(claimed)),
+        Ok((completed, claimed)) => return WriteOutcome::new(Ok(()), completed, Ok(claimed)),
         Err(WriteFailure::Part(error)) if parts > 1 => {
             tracing::debug!(%error, "combined write failed in one part; writing the parts one by one");
             return durable_core::write_separately(store, batch).await;

@@ -1,6 +1,12 @@
 //! The conformance suite and SQLite-specific tests, on real SQLite files.
 
 mod conformance;
+#[path = "sqlite/unreadable_rows.rs"]
+mod unreadable_rows;
+#[path = "sqlite/upgrade.rs"]
+mod upgrade;
+#[path = "sqlite/writer_transaction.rs"]
+mod writer_transaction;
 
 use std::future::Future;
 use std::pin::Pin;

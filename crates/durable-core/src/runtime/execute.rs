@@ -127,6 +127,18 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outc
         cancel: running.soft.child_token(),
         client: shared.client.clone(),
     };
+    if task.attempt >= task.max_attempts {
+        // A last attempt: record that it starts, so a crash before this point does not use
+        // it up (the lease sweep hands an unstarted last attempt back uncounted).
+        match shared.store.mark_started(&fence).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::LeaseLost,
+            // Run it anyway: without the mark, a crash mid-run costs a re-run (at least
+            // once), never a loss.
+            Err(error) => tracing::warn!(task_id = %task.id, %error,
+                "could not mark a last attempt as started; running it anyway"),
+        }
+    }
     let future = match shared.registry.start(&task.name, &task.payload, attempt) {
         None => return Outcome::BadRow(format!("unknown task type `{}`", task.name)),
         Some(Err(e)) => {

@@ -53,6 +53,7 @@ use chrono::{DateTime, Utc};
 use durable_core::{
     async_trait, CancellationToken, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport,
     StateCounts, Store, TaskId, TaskRecord, TaskState, WorkerId, WriteBatch, WriteOutcome,
+    REQUEUE_LIMIT,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row, Transaction};
@@ -515,6 +516,7 @@ fn record_from_row(row: &PgRow) -> Result<TaskRecord> {
     record.priority = row.try_get("priority").map_err(db())?;
     record.attempts = count(row.try_get("attempts").map_err(db())?);
     record.max_attempts = count(row.try_get("max_attempts").map_err(db())?);
+    record.requeues = count(row.try_get("requeues").map_err(db())?);
     record.run_at = row.try_get("run_at").map_err(db())?;
     record.lease_owner = row
         .try_get::<Option<Uuid>, _>("lease_owner")
@@ -596,10 +598,25 @@ async fn claim_some(
             .bind(limit)
             .bind(excluded.to_vec()),
     };
-    let rows = query.fetch_all(conn).await.map_err(Error::db("claim"))?;
-    rows.iter()
-        .map(|row| claimed_from_row(row, request.owner))
-        .collect()
+    let rows = query
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::db("claim"))?;
+    // The statement has committed (or will with its transaction): a row that cannot be read
+    // must not fail the claim of the others. In a UTF8 database (PostgreSQL checks text on
+    // input) no single row can be unreadable; what can be is every row, for a binary that
+    // does not know the table's column types (a downgrade, a migration it predates). So the
+    // row is not failed — another binary can run it — but left to its lease, which expires
+    // and hands it back (a last attempt uncounted: it never started).
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match claimed_from_row(row, request.owner) {
+            Ok(task) => claimed.push(task),
+            Err(error) => tracing::error!(%error, task_id = ?row.try_get::<Uuid, _>("id").ok(),
+                "claimed a task row this version cannot read; leaving it until its lease expires"),
+        }
+    }
+    Ok(claimed)
 }
 
 #[async_trait]
@@ -811,11 +828,27 @@ impl Store for PostgresStore {
                 .bind(ids)
                 .bind(owners)
                 .bind(attempts)
+                .bind(i32::try_from(REQUEUE_LIMIT).unwrap_or(i32::MAX))
                 .fetch_one(&pool)
                 .await
                 .map_err(Error::db("requeue"))?;
             let n: i64 = row.try_get("n").map_err(Error::db("requeue"))?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
+        let fence = *fence;
+        self.run("mark started", move |pool| async move {
+            let done = sqlx::query(sql::MARK_STARTED)
+                .bind(fence.id.as_uuid())
+                .bind(fence.owner.as_uuid())
+                .bind(attempt_i32(fence.attempt))
+                .execute(&pool)
+                .await
+                .map_err(Error::db("mark started"))?;
+            Ok(done.rows_affected() == 1)
         })
         .await
     }

@@ -71,7 +71,7 @@ WITH due AS MATERIALIZED (
 UPDATE durable_tasks AS t
 SET state = 'processing', attempts = t.attempts + 1, lease_owner = $1,
     lease_expires_at = now() + $2::int8 * interval '1 millisecond',
-    started_at = now(), updated_at = now()
+    started_at = now(), attempt_started_at = NULL, updated_at = now()
 FROM due
 WHERE t.id = due.id
 RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts"
@@ -90,9 +90,10 @@ pub(super) const CLAIM_OTHERS: &str = claim!(" AND queue <> ALL($4::text[])");
 
 /// The fenced rows of a batch write: rows still `processing` under the (id, owner, attempt)
 /// of one of the fences $1/$2/$3, locked in id order (two batch writes over overlapping rows
-/// then wait for each other instead of deadlocking).
+/// then wait for each other instead of deadlocking). The SET list comes last, as tokens, so
+/// it can be built with `concat!`.
 macro_rules! fenced {
-    ($set:literal, $returning:literal) => {
+    ($returning:literal; $($set:tt)+) => {
         concat!(
             "
 WITH held AS MATERIALIZED (
@@ -105,7 +106,7 @@ WITH held AS MATERIALIZED (
     FOR UPDATE OF t
 )
 UPDATE durable_tasks AS t SET ",
-            $set,
+            $($set)+,
             "
 FROM held
 WHERE t.id = held.id AND t.state = 'processing'
@@ -117,32 +118,65 @@ RETURNING ",
 
 /// $1-$3 fences, $4 lease ms.
 pub(super) const HEARTBEAT: &str = fenced!(
-    "lease_expires_at = now() + $4::int8 * interval '1 millisecond', updated_at = now()",
-    "t.id, t.lease_owner, t.attempts"
+    "t.id, t.lease_owner, t.attempts";
+    "lease_expires_at = now() + $4::int8 * interval '1 millisecond', updated_at = now()"
 );
 
 /// $1-$3 fences.
 pub(super) const COMPLETE: &str = fenced!(
-    "state = 'completed', lease_expires_at = NULL, finished_at = now(), updated_at = now()",
-    "t.id"
+    "t.id";
+    "state = 'completed', lease_expires_at = NULL, finished_at = now(), updated_at = now()"
 );
 
-/// $1-$3 fences. The interrupted attempt is not counted; the rows are due at once, and one
-/// `NOTIFY` tells the other instances so they take the hand-back now, not at their next poll
-/// (the requeuing runtime is shutting down and no longer claims).
+/// Whether a requeue is past the limit ($4) and of the task's last attempt: it kills the row.
+macro_rules! requeue_kills {
+    () => {
+        "t.requeues >= $4::int4 AND t.attempts >= t.max_attempts"
+    };
+}
+
+/// $1-$3 fences, $4 requeues that do not count (`REQUEUE_LIMIT`). Within the limit the
+/// interrupted attempt is not counted; past it, it is, and on the last attempt the row is
+/// dead (SET expressions read the row as it was). The rows handed back are due at once, and
+/// one `NOTIFY` tells the other instances so they take them now, not at their next poll (the
+/// requeuing runtime is shutting down and no longer claims).
 pub(super) const REQUEUE: &str = concat!(
     "WITH moved AS (",
     fenced!(
-        "state = 'pending', attempts = t.attempts - 1, run_at = now(), lease_owner = NULL,
-     lease_expires_at = NULL, updated_at = now()",
-        "t.id"
+        "t.state";
+        "state = CASE WHEN ",
+        requeue_kills!(),
+        " THEN 'failed' ELSE 'pending' END,
+    attempts = CASE WHEN t.requeues >= $4::int4 THEN t.attempts ELSE t.attempts - 1 END,
+    run_at = CASE WHEN ",
+        requeue_kills!(),
+        " THEN t.run_at ELSE now() END,
+    finished_at = CASE WHEN ",
+        requeue_kills!(),
+        " THEN now() END,
+    lease_owner = CASE WHEN ",
+        requeue_kills!(),
+        " THEN t.lease_owner END,
+    last_error = CASE WHEN t.requeues < $4::int4 THEN t.last_error
+        WHEN t.attempts >= t.max_attempts THEN ",
+        requeue_dead!("t.", "$4::int4"),
+        "
+        ELSE ",
+        requeue_counted!("t.", "$4::int4"),
+        " END,
+    requeues = t.requeues + 1, lease_expires_at = NULL, updated_at = now()"
     ),
     ")
-SELECT count(*) AS n, CASE WHEN count(*) > 0 THEN pg_notify(",
+SELECT count(*) AS n, CASE WHEN bool_or(state = 'pending') THEN pg_notify(",
     channel!(),
     ", '')::text END AS notified
 FROM moved"
 );
+
+/// $1 id, $2 owner, $3 attempt.
+pub(super) const MARK_STARTED: &str = "
+UPDATE durable_tasks SET attempt_started_at = now(), updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
 /// $1 id, $2 owner, $3 attempt, $4 delay ms, $5 error. Notifies when due at once.
 pub(super) const RETRY: &str = concat!(
@@ -167,9 +201,17 @@ SET state = 'failed', last_error = $4, lease_expires_at = NULL, finished_at = no
     updated_at = now()
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
-/// Rows whose lease expired: back to `pending` (due now) or, on their last attempt,
-/// `failed`. Rows locked by a concurrent write (a late heartbeat or completion) are skipped
-/// and looked at again by the next sweep. Notifies when it requeued any.
+/// Whether an expired lease kills its row: the task's last attempt, which had started.
+macro_rules! expiry_kills {
+    () => {
+        "t.attempts >= t.max_attempts AND t.attempt_started_at IS NOT NULL"
+    };
+}
+
+/// Rows whose lease expired: back to `pending` (due now) or, on a last attempt that had
+/// started, `failed`; a last attempt that never started is handed back not counted. Rows
+/// locked by a concurrent write (a late heartbeat or completion) are skipped and looked at
+/// again by the next sweep. Notifies when it requeued any.
 pub(super) const RESCUE: &str = concat!(
     "
 WITH expired AS MATERIALIZED (
@@ -179,18 +221,31 @@ WITH expired AS MATERIALIZED (
 ),
 moved AS (
     UPDATE durable_tasks AS t
-    SET state = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
-        run_at = CASE WHEN t.attempts >= t.max_attempts THEN t.run_at ELSE now() END,
-        finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
-        lease_owner = CASE WHEN t.attempts >= t.max_attempts THEN t.lease_owner END,
+    SET state = CASE WHEN ",
+    expiry_kills!(),
+    " THEN 'failed' ELSE 'pending' END,
+        attempts = CASE WHEN t.attempts >= t.max_attempts AND t.attempt_started_at IS NULL
+            THEN t.attempts - 1 ELSE t.attempts END,
+        run_at = CASE WHEN ",
+    expiry_kills!(),
+    " THEN t.run_at ELSE now() END,
+        finished_at = CASE WHEN ",
+    expiry_kills!(),
+    " THEN now() END,
+        lease_owner = CASE WHEN ",
+    expiry_kills!(),
+    " THEN t.lease_owner END,
         lease_expires_at = NULL,
         updated_at = now(),
-        last_error = CASE WHEN t.attempts >= t.max_attempts
-            THEN 'lease expired during attempt ' || t.attempts || ' of ' || t.max_attempts
-                || ' (worker stopped heart-beating); no attempts left'
-                || coalesce('; previous error: ' || t.last_error, '')
-            ELSE 'lease expired during attempt ' || t.attempts
-                || ' (worker stopped heart-beating)'
+        last_error = CASE WHEN t.attempts < t.max_attempts THEN ",
+    lease_expired!("t."),
+    "
+            WHEN t.attempt_started_at IS NULL THEN ",
+    lease_expired_unstarted!("t."),
+    "
+            ELSE ",
+    lease_expired_last!("t."),
+    "
         END
     FROM expired
     WHERE t.id = expired.id AND t.state = 'processing'
@@ -227,7 +282,7 @@ DELETE FROM durable_tasks AS t USING doomed WHERE t.id = doomed.id";
 /// $1 id.
 pub(super) const GET: &str = "
 SELECT id, name, queue, payload::text AS payload, state, priority, attempts, max_attempts,
-    run_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at
+    requeues, run_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at
 FROM durable_tasks WHERE id = $1";
 
 pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";

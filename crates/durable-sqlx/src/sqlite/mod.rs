@@ -1,16 +1,18 @@
 //! SQLite store: the embedded default. One file, WAL, every write serialized through one
 //! connection so `SQLITE_BUSY` never reaches the caller; reads use a small pool.
 
+mod rows;
 mod sql;
+mod writer_owner;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use durable_core::{
     async_trait, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport, StateCounts, Store,
-    TaskId, TaskRecord, TaskState, WorkerId, WriteBatch, WriteOutcome,
+    TaskId, TaskRecord, WriteBatch, WriteOutcome, REQUEUE_LIMIT,
 };
 use serde_json::json;
 use sqlx::sqlite::{
@@ -21,6 +23,8 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{Error, Result};
 use crate::util::{combined_write, detached, millis, Combined, WriteFailure};
+use rows::{claimed_rows, fail_unreadable, fence_from_row, parse_id, record_from_row};
+use writer_owner::{Holder, WriterOwner};
 
 /// How SQLite makes a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,6 +123,8 @@ impl SqliteStoreBuilder {
         };
         // No ping before each acquire: the connections are in-process, and a ping is one
         // more round trip to the connection's thread on every write.
+        let owner = Arc::new(WriterOwner::default());
+        let released = Arc::clone(&owner);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -126,6 +132,11 @@ impl SqliteStoreBuilder {
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(None)
             .max_lifetime(None)
+            // Back in the pool: a transaction from `begin` on it has ended.
+            .after_release(move |_, _| {
+                released.released();
+                Box::pin(std::future::ready(Ok(true)))
+            })
             // Room for the cycle scripts (one per shape) besides the usual statements, and
             // for a large claim's rows without the connection's thread waiting on us.
             .connect_with(
@@ -149,7 +160,11 @@ impl SqliteStoreBuilder {
                 .map_err(Error::db("connect"))?
         };
         Ok(SqliteStore {
-            inner: Arc::new(Pools { writer, reader }),
+            inner: Arc::new(Pools {
+                writer,
+                reader,
+                owner,
+            }),
         })
     }
 }
@@ -158,6 +173,8 @@ impl SqliteStoreBuilder {
 struct Pools {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Who holds a transaction from [`SqliteStore::begin`] on the writer connection.
+    owner: Arc<WriterOwner>,
 }
 
 /// Task store on one SQLite file (or `sqlite::memory:` for tests).
@@ -218,14 +235,30 @@ impl SqliteStore {
     ///
     /// The `BEGIN` runs in a spawned task, so dropping this future (a client disconnect
     /// dropping a handler) cannot leave the pooled connection inside a transaction.
-    /// While the transaction is open, every other write of the process waits: keep it short,
-    /// and do not await an enqueue through the [`Client`](durable_core::Client) inside it.
+    ///
+    /// # The only writer connection
+    ///
+    /// While the transaction is open, every other write of the process waits: keep it short.
+    /// Write tasks in it with [`enqueue_in`](crate::enqueue_in) (`Durable::spawn_in`): an
+    /// enqueue through the [`Client`](durable_core::Client) needs the connection this
+    /// transaction holds. From the task that called `begin` (or, in a runtime's main future,
+    /// the same thread), such an enqueue fails with
+    /// [`Error::InsideWriterTransaction`](durable_core::Error::InsideWriterTransaction)
+    /// instead of waiting; from another task it waits for the commit — so a task that awaits
+    /// a second task enqueueing through the client, while holding the transaction, still
+    /// waits until the writer's 30 s acquire timeout.
     pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         let pool = self.inner.writer.clone();
+        let owner = Arc::clone(&self.inner.owner);
+        let holder = Holder::current();
         detached("begin", async move {
-            pool.begin_with("BEGIN IMMEDIATE")
+            let tx = pool
+                .begin_with("BEGIN IMMEDIATE")
                 .await
-                .map_err(Error::db("begin"))
+                .map_err(Error::db("begin"))?;
+            // Before the transaction exists for anyone to drop: its release comes after.
+            owner.hold(holder);
+            Ok(tx)
         })
         .await
     }
@@ -260,10 +293,6 @@ mod futures_core_boxed {
 
 pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
-}
-
-fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 fn fences_json(fences: &[Fence]) -> String {
@@ -478,9 +507,46 @@ async fn applied_on(conn: &mut SqliteConnection, fences: &[Fence]) -> Result<Vec
         .fetch_all(&mut *conn)
         .await
         .map_err(Error::db("complete"))?;
-    rows.iter()
-        .map(|r| parse_id(&r.try_get::<String, _>(0).map_err(Error::db("complete"))?))
+    Ok(fences_among(
+        fences,
+        rows.iter().map(|r| r.try_get::<String, _>(0)),
+    ))
+}
+
+/// The fences whose id is among `ids` (ids a completion returned). Matched as text against
+/// the fences, so a value that does not read as text is left out rather than failing the
+/// answer: the completion it belongs to is committed either way.
+fn fences_among<E>(
+    fences: &[Fence],
+    ids: impl Iterator<Item = std::result::Result<String, E>>,
+) -> Vec<TaskId> {
+    let ids: std::collections::HashSet<String> = ids.filter_map(std::result::Result::ok).collect();
+    fences
+        .iter()
+        .filter(|f| ids.contains(&f.id.to_string()))
+        .map(|f| f.id)
         .collect()
+}
+
+/// After a cycle's `COMMIT`: nothing may fail the cycle any more. Claimed rows that cannot be
+/// read are failed on their own (a failure to do so only logged: they come back when their
+/// lease expires); the others go to the worker.
+async fn settle_claimed(
+    conn: &mut SqliteConnection,
+    claim: Option<&ClaimRequest>,
+    rows: &[&SqliteRow],
+) -> Vec<ClaimedTask> {
+    let Some(request) = claim else {
+        return Vec::new();
+    };
+    let (claimed, unreadable) = claimed_rows(rows.iter().copied(), request.owner);
+    if !unreadable.is_empty() {
+        if let Err(error) = fail_unreadable(conn, request.owner, &unreadable).await {
+            tracing::warn!(%error, "could not mark unreadable claimed rows failed; \
+                they come back when their lease expires");
+        }
+    }
+    claimed
 }
 
 /// Whether a failed combined write failed because of one of its parts (a constraint, a
@@ -499,76 +565,6 @@ fn classify(operation: &'static str, error: sqlx::Error) -> WriteFailure {
     } else {
         WriteFailure::Whole(error)
     }
-}
-
-fn parse_id(raw: &str) -> Result<TaskId> {
-    raw.parse().map_err(|e: uuid::Error| Error::CorruptRow {
-        id: raw.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-fn claimed_from_row(row: &SqliteRow, owner: WorkerId) -> Result<ClaimedTask> {
-    let id: String = row.try_get("id").map_err(Error::db("claim"))?;
-    Ok(ClaimedTask::new(
-        parse_id(&id)?,
-        row.try_get("name").map_err(Error::db("claim"))?,
-        row.try_get("queue").map_err(Error::db("claim"))?,
-        row.try_get("payload").map_err(Error::db("claim"))?,
-        row.try_get::<i64, _>("attempts")
-            .map_err(Error::db("claim"))? as u32,
-        row.try_get::<i64, _>("max_attempts")
-            .map_err(Error::db("claim"))? as u32,
-        owner,
-    ))
-}
-
-fn fence_from_row(row: &SqliteRow) -> Result<Fence> {
-    let id: String = row.try_get("id").map_err(Error::db("heartbeat"))?;
-    let owner: String = row.try_get("lease_owner").map_err(Error::db("heartbeat"))?;
-    Ok(Fence {
-        id: parse_id(&id)?,
-        owner: owner.parse().map_err(|e: uuid::Error| Error::CorruptRow {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?,
-        attempt: row
-            .try_get::<i64, _>("attempts")
-            .map_err(Error::db("heartbeat"))? as u32,
-    })
-}
-
-fn record_from_row(row: &SqliteRow) -> Result<TaskRecord> {
-    let db = || Error::db("get");
-    let id: String = row.try_get("id").map_err(db())?;
-    let corrupt = |reason: String| Error::CorruptRow {
-        id: id.clone(),
-        reason,
-    };
-    let state: String = row.try_get("state").map_err(db())?;
-    let owner: Option<String> = row.try_get("lease_owner").map_err(db())?;
-    let int = |col: &str| row.try_get::<i64, _>(col).map_err(db());
-    let opt = |col: &str| row.try_get::<Option<i64>, _>(col).map_err(db());
-    let mut record = TaskRecord::new(
-        parse_id(&id)?,
-        row.try_get::<String, _>("name").map_err(db())?,
-        row.try_get::<String, _>("queue").map_err(db())?,
-        row.try_get::<String, _>("payload").map_err(db())?,
-        TaskState::from_str(&state).map_err(|e| corrupt(e.to_string()))?,
-    );
-    record.priority = int("priority")? as i16;
-    record.attempts = int("attempts")? as u32;
-    record.max_attempts = int("max_attempts")? as u32;
-    record.run_at = from_ms(int("run_at")?);
-    record.lease_owner = owner
-        .map(|o| o.parse().map_err(|e: uuid::Error| corrupt(e.to_string())))
-        .transpose()?;
-    record.lease_expires_at = opt("lease_expires_at")?.map(from_ms);
-    record.last_error = row.try_get("last_error").map_err(db())?;
-    record.created_at = from_ms(int("created_at")?);
-    record.updated_at = from_ms(int("updated_at")?);
-    record.finished_at = opt("finished_at")?.map(from_ms);
-    Ok(record)
 }
 
 /// Claims per `request` on the writer connection, inside the caller's transaction.
@@ -592,10 +588,10 @@ async fn claim_on(conn: &mut SqliteConnection, request: &ClaimRequest) -> Result
             .fetch_all(&mut *conn)
             .await
             .map_err(Error::db("claim"))?;
-        remaining -= rows.len();
-        for row in &rows {
-            claimed.push(claimed_from_row(row, request.owner)?);
-        }
+        let (got, unreadable) = claimed_rows(&rows, request.owner);
+        fail_unreadable(conn, request.owner, &unreadable).await?;
+        remaining -= got.len();
+        claimed.extend(got);
     }
     if remaining > 0 {
         let excluded = serde_json::Value::from(
@@ -615,9 +611,9 @@ async fn claim_on(conn: &mut SqliteConnection, request: &ClaimRequest) -> Result
             .fetch_all(&mut *conn)
             .await
             .map_err(Error::db("claim"))?;
-        for row in &rows {
-            claimed.push(claimed_from_row(row, request.owner)?);
-        }
+        let (got, unreadable) = claimed_rows(&rows, request.owner);
+        fail_unreadable(conn, request.owner, &unreadable).await?;
+        claimed.extend(got);
     }
     Ok(claimed)
 }
@@ -638,6 +634,18 @@ async fn complete_on(conn: &mut SqliteConnection, fences: String) -> Result<Vec<
             )
         })
         .collect()
+}
+
+/// The completions' answer when their cycle committed but which of them applied could not be
+/// read: an error for that part alone. Asked again, a completion gets its answer from the
+/// row ([`sql::APPLIED`] recognises a completion its fence already made).
+fn unknown_completions(error: &Error) -> durable_core::Error {
+    durable_core::Error::store(
+        "complete",
+        format!(
+            "the completions were committed, but which of them applied could not be read: {error}"
+        ),
+    )
 }
 
 /// One combined writer cycle on the writer connection, in one of three shapes.
@@ -662,27 +670,22 @@ impl Cycle {
         }
         let result = sqlx::query_with(script, args).fetch_all(&mut *conn).await;
         let returned = settle_script(&mut conn, self.operation, result).await?;
-        let mut changed = None;
-        let mut claimed = Vec::new();
-        for row in &returned {
-            if row.len() == 1 {
-                changed = Some(
-                    row.try_get::<i64, _>(0)
-                        .map_err(|e| WriteFailure::Whole(Error::db("complete")(e)))?,
-                );
-            } else if let Some(request) = &self.claim {
-                claimed.push(claimed_from_row(row, request.owner).map_err(WriteFailure::Whole)?);
-            }
-        }
+        // Committed: from here on every part keeps its success.
+        let (count_row, claim_rows): (Vec<&SqliteRow>, Vec<&SqliteRow>) =
+            returned.iter().partition(|row| row.len() == 1);
+        let changed = count_row
+            .first()
+            .and_then(|row| row.try_get::<i64, _>(0).ok());
+        let claimed = settle_claimed(&mut conn, self.claim.as_ref(), &claim_rows).await;
         let completed = if self.fences.is_empty() {
-            Vec::new()
+            Ok(Vec::new())
         } else if changed == i64::try_from(self.fences.len()).ok() {
-            self.fences.iter().map(|f| f.id).collect()
+            Ok(self.fences.iter().map(|f| f.id).collect())
         } else {
-            // Some fence was stale: ask which ones applied (the cycle is committed).
+            // Some fence was stale: ask which ones applied.
             applied_on(&mut conn, &self.fences)
                 .await
-                .map_err(WriteFailure::Whole)?
+                .map_err(|e| unknown_completions(&e))
         };
         Ok((completed, claimed))
     }
@@ -710,19 +713,15 @@ impl Cycle {
             .fetch_all(&mut *conn)
             .await;
         let returned = settle_script(&mut conn, self.operation, result).await?;
-        let mut completed = Vec::new();
-        let mut claimed = Vec::new();
-        for row in &returned {
-            if row.len() == 1 {
-                let id: String = row
-                    .try_get(0)
-                    .map_err(|e| WriteFailure::Whole(Error::db("complete")(e)))?;
-                completed.push(parse_id(&id).map_err(WriteFailure::Whole)?);
-            } else if let Some(request) = &self.claim {
-                claimed.push(claimed_from_row(row, request.owner).map_err(WriteFailure::Whole)?);
-            }
-        }
-        Ok((completed, claimed))
+        // Committed: from here on every part keeps its success.
+        let (completions, claim_rows): (Vec<&SqliteRow>, Vec<&SqliteRow>) =
+            returned.iter().partition(|row| row.len() == 1);
+        let completed = fences_among(
+            &self.fences,
+            completions.iter().map(|row| row.try_get::<String, _>(0)),
+        );
+        let claimed = settle_claimed(&mut conn, self.claim.as_ref(), &claim_rows).await;
+        Ok((Ok(completed), claimed))
     }
 
     /// A claim with per-queue caps needs one statement per queue, each sized by the last:
@@ -757,7 +756,7 @@ impl Cycle {
             None => Vec::new(),
         };
         tx.commit().await.map_err(whole)?;
-        Ok((completed, claimed))
+        Ok((Ok(completed), claimed))
     }
 
     async fn acquire(
@@ -990,6 +989,7 @@ impl Store for SqliteStore {
                     let done = sqlx::query(sql::REQUEUE)
                         .bind(fences)
                         .bind(now_ms())
+                        .bind(i64::from(REQUEUE_LIMIT))
                         .execute(&mut *conn)
                         .await
                         .map_err(Error::db("requeue"))?;
@@ -998,6 +998,29 @@ impl Store for SqliteStore {
             })
             .await,
         )
+    }
+
+    async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
+        let fences = fences_json(std::slice::from_ref(fence));
+        to_core(
+            self.write("mark started", move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql::MARK_STARTED)
+                        .bind(fences)
+                        .bind(now_ms())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(Error::db("mark started"))?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await,
+        )
+    }
+
+    /// Fails when the calling task holds a transaction from [`SqliteStore::begin`].
+    async fn check_enqueue(&self) -> durable_core::Result<()> {
+        self.inner.owner.check().await
     }
 
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {

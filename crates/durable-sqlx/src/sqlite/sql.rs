@@ -25,17 +25,28 @@ FROM json_each(",
 /// ?1 rows JSON, ?2 now.
 pub(super) const INSERT: &str = insert!("?1", "?2");
 
+/// What a claim returns: the row's fields, and its `rowid` to fail a row whose fields cannot
+/// be read (a corrupt id cannot name it).
+macro_rules! claimed {
+    () => {
+        "RETURNING id, name, queue, payload, attempts, max_attempts, rowid AS claimed_rowid"
+    };
+}
+
 /// ?1 owner, ?2 lease expiry, ?3 now, ?4 queue, ?5 limit.
-pub(super) const CLAIM_QUEUE: &str = "
+pub(super) const CLAIM_QUEUE: &str = concat!(
+    "
 UPDATE durable_tasks
 SET state = 'processing', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2,
-    started_at = ?3, updated_at = ?3
+    started_at = ?3, attempt_started_at = NULL, updated_at = ?3
 WHERE id IN (
     SELECT id FROM durable_tasks
     WHERE state = 'pending' AND queue = ?4 AND run_at <= ?3
     ORDER BY priority DESC, run_at, id
     LIMIT ?5)
-RETURNING id, name, queue, payload, attempts, max_attempts";
+",
+    claimed!()
+);
 
 /// The claim over every queue but a JSON array of excluded ones, with its parameter numbers:
 /// owner, lease expiry, now, excluded queues, limit.
@@ -50,7 +61,7 @@ SET state = 'processing', attempts = attempts + 1, lease_owner = ",
             ",
     started_at = ",
             $now,
-            ", updated_at = ",
+            ", attempt_started_at = NULL, updated_at = ",
             $now,
             "
 WHERE id IN (
@@ -65,7 +76,8 @@ WHERE id IN (
     LIMIT ",
             $limit,
             ")
-RETURNING id, name, queue, payload, attempts, max_attempts"
+",
+            claimed!()
         )
     };
 }
@@ -120,7 +132,7 @@ pub(super) const COMPLETE: &str = cycle_complete!();
 /// sqlx binds `?NNN` by number across the statements: ?1 fences, ?2 now, ?3 rows,
 /// ?4 owner, ?5 lease expiry, ?6 limit ('[]' excludes no queue). Indexed by
 /// `complete | insert << 1 | claim << 2`; completion rows come back with one column, claimed
-/// rows with six.
+/// rows with seven.
 pub(super) const CYCLE: [&str; 8] = [
     "BEGIN IMMEDIATE; COMMIT;",
     concat!("BEGIN IMMEDIATE; ", cycle_complete!(), "; COMMIT;"),
@@ -172,29 +184,67 @@ pub(super) const FAIL: &str = concat!(
     fenced!()
 );
 
-/// ?1 fences, ?2 now. The interrupted attempt is not counted.
+/// ?1 fences, ?2 now, ?3 requeues that do not count (`REQUEUE_LIMIT`). Within the limit the
+/// interrupted attempt is not counted; past it, it is, and on the last attempt the row is
+/// dead. (SET expressions read the row as it was before the update.)
 pub(super) const REQUEUE: &str = concat!(
-    "UPDATE durable_tasks SET state = 'pending', attempts = attempts - 1, run_at = ?2,
-     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2 WHERE ",
+    "UPDATE durable_tasks SET
+    state = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+    attempts = CASE WHEN requeues >= ?3 THEN attempts ELSE attempts - 1 END,
+    run_at = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN run_at ELSE ?2 END,
+    finished_at = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN ?2 END,
+    lease_owner = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN lease_owner END,
+    last_error = CASE WHEN requeues < ?3 THEN last_error
+        WHEN attempts >= max_attempts THEN ",
+    requeue_dead!("", "?3"),
+    "
+        ELSE ",
+    requeue_counted!("", "?3"),
+    " END,
+    requeues = requeues + 1, lease_expires_at = NULL, updated_at = ?2
+WHERE ",
     fenced!()
 );
 
-/// ?1 now. Expired on the last attempt: dead.
-pub(super) const RESCUE_FAIL: &str = "
+/// ?1 fence (one-element array), ?2 now.
+pub(super) const MARK_STARTED: &str = concat!(
+    "UPDATE durable_tasks SET attempt_started_at = ?2, updated_at = ?2 WHERE ",
+    fenced!()
+);
+
+/// ?1 rowid, ?2 owner, ?3 now, ?4 error. A claimed row that cannot be read: dead, without
+/// running (named by rowid, as its id may be what is unreadable).
+pub(super) const FAIL_UNREADABLE: &str = "
+UPDATE durable_tasks
+SET state = 'failed', last_error = ?4, lease_expires_at = NULL, finished_at = ?3, updated_at = ?3
+WHERE rowid = ?1 AND lease_owner = ?2 AND state = 'processing'";
+
+/// ?1 now. Expired on a last attempt that had started: dead.
+pub(super) const RESCUE_FAIL: &str = concat!(
+    "
 UPDATE durable_tasks
 SET state = 'failed', finished_at = ?1, updated_at = ?1, lease_expires_at = NULL,
-    last_error = 'lease expired during attempt ' || attempts || ' of ' || max_attempts
-        || ' (worker stopped heart-beating); no attempts left'
-        || coalesce('; previous error: ' || last_error, '')
-WHERE state = 'processing' AND lease_expires_at < ?1 AND attempts >= max_attempts";
+    last_error = ",
+    lease_expired_last!(""),
+    "
+WHERE state = 'processing' AND lease_expires_at < ?1 AND attempts >= max_attempts
+  AND attempt_started_at IS NOT NULL"
+);
 
-/// ?1 now. Expired with attempts left: back to pending, due now.
-pub(super) const RESCUE_REQUEUE: &str = "
+/// ?1 now. Every other expired row: back to pending, due now; a last attempt (left after
+/// [`RESCUE_FAIL`]: it never started) is not counted.
+pub(super) const RESCUE_REQUEUE: &str = concat!(
+    "
 UPDATE durable_tasks
 SET state = 'pending', run_at = ?1, updated_at = ?1, lease_owner = NULL, lease_expires_at = NULL,
-    last_error = 'lease expired during attempt ' || attempts
-        || ' (worker stopped heart-beating)'
-WHERE state = 'processing' AND lease_expires_at < ?1";
+    attempts = CASE WHEN attempts >= max_attempts THEN attempts - 1 ELSE attempts END,
+    last_error = CASE WHEN attempts >= max_attempts THEN ",
+    lease_expired_unstarted!(""),
+    " ELSE ",
+    lease_expired!(""),
+    " END
+WHERE state = 'processing' AND lease_expires_at < ?1"
+);
 
 /// ?1 id, ?2 now.
 pub(super) const CANCEL: &str = "
@@ -241,7 +291,7 @@ pub(super) fn bucket(n: usize) -> usize {
 ///    `fences` (id, owner, attempt) triples — and `SELECT changes()` (one row, one column);
 /// 3. with `rows` slots: the insert — [`ROW_PARAMS`] per slot, a NULL id skips the slot;
 /// 4. with `claim`: the any-queue claim — params owner, lease expiry, now, now, now, limit —
-///    returning rows of six columns;
+///    returning rows of seven columns;
 /// 5. `COMMIT`.
 ///
 /// Parameters are anonymous (`?`), bound in the order they appear: sqlx looks each numbered
@@ -293,17 +343,19 @@ SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL;\n",
         );
     }
     if claim {
-        sql.push_str(
+        sql.push_str(concat!(
             "UPDATE durable_tasks
 SET state = 'processing', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?,
-    started_at = ?, updated_at = ?
+    started_at = ?, attempt_started_at = NULL, updated_at = ?
 WHERE id IN (
     SELECT id FROM durable_tasks
     WHERE state = 'pending' AND run_at <= ?
     ORDER BY priority DESC, run_at, id
     LIMIT ?)
-RETURNING id, name, queue, payload, attempts, max_attempts;\n",
-        );
+",
+            claimed!(),
+            ";\n"
+        ));
     }
     sql.push_str("COMMIT;");
     let script: &'static str = Box::leak(sql.into_boxed_str());

@@ -277,6 +277,12 @@ impl Store for Faulty {
     async fn requeue(&self, fences: &[Fence]) -> durable_core::Result<u64> {
         self.inner.requeue(fences).await
     }
+    async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
+        self.inner.mark_started(fence).await
+    }
+    async fn check_enqueue(&self) -> durable_core::Result<()> {
+        self.inner.check_enqueue().await
+    }
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
         self.inner.rescue_expired().await
     }
@@ -431,4 +437,79 @@ pub async fn insert_committed_after_a_forced_shutdown_is_handed_back(db: &impl T
     let id = enqueue.await.expect("join").expect("enqueue");
     let r = wait_state(&store, id, TaskState::Pending, Duration::from_secs(3)).await;
     assert_eq!((r.attempts, r.lease_owner), (0, None), "{r:?}");
+}
+
+/// A last attempt is marked started before the task's code runs: when its process dies
+/// mid-run the task is `failed` (its attempts are used up), while a last attempt whose
+/// process died before starting it is handed back uncounted and runs.
+pub async fn a_last_attempt_is_marked_started_before_it_runs(db: &impl TestDb) {
+    let lease = Duration::from_millis(600);
+    // Dies mid-run: the doomed "process" has its own connections and Tokio runtime.
+    let doomed_store = db.another().await;
+    let crashed = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio");
+        let id = rt.block_on(async {
+            let probe = Probe::default();
+            let runtime = Runtime::builder_arc(doomed_store, super::tasks::registry(&probe))
+                .lease(lease)
+                .start();
+            let id = runtime
+                .client()
+                .enqueue_with(
+                    Work::sleeping("mid-run", 60_000),
+                    durable_core::EnqueueOptions::new().max_attempts(1),
+                )
+                .await
+                .expect("enqueue");
+            eventually("the last attempt to run", WAIT, || async {
+                (probe.live() == 1).then_some(())
+            })
+            .await;
+            std::mem::forget(runtime);
+            id
+        });
+        rt.shutdown_background();
+        id
+    })
+    .join()
+    .expect("doomed process");
+    // Dies before starting: a row inserted already claimed by a process that is gone.
+    let store = db.store();
+    let mut never = NewTask::new(
+        "work",
+        serde_json::json!({"key": "never-started"}).to_string(),
+    )
+    .with_max_attempts(1)
+    .claimed_by(durable_core::WorkerId::new(), lease);
+    never.queue = "default".into();
+    let unstarted = never.id;
+    store.insert(&[never]).await.expect("insert");
+    let probe = Probe::default();
+    let rt = Runtime::builder_arc(Arc::clone(&store), super::tasks::registry(&probe))
+        .lease(lease)
+        .poll_interval(Duration::from_millis(50))
+        .start();
+    let r = wait_state(&store, crashed, TaskState::Failed, WAIT).await;
+    assert_eq!(r.attempts, 1, "{r:?}");
+    assert!(
+        r.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no attempts left")),
+        "{r:?}"
+    );
+    let r = wait_state(&store, unstarted, TaskState::Completed, WAIT).await;
+    assert_eq!(
+        r.attempts, 1,
+        "the attempt that never started was not counted: {r:?}"
+    );
+    assert_eq!(
+        probe.runs("mid-run"),
+        0,
+        "a used-up task does not run again"
+    );
+    rt.shutdown(Duration::ZERO).await;
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod attempts;
 pub mod hardening;
 pub mod runtime;
 pub mod store;
@@ -82,6 +83,9 @@ macro_rules! conformance_tests {
             counts_per_state, concurrent_claimers_never_share_a_task,
             two_stores_fencing_interleaving, migrate_is_idempotent,
             write_combines_completions_inserts_and_claim, write_parts_fail_alone);
+        $crate::conformance_tests!(@attempts $make;
+            requeue_counts_attempts_past_its_limit,
+            rescue_spares_a_last_attempt_that_never_started, rescue_counts_earlier_attempts);
         $crate::conformance_tests!(@runtime $make;
             runs_to_completion, retries_then_succeeds, panic_is_caught_and_retried,
             timeout_is_retryable, permanent_error_fails_at_once, exhausted_attempts_end_failed,
@@ -99,7 +103,8 @@ macro_rules! conformance_tests {
             task_cancelling_its_own_token_is_retried,
             reclaim_by_the_same_runtime_keeps_every_slot,
             shutdown_keeps_its_grace_when_outcome_writes_hang,
-            insert_committed_after_a_forced_shutdown_is_handed_back);
+            insert_committed_after_a_forced_shutdown_is_handed_back,
+            a_last_attempt_is_marked_started_before_it_runs);
     };
     (@store $make:path; $($case:ident),* $(,)?) => {
         $(
@@ -116,6 +121,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::hardening::$case(&db).await;
+            }
+        )*
+    };
+    (@attempts $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::attempts::$case(&db).await;
             }
         )*
     };

@@ -695,6 +695,13 @@ impl Store for Counting {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.requeue(f).await
     }
+    async fn mark_started(&self, f: &Fence) -> durable_core::Result<bool> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.mark_started(f).await
+    }
+    async fn check_enqueue(&self) -> durable_core::Result<()> {
+        self.inner.check_enqueue().await
+    }
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.rescue_expired().await

@@ -338,7 +338,12 @@ pub async fn rescue_requeues_or_fails_expired(db: &impl TestDb) {
         .await
         .expect("insert");
     let short = ClaimRequest::new(WorkerId::new(), Duration::from_millis(50), 10);
-    assert_eq!(store.claim(&short).await.expect("claim").len(), 2);
+    let claimed = store.claim(&short).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    // The last attempt started running (a last attempt that never started is spared:
+    // `attempts::rescue_spares_a_last_attempt_that_never_started`).
+    let on_last = claimed.iter().find(|c| c.id == last.id).expect("claimed");
+    assert!(store.mark_started(&on_last.fence()).await.expect("mark"));
     store
         .insert(std::slice::from_ref(&healthy))
         .await

@@ -1,0 +1,13 @@
+-- Shutdown requeues of the task so far: the first ones do not count the interrupted attempt,
+-- later ones do (Store::requeue). A constant default and no CHECK: neither a rewrite nor a
+-- scan of the table under its exclusive lock.
+ALTER TABLE durable_tasks
+    ADD COLUMN requeues integer NOT NULL DEFAULT 0,
+    -- When the current attempt started running the task's code. Set only for a task's last
+    -- attempt (Store::mark_started), cleared by every claim: a last attempt whose lease
+    -- expired before it started is handed back without counting.
+    ADD COLUMN attempt_started_at timestamptz;
+-- Attempts in flight across the upgrade may have started: keep their lease expiry fatal on a
+-- last attempt, as before.
+UPDATE durable_tasks SET attempt_started_at = coalesce(started_at, updated_at)
+WHERE state = 'processing';
