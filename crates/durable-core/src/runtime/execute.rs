@@ -22,7 +22,7 @@ pub(crate) enum Outcome {
         message: String,
         permanent: bool,
     },
-    /// The row cannot be run by this code: unknown name or undecodable payload.
+    /// The row cannot be run by this code: its task type is not registered.
     BadRow(String),
     /// Stopped by shutdown: handed back by the shutdown requeue.
     Cancelled,
@@ -141,11 +141,14 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outc
     }
     let future = match shared.registry.start(&task.name, &task.payload, attempt) {
         None => return Outcome::BadRow(format!("unknown task type `{}`", task.name)),
+        // A payload this code cannot decode is a failed attempt, retried with the task
+        // type's backoff within its attempts: during a rolling deploy or a rollback another
+        // version may read it, and a fixed deploy may come before the attempts run out.
         Some(Err(e)) => {
-            return Outcome::BadRow(format!(
-                "cannot decode payload of task type `{}`: {e}",
-                task.name
-            ))
+            return Outcome::Failed {
+                message: format!("cannot decode payload of task type `{}`: {e}", task.name),
+                permanent: false,
+            }
         }
         Some(Ok(future)) => future,
     };

@@ -89,7 +89,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@runtime $make;
             runs_to_completion, retries_then_succeeds, panic_is_caught_and_retried,
             timeout_is_retryable, permanent_error_fails_at_once, exhausted_attempts_end_failed,
-            unknown_task_type_fails_row, undecodable_payload_fails_row, oversized_payload_refused,
+            unknown_task_type_fails_row, undecodable_payload_is_retried_then_fails, oversized_payload_refused,
             concurrency_limit_never_exceeded, queue_limit_never_exceeded,
             shutdown_requeues_unfinished, shutdown_waits_for_finishing_tasks,
             local_dispatch_starts_without_poll, notify_committed_wakes_runtime,

@@ -168,16 +168,19 @@ pub async fn unknown_task_type_fails_row(db: &impl TestDb) {
     done(&rt).await;
 }
 
-pub async fn undecodable_payload_fails_row(db: &impl TestDb) {
+/// A payload this code cannot decode (a field removed or retyped by another version) is a
+/// failed attempt, retried with backoff within the task's attempts — not failed at once.
+pub async fn undecodable_payload_is_retried_then_fails(db: &impl TestDb) {
     let probe = Probe::default();
     let store = db.store();
     let rt = builder(Arc::clone(&store), &probe).start();
-    let bad = NewTask::new("work", r#"{"not_key": 1}"#);
+    let bad = NewTask::new("work", r#"{"not_key": 1}"#).with_max_attempts(3);
     store
         .insert(std::slice::from_ref(&bad))
         .await
         .expect("insert");
     let r = wait_state(&store, bad.id, TaskState::Failed, WAIT).await;
+    assert_eq!(r.attempts, 3, "every attempt was tried: {r:?}");
     let e = r.last_error.expect("error recorded");
     assert!(
         e.starts_with("cannot decode payload of task type `work`")
