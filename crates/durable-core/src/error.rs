@@ -34,6 +34,21 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Two Rust types use one task name: each would decode the other's rows. Task names are
+    /// global to the application; give one of them another name (`#[task(name = "..")]` or
+    /// `Task::NAME`).
+    #[error(
+        "task name `{name}` is used by two types, `{first}` and `{second}`: task names are \
+         global, and each type would run the other's rows; give one of them another name"
+    )]
+    NameCollision {
+        /// The name.
+        name: &'static str,
+        /// The type that used it first.
+        first: &'static str,
+        /// The type that used it second.
+        second: &'static str,
+    },
     /// The runtime or client is shutting down and accepts no more work.
     #[error("the durable runtime is shutting down")]
     ShuttingDown,

@@ -58,6 +58,7 @@
 mod client;
 mod context;
 mod error;
+mod names;
 mod registry;
 mod retry;
 mod runtime;

@@ -83,8 +83,9 @@ impl Registry {
     ///
     /// # Panics
     ///
-    /// If another type was already registered under `T::NAME`: two types sharing a stored
-    /// name would decode each other's rows.
+    /// If another type was already registered under `T::NAME` — in this registry or
+    /// anywhere in the process, or used it at enqueue: two types sharing a stored name would
+    /// decode each other's rows. Task names are global to the application.
     #[must_use]
     pub fn register<T: Task>(mut self, state: T::State) -> Self {
         self.insert::<T>(state);
@@ -95,8 +96,12 @@ impl Registry {
     ///
     /// # Panics
     ///
-    /// If another type was already registered under `T::NAME`.
+    /// If another type was already registered under `T::NAME`, here or elsewhere in the
+    /// process.
     pub fn insert<T: Task>(&mut self, state: T::State) -> &mut Self {
+        if let Err(error) = crate::names::claim::<T>() {
+            panic!("{error}");
+        }
         let entry = Registered::<T> {
             state,
             options: T::options(),
@@ -171,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "task name `same` registered twice")]
+    #[should_panic(expected = "task name `same` is used by two types")]
     fn duplicate_names_are_refused() {
         let _ = Registry::new().register::<A>(()).register::<B>(());
     }
