@@ -176,8 +176,11 @@ use proc_macro::TokenStream;
 use quote::ToTokens;
 
 mod args;
+mod debug;
 mod expand;
+mod output;
 mod paths;
+mod signature;
 
 /// Turns an `async fn` into a durable task: see the [crate documentation](crate) for the
 /// generated items, the accepted signatures and the arguments.
