@@ -8,6 +8,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Type};
 
 use crate::args::{TaskArgs, Timeout};
+use crate::attrs::FnAttrs;
 use crate::debug::debug_impl;
 use crate::output::{output_helpers, output_span};
 use crate::paths;
@@ -49,6 +50,8 @@ fn try_expand(args: &TaskArgs, func: &mut ItemFn) -> syn::Result<TokenStream> {
         None => paths::core_crate(Span::call_site())?,
     };
     let serde = paths::serde_crate(Span::call_site())?;
+    // Sorted before the macro adds attributes of its own to the function.
+    let attrs = FnAttrs::of(&func.attrs);
 
     // `#[task]` requires `async`, so "unused async" is not actionable on a task.
     func.attrs
@@ -61,19 +64,23 @@ fn try_expand(args: &TaskArgs, func: &mut ItemFn) -> syn::Result<TokenStream> {
         core,
         serde,
         analysis,
+        attrs,
     };
     let func = &gen.func;
     let data = gen.data_struct();
     let task_impl = gen.task_impl(args);
     let debug_impl = debug_impl(&gen.func.sig.ident, &gen.analysis.fields);
     let helpers = output_helpers(&gen.core);
+    let every_item = &gen.attrs.every_item;
 
     Ok(quote! {
         #func
 
         #data
 
+        #(#every_item)*
         #[allow(
+            deprecated,
             dead_code,
             non_camel_case_types,
             clippy::used_underscore_binding,
@@ -99,6 +106,8 @@ struct Generated<'a> {
     /// Path of serde.
     serde: TokenStream,
     analysis: Analysis,
+    /// The function's attributes that apply to the generated items too.
+    attrs: FnAttrs,
 }
 
 impl Generated<'_> {
@@ -110,10 +119,15 @@ impl Generated<'_> {
             name,
             serde,
             analysis,
+            attrs,
             ..
         } = self;
         let ident = &func.sig.ident;
         let vis = &func.vis;
+        let every_item = &attrs.every_item;
+        let struct_only = &attrs.struct_only;
+        // The function's own docs come first: they say what the task does.
+        let separator = attrs.has_docs.then(|| quote!(#[doc = ""]));
         let serde_crate_string = serde.to_string().replace(' ', "");
         let fields = &analysis.fields;
         let field_idents: Vec<&Ident> = fields.iter().map(|f| &f.ident).collect();
@@ -138,6 +152,9 @@ impl Generated<'_> {
         );
 
         quote! {
+            #(#every_item)*
+            #(#struct_only)*
+            #separator
             #[doc = #struct_doc]
             #[allow(non_camel_case_types, clippy::pub_underscore_fields)]
             #[derive(#serde::Serialize, #serde::Deserialize)]
@@ -150,6 +167,8 @@ impl Generated<'_> {
                 )*
             }
 
+            #(#every_item)*
+            #[allow(deprecated)]
             impl #ident {
                 #[doc = #name_doc]
                 #vis const NAME: &'static str = #name;

@@ -73,6 +73,16 @@
 //! Everything has the function's visibility and generated docs, so the lints
 //! `missing_docs`, `missing_debug_implementations` and `unreachable_pub` stay quiet.
 //!
+//! Attributes on the function, on either side of `#[task]`, reach the generated items:
+//!
+//! | on the function        | the struct, its `impl`s and `Task` implementation              |
+//! |------------------------|----------------------------------------------------------------|
+//! | `#[cfg(..)]`, `#[cfg_attr(..)]` | exist exactly when the function does                  |
+//! | doc comments, `#[doc(..)]` | on the struct, followed by the generated paragraph         |
+//! | `#[deprecated]`        | on the struct: spawning, registering or naming the task warns; the generated code itself does not |
+//! | `#[allow(..)]`, `#[expect(..)]` | the same lints allowed on every item (e.g. `#[allow(non_snake_case)]` for an argument named `userID`, also a field) |
+//! | anything else (`#[warn]`, `#[deny]`, `#[inline]`, other attribute macros) | the function only |
+//!
 //! Registration is one line per task: `Registry::new().register::<send_welcome_email>(state)`.
 //!
 //! ## The signature
@@ -176,6 +186,7 @@ use proc_macro::TokenStream;
 use quote::ToTokens;
 
 mod args;
+mod attrs;
 mod debug;
 mod expand;
 mod output;
