@@ -11,7 +11,7 @@ use crate::args::{TaskArgs, Timeout};
 use crate::attrs::FnAttrs;
 use crate::debug::debug_impl;
 use crate::output::{output_helpers, output_span};
-use crate::paths;
+use crate::paths::CratePaths;
 use crate::signature::{analyze, Analysis, StateParam};
 
 /// Expands `#[task(args)] item`. On error, the function is kept (so its callers do not
@@ -45,11 +45,7 @@ fn try_expand(args: &TaskArgs, func: &mut ItemFn) -> syn::Result<TokenStream> {
         .name
         .as_ref()
         .map_or_else(|| fn_name.clone(), syn::LitStr::value);
-    let core = match &args.krate {
-        Some(path) => path.to_token_stream(),
-        None => paths::core_crate(Span::call_site())?,
-    };
-    let serde = paths::serde_crate(Span::call_site())?;
+    let CratePaths { core, serde } = CratePaths::of_caller(args.krate.as_ref())?;
     // Sorted before the macro adds attributes of its own to the function.
     let attrs = FnAttrs::of(&func.attrs);
 
