@@ -47,6 +47,12 @@ on_both_backends!(
 on_both_backends!(
     second_signal_forces_requeue => sqlite_second_signal_forces_requeue, postgres_second_signal_forces_requeue
 );
+on_both_backends!(
+    bodies_that_are_not_objects => sqlite_bodies_that_are_not_objects, postgres_bodies_that_are_not_objects
+);
+on_both_backends!(
+    invite_that_cannot_be_stored => sqlite_invite_that_cannot_be_stored, postgres_invite_that_cannot_be_stored
+);
 
 /// A second SIGTERM skips the rest of a long grace period: the process requeues at once and
 /// exits 0, leaving every unfinished task `pending`, attempt not counted.
@@ -482,4 +488,120 @@ async fn acknowledged_means_stored(backend: Backend) {
     let _restarted = Server::start(&db, &[("EMAIL_DELAY_MS", "50"), ("LEASE_MS", "2000")]).await;
     let done = wait_all_finished(&inspector).await;
     assert_all_sent_once(&report, &done);
+}
+
+/// JSON bodies that are not objects. A derived `Deserialize` of a struct also accepts an array
+/// of its fields in order, so `["a@example.test"]` must be refused explicitly.
+const NOT_OBJECTS: &[&str] = &[
+    r#"["a@example.test"]"#,
+    r#"["a@example.test", "extra"]"#,
+    "[]",
+    r#""a@example.test""#,
+    "42",
+    "true",
+    "null",
+];
+
+/// (e) A body that is not a JSON object is refused by both endpoints with 400 or 422 and a
+/// JSON problem, and stores nothing.
+async fn bodies_that_are_not_objects(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let server = Server::start(&db, &[]).await;
+    let inspector = Inspector::connect(&db).await;
+    let client = durable_tests::http::client();
+
+    let mut wrong = Vec::new();
+    for path in ["/signup", "/invite"] {
+        for body in NOT_OBJECTS {
+            let response = client
+                .post(server.url(path))
+                .header("content-type", "application/json")
+                .body(*body)
+                .send()
+                .await
+                .expect("the server answers");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("response body");
+            let problem = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
+            if !matches!(status, 400 | 422) || problem.is_none() {
+                wrong.push(format!("POST {path} {body} -> {status} {text}"));
+            }
+        }
+    }
+    let after = inspector.snapshot().await;
+    assert!(
+        wrong.is_empty(),
+        "bodies that are not JSON objects must get 400/422 with a JSON problem:\n{}\nstored: \
+         {} task rows, users {:?}",
+        wrong.join("\n"),
+        after.tasks.len(),
+        after.users
+    );
+    assert!(
+        after.tasks.is_empty() && after.users.is_empty(),
+        "refused requests stored something: {:?}, users {:?}",
+        after.tasks,
+        after.users
+    );
+
+    // An object is still accepted (the fix refuses only what is not one).
+    let report = Burst::start(
+        server.base_url(),
+        vec![
+            Request::signup("object@example.test"),
+            Request::invite("invitee@example.test"),
+        ],
+        Duration::ZERO,
+    )
+    .finish()
+    .await;
+    assert_eq!(
+        report.acknowledged_count(),
+        2,
+        "{report}: {:?}",
+        report.results
+    );
+}
+
+/// (f) An invite whose task cannot be prepared (its payload over the store's limit) is the
+/// client's problem: 422 with a JSON problem naming the limit, without internals, and nothing
+/// stored.
+async fn invite_that_cannot_be_stored(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let server = Server::start(&db, &[]).await;
+    let inspector = Inspector::connect(&db).await;
+    let client = durable_tests::http::client();
+
+    let huge = format!("{}@example.test", "x".repeat(300 * 1024));
+    let response = client
+        .post(server.url("/invite"))
+        .json(&serde_json::json!({ "email": huge }))
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("response body");
+    let problem = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
+    assert_eq!(status, 422, "oversized invite: {text}");
+    let problem = problem.unwrap_or_else(|| panic!("not a JSON problem: {text}"));
+    assert!(
+        problem.contains("over the limit of 262144 bytes"),
+        "the problem must name the limit: {problem}"
+    );
+    for internal in [TASK_NAME, "payload of task", "durable", "sqlx"] {
+        assert!(
+            !problem.contains(internal),
+            "the problem shows internals ({internal}): {problem}"
+        );
+    }
+    let after = inspector.snapshot().await;
+    assert!(after.tasks.is_empty(), "stored: {:?}", after.tasks);
 }

@@ -1,45 +1,18 @@
-//! Checks the signature of a `#[task]` function and generates its `Task` implementation.
+//! Generates the items of a `#[task]` function: the struct of its arguments and its `Task`
+//! implementation.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{
-    Attribute, FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Signature,
-    Type,
-};
+use syn::{FnArg, Ident, ItemFn, Type};
 
 use crate::args::{TaskArgs, Timeout};
-use crate::paths;
-
-/// How the first parameter receives the state.
-enum StateParam {
-    /// `state: S`: a clone of the registered state.
-    Value,
-    /// `state: &S`: a reference to the registered state.
-    Ref,
-    /// `cx: TaskContext<S>`: the whole context.
-    Context,
-    /// `cx: &TaskContext<S>`: a reference to the context.
-    ContextRef,
-}
-
-/// One argument of the task: a field of the generated struct.
-struct Field {
-    /// The parameter's name, also the field's.
-    ident: Ident,
-    /// Its type.
-    ty: Type,
-    /// `#[serde(...)]` attributes moved from the parameter to the field.
-    serde_attrs: Vec<Attribute>,
-}
-
-/// The checked signature.
-struct Analysis {
-    state_param: StateParam,
-    state_ty: Type,
-    fields: Vec<Field>,
-}
+use crate::attrs::FnAttrs;
+use crate::debug::debug_impl;
+use crate::output::{output_helpers, output_span};
+use crate::paths::CratePaths;
+use crate::signature::{analyze, Analysis, StateParam};
 
 /// Expands `#[task(args)] item`. On error, the function is kept (so its callers do not
 /// report errors of their own) next to the error.
@@ -72,11 +45,9 @@ fn try_expand(args: &TaskArgs, func: &mut ItemFn) -> syn::Result<TokenStream> {
         .name
         .as_ref()
         .map_or_else(|| fn_name.clone(), syn::LitStr::value);
-    let core = match &args.krate {
-        Some(path) => path.to_token_stream(),
-        None => paths::core_crate(Span::call_site())?,
-    };
-    let serde = paths::serde_crate(Span::call_site())?;
+    let CratePaths { core, serde } = CratePaths::of_caller(args.krate.as_ref())?;
+    // Sorted before the macro adds attributes of its own to the function.
+    let attrs = FnAttrs::of(&func.attrs);
 
     // `#[task]` requires `async`, so "unused async" is not actionable on a task.
     func.attrs
@@ -89,19 +60,23 @@ fn try_expand(args: &TaskArgs, func: &mut ItemFn) -> syn::Result<TokenStream> {
         core,
         serde,
         analysis,
+        attrs,
     };
     let func = &gen.func;
     let data = gen.data_struct();
     let task_impl = gen.task_impl(args);
     let debug_impl = debug_impl(&gen.func.sig.ident, &gen.analysis.fields);
     let helpers = output_helpers(&gen.core);
+    let every_item = &gen.attrs.every_item;
 
     Ok(quote! {
         #func
 
         #data
 
+        #(#every_item)*
         #[allow(
+            deprecated,
             dead_code,
             non_camel_case_types,
             clippy::used_underscore_binding,
@@ -127,6 +102,8 @@ struct Generated<'a> {
     /// Path of serde.
     serde: TokenStream,
     analysis: Analysis,
+    /// The function's attributes that apply to the generated items too.
+    attrs: FnAttrs,
 }
 
 impl Generated<'_> {
@@ -138,10 +115,15 @@ impl Generated<'_> {
             name,
             serde,
             analysis,
+            attrs,
             ..
         } = self;
         let ident = &func.sig.ident;
         let vis = &func.vis;
+        let every_item = &attrs.every_item;
+        let struct_only = &attrs.struct_only;
+        // The function's own docs come first: they say what the task does.
+        let separator = attrs.has_docs.then(|| quote!(#[doc = ""]));
         let serde_crate_string = serde.to_string().replace(' ', "");
         let fields = &analysis.fields;
         let field_idents: Vec<&Ident> = fields.iter().map(|f| &f.ident).collect();
@@ -166,6 +148,9 @@ impl Generated<'_> {
         );
 
         quote! {
+            #(#every_item)*
+            #(#struct_only)*
+            #separator
             #[doc = #struct_doc]
             #[allow(non_camel_case_types, clippy::pub_underscore_fields)]
             #[derive(#serde::Serialize, #serde::Deserialize)]
@@ -178,6 +163,8 @@ impl Generated<'_> {
                 )*
             }
 
+            #(#every_item)*
+            #[allow(deprecated)]
             impl #ident {
                 #[doc = #name_doc]
                 #vis const NAME: &'static str = #name;
@@ -287,539 +274,79 @@ fn options_tokens(args: &TaskArgs, core: &TokenStream) -> TokenStream {
     tokens
 }
 
-/// Items turning the function's output into `Result<(), TaskError>`.
-///
-/// The output type is concrete (no generics are allowed), so "autoref specialization" picks,
-/// in order: `()` -> `Ok(())`; `Result<(), TaskError>` -> unchanged (so a permanent error
-/// stays permanent); `Result<(), E>` with `E: Into<Box<dyn Error + Send + Sync>>` ->
-/// `TaskError::retryable(e)` (keeps the source chain); `Result<(), E: Display>` ->
-/// `TaskError::retryable(e.to_string())`; anything else -> a clear trait error.
-#[allow(clippy::too_many_lines)] // one `quote!` template
-fn output_helpers(core: &TokenStream) -> TokenStream {
-    quote! {
-        struct __Tag<T>(::core::marker::PhantomData<T>);
-        fn __tag<T>(_: &T) -> __Tag<T> {
-            __Tag(::core::marker::PhantomData)
-        }
+#[cfg(test)]
+mod tests {
+    use quote::ToTokens;
+    use syn::{parse_quote, Attribute, Item};
 
-        struct __Unit;
-        impl __Unit {
-            fn __durable_into(self, (): ()) -> ::core::result::Result<(), #core::TaskError> {
-                ::core::result::Result::Ok(())
-            }
-        }
-        struct __Pass;
-        impl __Pass {
-            fn __durable_into(
-                self,
-                result: ::core::result::Result<(), #core::TaskError>,
-            ) -> ::core::result::Result<(), #core::TaskError> {
-                result
-            }
-        }
-        struct __Boxed;
-        impl __Boxed {
-            fn __durable_into<E>(
-                self,
-                result: ::core::result::Result<(), E>,
-            ) -> ::core::result::Result<(), #core::TaskError>
-            where
-                E: ::core::convert::Into<
-                    ::std::boxed::Box<
-                        dyn ::std::error::Error + ::core::marker::Send + ::core::marker::Sync,
-                    >,
-                >,
-            {
-                result.map_err(#core::TaskError::retryable)
-            }
-        }
-        struct __Shown;
-        impl __Shown {
-            fn __durable_into<E: ::core::fmt::Display>(
-                self,
-                result: ::core::result::Result<(), E>,
-            ) -> ::core::result::Result<(), #core::TaskError> {
-                result.map_err(|e| {
-                    #core::TaskError::retryable(::std::string::ToString::to_string(&e))
-                })
-            }
-        }
+    use super::expand;
+    use crate::args::TaskArgs;
 
-        #[diagnostic::on_unimplemented(
-            message = "a `#[task]` function must return `()` or `Result<(), E>` where `E: Display`, not `{Self}`",
-            label = "unsupported return type",
-            note = "to fail without retrying, return `Result<(), TaskError>` and `Err(TaskError::permanent(..))`"
-        )]
-        trait __TaskOutput {
-            fn __durable_into(self) -> ::core::result::Result<(), #core::TaskError>;
-        }
-        struct __Unsupported;
-        impl __Unsupported {
-            fn __durable_into<O: __TaskOutput>(
-                self,
-                output: O,
-            ) -> ::core::result::Result<(), #core::TaskError> {
-                output.__durable_into()
-            }
-        }
-
-        trait __KindUnit {
-            fn __durable_kind(&self) -> __Unit {
-                __Unit
-            }
-        }
-        impl __KindUnit for &&&__Tag<()> {}
-        trait __KindPass {
-            fn __durable_kind(&self) -> __Pass {
-                __Pass
-            }
-        }
-        impl __KindPass for &&&__Tag<::core::result::Result<(), #core::TaskError>> {}
-        trait __KindBoxed {
-            fn __durable_kind(&self) -> __Boxed {
-                __Boxed
-            }
-        }
-        impl<E> __KindBoxed for &&__Tag<::core::result::Result<(), E>>
-        where
-            E: ::core::convert::Into<
-                ::std::boxed::Box<
-                    dyn ::std::error::Error + ::core::marker::Send + ::core::marker::Sync,
-                >,
-            >,
-        {
-        }
-        trait __KindShown {
-            fn __durable_kind(&self) -> __Shown {
-                __Shown
-            }
-        }
-        impl<E: ::core::fmt::Display> __KindShown for &__Tag<::core::result::Result<(), E>> {}
-        trait __KindUnsupported {
-            fn __durable_kind(&self) -> __Unsupported {
-                __Unsupported
-            }
-        }
-        impl<T> __KindUnsupported for __Tag<T> {}
-    }
-}
-
-/// A `Debug` implementation that shows the fields implementing `Debug` and `..` for the
-/// others, so the struct is always `Debug` whatever its argument types.
-fn debug_impl(ident: &Ident, fields: &[Field]) -> TokenStream {
-    let struct_name = ident.unraw().to_string();
-    let names = fields.iter().map(|f| f.ident.unraw().to_string());
-    let fields = fields.iter().map(|f| &f.ident);
-    quote! {
-        impl ::core::fmt::Debug for #ident {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                struct __Field<'a, T>(&'a T);
-                trait __ViaDebug {
-                    fn __durable_fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result;
-                }
-                impl<T: ::core::fmt::Debug> __ViaDebug for &__Field<'_, T> {
-                    fn __durable_fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                        ::core::fmt::Debug::fmt(self.0, f)
-                    }
-                }
-                trait __ViaOpaque {
-                    fn __durable_fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result;
-                }
-                impl<T> __ViaOpaque for __Field<'_, T> {
-                    fn __durable_fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                        f.write_str("..")
-                    }
-                }
-                struct __Show<F>(F);
-                impl<F> ::core::fmt::Debug for __Show<F>
-                where
-                    F: ::core::ops::Fn(&mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result,
-                {
-                    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                        (self.0)(f)
-                    }
-                }
-                f.debug_struct(#struct_name)
-                    #(
-                        .field(#names, &__Show(|f: &mut ::core::fmt::Formatter<'_>| {
-                            (&&__Field(&self.#fields)).__durable_fmt(f)
-                        }))
-                    )*
-                    .finish()
-            }
-        }
-    }
-}
-
-/// Checks the signature and strips the parameter attributes the macro consumes.
-fn analyze(func: &mut ItemFn) -> syn::Result<Analysis> {
-    let mut errors = Errors::default();
-    check_header(&func.sig, &mut errors);
-
-    let sig = &mut func.sig;
-    let mut inputs = sig.inputs.iter_mut();
-    let Some(first) = inputs.next() else {
-        errors.push(syn::Error::new(
-            sig.paren_token.span.join(),
-            missing_state_message(None),
-        ));
-        return Err(errors.finish().expect("an error was pushed"));
-    };
-
-    let mut state = None;
-    match first {
-        FnArg::Receiver(receiver) => errors.push(self_error(receiver)),
-        FnArg::Typed(pat_type) => {
-            for attr in &pat_type.attrs {
-                if attr.path().is_ident("serde") {
-                    errors.push(syn::Error::new_spanned(
-                        attr,
-                        "`#[serde]` attributes belong on task arguments, not on the state \
-                         (first) parameter",
-                    ));
-                }
-            }
-            match analyze_state(&pat_type.ty) {
-                Ok(found) => state = Some(found),
-                Err(e) => errors.push(e),
-            }
-        }
+    fn attrs_of(item: &Item) -> Vec<String> {
+        let attrs: &[Attribute] = match item {
+            Item::Fn(item) => &item.attrs,
+            Item::Struct(item) => &item.attrs,
+            Item::Impl(item) => &item.attrs,
+            Item::Const(item) => &item.attrs,
+            _ => panic!("unexpected generated item"),
+        };
+        attrs
+            .iter()
+            .map(|a| a.to_token_stream().to_string())
+            .collect()
     }
 
-    let mut fields = Vec::new();
-    for input in inputs {
-        match input {
-            FnArg::Receiver(receiver) => errors.push(self_error(receiver)),
-            FnArg::Typed(pat_type) => {
-                let (serde_attrs, kept): (Vec<Attribute>, Vec<Attribute>) =
-                    std::mem::take(&mut pat_type.attrs)
-                        .into_iter()
-                        .partition(|attr| attr.path().is_ident("serde"));
-                pat_type.attrs = kept;
-                for attr in &pat_type.attrs {
-                    if attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr") {
-                        errors.push(syn::Error::new_spanned(
-                            attr,
-                            "`#[cfg]` on a task argument is not supported: the stored task \
-                             must have the same fields in every build",
-                        ));
-                    }
-                }
-                let ident = match &*pat_type.pat {
-                    Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
-                        Some(pat.ident.clone())
-                    }
-                    other => {
-                        errors.push(syn::Error::new_spanned(
-                            other,
-                            "a task argument must be a plain name like `user_id: i64`: it \
-                             becomes a field of the stored task (destructure it inside the \
-                             function instead)",
-                        ));
-                        None
-                    }
-                };
-                if let Err(e) = check_owned(&pat_type.ty) {
-                    errors.push(e);
-                }
-                if let Some(ident) = ident {
-                    fields.push(Field {
-                        ident,
-                        ty: (*pat_type.ty).clone(),
-                        serde_attrs,
-                    });
-                }
-            }
+    #[test]
+    fn function_attributes_reach_the_generated_items() {
+        let func = parse_quote! {
+            /// Sends the email.
+            #[cfg(feature = "mail")]
+            #[deprecated]
+            #[inline]
+            async fn send(_state: (), user_id: i64) {}
+        };
+        let file: syn::File =
+            syn::parse2(expand(&TaskArgs::default(), func)).expect("items expected");
+        let [function, data, inherent, trait_impls] = &file.items[..] else {
+            panic!("expected the function, the struct, its impl and the const block");
+        };
+        let cfg = "# [cfg (feature = \"mail\")]".to_owned();
+
+        let function = attrs_of(function);
+        for kept in [
+            "# [doc = r\" Sends the email.\"]",
+            &cfg,
+            "# [deprecated]",
+            "# [inline]",
+        ] {
+            assert!(function.iter().any(|a| a == kept), "{kept} on {function:?}");
         }
-    }
 
-    check_output(&sig.output, &mut errors);
+        let data = attrs_of(data);
+        assert!(data.contains(&cfg), "{data:?}");
+        assert!(data.contains(&"# [deprecated]".to_owned()), "{data:?}");
+        assert!(!data.iter().any(|a| a.contains("inline")), "{data:?}");
+        // The function's docs first, then the generated paragraph.
+        let docs: Vec<&String> = data.iter().filter(|a| a.starts_with("# [doc =")).collect();
+        assert_eq!(docs[0], "# [doc = r\" Sends the email.\"]");
+        assert_eq!(docs[1], "# [doc = \"\"]");
+        assert!(
+            docs[2].contains("Durable task generated by `#[task]`"),
+            "{docs:?}"
+        );
 
-    if let Some(e) = errors.finish() {
-        return Err(e);
-    }
-    let (state_param, state_ty) = state.expect("no error, so the state was analyzed");
-    Ok(Analysis {
-        state_param,
-        state_ty,
-        fields,
-    })
-}
-
-/// `async`, no generics, no `unsafe`/`extern`/`const`.
-fn check_header(sig: &Signature, errors: &mut Errors) {
-    if let Some(token) = &sig.constness {
-        errors.push(syn::Error::new(
-            token.span,
-            "`#[task]` cannot be used on a `const fn`",
-        ));
-    }
-    if sig.asyncness.is_none() {
-        errors.push(syn::Error::new(
-            sig.fn_token.span,
-            "`#[task]` must be placed on an `async fn`: write `async fn` (the task runs \
-             the function's future)",
-        ));
-    }
-    if let Some(token) = &sig.unsafety {
-        errors.push(syn::Error::new(
-            token.span,
-            "`#[task]` cannot be used on an `unsafe fn`: the runtime calls it with no way to \
-             uphold its safety contract",
-        ));
-    }
-    if let Some(abi) = &sig.abi {
-        errors.push(syn::Error::new_spanned(
-            abi,
-            "`#[task]` cannot be used on an `extern` function",
-        ));
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new_spanned(
-            &sig.generics,
-            "`#[task]` functions cannot be generic: a stored task is decoded into one concrete \
-             type, so use concrete parameter types (and no lifetime parameters)",
-        ));
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(
-            variadic,
-            "`#[task]` functions cannot be variadic",
-        ));
-    }
-}
-
-fn self_error(receiver: &syn::Receiver) -> syn::Error {
-    syn::Error::new_spanned(
-        receiver,
-        "`#[task]` must be placed on a free `async fn`, not a method: `self` cannot be stored \
-         in a task; take the state as the first parameter instead",
-    )
-}
-
-fn missing_state_message(first_ty: Option<&str>) -> String {
-    let lead = match first_ty {
-        None => "missing state parameter".to_owned(),
-        Some(ty) => format!(
-            "missing state parameter: the first parameter of a `#[task]` function is the \
-             application state, and `{ty}` looks like a task argument"
-        ),
-    };
-    format!(
-        "{lead}; add the state first, e.g. `async fn my_task(state: AppState, user_id: i64)`, \
-         or `cx: TaskContext<AppState>` for the whole context (use `_: ()` if the task needs \
-         no state)"
-    )
-}
-
-/// Types that are never an application state: a first parameter of one of these is a task
-/// argument whose state parameter was forgotten.
-const ARGUMENT_LIKE: &[&str] = &[
-    "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64", "u128", "usize", "f32",
-    "f64", "bool", "char", "str", "String",
-];
-
-/// Classifies the first parameter and returns the state type.
-fn analyze_state(ty: &Type) -> syn::Result<(StateParam, Type)> {
-    let (by_ref, inner) = match ty {
-        Type::Reference(reference) => {
-            if let Some(lifetime) = &reference.lifetime {
-                return Err(syn::Error::new_spanned(
-                    lifetime,
-                    "remove this lifetime: a `#[task]` function borrows the state for the \
-                     duration of the call, `&State` is enough",
-                ));
-            }
-            if reference.mutability.is_some() {
-                return Err(syn::Error::new_spanned(
-                    reference,
-                    "the state cannot be borrowed mutably (it is shared by every run): take \
-                     `State` or `&State`, and use interior mutability inside it",
-                ));
-            }
-            (true, &*reference.elem)
+        for generated in [attrs_of(inherent), attrs_of(trait_impls)] {
+            assert!(generated.contains(&cfg), "{generated:?}");
+            assert!(
+                generated
+                    .iter()
+                    .any(|a| a.starts_with("# [allow (deprecated")),
+                "{generated:?}"
+            );
+            assert!(
+                !generated.contains(&"# [deprecated]".to_owned()),
+                "{generated:?}"
+            );
         }
-        other => (false, other),
-    };
-    if let Type::Path(path) = inner {
-        if path.qself.is_none() {
-            if let Some(last) = path.path.segments.last() {
-                if last.ident == "TaskContext" {
-                    let state = match &last.arguments {
-                        PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
-                            match &args.args[0] {
-                                GenericArgument::Type(state) => Some(state.clone()),
-                                _ => None,
-                            }
-                        }
-                        _ => None,
-                    };
-                    let Some(state) = state else {
-                        return Err(syn::Error::new_spanned(
-                            last,
-                            "name the state type of the context: `TaskContext<AppState>` \
-                             (or `TaskContext<()>`)",
-                        ));
-                    };
-                    let kind = if by_ref {
-                        StateParam::ContextRef
-                    } else {
-                        StateParam::Context
-                    };
-                    return Ok((kind, state));
-                }
-                if path.path.segments.len() == 1
-                    && last.arguments.is_empty()
-                    && ARGUMENT_LIKE.iter().any(|t| last.ident == t)
-                {
-                    return Err(syn::Error::new_spanned(
-                        ty,
-                        missing_state_message(Some(&ty.to_token_stream().to_string())),
-                    ));
-                }
-            }
-        }
-    }
-    check_state_type(inner)?;
-    let kind = if by_ref {
-        StateParam::Ref
-    } else {
-        StateParam::Value
-    };
-    Ok((kind, inner.clone()))
-}
-
-/// A task argument must be an owned, nameable type: it is stored as JSON.
-fn check_owned(ty: &Type) -> syn::Result<()> {
-    match ty {
-        Type::Reference(reference) => {
-            let owned = match &*reference.elem {
-                Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
-                Type::Slice(slice) => format!("Vec<{}>", slice.elem.to_token_stream()),
-                other => other.to_token_stream().to_string(),
-            };
-            Err(syn::Error::new_spanned(
-                ty,
-                format!(
-                    "task arguments cannot be references: they are stored as JSON and decoded \
-                     later, so take an owned value (`{owned}`)"
-                ),
-            ))
-        }
-        Type::ImplTrait(_) => Err(syn::Error::new_spanned(
-            ty,
-            "task arguments cannot be `impl Trait`: a stored task is decoded into one concrete \
-             type",
-        )),
-        Type::Infer(_) => Err(syn::Error::new_spanned(ty, "write the argument's type")),
-        Type::Paren(inner) => check_owned(&inner.elem),
-        Type::Group(inner) => check_owned(&inner.elem),
-        Type::Tuple(tuple) => tuple.elems.iter().try_for_each(check_owned),
-        Type::Array(array) => check_owned(&array.elem),
-        Type::Path(path) => {
-            if let Some(qself) = &path.qself {
-                check_owned(&qself.ty)?;
-            }
-            for segment in &path.path.segments {
-                if let PathArguments::AngleBracketed(args) = &segment.arguments {
-                    for arg in &args.args {
-                        match arg {
-                            GenericArgument::Type(inner) => check_owned(inner)?,
-                            GenericArgument::Lifetime(lifetime) if lifetime.ident != "static" => {
-                                return Err(syn::Error::new_spanned(
-                                    lifetime,
-                                    "task arguments cannot borrow: they are stored as JSON and \
-                                     decoded later, so use owned types (or `'static`)",
-                                ));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The state type must be nameable: no `impl Trait`.
-fn check_state_type(ty: &Type) -> syn::Result<()> {
-    match ty {
-        Type::ImplTrait(_) => Err(syn::Error::new_spanned(
-            ty,
-            "the state cannot be `impl Trait`: name the registered state type",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Where an unsupported return type is reported: `E` in `Result<(), E>`, else the type.
-fn output_span(output: &ReturnType) -> Option<Span> {
-    let ReturnType::Type(_, ty) = output else {
-        return None;
-    };
-    if let Type::Path(path) = &**ty {
-        if let Some(PathArguments::AngleBracketed(args)) =
-            path.path.segments.last().map(|s| &s.arguments)
-        {
-            if let Some(GenericArgument::Type(err)) = args.args.iter().nth(1) {
-                return Some(err.span());
-            }
-        }
-    }
-    Some(ty.span())
-}
-
-/// `()`, nothing, or a `...Result<(), E>`-like path.
-fn check_output(output: &ReturnType, errors: &mut Errors) {
-    let ReturnType::Type(_, ty) = output else {
-        return;
-    };
-    let help = "a `#[task]` function must return `()` or `Result<(), E>` where `E: Display` \
-                (its `Ok` value would have nowhere to go)";
-    match &**ty {
-        Type::Tuple(tuple) if tuple.elems.is_empty() => {}
-        Type::Path(path) if path.qself.is_none() => {
-            let Some(last) = path.path.segments.last() else {
-                return;
-            };
-            if !last.ident.to_string().ends_with("Result") {
-                errors.push(syn::Error::new_spanned(ty, help));
-                return;
-            }
-            // `Result<(), E>`, `io::Result<()>`, `anyhow::Result<()>`: the first argument,
-            // when written, must be `()`.
-            if let PathArguments::AngleBracketed(args) = &last.arguments {
-                if let Some(GenericArgument::Type(ok)) = args.args.first() {
-                    let is_unit = matches!(ok, Type::Tuple(t) if t.elems.is_empty());
-                    if !is_unit {
-                        errors.push(syn::Error::new_spanned(
-                            ok,
-                            "a `#[task]` function must return `Result<(), E>`: the `Ok` value of \
-                             a task is discarded, so return `()` here",
-                        ));
-                    }
-                }
-            }
-        }
-        _ => errors.push(syn::Error::new_spanned(ty, help)),
-    }
-}
-
-/// Collects several errors to report them at once.
-#[derive(Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(existing) => existing.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    fn finish(self) -> Option<syn::Error> {
-        self.0
     }
 }

@@ -73,6 +73,16 @@
 //! Everything has the function's visibility and generated docs, so the lints
 //! `missing_docs`, `missing_debug_implementations` and `unreachable_pub` stay quiet.
 //!
+//! Attributes on the function, on either side of `#[task]`, reach the generated items:
+//!
+//! | on the function        | the struct, its `impl`s and `Task` implementation              |
+//! |------------------------|----------------------------------------------------------------|
+//! | `#[cfg(..)]`, `#[cfg_attr(..)]` | exist exactly when the function does                  |
+//! | doc comments, `#[doc(..)]` | on the struct, followed by the generated paragraph         |
+//! | `#[deprecated]`        | on the struct: spawning, registering or naming the task warns; the generated code itself does not |
+//! | `#[allow(..)]`, `#[expect(..)]` | the same lints allowed on every item (e.g. `#[allow(non_snake_case)]` for an argument named `userID`, also a field) |
+//! | anything else (`#[warn]`, `#[deny]`, `#[inline]`, other attribute macros) | the function only |
+//!
 //! Registration is one line per task: `Registry::new().register::<send_welcome_email>(state)`.
 //!
 //! ## The signature
@@ -127,18 +137,30 @@
 //!
 //! ## Crate paths
 //!
-//! The generated code names the core crate and `serde`. Both are found in the calling
-//! crate's `Cargo.toml` (with the [`proc-macro-crate`](https://docs.rs/proc-macro-crate)
-//! crate, so renamed dependencies work):
+//! The generated code names the core crate and `serde`. With `axum-durable` in
+//! `[dependencies]` nothing else is needed: the paths go through its hidden re-exports
+//! (`::axum_durable::__private::{durable_core, serde}`, not a public API). The paths are
+//! chosen from the calling crate's `Cargo.toml` (renamed and `workspace = true` dependencies
+//! are followed):
 //!
-//! 1. `#[task(crate = "...")]` if given;
-//! 2. `durable-core` if it is a direct dependency (or dev-dependency): `::durable_core`;
-//! 3. `axum-durable` if it is one: `::axum_durable::core` (its re-export of `durable-core`);
-//! 4. if the manifest cannot be read at all (a build without Cargo): `::axum_durable::core`.
+//! | the caller lists                                   | core crate                 | serde               |
+//! |----------------------------------------------------|----------------------------|---------------------|
+//! | `axum-durable`                                     | through `axum-durable`     | through `axum-durable` |
+//! | `durable-core` and `serde` (no `axum-durable`)     | `::durable_core`           | `::serde`           |
+//! | `#[task(crate = "path")]`                          | `path`                     | as above            |
+//! | no readable manifest (a build without Cargo)       | `::axum_durable::__private::durable_core` | `::axum_durable::__private::serde` |
 //!
-//! If the manifest lists neither crate, or does not list `serde`, expansion stops with an
-//! error saying what to add. (The derived serde code needs `serde` with its `derive`
-//! feature, which `durable-core` already enables.)
+//! When both `axum-durable` and the crate itself are listed, the one in the surer section
+//! wins: `[dependencies]` over `optional = true` or `[target.'cfg(..)'.dependencies]`, both
+//! over `[dev-dependencies]` (absent when the library or a binary is built); on a tie,
+//! `axum-durable`. So a crate in `[dev-dependencies]` only never replaces `axum-durable`
+//! in `[dependencies]`, and a library on `durable-core` whose tests use `axum-durable` keeps
+//! `::durable_core`.
+//!
+//! If the manifest lists neither `axum-durable` nor `durable-core` (or, without
+//! `axum-durable`, not `serde`), expansion stops with an error saying what to add. (The
+//! derived serde code needs `serde` with its `derive` feature, which `durable-core` already
+//! enables.)
 //!
 //! ## Limits
 //!
@@ -176,8 +198,13 @@ use proc_macro::TokenStream;
 use quote::ToTokens;
 
 mod args;
+mod attrs;
+mod debug;
 mod expand;
+mod manifest;
+mod output;
 mod paths;
+mod signature;
 
 /// Turns an `async fn` into a durable task: see the [crate documentation](crate) for the
 /// generated items, the accepted signatures and the arguments.

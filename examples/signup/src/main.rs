@@ -19,6 +19,7 @@ mod chaos;
 mod config;
 mod db;
 mod email;
+mod object;
 mod routes;
 
 use axum::routing::{get, post};

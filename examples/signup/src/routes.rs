@@ -11,8 +11,10 @@ use serde_json::json;
 
 use crate::db::{Db, SignupError};
 use crate::email::SendWelcomeEmail;
+use crate::object::Object;
 
-/// Body of `POST /signup` and `POST /invite`.
+/// Body of `POST /signup` and `POST /invite`, read through [`Object`] so that only a JSON
+/// object is accepted.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EmailBody {
     email: String,
@@ -20,17 +22,21 @@ pub(crate) struct EmailBody {
 
 /// Longest address a mail server accepts (RFC 5321 path limit). Checked on `/signup`, whose
 /// email goes into the indexed `users.email`; `/invite` leaves oversized input to the task
-/// payload limit, which refuses it at enqueue.
+/// payload limit, which `try_spawn` reports (a `422`).
 const MAX_EMAIL_LEN: usize = 254;
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Validates the body: JSON with a non-blank `email` (kept exactly as submitted).
+/// The body of both endpoints: a JSON object with an `email`.
+type Body = Result<Json<Object<EmailBody>>, JsonRejection>;
+
+/// Validates the body: a JSON object with a non-blank `email` (kept exactly as submitted).
 /// The error is the status and message of the problem response.
-fn email_of(body: Result<Json<EmailBody>, JsonRejection>) -> Result<String, (StatusCode, String)> {
-    let Json(body) = body.map_err(|rejection| (rejection.status(), rejection.body_text()))?;
+fn email_of(body: Body) -> Result<String, (StatusCode, String)> {
+    let Json(Object(body)) =
+        body.map_err(|rejection| (rejection.status(), rejection.body_text()))?;
     if body.email.trim().is_empty() {
         return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -41,11 +47,7 @@ fn email_of(body: Result<Json<EmailBody>, JsonRejection>) -> Result<String, (Sta
 }
 
 /// Creates the user and its welcome-email task in one transaction; 201 once both are stored.
-pub(crate) async fn signup(
-    State(db): State<Db>,
-    durable: Durable,
-    body: Result<Json<EmailBody>, JsonRejection>,
-) -> Response {
+pub(crate) async fn signup(State(db): State<Db>, durable: Durable, body: Body) -> Response {
     let email = match email_of(body) {
         Ok(email) => email,
         Err((status, message)) => return problem(status, message),
@@ -70,17 +72,40 @@ pub(crate) async fn signup(
     }
 }
 
-/// Spawns the email task with the buffered `spawn`: stored by the layer before the 202.
-pub(crate) async fn invite(
-    durable: Durable,
-    body: Result<Json<EmailBody>, JsonRejection>,
-) -> Response {
+/// Spawns the email task with the buffered `try_spawn`: stored by the layer before the 202.
+pub(crate) async fn invite(durable: Durable, body: Body) -> Response {
     let email = match email_of(body) {
         Ok(email) => email,
         Err((status, message)) => return problem(status, message),
     };
-    let task_id = durable.spawn(SendWelcomeEmail { email });
-    (StatusCode::ACCEPTED, Json(json!({ "task_id": task_id }))).into_response()
+    match durable.try_spawn(SendWelcomeEmail { email }) {
+        Ok(task_id) => (StatusCode::ACCEPTED, Json(json!({ "task_id": task_id }))).into_response(),
+        Err(error) => unstorable(error),
+    }
+}
+
+/// The answer for a task `try_spawn` could not prepare. Its payload is the client's input, so
+/// a payload over the limit is the client's problem (`422`, saying which limit, without the
+/// task's name or the library's wording); anything else is ours, logged and answered with
+/// the library's status.
+fn unstorable(error: axum_durable::Error) -> Response {
+    match error {
+        axum_durable::Error::Enqueue(axum_durable::core::Error::PayloadTooLarge {
+            size,
+            limit,
+            ..
+        }) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "`email` is too long: the invitation would be {size} bytes, over the limit \
+                 of {limit} bytes"
+            ),
+        ),
+        other => {
+            tracing::error!(error = %other, "invite task could not be prepared");
+            problem(other.status(), "the invitation could not be stored")
+        }
+    }
 }
 
 /// Liveness.

@@ -2,7 +2,7 @@
 //! with a payload that does not decode, and an oversized payload at enqueue (an invite with a
 //! ~300 KB email; a signup with one too). The unknown-type row ends `failed` at once, the
 //! undecodable one after its attempts (another version may read it), each with a readable
-//! `last_error`; the oversized invite gets a 500 naming the limit, the signup is refused, and
+//! `last_error`; the oversized invite gets a 422 naming the limit, the signup is refused, and
 //! nothing of either is stored (the signup's user row is rolled back with its task); later
 //! signups complete.
 
@@ -44,10 +44,10 @@ pub(super) async fn run(ctx: Ctx) {
     let huge = format!("{}@example.com", "x".repeat(300 * 1024));
     // The invite: the task's payload is over the 256 KiB limit at enqueue.
     let invite = send_to(&client, &server.url("/invite"), &huge, 202).await;
-    let invite_ok = matches!(&invite, Reply::Rejected { status: 500, body, .. } if body.contains("over the limit"));
+    let invite_ok = matches!(&invite, Reply::Rejected { status: 422, body, .. } if body.contains("over the limit"));
     ctx.rec.check(invite_ok, || {
         format!(
-            "oversized POST /invite should answer 500 \"... over the limit ...\", got {}",
+            "oversized POST /invite should answer 422 \"... over the limit ...\", got {}",
             shown(&invite)
         )
     });
@@ -157,15 +157,12 @@ pub(super) async fn run(ctx: Ctx) {
     ctx.rec.with(|r| r.recovery = marked);
     let short = |s: &str| s.chars().take(90).collect::<String>();
     ctx.rec.note(format!(
-        "bad rows failed (unknown type at once, undecodable after 3 attempts) within {}: \"{}\", \"{}\"; ~300 KB invite → 500 \"{}\"; ~300 KB signup → {}; nothing stored; \
+        "bad rows failed (unknown type at once, undecodable after 3 attempts) within {}: \"{}\", \"{}\"; ~300 KB invite → {}; ~300 KB signup → {}; nothing stored; \
          {} later signups completed",
         marked.map_or_else(|| "-".to_owned(), ms),
         short(&unknown_error),
         short(&decode_error),
-        match &invite {
-            Reply::Rejected { body, .. } => short(body.rsplit(": ").next().unwrap_or(body)),
-            _ => String::new(),
-        },
+        shown(&invite).chars().take(120).collect::<String>(),
         shown(&signup).chars().take(120).collect::<String>(),
         report.acknowledged_count()
     ));
