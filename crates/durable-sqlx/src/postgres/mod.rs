@@ -337,35 +337,68 @@ impl PostgresStore {
     }
 
     /// The query plan PostgreSQL picks for the claim statement (`EXPLAIN`, not executed): of
-    /// the any-queue claim, or of the claim of one capped `queue`. For checking on a real
-    /// database that claims use the partial index (`durable_tasks_claim` /
-    /// `durable_tasks_claim_queue`) rather than a scan of the whole table.
-    pub async fn explain_claim(&self, limit: usize, queue: Option<&str>) -> Result<String> {
-        let pool = self.pool.clone();
-        let queue = queue.map(str::to_owned);
-        detached("explain", async move {
-            let owner = Uuid::nil();
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = match &queue {
-                None => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_ANY)))
-                        .bind(owner)
-                        .bind(30_000_i64)
-                        .bind(limit)
-                        .fetch_all(&pool)
-                        .await
-                }
-                Some(queue) => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_QUEUE)))
-                        .bind(owner)
-                        .bind(30_000_i64)
-                        .bind(limit)
-                        .bind(queue)
-                        .fetch_all(&pool)
-                        .await
-                }
+    /// the any-queue claim, or of the claim of one capped `queue`, for the task types
+    /// `names`. For checking on a real database that claims use the partial index
+    /// (`durable_tasks_claim` / `durable_tasks_claim_queue`) rather than a scan of the whole
+    /// table.
+    pub async fn explain_claim(
+        &self,
+        limit: usize,
+        queue: Option<&str>,
+        names: &[&str],
+    ) -> Result<String> {
+        let owner = Uuid::nil();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+        let query = match queue {
+            None => sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_ANY)))
+                .bind(owner)
+                .bind(30_000_i64)
+                .bind(limit)
+                .bind(names),
+            Some(queue) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_QUEUE)))
+                    .bind(owner)
+                    .bind(30_000_i64)
+                    .bind(limit)
+                    .bind(names)
+                    .bind(queue.to_owned())
             }
-            .map_err(Error::db("explain"))?;
+        };
+        self.explain(query).await
+    }
+
+    /// The query plans of the two counts that are not claims (`EXPLAIN`, not executed): the
+    /// due backlog ([`Store::backlog`]) and the tasks of types outside `known`
+    /// ([`Store::unclaimable`]). For checking on a real database that both read the partial
+    /// claim index rather than the whole table.
+    pub async fn explain_counts(&self, known: &[&str]) -> Result<(String, String)> {
+        let backlog = self
+            .explain(sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN {}",
+                sql::BACKLOG
+            ))))
+            .await?;
+        let known: Vec<String> = known.iter().map(|&n| n.to_owned()).collect();
+        let unclaimable = self
+            .explain(
+                sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::UNCLAIMABLE)))
+                    .bind(60_000_i64)
+                    .bind(known)
+                    .bind(i64::from(durable_core::UNCLAIMABLE_SCAN)),
+            )
+            .await?;
+        Ok((backlog, unclaimable))
+    }
+
+    /// Runs an `EXPLAIN` and joins its lines.
+    async fn explain(
+        &self,
+        query: sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<String> {
+        let pool = self.pool.clone();
+        detached("explain", async move {
+            let rows = query.fetch_all(&pool).await.map_err(Error::db("explain"))?;
             let lines = rows
                 .iter()
                 .map(|r| r.try_get::<String, _>(0))
@@ -579,23 +612,30 @@ async fn claim_some(
     queue: Option<&str>,
     excluded: &[String],
 ) -> Result<Vec<ClaimedTask>> {
+    if request.names.is_empty() {
+        return Ok(Vec::new());
+    }
     let owner = *request.owner.as_uuid();
     let lease = ms(request.lease);
     let limit = i64::try_from(n).unwrap_or(i64::MAX);
+    let names: &[String] = &request.names;
     let query = match queue {
         Some(queue) => sqlx::query(sql::CLAIM_QUEUE)
             .bind(owner)
             .bind(lease)
             .bind(limit)
+            .bind(names)
             .bind(queue.to_owned()),
         None if excluded.is_empty() => sqlx::query(sql::CLAIM_ANY)
             .bind(owner)
             .bind(lease)
-            .bind(limit),
+            .bind(limit)
+            .bind(names),
         None => sqlx::query(sql::CLAIM_OTHERS)
             .bind(owner)
             .bind(lease)
             .bind(limit)
+            .bind(names)
             .bind(excluded.to_vec()),
     };
     let rows = query
@@ -673,7 +713,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
-        if request.limit == 0 {
+        if request.is_empty() {
             return Ok(Vec::new());
         }
         let request = request.clone();
@@ -723,13 +763,13 @@ impl Store for PostgresStore {
                 .await
             };
             let claimed = match batch.claim {
-                Some(request) if request.limit > 0 && request.capped.is_empty() => {
+                Some(request) if !request.is_empty() && request.capped.is_empty() => {
                     pooled(pool, "claim", async |conn| {
                         claim_some(conn, request, request.limit, None, &[]).await
                     })
                     .await
                 }
-                Some(request) if request.limit > 0 => self.claim(request).await,
+                Some(request) if !request.is_empty() => self.claim(request).await,
                 _ => Ok(Vec::new()),
             };
             (inserted, claimed)
@@ -912,7 +952,29 @@ impl Store for PostgresStore {
                 .fetch_one(&pool)
                 .await
                 .map_err(Error::db("backlog"))?;
-            Ok(n as u64)
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        let known = known.to_vec();
+        self.run("unclaimable", move |pool| async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as(sql::UNCLAIMABLE)
+                .bind(ms(waiting))
+                .bind(known)
+                .bind(i64::from(durable_core::UNCLAIMABLE_SCAN))
+                .fetch_all(&pool)
+                .await
+                .map_err(Error::db("unclaimable"))?;
+            Ok(rows
+                .into_iter()
+                .map(|(name, n)| (name, u64::try_from(n).unwrap_or(0)))
+                .collect())
         })
         .await
     }
