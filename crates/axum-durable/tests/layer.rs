@@ -679,7 +679,13 @@ async fn backlog_limit_sheds_load_with_retry_after() {
         assert!(tokio::time::Instant::now() < deadline, "never shed load");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(shed.headers()["retry-after"], "1");
+    // How long to wait comes from how fast the backlog drains (here it only grew: the most).
+    let retry_after: u64 = shed.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
     let accepted = called.load(Ordering::SeqCst);
     assert!(accepted >= 4, "accepted {accepted} before shedding");
     assert_eq!(

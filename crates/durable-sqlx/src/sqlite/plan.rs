@@ -8,11 +8,12 @@ use super::{sql, SqliteStore};
 
 /// `EXPLAIN QUERY PLAN` of `statement`: one detail line per step.
 async fn plan(store: &SqliteStore, statement: &str) -> Vec<String> {
-    let rows: Vec<(i64, i64, i64, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {statement}")))
-            .fetch_all(store.reader_pool())
-            .await
-            .unwrap_or_else(|e| panic!("explain {statement}: {e}"));
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {statement}"
+    )))
+    .fetch_all(store.reader_pool())
+    .await
+    .unwrap_or_else(|e| panic!("explain {statement}: {e}"));
     rows.into_iter().map(|(_, _, _, detail)| detail).collect()
 }
 
@@ -60,12 +61,32 @@ async fn claims_and_counts_read_the_claim_indexes() {
         .await
         .expect("analyze");
     for (what, statement, index) in [
-        ("the bound cycle's claim", sql::BOUND_CLAIM, "durable_tasks_claim"),
-        ("the JSON cycle's claim", sql::CYCLE_CLAIM, "durable_tasks_claim"),
-        ("the claim of the other queues", sql::CLAIM_OTHERS, "durable_tasks_claim"),
-        ("the claim of one capped queue", sql::CLAIM_QUEUE, "durable_tasks_claim_queue"),
+        (
+            "the bound cycle's claim",
+            sql::BOUND_CLAIM,
+            "durable_tasks_claim",
+        ),
+        (
+            "the JSON cycle's claim",
+            sql::CYCLE_CLAIM,
+            "durable_tasks_claim",
+        ),
+        (
+            "the claim of the other queues",
+            sql::CLAIM_OTHERS,
+            "durable_tasks_claim",
+        ),
+        (
+            "the claim of one capped queue",
+            sql::CLAIM_QUEUE,
+            "durable_tasks_claim_queue",
+        ),
         ("the backlog", sql::BACKLOG, "durable_tasks_claim"),
-        ("the unclaimable count", sql::UNCLAIMABLE, "durable_tasks_claim"),
+        (
+            "the unclaimable count",
+            sql::UNCLAIMABLE,
+            "durable_tasks_claim",
+        ),
     ] {
         assert_indexed(&store, what, statement, index).await;
     }
