@@ -86,10 +86,17 @@ impl DurableLayer {
         }
     }
 
-    /// Sheds load: while more than `limit` tasks are `pending`, requests are answered
-    /// `503 Service Unavailable` with `Retry-After` *before* the handler runs, so an overloaded
-    /// service stops accepting work it cannot finish soon. The count is refreshed in the
-    /// background about once a second; the request path never waits for it.
+    /// Sheds load: while more than `limit` tasks are due and `pending` (waiting for a worker),
+    /// requests are answered `503 Service Unavailable` with `Retry-After` *before* the
+    /// handler runs, so an overloaded service stops accepting work it cannot finish soon.
+    /// Tasks scheduled for later and retries waiting out their backoff do not count. The
+    /// count is refreshed in the background about once a second; the request path never
+    /// waits for it.
+    ///
+    /// `Retry-After` is the time the backlog needs to drain back under the limit:
+    /// `ceil((backlog - limit) / rate)` seconds, clamped to 1..=60, where `rate` is the
+    /// backlog's decrease per second between refreshes (averaged, the newest weighing half).
+    /// A backlog that is not shrinking gets 60; the first count, before any rate is known, 1.
     #[must_use]
     pub fn max_backlog(mut self, limit: u64) -> Self {
         self.backlog = Some(Backlog::new(limit, std::time::Duration::from_secs(1)));

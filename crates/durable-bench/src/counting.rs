@@ -195,4 +195,13 @@ impl Store for CountingStore {
         self.count("backlog", 0);
         self.inner.backlog().await
     }
+
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        self.count("unclaimable", 0);
+        self.inner.unclaimable(known, waiting).await
+    }
 }

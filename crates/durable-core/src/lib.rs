@@ -73,7 +73,7 @@ pub use retry::Backoff;
 pub use runtime::{Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport};
 pub use store::{
     write_separately, ClaimRequest, ClaimedTask, Fence, LocalClaim, NewTask, RescueReport,
-    StateCounts, Store, TaskRecord, WriteBatch, WriteOutcome, REQUEUE_LIMIT,
+    StateCounts, Store, TaskRecord, WriteBatch, WriteOutcome, REQUEUE_LIMIT, UNCLAIMABLE_SCAN,
 };
 pub use task::{
     ParseTaskStateError, Task, TaskId, TaskOptions, TaskState, WorkerId, DEFAULT_QUEUE,

@@ -111,7 +111,24 @@ pub struct Fence {
     pub attempt: u32,
 }
 
-/// A claim order: how many due tasks to take, per queue, and the lease to take them with.
+/// A claim order: how many due tasks to take, of which task types, per queue, and the lease
+/// to take them with.
+///
+/// Only rows whose name is in [`names`](Self::names) are claimed: a runtime claims the task
+/// types it can run and leaves the others `pending` for an instance that knows them (during
+/// a rolling deploy, the new version's tasks wait for the new version instead of being
+/// failed by the old one). An empty list claims nothing.
+///
+/// # Examples
+///
+/// ```
+/// use durable_core::{ClaimRequest, WorkerId};
+/// use std::time::Duration;
+///
+/// let request = ClaimRequest::new(WorkerId::new(), Duration::from_secs(30), 16, ["send_email"])
+///     .cap("emails", 4);
+/// assert_eq!(&*request.names, ["send_email".to_owned()]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClaimRequest {
@@ -124,16 +141,39 @@ pub struct ClaimRequest {
     /// Queues with their own cap: at most `.1` rows from queue `.0` (still within `limit`).
     /// Queues not listed are bounded by `limit` alone.
     pub capped: Vec<(String, usize)>,
+    /// The task names to claim (the claiming runtime's registry); rows of other names are
+    /// left alone. Shared, so a runtime builds it once, not per claim.
+    pub names: Arc<[String]>,
 }
 
 impl ClaimRequest {
-    /// A claim of at most `limit` rows from any queue.
-    pub fn new(owner: WorkerId, lease: Duration, limit: usize) -> Self {
+    /// A claim of at most `limit` rows of the task types `names`, from any queue.
+    pub fn new<N>(owner: WorkerId, lease: Duration, limit: usize, names: N) -> Self
+    where
+        N: IntoIterator,
+        N::Item: Into<String>,
+    {
+        Self::with_names(
+            owner,
+            lease,
+            limit,
+            names.into_iter().map(Into::into).collect(),
+        )
+    }
+
+    /// Like [`new`](Self::new), with the names already shared (no copy per claim).
+    pub fn with_names(
+        owner: WorkerId,
+        lease: Duration,
+        limit: usize,
+        names: Arc<[String]>,
+    ) -> Self {
         Self {
             owner,
             lease,
             limit,
             capped: Vec::new(),
+            names,
         }
     }
 
@@ -142,6 +182,11 @@ impl ClaimRequest {
     pub fn cap(mut self, queue: impl Into<String>, max: usize) -> Self {
         self.capped.push((queue.into(), max));
         self
+    }
+
+    /// Whether this claim can take nothing: no room, or no task type.
+    pub fn is_empty(&self) -> bool {
+        self.limit == 0 || self.names.is_empty()
     }
 }
 
@@ -275,6 +320,9 @@ impl TaskRecord {
 /// twice — SIGTERM, then the new process stopping too — spends two).
 pub const REQUEUE_LIMIT: u32 = 10;
 
+/// How many due `pending` rows [`Store::unclaimable`] looks at, at most, in claim order.
+pub const UNCLAIMABLE_SCAN: u32 = 10_000;
+
 /// Number of rows in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateCounts {
@@ -385,7 +433,7 @@ impl<'a> WriteBatch<'a> {
     pub fn is_empty(&self) -> bool {
         self.insert.is_empty()
             && self.complete.is_empty()
-            && self.claim.is_none_or(|c| c.limit == 0)
+            && self.claim.is_none_or(ClaimRequest::is_empty)
     }
 }
 
@@ -432,7 +480,7 @@ pub async fn write_separately<S: Store + ?Sized>(store: &S, batch: WriteBatch<'_
         store.insert(batch.insert).await
     };
     let claimed = match batch.claim {
-        Some(request) if request.limit > 0 => store.claim(request).await,
+        Some(request) if !request.is_empty() => store.claim(request).await,
         _ => Ok(Vec::new()),
     };
     WriteOutcome::new(inserted, completed, claimed)
@@ -464,7 +512,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn insert(&self, tasks: &[NewTask]) -> Result<()>;
 
     /// Claims due `pending` tasks per `request`: state `processing`, `attempts + 1`, lease
-    /// taken. Never returns more rows than the request allows.
+    /// taken. Never returns more rows than the request allows, and only rows whose name is
+    /// one of `request.names` (none when it is empty): a row of another name stays `pending`,
+    /// untouched, for an instance that knows its task type.
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedTask>>;
 
     /// Extends the lease of the held attempts; returns those still held (the rest were lost).
@@ -549,9 +599,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
-    /// Number of `pending` rows (due or not): the backlog a load shedder looks at. Stores
-    /// override it with a cheaper query than [`counts`](Self::counts).
-    async fn backlog(&self) -> Result<u64> {
-        Ok(self.counts().await?.pending)
-    }
+    /// Number of due `pending` rows (`run_at` reached): the backlog a load shedder looks at.
+    /// Rows scheduled for later and retries waiting out their backoff are not counted: they
+    /// are not work waiting for a worker.
+    async fn backlog(&self) -> Result<u64>;
+
+    /// Due `pending` rows whose task name is not in `known`, counted per name (most first):
+    /// tasks that the instance asking, whose registry `known` is, will never claim
+    /// ([`claim`](Self::claim) takes only known names). Only rows due for at least `waiting`
+    /// are counted (a task type other instances run is normally claimed well within it), and
+    /// only among the first [`UNCLAIMABLE_SCAN`] due rows in claim order, so the query stays
+    /// cheap on a large backlog. For a periodic warning, not per claim.
+    async fn unclaimable(&self, known: &[String], waiting: Duration) -> Result<Vec<(String, u64)>>;
 }

@@ -559,7 +559,7 @@ async fn schema_names_needing_quotes_work() {
 // Claim plan.
 
 /// The claim uses the partial index, not a scan of the whole table: 20,000 rows of which 1%
-/// are pending.
+/// are pending, some of them of a task type the claim does not take.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_claim_uses_partial_index() {
     let Some(db) = pg_db_or_skip().await else {
@@ -567,7 +567,8 @@ async fn explain_claim_uses_partial_index() {
     };
     sqlx::query(
         "INSERT INTO durable_tasks (id, name, queue, payload, state, max_attempts, finished_at)
-         SELECT gen_random_uuid(), 'work', CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'default' END,
+         SELECT gen_random_uuid(), CASE WHEN i % 700 = 0 THEN 'newer' ELSE 'work' END,
+                CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'default' END,
                 '{}', CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'completed' END, 3,
                 CASE WHEN i % 100 = 0 THEN NULL ELSE now() END
          FROM generate_series(1, 20000) AS i",
@@ -579,7 +580,11 @@ async fn explain_claim_uses_partial_index() {
         .execute(db.pool())
         .await
         .expect("analyze");
-    let any = db.store.explain_claim(64, None).await.expect("explain");
+    let any = db
+        .store
+        .explain_claim(64, None, &["work", "mail"])
+        .await
+        .expect("explain");
     eprintln!("claim plan (any queue):\n{any}");
     assert!(
         any.contains("Index Scan using durable_tasks_claim on durable_tasks"),
@@ -588,7 +593,7 @@ async fn explain_claim_uses_partial_index() {
     assert!(!any.contains("Seq Scan"), "{any}");
     let queue = db
         .store
-        .explain_claim(8, Some("mail"))
+        .explain_claim(8, Some("mail"), &["work", "mail"])
         .await
         .expect("explain");
     eprintln!("claim plan (capped queue):\n{queue}");
@@ -597,6 +602,17 @@ async fn explain_claim_uses_partial_index() {
         "{queue}"
     );
     assert!(!queue.contains("Seq Scan"), "{queue}");
+    // The due backlog and the report of unknown task types read the claim index too.
+    let (backlog, unclaimable) = db
+        .store
+        .explain_counts(&["work", "mail"])
+        .await
+        .expect("explain");
+    eprintln!("backlog plan:\n{backlog}\nunclaimable plan:\n{unclaimable}");
+    for plan in [&backlog, &unclaimable] {
+        assert!(plan.contains("using durable_tasks_claim"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+    }
     // And the claim takes exactly its limit.
     let claimed = db
         .store
@@ -604,10 +620,12 @@ async fn explain_claim_uses_partial_index() {
             WorkerId::new(),
             Duration::from_secs(30),
             64,
+            ["work"],
         ))
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 64);
+    assert!(claimed.iter().all(|c| c.name == "work"));
 }
 
 // ---------------------------------------------------------------------------------------------

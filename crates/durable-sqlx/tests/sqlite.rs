@@ -238,7 +238,8 @@ async fn claim_waiting_for_the_writer_sees_rows_committed_meanwhile() {
     let claimer = {
         let store = store.clone();
         tokio::spawn(async move {
-            let request = ClaimRequest::new(owner, std::time::Duration::from_secs(30), 10);
+            let request =
+                ClaimRequest::new(owner, std::time::Duration::from_secs(30), 10, ["work"]);
             store.write(WriteBatch::new().claim(&request)).await.claimed
         })
     };

@@ -20,8 +20,8 @@ pub(crate) struct Config {
     /// `LEASE_MS`: lease of a running task; a killed process's tasks are recovered after
     /// about this long (default 10000).
     pub(crate) lease: Duration,
-    /// `MAX_BACKLOG`: answer `503` + `Retry-After` while more than this many tasks are
-    /// pending (`DurableLayer::max_backlog`); unset: no load shedding.
+    /// `MAX_BACKLOG`: answer `503` + `Retry-After` while more than this many tasks are due
+    /// and pending (`DurableLayer::max_backlog`); unset: no load shedding.
     pub(crate) max_backlog: Option<u64>,
     /// `CHAOS_TASKS=1`: also register and route the failure-injection tasks of `chaos.rs`
     /// (for the failure-mode runner); off by default.

@@ -13,7 +13,7 @@
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
 //! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`,
 //! `MAX_BACKLOG` (unset: no load shedding; else 503 + `Retry-After` while more tasks are
-//! pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`).
+//! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`).
 
 mod chaos;
 mod config;

@@ -60,7 +60,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "poison-input",
-        "unknown task type, undecodable payload, oversized payload: clear errors, `failed` rows, the runtime keeps working",
+        "unknown task type left pending for an instance that knows it; undecodable and oversized payloads: clear errors, `failed` rows; the runtime keeps working",
     ),
 ];
 

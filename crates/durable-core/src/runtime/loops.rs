@@ -181,3 +181,48 @@ pub(crate) async fn prune_loop(shared: Arc<Shared>, stop: CancellationToken) {
         }
     }
 }
+
+/// How often a runtime looks for due tasks it cannot run, and how long such a task must have
+/// been due to be reported: a type that other instances run is claimed well within a minute.
+const UNCLAIMABLE_EVERY: Duration = Duration::from_secs(60);
+
+/// Warns, at most once a minute, about due tasks whose type this runtime does not know: it
+/// never claims them, and they wait `pending` for an instance that registers their type. A
+/// rolling deploy shows them for a moment (the new version's tasks, seen from an old
+/// instance); when the warning stays, no running instance knows the type.
+pub(crate) async fn unclaimable_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    if shared.names.is_empty() {
+        // Claims nothing, by design (an instance that only enqueues): nothing to report.
+        return;
+    }
+    let mut ticker = tokio::time::interval(UNCLAIMABLE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match shared
+            .store
+            .unclaimable(&shared.names, UNCLAIMABLE_EVERY)
+            .await
+        {
+            Ok(waiting) if !waiting.is_empty() => {
+                let tasks: u64 = waiting.iter().map(|(_, n)| n).sum();
+                let types: Vec<String> = waiting
+                    .iter()
+                    .map(|(name, n)| format!("{name} ({n})"))
+                    .collect();
+                tracing::warn!(
+                    tasks,
+                    types = %types.join(", "),
+                    known = ?shared.names,
+                    "due tasks of types this instance does not register are waiting; it will \
+                     not run them (an instance that registers them will, or cancel them)"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not look for tasks of unknown types"),
+        }
+    }
+}

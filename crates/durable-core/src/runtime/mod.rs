@@ -85,6 +85,8 @@ const CLAIMING: &str = "\0claiming";
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: Registry,
+    /// The registry's names, the task types this runtime claims (built once).
+    pub(crate) names: Arc<[String]>,
     pub(crate) config: Config,
     pub(crate) owner: WorkerId,
     pub(crate) client: Client,
@@ -309,7 +311,12 @@ impl LocalDispatch for Shared {
         // No check of `stopping`: the claim loop checks before asking, a claim asked for
         // before shutdown completes (shutdown waits for it and drains its tasks), and
         // shutdown's own last claim comes through here.
-        let base = ClaimRequest::new(self.owner, self.config.lease, 0);
+        if self.names.is_empty() {
+            // No task type registered: nothing this runtime could run.
+            return None;
+        }
+        let base =
+            ClaimRequest::with_names(self.owner, self.config.lease, 0, Arc::clone(&self.names));
         let mut slots = self.slots();
         let request =
             slots.claim_request(base, self.config.concurrency, &self.config.queue_limits)?;
@@ -542,6 +549,12 @@ impl RuntimeBuilder {
             .unwrap_or_else(|| Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes));
         let shared = Arc::new_cyclic(|this| Shared {
             store: self.store,
+            names: self
+                .registry
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             registry: self.registry,
             config: self.config,
             owner: WorkerId::new(),
@@ -577,6 +590,10 @@ impl RuntimeBuilder {
             maintenance.clone(),
         ));
         loops.spawn(loops::prune_loop(Arc::clone(&shared), maintenance.clone()));
+        loops.spawn(loops::unclaimable_loop(
+            Arc::clone(&shared),
+            maintenance.clone(),
+        ));
         shared
             .store
             .listen(Arc::clone(&shared.wake), maintenance.clone());

@@ -148,7 +148,7 @@ mod tests {
         let mut slots = Slots::default();
         slots.take("emails", 1);
         slots.take("default", 5);
-        let base = ClaimRequest::new(WorkerId::new(), Duration::from_secs(1), 0);
+        let base = ClaimRequest::new(WorkerId::new(), Duration::from_secs(1), 0, ["work"]);
         let request = slots
             .claim_request(base.clone(), 10, &limits)
             .expect("free slots");

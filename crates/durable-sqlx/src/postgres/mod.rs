@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod explain;
 mod listen;
 mod sql;
 
@@ -336,46 +337,6 @@ impl PostgresStore {
         .await
     }
 
-    /// The query plan PostgreSQL picks for the claim statement (`EXPLAIN`, not executed): of
-    /// the any-queue claim, or of the claim of one capped `queue`. For checking on a real
-    /// database that claims use the partial index (`durable_tasks_claim` /
-    /// `durable_tasks_claim_queue`) rather than a scan of the whole table.
-    pub async fn explain_claim(&self, limit: usize, queue: Option<&str>) -> Result<String> {
-        let pool = self.pool.clone();
-        let queue = queue.map(str::to_owned);
-        detached("explain", async move {
-            let owner = Uuid::nil();
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = match &queue {
-                None => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_ANY)))
-                        .bind(owner)
-                        .bind(30_000_i64)
-                        .bind(limit)
-                        .fetch_all(&pool)
-                        .await
-                }
-                Some(queue) => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_QUEUE)))
-                        .bind(owner)
-                        .bind(30_000_i64)
-                        .bind(limit)
-                        .bind(queue)
-                        .fetch_all(&pool)
-                        .await
-                }
-            }
-            .map_err(Error::db("explain"))?;
-            let lines = rows
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(Error::db("explain"))?;
-            Ok(lines.join("\n"))
-        })
-        .await
-    }
-
     /// Runs one operation on the pool in a spawned task (see [`detached`]).
     async fn run<T, F, Fut>(&self, operation: &'static str, body: F) -> durable_core::Result<T>
     where
@@ -579,23 +540,30 @@ async fn claim_some(
     queue: Option<&str>,
     excluded: &[String],
 ) -> Result<Vec<ClaimedTask>> {
+    if request.names.is_empty() {
+        return Ok(Vec::new());
+    }
     let owner = *request.owner.as_uuid();
     let lease = ms(request.lease);
     let limit = i64::try_from(n).unwrap_or(i64::MAX);
+    let names: &[String] = &request.names;
     let query = match queue {
         Some(queue) => sqlx::query(sql::CLAIM_QUEUE)
             .bind(owner)
             .bind(lease)
             .bind(limit)
+            .bind(names)
             .bind(queue.to_owned()),
         None if excluded.is_empty() => sqlx::query(sql::CLAIM_ANY)
             .bind(owner)
             .bind(lease)
-            .bind(limit),
+            .bind(limit)
+            .bind(names),
         None => sqlx::query(sql::CLAIM_OTHERS)
             .bind(owner)
             .bind(lease)
             .bind(limit)
+            .bind(names)
             .bind(excluded.to_vec()),
     };
     let rows = query
@@ -673,7 +641,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim(&self, request: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
-        if request.limit == 0 {
+        if request.is_empty() {
             return Ok(Vec::new());
         }
         let request = request.clone();
@@ -723,13 +691,13 @@ impl Store for PostgresStore {
                 .await
             };
             let claimed = match batch.claim {
-                Some(request) if request.limit > 0 && request.capped.is_empty() => {
+                Some(request) if !request.is_empty() && request.capped.is_empty() => {
                     pooled(pool, "claim", async |conn| {
                         claim_some(conn, request, request.limit, None, &[]).await
                     })
                     .await
                 }
-                Some(request) if request.limit > 0 => self.claim(request).await,
+                Some(request) if !request.is_empty() => self.claim(request).await,
                 _ => Ok(Vec::new()),
             };
             (inserted, claimed)
@@ -912,7 +880,29 @@ impl Store for PostgresStore {
                 .fetch_one(&pool)
                 .await
                 .map_err(Error::db("backlog"))?;
-            Ok(n as u64)
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        let known = known.to_vec();
+        self.run("unclaimable", move |pool| async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as(sql::UNCLAIMABLE)
+                .bind(ms(waiting))
+                .bind(known)
+                .bind(i64::from(durable_core::UNCLAIMABLE_SCAN))
+                .fetch_all(&pool)
+                .await
+                .map_err(Error::db("unclaimable"))?;
+            Ok(rows
+                .into_iter()
+                .map(|(name, n)| (name, u64::try_from(n).unwrap_or(0)))
+                .collect())
         })
         .await
     }

@@ -51,17 +51,19 @@ SELECT pg_notify(",
 FROM (SELECT 1 FROM inserted WHERE state = 'pending' AND run_at <= now() LIMIT 1) AS due"
 );
 
-/// The claim: a materialized CTE picks at most `LIMIT` due pending rows in claim order and
-/// locks them (`SKIP LOCKED`: rows another claimer holds are passed over, not waited for);
-/// the UPDATE then changes exactly those rows. `MATERIALIZED` keeps the CTE an optimisation
-/// fence, so the planner cannot fold the LIMIT into the UPDATE and touch more rows.
+/// The claim: a materialized CTE picks at most `LIMIT` due pending rows of the known task
+/// names ($4) in claim order and locks them (`SKIP LOCKED`: rows another claimer holds are
+/// passed over, not waited for); the UPDATE then changes exactly those rows. `MATERIALIZED`
+/// keeps the CTE an optimisation fence, so the planner cannot fold the LIMIT into the UPDATE
+/// and touch more rows. The names are a filter on the rows the claim index yields (the index
+/// has no name): rows of other types stay `pending` for an instance that knows them.
 macro_rules! claim {
     ($filter:literal) => {
         concat!(
             "
 WITH due AS MATERIALIZED (
     SELECT id FROM durable_tasks
-    WHERE state = 'pending' AND run_at <= now()",
+    WHERE state = 'pending' AND run_at <= now() AND name = ANY($4::text[])",
             $filter,
             "
     ORDER BY priority DESC, run_at, id
@@ -79,14 +81,14 @@ RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_a
     };
 }
 
-/// $1 owner, $2 lease ms, $3 limit. Any queue.
+/// $1 owner, $2 lease ms, $3 limit, $4 task names. Any queue.
 pub(super) const CLAIM_ANY: &str = claim!("");
 
-/// $1 owner, $2 lease ms, $3 limit, $4 queue. One capped queue.
-pub(super) const CLAIM_QUEUE: &str = claim!(" AND queue = $4::text");
+/// $1 owner, $2 lease ms, $3 limit, $4 task names, $5 queue. One capped queue.
+pub(super) const CLAIM_QUEUE: &str = claim!(" AND queue = $5::text");
 
-/// $1 owner, $2 lease ms, $3 limit, $4 queues to leave out (the capped ones).
-pub(super) const CLAIM_OTHERS: &str = claim!(" AND queue <> ALL($4::text[])");
+/// $1 owner, $2 lease ms, $3 limit, $4 task names, $5 queues to leave out (the capped ones).
+pub(super) const CLAIM_OTHERS: &str = claim!(" AND queue <> ALL($5::text[])");
 
 /// The fenced rows of a batch write: rows still `processing` under the (id, owner, attempt)
 /// of one of the fences $1/$2/$3, locked in id order (two batch writes over overlapping rows
@@ -287,5 +289,20 @@ FROM durable_tasks WHERE id = $1";
 
 pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";
 
-/// Pending rows, due or not; counted on the partial claim index.
-pub(super) const BACKLOG: &str = "SELECT count(*) FROM durable_tasks WHERE state = 'pending'";
+/// Due pending rows, counted on the partial claim index (which holds `run_at`).
+pub(super) const BACKLOG: &str =
+    "SELECT count(*) FROM durable_tasks WHERE state = 'pending' AND run_at <= now()";
+
+/// $1 wait in ms, $2 known task names, $3 rows to look at. The first rows due for at least
+/// the wait, in claim order (the claim index, bounded), then the names among them that are
+/// not known, counted.
+pub(super) const UNCLAIMABLE: &str = "
+SELECT name, count(*) AS n FROM (
+    SELECT name FROM durable_tasks
+    WHERE state = 'pending' AND run_at <= now() - $1::int8 * interval '1 millisecond'
+    ORDER BY priority DESC, run_at, id
+    LIMIT $3
+) AS due
+WHERE name <> ALL($2::text[])
+GROUP BY name
+ORDER BY n DESC, name";

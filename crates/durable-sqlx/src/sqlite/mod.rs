@@ -1,6 +1,8 @@
 //! SQLite store: the embedded default. One file, WAL, every write serialized through one
 //! connection so `SQLITE_BUSY` never reaches the caller; reads use a small pool.
 
+#[cfg(test)]
+mod plan;
 mod rows;
 mod sql;
 mod writer_owner;
@@ -456,7 +458,8 @@ fn bound_cycle_args(batch: &WriteBatch<'_>, now: i64) -> Result<SqliteArguments>
     Ok(args)
 }
 
-/// Appends the claim's parameters (owner, lease expiry, now, now, now, limit) at `now`.
+/// Appends the claim's parameters (owner, lease expiry, now, now, now, task names, limit)
+/// at `now`.
 fn claim_args(args: &mut SqliteArguments, claim: &ClaimRequest, now: i64) -> Result<()> {
     use sqlx::Arguments as _;
     let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
@@ -465,10 +468,20 @@ fn claim_args(args: &mut SqliteArguments, claim: &ClaimRequest, now: i64) -> Res
         source,
     };
     args.add(claim.owner.to_string()).map_err(encode)?;
-    for value in [now + millis(claim.lease), now, now, now, limit] {
+    for value in [now + millis(claim.lease), now, now, now] {
         args.add(value).map_err(encode)?;
     }
+    args.add(names_json(&claim.names)?).map_err(encode)?;
+    args.add(limit).map_err(encode)?;
     Ok(())
+}
+
+/// Task names as the JSON array the statements read with `json_each`.
+fn names_json(names: &[String]) -> Result<String> {
+    serde_json::to_string(names).map_err(|source| Error::Encode {
+        what: "task names as JSON",
+        source: source.into(),
+    })
 }
 
 /// One bound value of a cycle.
@@ -569,9 +582,13 @@ fn classify(operation: &'static str, error: sqlx::Error) -> WriteFailure {
 
 /// Claims per `request` on the writer connection, inside the caller's transaction.
 async fn claim_on(conn: &mut SqliteConnection, request: &ClaimRequest) -> Result<Vec<ClaimedTask>> {
+    if request.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_ms();
     let expires = now + millis(request.lease);
     let owner = request.owner.to_string();
+    let names = names_json(&request.names)?;
     let mut remaining = request.limit;
     let mut claimed = Vec::new();
     for (queue, cap) in &request.capped {
@@ -585,6 +602,7 @@ async fn claim_on(conn: &mut SqliteConnection, request: &ClaimRequest) -> Result
             .bind(now)
             .bind(queue)
             .bind(n as i64)
+            .bind(&names)
             .fetch_all(&mut *conn)
             .await
             .map_err(Error::db("claim"))?;
@@ -608,6 +626,7 @@ async fn claim_on(conn: &mut SqliteConnection, request: &ClaimRequest) -> Result
             .bind(now)
             .bind(excluded)
             .bind(remaining as i64)
+            .bind(&names)
             .fetch_all(&mut *conn)
             .await
             .map_err(Error::db("claim"))?;
@@ -693,6 +712,10 @@ impl Cycle {
     /// Batches too large to bind: the same script shape with JSON arrays ([`sql::CYCLE`]).
     async fn json(self, rows: Option<String>) -> std::result::Result<Combined, WriteFailure> {
         let fences = (!self.fences.is_empty()).then(|| fences_json(&self.fences));
+        let names = match &self.claim {
+            Some(claim) => Some(names_json(&claim.names).map_err(WriteFailure::Whole)?),
+            None => None,
+        };
         let mut conn = self.acquire().await?;
         // After the wait for the connection, so the claim sees rows committed meanwhile.
         let now = now_ms();
@@ -710,6 +733,7 @@ impl Cycle {
                     .as_ref()
                     .map(|c| i64::try_from(c.limit).unwrap_or(i64::MAX)),
             )
+            .bind(names)
             .fetch_all(&mut *conn)
             .await;
         let returned = settle_script(&mut conn, self.operation, result).await?;
@@ -825,7 +849,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, request: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
-        if request.limit == 0 {
+        if request.is_empty() {
             return Ok(Vec::new());
         }
         let request = request.clone();
@@ -845,7 +869,7 @@ impl Store for SqliteStore {
             return WriteOutcome::new(Ok(()), Ok(Vec::new()), Ok(Vec::new()));
         }
         let now = now_ms();
-        let claim = batch.claim.filter(|c| c.limit > 0).cloned();
+        let claim = batch.claim.filter(|c| !c.is_empty()).cloned();
         let operation = match (batch.complete.is_empty(), batch.insert.is_empty(), &claim) {
             (false, true, None) => "complete",
             (true, false, None) => "insert",
@@ -1092,10 +1116,32 @@ impl Store for SqliteStore {
 
     async fn backlog(&self) -> durable_core::Result<u64> {
         let n: i64 = sqlx::query_scalar(sql::BACKLOG)
+            .bind(now_ms())
             .fetch_one(&self.inner.reader)
             .await
             .map_err(Error::db("backlog"))?;
-        Ok(n as u64)
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(sql::UNCLAIMABLE)
+            .bind(now_ms().saturating_sub(millis(waiting)))
+            .bind(names_json(known)?)
+            .bind(i64::from(durable_core::UNCLAIMABLE_SCAN))
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(Error::db("unclaimable"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, n)| {
+                let name = String::from_utf8_lossy(&name).into_owned();
+                (name, u64::try_from(n).unwrap_or(0))
+            })
+            .collect())
     }
 
     async fn counts(&self) -> durable_core::Result<StateCounts> {

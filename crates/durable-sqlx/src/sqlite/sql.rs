@@ -33,7 +33,21 @@ macro_rules! claimed {
     };
 }
 
-/// ?1 owner, ?2 lease expiry, ?3 now, ?4 queue, ?5 limit.
+/// The claim's filter on task names: only the types the claiming runtime registered, bound
+/// as a JSON array. Checked on each row the claim index yields (the index has no name): rows
+/// of other types stay `pending` for an instance that knows them.
+macro_rules! known_names {
+    ($names:literal) => {
+        concat!(
+            "
+      AND name IN (SELECT value FROM json_each(",
+            $names,
+            "))"
+        )
+    };
+}
+
+/// ?1 owner, ?2 lease expiry, ?3 now, ?4 queue, ?5 limit, ?6 JSON array of task names.
 pub(super) const CLAIM_QUEUE: &str = concat!(
     "
 UPDATE durable_tasks
@@ -41,7 +55,9 @@ SET state = 'processing', attempts = attempts + 1, lease_owner = ?1, lease_expir
     started_at = ?3, attempt_started_at = NULL, updated_at = ?3
 WHERE id IN (
     SELECT id FROM durable_tasks
-    WHERE state = 'pending' AND queue = ?4 AND run_at <= ?3
+    WHERE state = 'pending' AND queue = ?4 AND run_at <= ?3",
+    known_names!("?6"),
+    "
     ORDER BY priority DESC, run_at, id
     LIMIT ?5)
 ",
@@ -49,9 +65,9 @@ WHERE id IN (
 );
 
 /// The claim over every queue but a JSON array of excluded ones, with its parameter numbers:
-/// owner, lease expiry, now, excluded queues, limit.
+/// owner, lease expiry, now, excluded queues, limit, task names.
 macro_rules! claim_others {
-    ($owner:literal, $expiry:literal, $now:literal, $excluded:literal, $limit:literal) => {
+    ($owner:literal, $expiry:literal, $now:literal, $excluded:literal, $limit:literal, $names:literal) => {
         concat!(
             "UPDATE durable_tasks
 SET state = 'processing', attempts = attempts + 1, lease_owner = ",
@@ -71,7 +87,9 @@ WHERE id IN (
             "
       AND queue NOT IN (SELECT value FROM json_each(",
             $excluded,
-            "))
+            "))",
+            known_names!($names),
+            "
     ORDER BY priority DESC, run_at, id
     LIMIT ",
             $limit,
@@ -82,8 +100,9 @@ WHERE id IN (
     };
 }
 
-/// ?1 owner, ?2 lease expiry, ?3 now, ?4 JSON array of excluded queues, ?5 limit.
-pub(super) const CLAIM_OTHERS: &str = claim_others!("?1", "?2", "?3", "?4", "?5");
+/// ?1 owner, ?2 lease expiry, ?3 now, ?4 JSON array of excluded queues, ?5 limit, ?6 JSON
+/// array of task names.
+pub(super) const CLAIM_OTHERS: &str = claim_others!("?1", "?2", "?3", "?4", "?5", "?6");
 
 /// The fence condition: the row is `processing` and held by one of the fences in ?1. The
 /// fence ids are looked up by primary key first, so a batch costs O(fences), not
@@ -113,7 +132,7 @@ macro_rules! cycle_complete {
 /// The any-queue claim inside [`CYCLE`].
 macro_rules! cycle_claim {
     () => {
-        claim_others!("?4", "?5", "?2", "'[]'", "?6")
+        claim_others!("?4", "?5", "?2", "'[]'", "?6", "?7")
     };
 }
 
@@ -130,7 +149,7 @@ pub(super) const COMPLETE: &str = cycle_complete!();
 /// A whole writer cycle as one multi-statement query, so it costs one round trip to the
 /// connection's worker thread instead of five (`BEGIN`, three statements, `COMMIT`).
 /// sqlx binds `?NNN` by number across the statements: ?1 fences, ?2 now, ?3 rows,
-/// ?4 owner, ?5 lease expiry, ?6 limit ('[]' excludes no queue). Indexed by
+/// ?4 owner, ?5 lease expiry, ?6 limit ('[]' excludes no queue), ?7 task names. Indexed by
 /// `complete | insert << 1 | claim << 2`; completion rows come back with one column, claimed
 /// rows with seven.
 pub(super) const CYCLE: [&str; 8] = [
@@ -262,8 +281,44 @@ pub(super) const GET: &str = "SELECT * FROM durable_tasks WHERE id = ?1";
 
 pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";
 
-/// Uses the partial claim index.
-pub(super) const BACKLOG: &str = "SELECT count(*) FROM durable_tasks WHERE state = 'pending'";
+/// ?1 now. Due pending rows, counted on the partial claim index (which holds `run_at`).
+pub(super) const BACKLOG: &str =
+    "SELECT count(*) FROM durable_tasks WHERE state = 'pending' AND run_at <= ?1";
+
+/// ?1 due before (now minus the wait), ?2 JSON array of known task names, ?3 rows to look
+/// at. The first rows in claim order (the claim index, bounded), then the names among them
+/// that are not known, counted. Names come back as bytes: one written behind the store's
+/// back may not be UTF-8 text, and must not fail the report.
+pub(super) const UNCLAIMABLE: &str = "
+SELECT CAST(name AS BLOB) AS name, count(*) AS n FROM (
+    SELECT name FROM durable_tasks
+    WHERE state = 'pending' AND run_at <= ?1
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?3)
+WHERE name NOT IN (SELECT value FROM json_each(?2))
+GROUP BY name
+ORDER BY n DESC, name";
+
+/// The any-queue claim of [`cycle_script`], with anonymous parameters: owner, lease expiry,
+/// now, now, now, task names (a JSON array), limit.
+pub(super) const BOUND_CLAIM: &str = concat!(
+    "UPDATE durable_tasks
+SET state = 'processing', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?,
+    started_at = ?, attempt_started_at = NULL, updated_at = ?
+WHERE id IN (
+    SELECT id FROM durable_tasks
+    WHERE state = 'pending' AND run_at <= ?",
+    known_names!("?"),
+    "
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?)
+",
+    claimed!()
+);
+
+/// The claim of [`CYCLE`] on its own, for checking its plan.
+#[cfg(test)]
+pub(super) const CYCLE_CLAIM: &str = cycle_claim!();
 
 /// Most rows (and most fences) a cycle binds as parameters; larger cycles use [`CYCLE`]
 /// (JSON arrays).
@@ -290,8 +345,8 @@ pub(super) fn bucket(n: usize) -> usize {
 /// 2. with `fences` slots: the completion — params now, now, the `fences` ids, then the
 ///    `fences` (id, owner, attempt) triples — and `SELECT changes()` (one row, one column);
 /// 3. with `rows` slots: the insert — [`ROW_PARAMS`] per slot, a NULL id skips the slot;
-/// 4. with `claim`: the any-queue claim — params owner, lease expiry, now, now, now, limit —
-///    returning rows of seven columns;
+/// 4. with `claim`: the any-queue claim — params owner, lease expiry, now, now, now, task
+///    names (a JSON array), limit — returning rows of seven columns;
 /// 5. `COMMIT`.
 ///
 /// Parameters are anonymous (`?`), bound in the order they appear: sqlx looks each numbered
@@ -343,19 +398,8 @@ SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL;\n",
         );
     }
     if claim {
-        sql.push_str(concat!(
-            "UPDATE durable_tasks
-SET state = 'processing', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?,
-    started_at = ?, attempt_started_at = NULL, updated_at = ?
-WHERE id IN (
-    SELECT id FROM durable_tasks
-    WHERE state = 'pending' AND run_at <= ?
-    ORDER BY priority DESC, run_at, id
-    LIMIT ?)
-",
-            claimed!(),
-            ";\n"
-        ));
+        sql.push_str(BOUND_CLAIM);
+        sql.push_str(";\n");
     }
     sql.push_str("COMMIT;");
     let script: &'static str = Box::leak(sql.into_boxed_str());

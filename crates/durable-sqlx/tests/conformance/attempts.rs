@@ -13,7 +13,7 @@ const SHORT: Duration = Duration::from_millis(50);
 
 async fn claim_one(store: &Arc<dyn Store>, lease: Duration) -> ClaimedTask {
     let mut claimed = store
-        .claim(&ClaimRequest::new(WorkerId::new(), lease, 1))
+        .claim(&ClaimRequest::new(WorkerId::new(), lease, 1, ["work"]))
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1, "one row due");
@@ -73,7 +73,7 @@ pub async fn requeue_counts_attempts_past_its_limit(db: &impl TestDb) {
     );
     assert!(
         store
-            .claim(&ClaimRequest::new(WorkerId::new(), LEASE, 1))
+            .claim(&ClaimRequest::new(WorkerId::new(), LEASE, 1, ["work"]))
             .await
             .expect("claim")
             .is_empty(),

@@ -298,6 +298,16 @@ impl Store for Faulty {
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         self.inner.counts().await
     }
+    async fn backlog(&self) -> durable_core::Result<u64> {
+        self.inner.backlog().await
+    }
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        self.inner.unclaimable(known, waiting).await
+    }
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         if !batch.complete.is_empty() {
             self.maybe_hang().await;

@@ -45,6 +45,39 @@ where
     }
 }
 
+/// Everything logged at WARN or above by this test binary so far, every test's alike (look
+/// for something unique to the test). The first call installs the capturing subscriber.
+pub fn warnings() -> String {
+    use std::sync::{Mutex, OnceLock};
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    let log = LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || Capture(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        log
+    });
+    let bytes = log.lock().expect("log").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Appends log lines to the captured text.
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Reads a row that must exist.
 pub async fn row(store: &Arc<dyn Store>, id: TaskId) -> TaskRecord {
     store
@@ -82,14 +115,16 @@ macro_rules! conformance_tests {
             rescue_requeues_or_fails_expired, cancel_only_pending, prune_bounded_and_keeps_failed,
             counts_per_state, concurrent_claimers_never_share_a_task,
             two_stores_fencing_interleaving, migrate_is_idempotent,
-            write_combines_completions_inserts_and_claim, write_parts_fail_alone);
+            write_combines_completions_inserts_and_claim, write_parts_fail_alone,
+            backlog_counts_due_rows_only, claim_takes_only_named_task_types,
+            unclaimable_counts_waiting_unknown_types);
         $crate::conformance_tests!(@attempts $make;
             requeue_counts_attempts_past_its_limit,
             rescue_spares_a_last_attempt_that_never_started, rescue_counts_earlier_attempts);
         $crate::conformance_tests!(@runtime $make;
             runs_to_completion, retries_then_succeeds, panic_is_caught_and_retried,
             timeout_is_retryable, permanent_error_fails_at_once, exhausted_attempts_end_failed,
-            unknown_task_type_fails_row, undecodable_payload_is_retried_then_fails, oversized_payload_refused,
+            unknown_task_type_waits_for_a_runtime_that_knows_it, unknown_task_types_are_reported, undecodable_payload_is_retried_then_fails, oversized_payload_refused,
             concurrency_limit_never_exceeded, queue_limit_never_exceeded,
             shutdown_requeues_unfinished, shutdown_waits_for_finishing_tasks,
             local_dispatch_starts_without_poll, notify_committed_wakes_runtime,

@@ -145,27 +145,75 @@ pub async fn exhausted_attempts_end_failed(db: &impl TestDb) {
     done(&rt).await;
 }
 
-pub async fn unknown_task_type_fails_row(db: &impl TestDb) {
+/// A runtime that does not know a task type leaves its rows `pending`, unclaimed and
+/// untouched (a newer version's tasks during a rolling deploy), and runs the rows it knows
+/// around them; a runtime that knows the type runs them.
+pub async fn unknown_task_type_waits_for_a_runtime_that_knows_it(db: &impl TestDb) {
     let probe = Probe::default();
     let store = db.store();
-    let rt = builder(Arc::clone(&store), &probe).start();
-    let bad = NewTask::new("no_such_task", "{}");
+    let old = builder(Arc::clone(&store), &probe).start();
+    // Written straight to the store: the old runtime must claim them, not dispatch them.
+    // The unknown row first, so it is ahead of the known one in claim order.
+    let newer = NewTask::new("newer", r#"{"key":"n"}"#);
+    let known = NewTask::new("work", r#"{"key":"k"}"#);
     store
-        .insert(std::slice::from_ref(&bad))
+        .insert(&[newer.clone(), known.clone()])
         .await
         .expect("insert");
-    let r = wait_state(&store, bad.id, TaskState::Failed, WAIT).await;
+    old.client().notify_committed();
+    wait_state(&store, known.id, TaskState::Completed, WAIT).await;
+    let r = row(&store, newer.id).await;
     assert_eq!(
-        r.last_error.as_deref(),
-        Some("unknown task type `no_such_task`")
+        (r.state, r.attempts, r.last_error.as_deref()),
+        (TaskState::Pending, 0, None),
+        "a task of an unknown type is left for a runtime that knows it: {r:?}"
     );
-    let ok = rt
-        .client()
-        .enqueue(Work::new("still-alive"))
-        .await
-        .expect("enqueue");
-    wait_state(&store, ok, TaskState::Completed, WAIT).await;
+    assert_eq!(old.stats().failed, 0);
+    // A runtime of the newer version runs it (the old one is still claiming).
+    let newer_probe = Probe::default();
+    let registry =
+        super::tasks::registry(&newer_probe).register::<super::tasks::Newer>(newer_probe.clone());
+    let new = Runtime::builder_arc(Arc::clone(&store), registry)
+        .poll_interval(Duration::from_millis(50))
+        .start();
+    let r = wait_state(&store, newer.id, TaskState::Completed, WAIT).await;
+    assert_eq!(r.attempts, 1);
+    assert_eq!(newer_probe.runs("n"), 1);
+    assert_eq!(probe.runs("n"), 0);
+    done(&old).await;
+    done(&new).await;
+}
+
+/// A runtime says which due tasks it will not run because it does not know their type — once
+/// at start and then at most once a minute, with the names and counts, never per row.
+pub async fn unknown_task_types_are_reported(db: &impl TestDb) {
+    super::warnings();
+    let probe = Probe::default();
+    let store = db.store();
+    // Due for five minutes: nobody took them, and nobody here will.
+    let long_ago = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let retired: Vec<NewTask> = (0..3)
+        .map(|_| NewTask::new("retired_report", "{}").with_run_at(long_ago))
+        .collect();
+    store.insert(&retired).await.expect("insert");
+    let rt = builder(Arc::clone(&store), &probe).start();
+    let line = eventually("the warning about the unknown type", WAIT, || async {
+        super::warnings()
+            .lines()
+            .find(|l| l.contains("retired_report (3)"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(
+        line.contains("WARN") && line.contains("does not register") && line.contains("tasks=3"),
+        "{line}"
+    );
+    for t in &retired {
+        assert_eq!(row(&store, t.id).await.state, TaskState::Pending);
+    }
     done(&rt).await;
+    let reported = super::warnings().matches("retired_report (3)").count();
+    assert_eq!(reported, 1, "one warning, not one per row or per claim");
 }
 
 /// A payload this code cannot decode (a field removed or retyped by another version) is a
@@ -514,7 +562,12 @@ pub async fn lost_lease_cancels_zombie_attempt(db: &impl TestDb) {
     assert_eq!(store.requeue(&[zombie]).await.expect("requeue"), 1);
     let other = durable_core::WorkerId::new();
     let taken = store
-        .claim(&ClaimRequest::new(other, Duration::from_secs(30), 1))
+        .claim(&ClaimRequest::new(
+            other,
+            Duration::from_secs(30),
+            1,
+            ["work"],
+        ))
         .await
         .expect("claim");
     assert_eq!(
@@ -721,6 +774,16 @@ impl Store for Counting {
     }
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         self.inner.counts().await
+    }
+    async fn backlog(&self) -> durable_core::Result<u64> {
+        self.inner.backlog().await
+    }
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        self.inner.unclaimable(known, waiting).await
     }
 }
 

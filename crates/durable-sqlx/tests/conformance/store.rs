@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use durable_core::{ClaimRequest, NewTask, Store, TaskState, WorkerId};
+use durable_core::{
+    ClaimRequest, ClaimedTask, NewTask, Store, TaskId, TaskState, WorkerId, WriteBatch,
+};
 
 use super::{row, TestDb};
 
@@ -21,7 +23,7 @@ async fn claim_all(
     limit: usize,
 ) -> Vec<durable_core::ClaimedTask> {
     store
-        .claim(&ClaimRequest::new(owner, LEASE, limit))
+        .claim(&ClaimRequest::new(owner, LEASE, limit, ["work"]))
         .await
         .expect("claim")
 }
@@ -129,14 +131,14 @@ pub async fn claim_caps_per_queue(db: &impl TestDb) {
     store.insert(&rows).await.expect("insert");
     let owner = WorkerId::new();
     let claimed = store
-        .claim(&ClaimRequest::new(owner, LEASE, 4).cap("mail", 1))
+        .claim(&ClaimRequest::new(owner, LEASE, 4, ["work"]).cap("mail", 1))
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 4);
     assert_eq!(claimed.iter().filter(|c| c.queue == "mail").count(), 1);
     // A full queue (cap 0) yields nothing from it.
     let claimed = store
-        .claim(&ClaimRequest::new(owner, LEASE, 10).cap("mail", 0))
+        .claim(&ClaimRequest::new(owner, LEASE, 10, ["work"]).cap("mail", 0))
         .await
         .expect("claim");
     assert!(claimed.iter().all(|c| c.queue != "mail"));
@@ -182,7 +184,12 @@ pub async fn fencing_rejects_stale_worker(db: &impl TestDb) {
     let a = WorkerId::new();
     let b = WorkerId::new();
     let claimed_a = store
-        .claim(&ClaimRequest::new(a, Duration::from_millis(50), 1))
+        .claim(&ClaimRequest::new(
+            a,
+            Duration::from_millis(50),
+            1,
+            ["work"],
+        ))
         .await
         .expect("claim a");
     let fence_a = claimed_a[0].fence();
@@ -231,7 +238,12 @@ pub async fn heartbeat_extends_and_reports_lost(db: &impl TestDb) {
     store.insert(&rows).await.expect("insert");
     let owner = WorkerId::new();
     let claimed = store
-        .claim(&ClaimRequest::new(owner, Duration::from_millis(200), 2))
+        .claim(&ClaimRequest::new(
+            owner,
+            Duration::from_millis(200),
+            2,
+            ["work"],
+        ))
         .await
         .expect("claim");
     let fences: Vec<_> = claimed
@@ -337,7 +349,7 @@ pub async fn rescue_requeues_or_fails_expired(db: &impl TestDb) {
         .insert(&[retryable.clone(), last.clone()])
         .await
         .expect("insert");
-    let short = ClaimRequest::new(WorkerId::new(), Duration::from_millis(50), 10);
+    let short = ClaimRequest::new(WorkerId::new(), Duration::from_millis(50), 10, ["work"]);
     let claimed = store.claim(&short).await.expect("claim");
     assert_eq!(claimed.len(), 2);
     // The last attempt started running (a last attempt that never started is spared:
@@ -476,7 +488,7 @@ pub async fn concurrent_claimers_never_share_a_task(db: &impl TestDb) {
             let mut mine = Vec::new();
             loop {
                 let got = s
-                    .claim(&ClaimRequest::new(owner, LEASE, 7))
+                    .claim(&ClaimRequest::new(owner, LEASE, 7, ["work"]))
                     .await
                     .expect("claim");
                 if got.is_empty() {
@@ -507,6 +519,7 @@ pub async fn two_stores_fencing_interleaving(db: &impl TestDb) {
             WorkerId::new(),
             Duration::from_millis(50),
             1,
+            ["work"],
         ))
         .await
         .expect("claim")
@@ -514,7 +527,7 @@ pub async fn two_stores_fencing_interleaving(db: &impl TestDb) {
     tokio::time::sleep(Duration::from_millis(80)).await;
     two.rescue_expired().await.expect("rescue");
     let b = two
-        .claim(&ClaimRequest::new(WorkerId::new(), LEASE, 1))
+        .claim(&ClaimRequest::new(WorkerId::new(), LEASE, 1, ["work"]))
         .await
         .expect("claim")
         .remove(0);
@@ -560,7 +573,6 @@ fn fence_of(t: &NewTask, owner: WorkerId) -> durable_core::Fence {
 /// every batch size (stores may switch statement shapes with the size: 1, 3, 17, 128, 129
 /// and 600 rows here).
 pub async fn write_combines_completions_inserts_and_claim(db: &impl TestDb) {
-    use durable_core::WriteBatch;
     let store = db.store();
     let owner = WorkerId::new();
     let mut held: Vec<NewTask> = Vec::new();
@@ -573,7 +585,7 @@ pub async fn write_combines_completions_inserts_and_claim(db: &impl TestDb) {
         let pending: Vec<NewTask> = (0..n).map(|_| task("work")).collect();
         let rows: Vec<NewTask> = claimed.iter().chain(&pending).cloned().collect();
         let fences: Vec<_> = held.iter().map(|t| fence_of(t, owner)).collect();
-        let request = ClaimRequest::new(owner, LEASE, 2);
+        let request = ClaimRequest::new(owner, LEASE, 2, ["work"]);
         let outcome = store
             .write(
                 WriteBatch::new()
@@ -637,7 +649,6 @@ pub async fn write_combines_completions_inserts_and_claim(db: &impl TestDb) {
 /// of its rows stored), while the completions and the claim riding with it still apply.
 /// A stale fence is left out of the completed ids without failing the rest.
 pub async fn write_parts_fail_alone(db: &impl TestDb) {
-    use durable_core::WriteBatch;
     let store = db.store();
     let owner = WorkerId::new();
     let held: Vec<NewTask> = (0..3)
@@ -652,7 +663,7 @@ pub async fn write_parts_fail_alone(db: &impl TestDb) {
     let mut fences: Vec<_> = held.iter().map(|t| fence_of(t, owner)).collect();
     // A fence of another owner: stale, must not apply.
     fences[2].owner = WorkerId::new();
-    let request = ClaimRequest::new(owner, LEASE, 5);
+    let request = ClaimRequest::new(owner, LEASE, 5, ["work"]);
     let outcome = store
         .write(
             WriteBatch::new()
@@ -702,4 +713,142 @@ pub async fn write_parts_fail_alone(db: &impl TestDb) {
     assert_eq!(completed, expected);
     assert_eq!(row(&store, more[1].id).await.state, TaskState::Processing);
     assert_eq!(row(&store, rows[0].id).await.state, TaskState::Pending);
+}
+
+/// The backlog a load shedder looks at counts due `pending` rows only: tasks scheduled for
+/// later and retries waiting out their backoff are not work waiting for a worker.
+pub async fn backlog_counts_due_rows_only(db: &impl TestDb) {
+    let store = db.store();
+    let first = task("work");
+    let second = task("work");
+    let tomorrow = task("work").with_run_at(Utc::now() + chrono::Duration::hours(24));
+    store
+        .insert(&[first.clone(), second.clone(), tomorrow])
+        .await
+        .expect("insert");
+    assert_eq!(store.backlog().await.expect("backlog"), 2);
+    let claimed = claim_all(&store, WorkerId::new(), 1).await;
+    assert_eq!(claimed[0].id, first.id);
+    assert_eq!(
+        store.backlog().await.expect("backlog"),
+        1,
+        "processing is not backlog"
+    );
+    assert!(store
+        .retry(&claimed[0].fence(), Duration::from_secs(3600), "later")
+        .await
+        .expect("retry"));
+    assert_eq!(
+        store.backlog().await.expect("backlog"),
+        1,
+        "a retry waiting out its backoff is not backlog"
+    );
+    assert_eq!(store.counts().await.expect("counts").pending, 3);
+}
+
+/// A claim takes only the task types it names, in every shape — the plain and the capped
+/// claim, and the writer cycles of each store (SQLite: bound parameters, JSON arrays past 512
+/// rows, a capped claim statement by statement): rows of other types stay `pending`,
+/// untouched, for an instance that knows them. A claim naming no type takes nothing.
+pub async fn claim_takes_only_named_task_types(db: &impl TestDb) {
+    let store = db.store();
+    let owner = WorkerId::new();
+    let mut unknown = Vec::new();
+    for (shape, fresh, capped) in [
+        ("claim", None, false),
+        ("capped claim", None, true),
+        ("cycle", Some(3), false),
+        ("large cycle", Some(600), false),
+        ("capped cycle", Some(3), true),
+    ] {
+        // The unknown rows first, so they are ahead of the known ones in claim order.
+        let newer = [task("newer"), task("newer").with_queue("mail")];
+        store.insert(&newer).await.expect("insert");
+        unknown.extend(newer.iter().map(|t| t.id));
+        let known = [task("work"), task("work").with_queue("mail")];
+        store.insert(&known).await.expect("insert");
+        let rows: Vec<NewTask> = (0..fresh.unwrap_or(0)).map(|_| task("work")).collect();
+        let request = ClaimRequest::new(owner, LEASE, 10_000, ["work", "mail"]);
+        let request = if capped {
+            request.cap("mail", 10)
+        } else {
+            request
+        };
+        let claimed = if fresh.is_some() {
+            let outcome = store
+                .write(WriteBatch::new().insert(&rows).claim(&request))
+                .await;
+            outcome.inserted.expect("insert");
+            outcome.claimed.expect("claim")
+        } else {
+            store.claim(&request).await.expect("claim")
+        };
+        let got: HashSet<TaskId> = claimed.iter().map(|c| c.id).collect();
+        let want: HashSet<TaskId> = known.iter().chain(&rows).map(|t| t.id).collect();
+        assert_eq!(got, want, "{shape}: the known rows, and only those");
+        for id in &unknown {
+            let r = row(&store, *id).await;
+            assert_eq!(
+                (r.state, r.attempts, r.lease_owner),
+                (TaskState::Pending, 0, None),
+                "{shape}: a row of an unknown type is left alone"
+            );
+        }
+        let fences: Vec<_> = claimed.iter().map(ClaimedTask::fence).collect();
+        store.complete(&fences).await.expect("complete");
+    }
+    let known = task("work");
+    store
+        .insert(std::slice::from_ref(&known))
+        .await
+        .expect("insert");
+    let nothing = ClaimRequest::new(owner, LEASE, 10, Vec::<String>::new());
+    assert!(store.claim(&nothing).await.expect("claim").is_empty());
+    let outcome = store.write(WriteBatch::new().claim(&nothing)).await;
+    assert!(outcome.claimed.expect("claim").is_empty());
+    assert_eq!(row(&store, known.id).await.state, TaskState::Pending);
+}
+
+/// `unclaimable` counts the due `pending` rows of task types outside the known ones, per
+/// name, most first — only rows due for at least the wait; not rows scheduled for later, not
+/// known types, not rows that are no longer pending.
+pub async fn unclaimable_counts_waiting_unknown_types(db: &impl TestDb) {
+    let store = db.store();
+    let long_ago = Utc::now() - chrono::Duration::minutes(5);
+    let cancelled = task("gone").with_run_at(long_ago);
+    let rows = vec![
+        task("newer").with_run_at(long_ago),
+        task("newer").with_run_at(long_ago).with_queue("mail"),
+        task("newer").with_run_at(long_ago).with_priority(5),
+        task("older").with_run_at(long_ago),
+        task("newer"),
+        task("newer").with_run_at(Utc::now() + chrono::Duration::hours(24)),
+        task("work").with_run_at(long_ago),
+        task("work"),
+        cancelled.clone(),
+    ];
+    store.insert(&rows).await.expect("insert");
+    assert!(store.cancel(cancelled.id).await.expect("cancel"));
+    let known = ["work".to_owned()];
+    assert_eq!(
+        store
+            .unclaimable(&known, Duration::from_secs(60))
+            .await
+            .expect("unclaimable"),
+        vec![("newer".to_owned(), 3), ("older".to_owned(), 1)]
+    );
+    assert_eq!(
+        store
+            .unclaimable(&known, Duration::ZERO)
+            .await
+            .expect("unclaimable"),
+        vec![("newer".to_owned(), 4), ("older".to_owned(), 1)],
+        "due now counts once the wait is zero; due tomorrow does not"
+    );
+    let all = ["work", "newer", "older"].map(str::to_owned);
+    assert!(store
+        .unclaimable(&all, Duration::ZERO)
+        .await
+        .expect("unclaimable")
+        .is_empty());
 }

@@ -202,7 +202,24 @@ impl Task for Chain {
     }
 }
 
-/// A registry with every test task.
+/// A task type the standard [`registry`] does not know: a newer version's, during a rolling
+/// deploy.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Newer {
+    pub key: String,
+}
+
+impl Task for Newer {
+    const NAME: &'static str = "newer";
+    type State = Probe;
+    async fn run(self, cx: TaskContext<Probe>) -> Result<(), TaskError> {
+        cx.state().enter(&self.key);
+        cx.state().leave();
+        Ok(())
+    }
+}
+
+/// A registry with every test task but [`Newer`].
 pub fn registry(probe: &Probe) -> durable_core::Registry {
     durable_core::Registry::new()
         .register::<Work>(probe.clone())

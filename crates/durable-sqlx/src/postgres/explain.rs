@@ -1,0 +1,83 @@
+//! Query plans of the store's hot statements on a live database, for checking that they read
+//! the partial indexes rather than the whole table.
+
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
+
+use super::{sql, PostgresStore};
+use crate::error::{Error, Result};
+use crate::util::detached;
+
+impl PostgresStore {
+    /// The query plan PostgreSQL picks for the claim statement (`EXPLAIN`, not executed): of
+    /// the any-queue claim, or of the claim of one capped `queue`, for the task types
+    /// `names`. For checking on a real database that claims use the partial index
+    /// (`durable_tasks_claim` / `durable_tasks_claim_queue`) rather than a scan of the whole
+    /// table.
+    pub async fn explain_claim(
+        &self,
+        limit: usize,
+        queue: Option<&str>,
+        names: &[&str],
+    ) -> Result<String> {
+        let owner = Uuid::nil();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+        let query = match queue {
+            None => sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_ANY)))
+                .bind(owner)
+                .bind(30_000_i64)
+                .bind(limit)
+                .bind(names),
+            Some(queue) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_QUEUE)))
+                    .bind(owner)
+                    .bind(30_000_i64)
+                    .bind(limit)
+                    .bind(names)
+                    .bind(queue.to_owned())
+            }
+        };
+        self.explain(query).await
+    }
+
+    /// The query plans of the two counts that are not claims (`EXPLAIN`, not executed): the
+    /// due backlog ([`Store::backlog`]) and the tasks of types outside `known`
+    /// ([`Store::unclaimable`]). For checking on a real database that both read the partial
+    /// claim index rather than the whole table.
+    pub async fn explain_counts(&self, known: &[&str]) -> Result<(String, String)> {
+        let backlog = self
+            .explain(sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN {}",
+                sql::BACKLOG
+            ))))
+            .await?;
+        let known: Vec<String> = known.iter().map(|&n| n.to_owned()).collect();
+        let unclaimable = self
+            .explain(
+                sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::UNCLAIMABLE)))
+                    .bind(60_000_i64)
+                    .bind(known)
+                    .bind(i64::from(durable_core::UNCLAIMABLE_SCAN)),
+            )
+            .await?;
+        Ok((backlog, unclaimable))
+    }
+
+    /// Runs an `EXPLAIN` and joins its lines.
+    async fn explain(&self, query: Query<'static, Postgres, PgArguments>) -> Result<String> {
+        let pool = self.pool.clone();
+        detached("explain", async move {
+            let rows = query.fetch_all(&pool).await.map_err(Error::db("explain"))?;
+            let lines = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(Error::db("explain"))?;
+            Ok(lines.join("\n"))
+        })
+        .await
+    }
+}
