@@ -85,7 +85,10 @@ mod tests {
     #[test]
     fn a_second_type_under_a_name_is_refused() {
         assert!(claim::<users::SendEmail>().is_ok());
-        assert!(claim::<users::SendEmail>().is_ok(), "the same type again is fine");
+        assert!(
+            claim::<users::SendEmail>().is_ok(),
+            "the same type again is fine"
+        );
         let error = claim::<billing::SendEmail>().expect_err("collision");
         let message = error.to_string();
         assert!(

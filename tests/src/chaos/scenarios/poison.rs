@@ -126,7 +126,9 @@ pub(super) async fn run(ctx: Ctx) {
     );
     let attempts = done.task(&undecodable).map_or(0, |t| t.attempts);
     ctx.rec.check(attempts == 3, || {
-        format!("an undecodable row is retried within its attempts: {undecodable} has {attempts} of 3")
+        format!(
+            "an undecodable row is retried within its attempts: {undecodable} has {attempts} of 3"
+        )
     });
     let log = server.log_text();
     let dead = logs::count(&log, "task failed permanently");

@@ -1,0 +1,244 @@
+//! Configuring and starting a runtime.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::Config;
+use super::loops;
+use super::shared::Shared;
+use super::slots::Slots;
+use super::stats::Stats;
+use super::Runtime;
+use crate::client::{Client, LocalDispatch, DEFAULT_MAX_PAYLOAD_BYTES};
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::task::WorkerId;
+
+/// Configures and starts a [`Runtime`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # use durable_core::{Registry, Runtime, Store};
+/// # use std::time::Duration;
+/// # async fn demo(store: impl Store, registry: Registry) {
+/// let runtime = Runtime::builder(store, registry)
+///     .concurrency(32)
+///     .queue_limit("emails", 8)
+///     .lease(Duration::from_secs(30))
+///     .start();
+/// let client = runtime.client(); // enqueue through this: local tasks start at once
+/// # let _ = client;
+/// let report = runtime.shutdown(Duration::from_secs(10)).await;
+/// println!("{report:?}");
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RuntimeBuilder {
+    store: Arc<dyn Store>,
+    registry: Registry,
+    config: Config,
+    client: Option<Client>,
+    max_payload_bytes: usize,
+    heartbeat_set: bool,
+    rescue_set: bool,
+}
+
+impl RuntimeBuilder {
+    pub(super) fn new(store: Arc<dyn Store>, registry: Registry) -> Self {
+        Self {
+            store,
+            registry,
+            config: Config::default(),
+            client: None,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            heartbeat_set: false,
+            rescue_set: false,
+        }
+    }
+
+    /// Most attempts running at once (default 64).
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// Most attempts of `queue` running at once (within the global limit).
+    #[must_use]
+    pub fn queue_limit(mut self, queue: impl Into<String>, n: usize) -> Self {
+        self.config.queue_limits.insert(queue.into(), n);
+        self
+    }
+
+    /// Lease length (default 30 s): a task of a dead process is claimable again about this
+    /// long after its last heartbeat. Heartbeats run every third of it unless
+    /// [`heartbeat_interval`](Self::heartbeat_interval) says otherwise, in any call order.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        let lease = lease.max(Duration::from_millis(30));
+        self.config.lease = lease;
+        if !self.heartbeat_set {
+            self.config.heartbeat = lease / 3;
+        }
+        if !self.rescue_set {
+            self.config.rescue_interval = lease / 4;
+        }
+        self
+    }
+
+    /// How often heartbeats extend the leases of running tasks (default: lease / 3). At
+    /// most half the lease: [`start`](Self::start) refuses more.
+    #[must_use]
+    pub fn heartbeat_interval(mut self, every: Duration) -> Self {
+        self.config.heartbeat = every.max(Duration::from_millis(10));
+        self.heartbeat_set = true;
+        self
+    }
+
+    /// How often the store is polled for due tasks that no local event announced (default
+    /// 2 s): tasks enqueued by other processes without a wakeup (PostgreSQL sends one), or
+    /// retries scheduled elsewhere. Local enqueues and this runtime's own retries wake it
+    /// at once without polling.
+    #[must_use]
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.config.poll_interval = every.max(Duration::from_millis(5));
+        self
+    }
+
+    /// How often expired leases are swept (default: lease / 4).
+    #[must_use]
+    pub fn rescue_interval(mut self, every: Duration) -> Self {
+        self.config.rescue_interval = every.max(Duration::from_millis(10));
+        self.rescue_set = true;
+        self
+    }
+
+    /// Keep `completed` and `cancelled` rows this long, then delete them (default 24 h);
+    /// `None` keeps them forever. `failed` rows are never pruned.
+    #[must_use]
+    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+        self.config.retention = keep;
+        self
+    }
+
+    /// How often pruning runs, and how many rows one prune statement deletes.
+    #[must_use]
+    pub fn prune_every(mut self, every: Duration, batch: u32) -> Self {
+        self.config.prune_interval = every.max(Duration::from_millis(10));
+        self.config.prune_batch = batch.max(1);
+        self
+    }
+
+    /// After the shutdown grace, how long cancelled tasks get to observe
+    /// [`TaskContext::cancelled`](crate::TaskContext::cancelled) and return before they are
+    /// dropped (default 500 ms).
+    #[must_use]
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.config.cancel_grace = grace;
+        self
+    }
+
+    /// Whether tasks enqueued through this runtime's client are inserted already claimed
+    /// and started at once when there is free capacity (default true).
+    #[must_use]
+    pub fn local_dispatch(mut self, on: bool) -> Self {
+        self.config.local_dispatch = on;
+        self
+    }
+
+    /// Largest serialized payload accepted at enqueue (default 256 KiB).
+    #[must_use]
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Uses an existing client (same store) instead of creating one.
+    #[must_use]
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Starts the runtime's loops on the current Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, and when the heartbeat interval is more than half the
+    /// lease (attempts would lose their leases while healthy and run twice).
+    pub fn start(self) -> Runtime {
+        if let Err(problem) = self.config.check() {
+            panic!("invalid durable runtime settings: {problem}");
+        }
+        let client = self
+            .client
+            .unwrap_or_else(|| Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes));
+        let shared = Arc::new_cyclic(|this| Shared {
+            store: self.store,
+            names: self
+                .registry
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            registry: self.registry,
+            config: self.config,
+            owner: WorkerId::new(),
+            client: client.clone(),
+            stats: Stats::default(),
+            tracker: TaskTracker::new(),
+            reservations: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            soft: CancellationToken::new(),
+            hard: CancellationToken::new(),
+            slots: Mutex::new(Slots::default()),
+            lost: Mutex::new(std::collections::HashSet::new()),
+            wake: Arc::new(Notify::new()),
+            backlog: AtomicBool::new(true),
+            next_due: Mutex::new(None),
+            commits: AtomicU64::new(0),
+            covered: AtomicU64::new(0),
+            handed_back: AtomicBool::new(false),
+            this: this.clone(),
+            handle: tokio::runtime::Handle::current(),
+        });
+        let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&shared) as Weak<dyn LocalDispatch>;
+        if !client.attach(dispatch) {
+            tracing::warn!("client already dispatches to another runtime; local dispatch disabled for this one");
+        }
+        let claimer = TaskTracker::new();
+        claimer.spawn(loops::claim_loop(Arc::clone(&shared)));
+        claimer.close();
+        let loops = TaskTracker::new();
+        let maintenance = CancellationToken::new();
+        loops.spawn(loops::heartbeat_loop(
+            Arc::clone(&shared),
+            maintenance.clone(),
+        ));
+        loops.spawn(loops::prune_loop(Arc::clone(&shared), maintenance.clone()));
+        loops.spawn(loops::unclaimable_loop(
+            Arc::clone(&shared),
+            maintenance.clone(),
+        ));
+        shared
+            .store
+            .listen(Arc::clone(&shared.wake), maintenance.clone());
+        loops.close();
+        tracing::info!(owner = %shared.owner, backend = shared.store.backend(),
+            concurrency = shared.config.concurrency, lease_ms = shared.config.lease.as_millis() as u64,
+            tasks = ?shared.registry.names(), "durable runtime started");
+        Runtime {
+            shared,
+            claimer,
+            loops,
+            maintenance,
+            force: CancellationToken::new(),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The state a runtime's loops, its runners and the client's dispatch hook share.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::Config;
+use super::execute;
+use super::slots::{Running, Slots};
+use super::stats::Stats;
+use crate::client::Client;
+use crate::registry::Registry;
+use crate::store::{ClaimedTask, Fence, Store};
+use crate::task::WorkerId;
+
+/// Pseudo-queue under which a claim in flight holds its slots, so local dispatch cannot
+/// overfill them.
+pub(super) const CLAIMING: &str = "\0claiming";
+
+/// State shared by the runtime's loops, its runners and the client's dispatch hook.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    /// The registry's names, the task types this runtime claims (built once).
+    pub(crate) names: Arc<[String]>,
+    pub(crate) config: Config,
+    pub(crate) owner: WorkerId,
+    pub(crate) client: Client,
+    pub(crate) stats: Stats,
+    /// Runs the task runners; shutdown waits on it.
+    pub(super) tracker: TaskTracker,
+    /// Counts inserts in flight that reserved local capacity.
+    pub(super) reservations: TaskTracker,
+    /// Stop claiming and accepting local dispatch.
+    pub(super) stopping: CancellationToken,
+    /// Parent of every attempt's cooperative token.
+    pub(super) soft: CancellationToken,
+    /// Parent of every attempt's forced token.
+    pub(super) hard: CancellationToken,
+    pub(super) slots: Mutex<Slots>,
+    pub(super) lost: Mutex<HashSet<Fence>>,
+    /// Wakes the claim loop: local enqueue, a freed slot while backlogged, a timer.
+    pub(super) wake: Arc<Notify>,
+    /// The last claim filled every free slot: more is probably due.
+    pub(super) backlog: AtomicBool,
+    /// Earliest time this runtime knows something becomes due (a retry it scheduled).
+    pub(super) next_due: Mutex<Option<Instant>>,
+    /// Counts commits through this process that left due tasks `pending` for a claim (a
+    /// handler's own transaction, more tasks than free slots).
+    pub(super) commits: AtomicU64,
+    /// The value of `commits` when the latest claim began: that claim saw those rows.
+    pub(super) covered: AtomicU64,
+    /// Shutdown has collected the attempts to hand back: an attempt stopped after this
+    /// (its insert committed late, after a forced or timed-out wait) hands itself back.
+    pub(crate) handed_back: AtomicBool,
+    /// Itself, for spawning runners from `&self` callbacks.
+    pub(super) this: Weak<Shared>,
+    /// The application's runtime, where attempts run: the callbacks that start them may be
+    /// called on the client's writer thread.
+    pub(super) handle: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("owner", &self.owner)
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn slots(&self) -> MutexGuard<'_, Slots> {
+        // A panic while holding this lock cannot leave the counters half-updated in a way
+        // worth refusing service over; recover the guard.
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn lost(&self) -> MutexGuard<'_, HashSet<Fence>> {
+        self.lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn lease_lost(&self, fence: &Fence) -> bool {
+        self.lost().contains(fence)
+    }
+
+    /// An attempt stopped executing: its slot goes to the next task while the outcome is
+    /// written, so claims and outcome writes overlap instead of alternating.
+    pub(crate) fn release(&self, fence: &Fence) {
+        self.slots().release(fence);
+        if self.backlog.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// An attempt ended: free its slot and let the claim loop look for more.
+    pub(crate) fn finish(&self, fence: &Fence) {
+        self.slots().finish(fence);
+        self.lost().remove(fence);
+        if self.backlog.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Remember that something becomes due after `delay`, so the claim loop wakes for it
+    /// without polling.
+    pub(crate) fn wake_at(&self, delay: Duration) {
+        let at = Instant::now() + delay;
+        let mut next = self
+            .next_due
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if next.is_none_or(|n| at < n) {
+            *next = Some(at);
+            drop(next);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Registers and spawns claimed attempts whose slots are already taken.
+    pub(super) fn spawn_claimed(self: &Arc<Self>, tasks: Vec<ClaimedTask>) {
+        {
+            let mut slots = self.slots();
+            for task in &tasks {
+                slots.start(Running {
+                    fence: task.fence(),
+                    queue: task.queue.clone(),
+                    soft: self.soft.child_token(),
+                    hard: self.hard.child_token(),
+                    settling: false,
+                });
+            }
+        }
+        for task in tasks {
+            self.tracker
+                .spawn_on(execute::run_claimed(Arc::clone(self), task), &self.handle);
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn me(&self) -> Option<Arc<Shared>> {
+        self.this.upgrade()
+    }
+}

@@ -1,0 +1,195 @@
+//! Draining and stopping a runtime within its grace.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::shared::Shared;
+use super::{Runtime, ShutdownReport};
+use crate::client::LocalDispatch;
+use crate::store::Fence;
+
+impl Runtime {
+    /// Drains and stops, **within `grace`**: stop claiming (after one last claim if this
+    /// process committed due tasks since the latest claim began, so what it acknowledged
+    /// just before the signal is drained too); wait for running attempts; then cancel the
+    /// rest (they may observe [`TaskContext::cancelled`](crate::TaskContext::cancelled) for
+    /// the cancel grace) and mark their rows `pending` again in one statement — lease
+    /// released, attempt not counted — so the next process starts them at once.
+    ///
+    /// The grace is a promise to whoever waits for the process to exit (an orchestrator
+    /// that sends SIGKILL after its timeout): every phase fits in it. The end of the grace
+    /// is kept for the hand-back — the cancel grace (at most a quarter of `grace`) and a
+    /// requeue reserve (a tenth of `grace`, at most 1 s) — and attempts that are still
+    /// recording their outcome when the reserve begins (a database that does not answer)
+    /// are handed back with the rest rather than waited for. The requeue itself gets at
+    /// least 100 ms, so a zero grace still hands the rows back. After
+    /// [`force_shutdown`](Self::force_shutdown) every wait ends at once.
+    ///
+    /// Call it after the HTTP server stopped accepting, so in-flight requests have written
+    /// their tasks first.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let shared = &self.shared;
+        let budget = Budget::new(grace, shared.config.cancel_grace);
+        shared.stopping.cancel();
+        shared.wake.notify_one();
+        // A claim in flight finishes and spawns what it took before the drain begins;
+        // inserts that reserved local capacity either start their tasks or give it back.
+        shared.reservations.close();
+        let settled = within(self.claimer.wait(), budget.drain_until, &self.force).await
+            && within(shared.reservations.wait(), budget.drain_until, &self.force).await
+            && within(claim_uncovered(shared), budget.drain_until, &self.force).await;
+        let running_at_start = shared.slots().running_count();
+        shared.tracker.close();
+        let drained =
+            settled && within(shared.tracker.wait(), budget.drain_until, &self.force).await;
+        let mut requeued = 0;
+        if !drained {
+            shared.soft.cancel();
+            within(shared.tracker.wait(), budget.cancel_until(), &self.force).await;
+            shared.hard.cancel();
+            // Dropped futures return at once; runners still recording an outcome wait on
+            // the database, and only until the reserve begins.
+            within(shared.tracker.wait(), budget.requeue_from, &self.force).await;
+            // Under the slots' lock, so an attempt registered from now on knows it was not
+            // collected and hands itself back.
+            let fences: Vec<Fence> = {
+                let mut slots = shared.slots();
+                shared.handed_back.store(true, Ordering::SeqCst);
+                let fences: Vec<Fence> = slots.running().map(|r| r.fence).collect();
+                for fence in &fences {
+                    slots.finish(fence);
+                }
+                fences
+            };
+            requeued = requeue(shared, &fences, budget.requeue_deadline()).await;
+        }
+        self.maintenance.cancel();
+        within(self.loops.wait(), budget.deadline, &self.force).await;
+        let unfinished = usize::try_from(requeued).unwrap_or(usize::MAX);
+        let report = ShutdownReport {
+            finished: running_at_start.saturating_sub(unfinished),
+            requeued,
+            drained,
+        };
+        tracing::info!(
+            finished = report.finished,
+            requeued = report.requeued,
+            drained,
+            took_ms = budget.started.elapsed().as_millis() as u64,
+            "durable runtime stopped"
+        );
+        report
+    }
+}
+
+/// The least time a shutdown's requeue is given, whatever the grace.
+const MIN_REQUEUE: Duration = Duration::from_millis(100);
+
+/// How a shutdown spends its grace: drain, then cancel, then hand back.
+struct Budget {
+    started: Instant,
+    /// Running attempts may finish on their own until here.
+    drain_until: Instant,
+    /// Cooperative cancellation lasts this long at most.
+    cancel: Duration,
+    /// From here on only the requeue runs.
+    requeue_from: Instant,
+    /// The end of the grace.
+    deadline: Instant,
+}
+
+impl Budget {
+    fn new(grace: Duration, cancel_grace: Duration) -> Self {
+        let started = Instant::now();
+        let deadline = started + grace;
+        let reserve = (grace / 10).min(Duration::from_secs(1));
+        let cancel = cancel_grace.min(grace / 4);
+        let requeue_from = deadline - reserve;
+        Self {
+            started,
+            drain_until: requeue_from - cancel,
+            cancel,
+            requeue_from,
+            deadline,
+        }
+    }
+
+    fn cancel_until(&self) -> Instant {
+        (Instant::now() + self.cancel).min(self.requeue_from)
+    }
+
+    /// The requeue gets what is left of the grace, and at least [`MIN_REQUEUE`]: a grace
+    /// too short to hand anything back (zero, say) still makes one attempt rather than
+    /// leaving the rows to wait out their leases.
+    fn requeue_deadline(&self) -> Instant {
+        self.deadline.max(Instant::now() + MIN_REQUEUE)
+    }
+}
+
+/// Waits for `wait` until `deadline` or a forced shutdown: false if it did not finish.
+async fn within(
+    wait: impl std::future::Future<Output = ()>,
+    deadline: Instant,
+    force: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        biased;
+        () = wait => true,
+        () = force.cancelled() => false,
+        () = tokio::time::sleep_until(deadline) => false,
+    }
+}
+
+/// One last claim when this process committed tasks after the latest claim began (a
+/// request's transaction that committed just before the signal, while a claim was running):
+/// they were acknowledged by this instance, so it drains them within the grace rather than
+/// leaving them for the next start. Pending rows of other origins are left for other workers.
+async fn claim_uncovered(shared: &Arc<Shared>) {
+    if shared.commits.load(Ordering::SeqCst) == shared.covered.load(Ordering::SeqCst)
+        || shared.slots().free(shared.config.concurrency) == 0
+    {
+        return;
+    }
+    let runtime: Arc<dyn LocalDispatch> = Arc::clone(shared) as Arc<dyn LocalDispatch>;
+    match shared.client.claim(runtime).await {
+        Ok(report) => tracing::debug!(
+            claimed = report.claimed,
+            "claimed tasks committed here just before shutdown"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            "claim of tasks committed just before shutdown failed; they stay pending"
+        ),
+    }
+}
+
+async fn requeue(shared: &Shared, fences: &[Fence], deadline: Instant) -> u64 {
+    if fences.is_empty() {
+        return 0;
+    }
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match tokio::time::timeout_at(deadline, shared.store.requeue(fences)).await {
+            Ok(Ok(n)) => return n,
+            Ok(Err(error)) if Instant::now() + pause < deadline => {
+                tracing::warn!(%error, "shutdown requeue failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, tasks = fences.len(),
+                    "shutdown requeue failed; these tasks will be recovered when their lease expires");
+                return 0;
+            }
+            Err(_) => {
+                tracing::error!(tasks = fences.len(),
+                    "shutdown requeue did not finish within the grace; these tasks will be recovered when their lease expires");
+                return 0;
+            }
+        }
+    }
+}
