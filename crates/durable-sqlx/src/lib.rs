@@ -36,6 +36,8 @@
 mod sql_messages;
 mod enqueue;
 mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod migrate;
 mod util;
 
 #[cfg(feature = "sqlite")]

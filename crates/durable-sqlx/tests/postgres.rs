@@ -9,6 +9,8 @@
 //! then they fail, because CI must run them.
 
 mod conformance;
+#[path = "postgres/migrations.rs"]
+mod migrations;
 #[path = "postgres/unreadable_rows.rs"]
 mod unreadable_rows;
 

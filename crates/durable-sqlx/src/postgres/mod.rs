@@ -635,27 +635,17 @@ impl Store for PostgresStore {
         tokio::spawn(listen::listen_loop(options, wake, stop));
     }
 
-    /// Applies the embedded migrations on a dedicated connection, recording them in
-    /// `_durable_migrations` in the first schema of the `search_path`. sqlx holds a
-    /// database-wide advisory lock meanwhile, so instances starting together apply them once;
-    /// the connection is closed afterwards, so a failed run cannot leave the lock held by a
-    /// pooled session.
+    /// Applies the embedded migrations missing from the database on a dedicated connection,
+    /// recording them in `_durable_migrations` in the first schema of the `search_path`. A
+    /// database-wide advisory lock (sqlx's) is held meanwhile, so instances starting together
+    /// apply each once; the connection is closed afterwards, so a failed run cannot leave the
+    /// lock held. Starts against a newer schema whose migrations accept this version, and
+    /// fails naming both versions otherwise (see `docs/UPGRADING.md`).
     async fn migrate(&self) -> durable_core::Result<()> {
         let options = (*self.pool.connect_options()).clone();
         self.run("migrate", move |_| async move {
-            // A pool of one, closed afterwards: its session (and any advisory lock a failed
-            // run left behind) ends with it.
-            let dedicated = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .map_err(Error::db("migrate"))?;
-            let mut migrator = sqlx::migrate!("./migrations/postgres");
-            migrator.dangerous_set_table_name(crate::MIGRATIONS_TABLE);
-            let result = migrator.run(&dedicated).await;
-            dedicated.close().await;
-            result?;
-            Ok(())
+            let migrate = &crate::migrate::postgres::MIGRATOR;
+            crate::migrate::postgres::run(&options, &migrate.migrations).await
         })
         .await
     }
