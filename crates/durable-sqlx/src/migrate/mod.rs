@@ -18,6 +18,8 @@
 //! - A shipped migration is never edited: one whose checksum differs from the recorded one is
 //!   refused, except for line endings (a CRLF checkout is the same migration).
 
+#[cfg(test)]
+mod pinned;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(test)]
