@@ -11,6 +11,8 @@
 mod conformance;
 #[path = "postgres/migrations.rs"]
 mod migrations;
+#[path = "postgres/search_path.rs"]
+mod search_path;
 #[path = "postgres/unreadable_rows.rs"]
 mod unreadable_rows;
 

@@ -43,6 +43,7 @@
 //! ```
 
 mod listen;
+mod search_path;
 mod sql;
 
 use std::str::FromStr;
@@ -108,13 +109,16 @@ pub struct PostgresStoreBuilder {
 }
 
 impl PostgresStoreBuilder {
-    /// Keeps the tables (and `_durable_migrations`) in `schema`: the connections get
-    /// `search_path = "<schema>", public` and [`connect`](Self::connect) creates the schema if
-    /// missing. Without it the store uses whatever `search_path` the URL or the server sets
-    /// (normally `public`).
+    /// Keeps the tables (and `_durable_migrations`) in `schema`: [`connect`](Self::connect)
+    /// creates the schema if missing, and the connections get `schema` in front of the
+    /// `search_path` they would have had without it — the one set in the URL
+    /// (`?options=-c search_path=app,public`), in the connect options, in `PGOPTIONS`, on the
+    /// role or the database, else the server's default (`"$user", public`). So
+    /// `search_path=app,public` becomes `"<schema>", app, public`; `schema` is not repeated
+    /// if the path already names it. Without it the store uses that `search_path` as it is.
     ///
     /// Transactions from [`PostgresStore::begin`] run with the same `search_path`: the
-    /// application's own tables in `public` are still found unqualified.
+    /// application's own tables are still found unqualified.
     #[must_use]
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
@@ -172,8 +176,9 @@ impl PostgresStoreBuilder {
         }
         if let Some(schema) = &self.schema {
             validate_schema(schema)?;
-            ensure_schema(&options, schema).await?;
-            options = options.options([("search_path", format!("{},public", quote_ident(schema)))]);
+            let session_path = ensure_schema(&options, schema).await?;
+            options =
+                options.options([("search_path", search_path::prepend(schema, &session_path))]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
@@ -223,8 +228,10 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// Creates `schema` unless it exists (checked first, so a role without CREATE on the database
-/// can use a schema made for it). Concurrent creators race harmlessly.
-async fn ensure_schema(options: &PgConnectOptions, schema: &str) -> Result<()> {
+/// can use a schema made for it). Concurrent creators race harmlessly. Returns the
+/// `search_path` a connection with `options` gets (from the options, `PGOPTIONS`, the role's
+/// or the database's settings, or the server's default).
+async fn ensure_schema(options: &PgConnectOptions, schema: &str) -> Result<String> {
     let options = options.clone();
     let schema = schema.to_owned();
     detached("create schema", async move {
@@ -252,8 +259,12 @@ async fn ensure_schema(options: &PgConnectOptions, schema: &str) -> Result<()> {
                 Err(e) => return Err(Error::db("create schema")(e)),
             }
         }
+        let path: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(Error::db("create schema"))?;
         let _ = conn.close().await;
-        Ok(())
+        Ok(path)
     })
     .await
 }
