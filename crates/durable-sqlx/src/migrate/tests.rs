@@ -178,3 +178,13 @@ fn declarations_are_read_and_checked() {
         );
     }
 }
+
+#[test]
+fn the_migrators_use_the_documented_table() {
+    // Their SQL names the table literally.
+    assert_eq!(crate::MIGRATIONS_TABLE, "_durable_migrations");
+    #[cfg(feature = "sqlite")]
+    assert!(include_str!("sqlite.rs").contains("CREATE TABLE IF NOT EXISTS _durable_migrations"));
+    #[cfg(feature = "postgres")]
+    assert!(include_str!("postgres.rs").contains("CREATE TABLE IF NOT EXISTS _durable_migrations"));
+}

@@ -12,8 +12,8 @@
 //!   [`Store::listen`] keeps a `LISTEN` connection (re-established with backoff) and wakes the
 //!   runtime. A hint only: the runtime keeps polling.
 //! - **Schemas**: every statement uses unqualified names resolved through the connection's
-//!   `search_path`; [`PostgresStoreBuilder::schema`] sets it (and creates the schema), so
-//!   tasks and the `_durable_migrations` table can live in a schema of their own.
+//!   `search_path`; [`PostgresStoreBuilder::schema`] puts a schema of its own in front of it
+//!   (and creates the schema), so tasks and the `_durable_migrations` table can live there.
 //! - **Cancel safety**: every transaction runs in a spawned task (sqlx issue 4393), including
 //!   the one [`PostgresStore::begin`] hands out.
 //!
