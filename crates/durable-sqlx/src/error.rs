@@ -16,6 +16,39 @@ pub enum Error {
     /// Applying the embedded migrations failed.
     #[error("applying durable migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database's schema is newer than this build, and one of the newer migrations does
+    /// not accept this build's schema version.
+    #[error(
+        "the database's durable schema is at version {applied} and needs a build of schema \
+         version {required} or newer, but this build's schema version is {supported}: deploy a \
+         build of schema version {required} or newer, or restore the database from before the \
+         upgrade"
+    )]
+    IncompatibleSchema {
+        /// The newest migration the database has applied.
+        applied: i64,
+        /// The oldest schema version the applied migrations accept.
+        required: i64,
+        /// This build's schema version (its newest migration).
+        supported: i64,
+    },
+    /// A migration the database applied differs from the one this build embeds.
+    #[error(
+        "migration {version} differs from the one the database applied (its checksum changed): \
+         a shipped migration was edited; restore it and put the change in a new migration"
+    )]
+    MigrationChanged {
+        /// The migration's version.
+        version: i64,
+    },
+    /// The migrations table, or an embedded migration, is in a state no release leaves it in.
+    #[error("cannot migrate: migration {version} {reason}")]
+    MigrationState {
+        /// The migration concerned.
+        version: i64,
+        /// What is wrong.
+        reason: String,
+    },
     /// The connection URL or options are not usable.
     #[error("invalid database url `{url}`: {reason}")]
     InvalidUrl {
@@ -91,7 +124,10 @@ impl From<Error> for durable_core::Error {
             Error::Database { operation, .. } | Error::Join { operation, .. } => {
                 durable_core::Error::store(operation, e)
             }
-            Error::Migrate(_) => durable_core::Error::store("migrate", e),
+            Error::Migrate(_)
+            | Error::IncompatibleSchema { .. }
+            | Error::MigrationChanged { .. }
+            | Error::MigrationState { .. } => durable_core::Error::store("migrate", e),
             Error::InvalidUrl { .. } | Error::InvalidSchema { .. } => {
                 durable_core::Error::store("connect", e)
             }

@@ -9,6 +9,9 @@
 //!
 //! Both embed their migrations (`sqlx::migrate!`) and record them in their own table,
 //! `_durable_migrations`, so they never collide with the application's `_sqlx_migrations`.
+//! `migrate()` is safe to call from every instance at startup, also during a rolling deploy:
+//! an older build starts against a newer schema whose migrations declare compatibility with
+//! it, and fails with [`Error::IncompatibleSchema`] otherwise (see `docs/UPGRADING.md`).
 //!
 //! Tasks can be enqueued inside the application's own transaction with [`enqueue_in`]: the
 //! task exists only if that transaction commits.
@@ -36,6 +39,8 @@
 mod sql_messages;
 mod enqueue;
 mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod migrate;
 mod util;
 
 #[cfg(feature = "sqlite")]

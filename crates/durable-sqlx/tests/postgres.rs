@@ -9,6 +9,10 @@
 //! then they fail, because CI must run them.
 
 mod conformance;
+#[path = "postgres/migrations.rs"]
+mod migrations;
+#[path = "postgres/search_path.rs"]
+mod search_path;
 #[path = "postgres/unreadable_rows.rs"]
 mod unreadable_rows;
 

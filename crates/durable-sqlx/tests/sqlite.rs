@@ -1,6 +1,8 @@
 //! The conformance suite and SQLite-specific tests, on real SQLite files.
 
 mod conformance;
+#[path = "sqlite/migrations.rs"]
+mod migrations;
 #[path = "sqlite/unreadable_rows.rs"]
 mod unreadable_rows;
 #[path = "sqlite/upgrade.rs"]

@@ -12,8 +12,8 @@
 //!   [`Store::listen`] keeps a `LISTEN` connection (re-established with backoff) and wakes the
 //!   runtime. A hint only: the runtime keeps polling.
 //! - **Schemas**: every statement uses unqualified names resolved through the connection's
-//!   `search_path`; [`PostgresStoreBuilder::schema`] sets it (and creates the schema), so
-//!   tasks and the `_durable_migrations` table can live in a schema of their own.
+//!   `search_path`; [`PostgresStoreBuilder::schema`] puts a schema of its own in front of it
+//!   (and creates the schema), so tasks and the `_durable_migrations` table can live there.
 //! - **Cancel safety**: every transaction runs in a spawned task (sqlx issue 4393), including
 //!   the one [`PostgresStore::begin`] hands out.
 //!
@@ -44,6 +44,7 @@
 
 mod explain;
 mod listen;
+mod search_path;
 mod sql;
 
 use std::str::FromStr;
@@ -109,13 +110,16 @@ pub struct PostgresStoreBuilder {
 }
 
 impl PostgresStoreBuilder {
-    /// Keeps the tables (and `_durable_migrations`) in `schema`: the connections get
-    /// `search_path = "<schema>", public` and [`connect`](Self::connect) creates the schema if
-    /// missing. Without it the store uses whatever `search_path` the URL or the server sets
-    /// (normally `public`).
+    /// Keeps the tables (and `_durable_migrations`) in `schema`: [`connect`](Self::connect)
+    /// creates the schema if missing, and the connections get `schema` in front of the
+    /// `search_path` they would have had without it — the one set in the URL
+    /// (`?options=-c search_path=app,public`), in the connect options, in `PGOPTIONS`, on the
+    /// role or the database, else the server's default (`"$user", public`). So
+    /// `search_path=app,public` becomes `"<schema>", app, public`; `schema` is not repeated
+    /// if the path already names it. Without it the store uses that `search_path` as it is.
     ///
     /// Transactions from [`PostgresStore::begin`] run with the same `search_path`: the
-    /// application's own tables in `public` are still found unqualified.
+    /// application's own tables are still found unqualified.
     #[must_use]
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
@@ -173,8 +177,9 @@ impl PostgresStoreBuilder {
         }
         if let Some(schema) = &self.schema {
             validate_schema(schema)?;
-            ensure_schema(&options, schema).await?;
-            options = options.options([("search_path", format!("{},public", quote_ident(schema)))]);
+            let session_path = ensure_schema(&options, schema).await?;
+            options =
+                options.options([("search_path", search_path::prepend(schema, &session_path))]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
@@ -224,8 +229,10 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// Creates `schema` unless it exists (checked first, so a role without CREATE on the database
-/// can use a schema made for it). Concurrent creators race harmlessly.
-async fn ensure_schema(options: &PgConnectOptions, schema: &str) -> Result<()> {
+/// can use a schema made for it). Concurrent creators race harmlessly. Returns the
+/// `search_path` a connection with `options` gets (from the options, `PGOPTIONS`, the role's
+/// or the database's settings, or the server's default).
+async fn ensure_schema(options: &PgConnectOptions, schema: &str) -> Result<String> {
     let options = options.clone();
     let schema = schema.to_owned();
     detached("create schema", async move {
@@ -253,8 +260,12 @@ async fn ensure_schema(options: &PgConnectOptions, schema: &str) -> Result<()> {
                 Err(e) => return Err(Error::db("create schema")(e)),
             }
         }
+        let path: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(Error::db("create schema"))?;
         let _ = conn.close().await;
-        Ok(())
+        Ok(path)
     })
     .await
 }
@@ -603,27 +614,17 @@ impl Store for PostgresStore {
         tokio::spawn(listen::listen_loop(options, wake, stop));
     }
 
-    /// Applies the embedded migrations on a dedicated connection, recording them in
-    /// `_durable_migrations` in the first schema of the `search_path`. sqlx holds a
-    /// database-wide advisory lock meanwhile, so instances starting together apply them once;
-    /// the connection is closed afterwards, so a failed run cannot leave the lock held by a
-    /// pooled session.
+    /// Applies the embedded migrations missing from the database on a dedicated connection,
+    /// recording them in `_durable_migrations` in the first schema of the `search_path`. A
+    /// database-wide advisory lock (sqlx's) is held meanwhile, so instances starting together
+    /// apply each once; the connection is closed afterwards, so a failed run cannot leave the
+    /// lock held. Starts against a newer schema whose migrations accept this version, and
+    /// fails naming both versions otherwise (see `docs/UPGRADING.md`).
     async fn migrate(&self) -> durable_core::Result<()> {
         let options = (*self.pool.connect_options()).clone();
         self.run("migrate", move |_| async move {
-            // A pool of one, closed afterwards: its session (and any advisory lock a failed
-            // run left behind) ends with it.
-            let dedicated = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .map_err(Error::db("migrate"))?;
-            let mut migrator = sqlx::migrate!("./migrations/postgres");
-            migrator.dangerous_set_table_name(crate::MIGRATIONS_TABLE);
-            let result = migrator.run(&dedicated).await;
-            dedicated.close().await;
-            result?;
-            Ok(())
+            let migrate = &crate::migrate::postgres::MIGRATOR;
+            crate::migrate::postgres::run(&options, &migrate.migrations).await
         })
         .await
     }

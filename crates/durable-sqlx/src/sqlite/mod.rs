@@ -1,6 +1,7 @@
 //! SQLite store: the embedded default. One file, WAL, every write serialized through one
 //! connection so `SQLITE_BUSY` never reaches the caller; reads use a small pool.
 
+mod open;
 #[cfg(test)]
 mod plan;
 mod rows;
@@ -127,7 +128,7 @@ impl SqliteStoreBuilder {
         // more round trip to the connection's thread on every write.
         let owner = Arc::new(WriterOwner::default());
         let released = Arc::clone(&owner);
-        let writer = SqlitePoolOptions::new()
+        let writer_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .test_before_acquire(false)
@@ -138,28 +139,32 @@ impl SqliteStoreBuilder {
             .after_release(move |_, _| {
                 released.released();
                 Box::pin(std::future::ready(Ok(true)))
-            })
-            // Room for the cycle scripts (one per shape) besides the usual statements, and
-            // for a large claim's rows without the connection's thread waiting on us.
-            .connect_with(
-                options
-                    .clone()
-                    .statement_cache_capacity(256)
-                    .row_buffer_size(1024),
-            )
-            .await
-            .map_err(Error::db("connect"))?;
+            });
+        // Room for the cycle scripts (one per shape) besides the usual statements, and for a
+        // large claim's rows without the connection's thread waiting on us.
+        let writer_options = options
+            .clone()
+            .statement_cache_capacity(256)
+            .row_buffer_size(1024);
+        let writer = open::retry_while_busy(self.busy_timeout, || {
+            writer_pool.clone().connect_with(writer_options.clone())
+        })
+        .await
+        .map_err(Error::db("connect"))?;
         // An in-memory database lives in its one connection: readers must share it.
         let reader = if in_memory {
             writer.clone()
         } else {
-            SqlitePoolOptions::new()
+            let reader_pool = SqlitePoolOptions::new()
                 .max_connections(self.readers)
                 .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options.read_only(false))
-                .await
-                .map_err(Error::db("connect"))?
+                .acquire_timeout(Duration::from_secs(30));
+            let reader_options = options.read_only(false);
+            open::retry_while_busy(self.busy_timeout, || {
+                reader_pool.clone().connect_with(reader_options.clone())
+            })
+            .await
+            .map_err(Error::db("connect"))?
         };
         Ok(SqliteStore {
             inner: Arc::new(Pools {
@@ -822,14 +827,16 @@ impl Store for SqliteStore {
         true
     }
 
+    /// Applies the embedded migrations missing from the file, in one `BEGIN IMMEDIATE`
+    /// transaction on the writer connection: processes migrating one file at once wait for
+    /// each other. Starts against a newer schema whose migrations accept this version, and
+    /// fails naming both versions otherwise (see `docs/UPGRADING.md`).
     async fn migrate(&self) -> durable_core::Result<()> {
         let pool = self.inner.writer.clone();
         to_core(
             detached("migrate", async move {
-                let mut migrator = sqlx::migrate!("./migrations/sqlite");
-                migrator.dangerous_set_table_name(crate::MIGRATIONS_TABLE);
-                migrator.run(&pool).await?;
-                Ok(())
+                let migrate = &crate::migrate::sqlite::MIGRATOR;
+                crate::migrate::sqlite::run(&pool, &migrate.migrations).await
             })
             .await,
         )

@@ -1,0 +1,151 @@
+//! Three releases on one database, through the real migrator: this one; the next, whose
+//! migration 3 declares compatibility with this one; and the one after, whose migration 4
+//! declares none with older builds. Instances of each start in turn, as in a rollout and a
+//! rollback.
+
+use sqlx::migrate::{Migration, MigrationType};
+use sqlx::SqlSafeStr as _;
+
+use crate::error::Error;
+
+/// Migration 3 of the next release: a nullable column, which builds of version 2 ignore.
+const NEXT: &str = "-- durable:compatible-from 2\n\
+                    -- A nullable column: version 2 builds leave it NULL.\n\
+                    ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n";
+/// Migration 4 of the release after: one that only builds of version 4 handle.
+const AFTER: &str = "-- durable:compatible-from 4\n\
+                     ALTER TABLE durable_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'x';\n";
+
+/// `base` with `sql` as one more migration.
+fn release(base: &[Migration], version: i64, sql: &'static str) -> Vec<Migration> {
+    let mut migrations = base.to_vec();
+    migrations.push(Migration::new(
+        version,
+        format!("release {version}").into(),
+        MigrationType::Simple,
+        sqlx::AssertSqlSafe(sql).into_sql_str(),
+        false,
+    ));
+    migrations
+}
+
+/// What every backend's run must show, given how to run a release and read the records.
+macro_rules! roll_forward_and_back {
+    ($this:expr, $run:expr, $records:expr, $use_store:expr) => {{
+        let this: &[Migration] = $this;
+        let next = release(this, 3, NEXT);
+        let after = release(&next, 4, AFTER);
+        $run(this).await.expect("this release, on a fresh database");
+        $run(&next).await.expect("the next release");
+        $run(this)
+            .await
+            .expect("an instance of this release restarting after the next one migrated");
+        assert_eq!($records.await, [(1, 1), (2, 2), (3, 2)]);
+        $use_store.await;
+
+        $run(&after).await.expect("the release after");
+        for (build, supported) in [(this, 2), (&next[..], 3)] {
+            match $run(build).await {
+                Err(Error::IncompatibleSchema {
+                    applied: 4,
+                    required: 4,
+                    supported: s,
+                }) if s == supported => {}
+                other => panic!("release {supported} against migration 4: {other:?}"),
+            }
+        }
+        $run(&after).await.expect("the release after, again");
+    }};
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_releases_roll_forward_and_back() {
+    use durable_core::Store as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        crate::sqlite::SqliteStore::connect(dir.path().join("tasks.db").display().to_string())
+            .await
+            .expect("connect");
+    let pool = store.writer_pool().clone();
+    let records = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT version, compatible_from FROM _durable_migrations ORDER BY version",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("records")
+    };
+    let use_store = async {
+        let task = durable_core::NewTask::new("work", "{}");
+        store
+            .insert(std::slice::from_ref(&task))
+            .await
+            .expect("insert");
+        assert!(store.get(task.id).await.expect("get").is_some());
+    };
+    roll_forward_and_back!(
+        &super::sqlite::MIGRATOR.migrations,
+        |m| super::sqlite::run(&pool, m),
+        records(),
+        use_store
+    );
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_releases_roll_forward_and_back() {
+    use durable_core::Store as _;
+    use sqlx::Connection as _;
+
+    let url = match std::env::var("DURABLE_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v.is_empty()),
+                "PostgreSQL tests are required in CI: set DURABLE_TEST_DATABASE_URL"
+            );
+            return;
+        }
+    };
+    // A schema of its own, named so the integration tests' sweeper drops it if this test dies.
+    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let store = crate::postgres::PostgresStore::builder(url.as_str())
+        .schema(schema.as_str())
+        .connect()
+        .await
+        .expect("connect");
+    let options = (*store.pool().connect_options()).clone();
+    let pool = store.pool().clone();
+    let records = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT version, compatible_from FROM _durable_migrations ORDER BY version",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("records")
+    };
+    let use_store = async {
+        let task = durable_core::NewTask::new("work", "{}");
+        store
+            .insert(std::slice::from_ref(&task))
+            .await
+            .expect("insert");
+        assert!(store.get(task.id).await.expect("get").is_some());
+    };
+    roll_forward_and_back!(
+        &super::postgres::MIGRATOR.migrations,
+        |m| super::postgres::run(&options, m),
+        records(),
+        use_store
+    );
+    store.pool().close().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("drop the schema");
+}

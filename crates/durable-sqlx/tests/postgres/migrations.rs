@@ -1,0 +1,217 @@
+//! Migrations across deploys: an older build against a newer schema, shipped migrations
+//! whose text moved.
+
+use std::path::Path;
+use std::time::Duration;
+
+use durable_core::{ClaimRequest, NewTask, Store, TaskState, WorkerId};
+use sqlx::PgPool;
+
+/// This build's schema version: its newest embedded migration.
+const THIS_VERSION: i64 = 2;
+
+/// What a newer release leaves behind: its schema change, and its row in the migrations
+/// table with the oldest schema version it declares compatible (`None`: no declaration).
+async fn apply_newer_migration(pool: &PgPool, version: i64, compatible_from: Option<i64>) {
+    sqlx::query("ALTER TABLE _durable_migrations ADD COLUMN IF NOT EXISTS compatible_from bigint")
+        .execute(pool)
+        .await
+        .expect("the newer release's bookkeeping column");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE durable_tasks ADD COLUMN note_{version} text"
+    )))
+    .execute(pool)
+    .await
+    .expect("the newer release's schema change");
+    sqlx::query(
+        "INSERT INTO _durable_migrations
+             (version, description, success, checksum, execution_time, compatible_from)
+         VALUES ($1, 'add a note', TRUE, '\\x00'::bytea, 0, $2)",
+    )
+    .bind(version)
+    .bind(compatible_from)
+    .execute(pool)
+    .await
+    .expect("the newer release's migration row");
+}
+
+async fn applied_versions(pool: &PgPool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT version FROM _durable_migrations ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .expect("versions")
+}
+
+/// A rollout (or a rollback) restarts an instance of this version after a newer one applied
+/// migration 3, which declares itself compatible with version 2: it starts and works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_build_starts_against_a_compatible_newer_schema() {
+    let Some(db) = crate::pg_db_or_skip().await else {
+        return;
+    };
+    apply_newer_migration(db.pool(), THIS_VERSION + 1, Some(THIS_VERSION)).await;
+
+    let restarted = db.store_named("restarted").await;
+    restarted
+        .migrate()
+        .await
+        .expect("an older build starts against a schema compatible with it");
+    assert_eq!(
+        applied_versions(db.pool()).await,
+        [1, 2, 3],
+        "nothing re-applied"
+    );
+    let task = NewTask::new("work", "{}");
+    restarted
+        .insert(std::slice::from_ref(&task))
+        .await
+        .expect("insert");
+    let claimed = restarted
+        .claim(&ClaimRequest::new(
+            WorkerId::new(),
+            Duration::from_secs(30),
+            1,
+            ["work"],
+        ))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let state = restarted
+        .get(task.id)
+        .await
+        .expect("get")
+        .expect("row")
+        .state;
+    assert_eq!(state, TaskState::Processing);
+}
+
+/// Migration 3 needs version 3 or newer: this version refuses to start, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_build_refuses_an_incompatible_newer_schema() {
+    let Some(db) = crate::pg_db_or_skip().await else {
+        return;
+    };
+    apply_newer_migration(db.pool(), 3, Some(3)).await;
+
+    let error = db
+        .store_named("restarted")
+        .await
+        .migrate()
+        .await
+        .expect_err("an incompatible newer schema is refused")
+        .to_string();
+    assert!(
+        error.contains("at version 3")
+            && error.contains("schema version 3 or newer")
+            && error.contains("this build's schema version is 2"),
+        "{error}"
+    );
+}
+
+/// Every newer migration must accept this version: 3 does not, though 4 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_newer_migration_must_accept_this_version() {
+    let Some(db) = crate::pg_db_or_skip().await else {
+        return;
+    };
+    apply_newer_migration(db.pool(), 3, Some(3)).await;
+    apply_newer_migration(db.pool(), 4, Some(2)).await;
+
+    let error = db
+        .store
+        .migrate()
+        .await
+        .expect_err("migration 3 needs version 3")
+        .to_string();
+    assert!(
+        error.contains("at version 4") && error.contains("schema version 3 or newer"),
+        "{error}"
+    );
+}
+
+/// A newer migration recorded without a compatibility declaration counts as needing its own
+/// version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_migration_without_a_declaration_is_refused() {
+    let Some(db) = crate::pg_db_or_skip().await else {
+        return;
+    };
+    apply_newer_migration(db.pool(), 3, None).await;
+
+    let error = db
+        .store
+        .migrate()
+        .await
+        .expect_err("no declaration: incompatible")
+        .to_string();
+    assert!(
+        error.contains("schema version 3 or newer")
+            && error.contains("this build's schema version is 2"),
+        "{error}"
+    );
+}
+
+fn shipped(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations/postgres")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The checksum sqlx (and the store) computes for a migration's text.
+fn checksum(sql: String) -> Vec<u8> {
+    use sqlx::SqlSafeStr as _;
+    sqlx::migrate::Migration::new(
+        0,
+        "checksum".into(),
+        sqlx::migrate::MigrationType::Simple,
+        sqlx::AssertSqlSafe(sql).into_sql_str(),
+        false,
+    )
+    .checksum
+    .into_owned()
+}
+
+async fn set_recorded_checksum(pool: &PgPool, version: i64, checksum: Vec<u8>) {
+    sqlx::query("UPDATE _durable_migrations SET checksum = $1 WHERE version = $2")
+        .bind(checksum)
+        .bind(version)
+        .execute(pool)
+        .await
+        .expect("update checksum");
+}
+
+/// A database migrated by a build from a CRLF checkout (Windows, `core.autocrlf`) recorded
+/// the checksum of the CRLF text: the same migration, so it still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_applied_from_a_crlf_checkout_is_the_same_migration() {
+    let Some(db) = crate::pg_db_or_skip().await else {
+        return;
+    };
+    let crlf = shipped("0002_requeues_and_attempt_started_at.sql").replace('\n', "\r\n");
+    set_recorded_checksum(db.pool(), 2, checksum(crlf)).await;
+    db.store
+        .migrate()
+        .await
+        .expect("line endings do not make a different migration");
+}
+
+/// A shipped migration whose text changed otherwise is refused, with what to do instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_shipped_migration_is_refused_with_the_rule() {
+    let Some(db) = crate::pg_db_or_skip().await else {
+        return;
+    };
+    let edited = shipped("0001_create_durable_tasks.sql").replace("One row per task", "A task");
+    set_recorded_checksum(db.pool(), 1, checksum(edited)).await;
+    let error = db
+        .store
+        .migrate()
+        .await
+        .expect_err("an edited migration is refused")
+        .to_string();
+    assert!(
+        error.contains("migration 1") && error.contains("new migration"),
+        "{error}"
+    );
+}
