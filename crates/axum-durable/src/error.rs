@@ -27,7 +27,13 @@ pub enum Error {
 impl Error {
     /// The status this error answers with.
     pub fn status(&self) -> StatusCode {
-        if is_transient(self) {
+        // Each variant is transparent: its `source()` skips the wrapped error itself, so
+        // classify the wrapped error, not this one.
+        let inner: &(dyn std::error::Error + 'static) = match self {
+            Error::Enqueue(error) => error,
+            Error::Store(error) => error,
+        };
+        if is_transient(inner) {
             StatusCode::SERVICE_UNAVAILABLE
         } else {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -95,4 +101,39 @@ pub(crate) fn plain<B: From<String>>(status: StatusCode, body: String) -> http::
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transient_error_answers_503_with_retry_after_and_no_internals() {
+        let response = Error::Enqueue(durable_core::Error::ShuttingDown).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn a_refused_write_answers_500_without_retry_after() {
+        let refused =
+            durable_core::Error::store("insert", "CHECK constraint failed: secret_column");
+        let response = Error::Enqueue(refused).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn the_body_shows_an_error_id_not_the_error() {
+        let refused =
+            durable_core::Error::store("insert", "CHECK constraint failed: secret_column");
+        let response: http::Response<String> = failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Background task could not be stored",
+            &refused,
+        );
+        let body = response.into_body();
+        assert!(body.contains("error id"), "{body}");
+        assert!(!body.contains("secret_column"), "{body}");
+    }
 }
