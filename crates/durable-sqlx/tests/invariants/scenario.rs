@@ -1,0 +1,432 @@
+//! One iteration: start the processes, play the timeline with faults on, then stop the
+//! faults, restart every process clean, let everything settle (with a deadline), check that
+//! each runtime is idle with its whole capacity, stop them all and check the invariants.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use durable_core::{Client, EnqueueOptions, Store, TaskId, TaskRecord};
+use tokio::task::JoinSet;
+
+use crate::check::{check, Ack, Evidence, Submission};
+use crate::db::{Database, Kind};
+use crate::faults::{Faults, FaultyStore};
+use crate::plan::{Off, Settings};
+use crate::process::{End, Process, Setup};
+use crate::tasks::{quiet_planned_panics, Chaos, ExecLog, Plan, Tick};
+use crate::timeline::{timeline, Event, Shape};
+
+/// How long tasks get to settle once faults stop (a task may time out on every attempt).
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Runs every iteration of the settings on one backend; panics with the failing seeds.
+pub async fn run_all(kind: Kind) {
+    quiet_planned_panics();
+    let settings = Settings::from_env();
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for &seed in &settings.seeds {
+        let began = Instant::now();
+        let (summary, violations) = iteration(&kind, seed, &settings.off).await;
+        let verdict = if violations.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        // Straight to stderr: libtest captures the output of passing tests, and a long run
+        // should show its progress.
+        let _ = writeln!(
+            std::io::stderr(),
+            "invariants[{}] seed={seed:#018x} {verdict} in {:.1}s: {summary}",
+            kind.name(),
+            began.elapsed().as_secs_f64()
+        );
+        if !violations.is_empty() {
+            failures.push((seed, summary, violations));
+        }
+    }
+    let off = if settings.off.is_empty() {
+        String::new()
+    } else {
+        format!(" (off: {})", settings.off)
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "invariants[{}]: {} iterations in {:.0}s, {} failed{off}",
+        kind.name(),
+        settings.seeds.len(),
+        started.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    if failures.is_empty() {
+        return;
+    }
+    let mut message = String::new();
+    for (seed, summary, violations) in &failures {
+        let off = if settings.off.is_empty() {
+            String::new()
+        } else {
+            format!("DURABLE_INVARIANT_OFF={} ", settings.off)
+        };
+        message.push_str(&format!(
+            "\nseed {seed:#018x} ({summary})\n  replay: DURABLE_INVARIANT_SEED={seed:#x} {off}cargo test -p durable-sqlx --all-features --test invariants {} -- --nocapture\n",
+            kind.name()
+        ));
+        for v in violations {
+            message.push_str(&format!("  {v}\n"));
+        }
+    }
+    panic!(
+        "{} of {} iterations broke invariants on {}:{message}",
+        failures.len(),
+        settings.seeds.len(),
+        kind.name()
+    );
+}
+
+enum Slot {
+    Alive(Process),
+    Stopping,
+    Dead,
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct World {
+    setup: Setup,
+    shape: Shape,
+    producer: Client,
+    slots: Vec<Slot>,
+    next: u32,
+    ends: HashMap<u32, End>,
+    stopping: JoinSet<(usize, u32, End)>,
+    background: JoinSet<()>,
+    submissions: Shared<Vec<Submission>>,
+    ids: HashMap<u32, TaskId>,
+    cancels: Shared<Vec<(TaskId, Instant)>>,
+    crashes: u32,
+    shutdowns: u32,
+}
+
+impl World {
+    async fn start(&mut self, slot: usize) {
+        let process = Process::start(&self.setup, self.next).await;
+        self.next += 1;
+        self.slots[slot] = Slot::Alive(process);
+    }
+
+    fn take(&mut self, slot: usize, next: Slot) -> Option<Process> {
+        match std::mem::replace(&mut self.slots[slot], next) {
+            Slot::Alive(p) => Some(p),
+            other => {
+                self.slots[slot] = other;
+                None
+            }
+        }
+    }
+
+    fn shutdown_bound(&self, grace: Duration) -> Duration {
+        grace + self.shape.cancel_grace + self.shape.lease * 2 + Duration::from_secs(4)
+    }
+
+    fn stopped(&mut self, (slot, incarnation, end): (usize, u32, End)) {
+        self.ends.insert(incarnation, end);
+        self.slots[slot] = Slot::Dead;
+    }
+
+    async fn apply(&mut self, event: Event) {
+        match event {
+            Event::Enqueue { via, tasks } => {
+                let client = match via.map(|s| &self.slots[s]) {
+                    Some(Slot::Alive(p)) => p.client(),
+                    _ => self.producer.clone(),
+                };
+                let mut rows = Vec::new();
+                let mut at = Vec::new();
+                let mut submissions = lock(&self.submissions);
+                for spec in tasks {
+                    let mut options = EnqueueOptions::new().max_attempts(spec.max_attempts);
+                    if let Some(delay) = spec.delay {
+                        options = options.delay(delay);
+                    }
+                    let row = client
+                        .prepare(&Chaos { index: spec.index }, &options)
+                        .expect("prepare");
+                    self.ids.insert(spec.index, row.id);
+                    at.push(submissions.len());
+                    submissions.push(Submission {
+                        id: row.id,
+                        index: spec.index,
+                        ack: Ack::Unknown,
+                    });
+                    rows.push(row);
+                }
+                drop(submissions);
+                let submissions = Arc::clone(&self.submissions);
+                self.background.spawn(async move {
+                    let ack = match client.insert(rows).await {
+                        Ok(()) => Ack::Stored,
+                        Err(_) => Ack::Refused,
+                    };
+                    for i in at {
+                        lock(&submissions)[i].ack = ack;
+                    }
+                });
+            }
+            Event::Cancel { index } => {
+                let Some(&id) = self.ids.get(&index) else {
+                    return;
+                };
+                let (producer, cancels) = (self.producer.clone(), Arc::clone(&self.cancels));
+                self.background.spawn(async move {
+                    if matches!(producer.cancel(id).await, Ok(true)) {
+                        lock(&cancels).push((id, Instant::now()));
+                    }
+                });
+            }
+            Event::Crash { slot } => {
+                if let Some(process) = self.take(slot, Slot::Dead) {
+                    self.crashes += 1;
+                    self.ends.insert(process.incarnation, process.crash());
+                }
+            }
+            Event::Shutdown { slot, grace } => {
+                let bound = self.shutdown_bound(grace);
+                if let Some(process) = self.take(slot, Slot::Stopping) {
+                    self.shutdowns += 1;
+                    self.stopping.spawn(async move {
+                        let incarnation = process.incarnation;
+                        (slot, incarnation, process.shutdown(grace, bound).await)
+                    });
+                }
+            }
+            Event::Restart { slot } => {
+                if matches!(self.slots[slot], Slot::Dead) {
+                    self.start(slot).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs one iteration; returns a summary and the violations found.
+pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String>) {
+    let origin = Instant::now();
+    let shape = Shape::new(seed);
+    let db = Database::create(kind).await;
+    let faults = Arc::new(Faults::new(seed, shape.lease, off.clone()));
+    let setup = Setup {
+        connector: db.connector.clone(),
+        faults: Arc::clone(&faults),
+        plan: Arc::new(Plan {
+            seed,
+            lease: shape.lease,
+            off: off.clone(),
+        }),
+        log: Arc::new(ExecLog::default()),
+        lease: shape.lease,
+        concurrency: shape.concurrency,
+        cancel_grace: shape.cancel_grace,
+        poll: shape.poll,
+    };
+    let checker = db.connector.clone().connect().await;
+    let producer_store = db.connector.clone().connect().await;
+    let mut world = World {
+        producer: Client::new(FaultyStore::new(producer_store, Arc::clone(&faults), 0)),
+        slots: (0..shape.processes).map(|_| Slot::Dead).collect(),
+        next: 1,
+        ends: HashMap::new(),
+        stopping: JoinSet::new(),
+        background: JoinSet::new(),
+        submissions: Shared::default(),
+        ids: HashMap::new(),
+        cancels: Shared::default(),
+        crashes: 0,
+        shutdowns: 0,
+        setup,
+        shape: shape.clone(),
+    };
+    for slot in 0..shape.processes {
+        world.start(slot).await;
+    }
+    let t0 = tokio::time::Instant::now();
+    for (at, event) in timeline(seed, &shape, off) {
+        loop {
+            tokio::select! {
+                Some(done) = world.stopping.join_next() => world.stopped(done.expect("shutdown task")),
+                () = tokio::time::sleep_until(t0 + at) => break,
+            }
+        }
+        world.apply(event).await;
+    }
+    // The chaos ends: no more faults; every process back, clean.
+    faults.stop();
+    while let Some(done) = world.stopping.join_next().await {
+        world.stopped(done.expect("shutdown task"));
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while world.background.join_next().await.is_some() {}
+    })
+    .await;
+    world.background.abort_all();
+    for slot in 0..shape.processes {
+        if matches!(world.slots[slot], Slot::Dead) {
+            world.start(slot).await;
+        }
+    }
+    let ids: Vec<TaskId> = lock(&world.submissions).iter().map(|s| s.id).collect();
+    let mut notes = Vec::new();
+    let open = settle(&checker, &ids).await;
+    if !open.is_empty() {
+        notes.push((
+            "settled",
+            format!(
+                "{} tasks still unfinished {SETTLE:?} after the faults stopped",
+                open.len()
+            ),
+        ));
+    }
+    for slot in &world.slots {
+        let Slot::Alive(p) = slot else { continue };
+        let idle = tokio::time::timeout(Duration::from_secs(5), async {
+            while p.runtime.running() != 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if idle.is_err() {
+            notes.push((
+                "idle",
+                format!(
+                    "p{}: running() = {} after every task settled",
+                    p.incarnation,
+                    p.runtime.running()
+                ),
+            ));
+        } else if let Some(lost) = capacity(p, shape.concurrency).await {
+            notes.push(("capacity", lost));
+        }
+    }
+    for slot in 0..shape.processes {
+        if let Some(p) = world.take(slot, Slot::Dead) {
+            let incarnation = p.incarnation;
+            let grace = Duration::from_secs(3);
+            let end = p.shutdown(grace, world.shutdown_bound(grace)).await;
+            world.ends.insert(incarnation, end);
+        }
+    }
+    // Crashed processes' futures are dropped by their worker threads: give them a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut rows: HashMap<TaskId, TaskRecord> = HashMap::new();
+    for id in &ids {
+        if let Some(row) = checker.get(*id).await.expect("read a row") {
+            rows.insert(*id, row);
+        }
+    }
+    let evidence = Evidence {
+        origin,
+        lease: shape.lease,
+        cancel_grace: shape.cancel_grace,
+        submissions: lock(&world.submissions).clone(),
+        rows,
+        executions: world.setup.log.snapshot(),
+        journal: faults.journal().clone(),
+        ends: world.ends.clone(),
+        cancels: lock(&world.cancels).clone(),
+        notes,
+    };
+    let summary = summary(&shape, &world, &evidence);
+    (summary, check(&evidence))
+}
+
+/// Waits until every stored task is terminal; returns those that are not at the deadline.
+async fn settle(store: &Arc<dyn Store>, ids: &[TaskId]) -> Vec<TaskRecord> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut open = Vec::new();
+        for id in ids {
+            match store.get(*id).await {
+                Ok(Some(row)) if !row.state.is_terminal() => open.push(row),
+                Ok(_) => {}
+                Err(error) => panic!("reading task {id}: {error}"),
+            }
+        }
+        if open.is_empty() || Instant::now() > deadline {
+            return open;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An idle runtime must take `concurrency` tasks at once (local dispatch): a slot lost during
+/// the chaos shows up here.
+async fn capacity(p: &Process, concurrency: usize) -> Option<String> {
+    let client = p.client();
+    let rows = (0..concurrency)
+        .map(|_| {
+            client
+                .prepare(&Tick, &EnqueueOptions::new())
+                .expect("prepare")
+        })
+        .collect();
+    let before = p.runtime.stats().dispatched_locally;
+    if let Err(error) = client.insert(rows).await {
+        return Some(format!(
+            "p{}: enqueue on an idle runtime failed: {error}",
+            p.incarnation
+        ));
+    }
+    let started = p.runtime.stats().dispatched_locally - before;
+    (started != concurrency as u64).then(|| {
+        format!(
+            "p{} (owner {}): an idle runtime started only {started} of {concurrency} tasks at once",
+            p.incarnation,
+            p.owner()
+        )
+    })
+}
+
+fn summary(shape: &Shape, world: &World, ev: &Evidence) -> String {
+    let acks = |ack| ev.submissions.iter().filter(|s| s.ack == ack).count();
+    let mut states: HashMap<String, usize> = HashMap::new();
+    for row in ev.rows.values() {
+        *states.entry(row.state.to_string()).or_default() += 1;
+    }
+    let mut states: Vec<_> = states.into_iter().collect();
+    states.sort();
+    let states: Vec<_> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let faults: u64 = ev.journal.injected.values().sum();
+    let lost: usize = ev
+        .journal
+        .beats
+        .iter()
+        .filter_map(|b| {
+            b.answer
+                .as_ref()
+                .map(|(_, still)| b.held.len() - still.len())
+        })
+        .sum();
+    format!(
+        "{} processes, lease {:?}, concurrency {}, {} tasks (stored {}, refused {}, unknown {}), {} executions, {} faults in {} calls, {} leases lost, {} crashes, {} shutdowns; {}",
+        shape.processes,
+        shape.lease,
+        shape.concurrency,
+        ev.submissions.len(),
+        acks(Ack::Stored),
+        acks(Ack::Refused),
+        acks(Ack::Unknown),
+        ev.executions.len(),
+        faults,
+        ev.journal.calls,
+        lost,
+        world.crashes,
+        world.shutdowns,
+        states.join(", ")
+    )
+}
