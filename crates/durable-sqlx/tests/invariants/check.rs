@@ -35,24 +35,20 @@
 //! Notes recorded while the iteration ran (`running()` not back to 0, lost capacity,
 //! unsettled rows at the deadline) are added under their own rule names.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use durable_core::{Fence, TaskId, TaskRecord, TaskState, WorkerId};
 
 use crate::faults::Journal;
+use crate::leases;
 use crate::process::End;
 use crate::tasks::{Execution, Outcome};
 
-/// Slack for comparing the test's clock with the database's.
-const TOLERANCE: Duration = Duration::from_millis(50);
-/// How long past its cancel grace a stopped attempt may take to be dropped.
-const STOP_SLACK: Duration = Duration::from_millis(1000);
-/// How long after an execution starts its runtime's heartbeats must include it (the list
-/// is taken just before the call is recorded).
-const LISTED_WITHIN: Duration = Duration::from_millis(50);
 /// Violations shown per rule.
 const SHOWN: usize = 6;
+/// Task histories shown after the violations.
+const HISTORIES: usize = 8;
 
 /// Whether an enqueue was acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,37 +79,56 @@ pub struct Evidence {
     pub ends: HashMap<u32, End>,
     /// Cancels that returned `true`, and when.
     pub cancels: Vec<(TaskId, Instant)>,
-    /// `(rule, detail)` noted while running.
-    pub notes: Vec<(&'static str, String)>,
+    /// Observations made while running.
+    pub notes: Vec<Note>,
 }
 
+/// A violation seen while the iteration ran rather than in its evidence.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub rule: &'static str,
+    /// The process it is about.
+    pub process: Option<u32>,
+    pub detail: String,
+}
+
+/// Violations, a few per rule, and the tasks they are about.
 #[derive(Default)]
-struct Findings {
+pub struct Findings {
     lines: Vec<String>,
     per_rule: HashMap<&'static str, usize>,
+    tasks: Vec<TaskId>,
 }
 
 impl Findings {
-    fn add(&mut self, rule: &'static str, detail: String) {
+    pub fn add(&mut self, rule: &'static str, task: Option<TaskId>, detail: String) {
         let n = self.per_rule.entry(rule).or_insert(0);
         *n += 1;
         if *n <= SHOWN {
             self.lines.push(format!("[{rule}] {detail}"));
+            self.tasks.extend(task.filter(|t| !self.tasks.contains(t)));
         }
     }
 
-    fn finish(mut self) -> Vec<String> {
+    /// The violations, then the history of the tasks involved (rows, runs, leases).
+    fn finish(mut self, ev: &Evidence) -> Vec<String> {
         let mut more: Vec<_> = self.per_rule.iter().filter(|(_, &n)| n > SHOWN).collect();
         more.sort();
         for (rule, n) in more {
             self.lines.push(format!("[{rule}] ... {} more", n - SHOWN));
+        }
+        if !self.lines.is_empty() {
+            let valid = leases::valid_until(ev);
+            for id in self.tasks.iter().take(HISTORIES) {
+                self.lines.push(ev.history(*id, &valid));
+            }
         }
         self.lines
     }
 }
 
 impl Evidence {
-    fn ms(&self, at: Instant) -> String {
+    pub fn ms(&self, at: Instant) -> String {
         format!(
             "{}ms",
             at.saturating_duration_since(self.origin).as_millis()
@@ -126,14 +141,14 @@ impl Evidence {
 
     /// When an execution stopped: a crashed process stops everything at the crash, even if
     /// its futures were dropped a moment later.
-    fn end(&self, e: &Execution) -> Option<Instant> {
+    pub fn end(&self, e: &Execution) -> Option<Instant> {
         match self.ends.get(&e.incarnation) {
             Some(End::Crashed(at)) => Some(e.end.map_or(*at, |end| end.min(*at))),
             _ => e.end,
         }
     }
 
-    fn describe(&self, e: &Execution) -> String {
+    pub fn describe(&self, e: &Execution) -> String {
         format!(
             "task {} attempt {}/{} on p{} ({:?}, {:?}) {}..{}",
             e.index,
@@ -148,8 +163,11 @@ impl Evidence {
         )
     }
 
-    /// Every execution of a task, in order: what the reader of a violation needs first.
-    fn history(&self, id: TaskId) -> String {
+    /// A task's final row and every execution of it in order, with the lease each one
+    /// certainly held: what the reader of a violation needs first.
+    fn history(&self, id: TaskId, valid: &HashMap<Fence, Instant>) -> String {
+        let owners: HashMap<u32, WorkerId> =
+            self.journal.owners.iter().map(|(o, i)| (*i, *o)).collect();
         let mut runs: Vec<_> = self.executions.iter().filter(|e| e.task == id).collect();
         runs.sort_by_key(|e| e.start);
         let runs: Vec<_> = runs
@@ -158,8 +176,18 @@ impl Evidence {
                 let end = self
                     .end(e)
                     .map_or_else(|| "never".to_owned(), |t| self.ms(t));
+                let lease = owners
+                    .get(&e.incarnation)
+                    .and_then(|&owner| {
+                        valid.get(&Fence {
+                            id,
+                            owner,
+                            attempt: e.attempt,
+                        })
+                    })
+                    .map_or_else(|| "none".to_owned(), |t| self.ms(*t));
                 format!(
-                    "a{} p{} {:?} {:?} {}..{end}",
+                    "a{} p{} {:?} {:?} {}..{end} lease>={lease}",
                     e.attempt,
                     e.incarnation,
                     e.fate,
@@ -168,7 +196,19 @@ impl Evidence {
                 )
             })
             .collect();
-        format!("[{}]", runs.join("; "))
+        let index = self
+            .submissions
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.index);
+        let row = self
+            .rows
+            .get(&id)
+            .map_or_else(|| "no row".to_owned(), |r| self.row(r));
+        format!(
+            "history of task {index:?}: {row}; runs: {}",
+            runs.join("; ")
+        )
     }
 
     fn row(&self, r: &TaskRecord) -> String {
@@ -183,11 +223,24 @@ impl Evidence {
     }
 }
 
-/// Every violated invariant, one line each (a few per rule).
+/// Every violated invariant, one line each (a few per rule), then the histories of the
+/// tasks involved.
 pub fn check(ev: &Evidence) -> Vec<String> {
     let mut f = Findings::default();
-    for (rule, detail) in &ev.notes {
-        f.add(rule, detail.clone());
+    for note in &ev.notes {
+        f.add(note.rule, None, note.detail.clone());
+        // A runtime that lost track of capacity: show the tasks it ran twice at once (a
+        // re-claim of its own task while the earlier attempt still ran).
+        for task in note.process.map(|p| overlapping(ev, p)).unwrap_or_default() {
+            f.add(
+                "context",
+                Some(task),
+                format!(
+                    "p{}: two attempts of one task at once",
+                    note.process.unwrap_or(0)
+                ),
+            );
+        }
     }
     let owner_of: HashMap<u32, WorkerId> =
         ev.journal.owners.iter().map(|(o, i)| (*i, *o)).collect();
@@ -203,249 +256,127 @@ pub fn check(ev: &Evidence) -> Vec<String> {
         runs.entry(e.task).or_default().push(e);
     }
     rows(ev, &runs, &mut f);
-    executions(ev, &runs, &fence, &mut f);
-    heartbeats(ev, &fence, &mut f);
-    for (&incarnation, end) in &ev.ends {
-        let End::Stopped(stop) = end else { continue };
-        let Some(returned) = stop.returned else {
-            f.add(
-                "shutdown-stops",
-                format!(
-                    "p{incarnation}: shutdown({:?}) began at {} and did not return",
-                    stop.grace,
-                    ev.ms(stop.began)
-                ),
-            );
-            continue;
-        };
-        if stop.running_after != 0 {
-            f.add(
-                "shutdown-stops",
-                format!(
-                    "p{incarnation}: running() = {} after shutdown({:?}) returned ({:?})",
-                    stop.running_after, stop.grace, stop.report
-                ),
-            );
-        }
-        for e in ev
-            .executions
-            .iter()
-            .filter(|e| e.incarnation == incarnation)
-        {
-            if ev.end(e).is_none_or(|end| end > returned) {
-                f.add(
-                    "shutdown-stops",
-                    format!(
-                        "{} still running when shutdown({:?}) returned at {}",
-                        ev.describe(e),
-                        stop.grace,
-                        ev.ms(returned)
-                    ),
-                );
-            }
-        }
-    }
+    leases::executions(ev, &runs, &fence, &mut f);
+    leases::heartbeats(ev, &fence, &mut f);
+    shutdowns(ev, &mut f);
     for (id, at) in &ev.cancels {
         let state = ev.rows.get(id).map(|r| r.state);
         if state != Some(TaskState::Cancelled) {
-            f.add(
-                "cancel-wins",
-                format!("task {id} cancelled at {} ends {state:?}", ev.ms(*at)),
-            );
+            let detail = format!("task cancelled at {} ends {state:?}", ev.ms(*at));
+            f.add("cancel-wins", Some(*id), detail);
         }
         for e in runs.get(id).into_iter().flatten().filter(|e| e.start > *at) {
-            f.add(
-                "cancel-wins",
-                format!(
-                    "{} started after its cancel at {}",
-                    ev.describe(e),
-                    ev.ms(*at)
-                ),
+            let detail = format!(
+                "{} started after its cancel at {}",
+                ev.describe(e),
+                ev.ms(*at)
             );
+            f.add("cancel-wins", Some(*id), detail);
         }
     }
-    f.finish()
+    f.finish(ev)
+}
+
+/// Tasks of which process `p` ran two executions at the same time.
+fn overlapping(ev: &Evidence, p: u32) -> Vec<TaskId> {
+    let mut runs: Vec<_> = ev
+        .executions
+        .iter()
+        .filter(|e| e.incarnation == p)
+        .collect();
+    runs.sort_by_key(|e| (e.task, e.start));
+    let mut tasks: Vec<TaskId> = runs
+        .windows(2)
+        .filter(|w| w[0].task == w[1].task && ev.end(w[0]).is_none_or(|end| w[1].start < end))
+        .map(|w| w[0].task)
+        .collect();
+    tasks.dedup();
+    tasks
+}
+
+fn shutdowns(ev: &Evidence, f: &mut Findings) {
+    let ends: BTreeSet<u32> = ev.ends.keys().copied().collect();
+    for incarnation in ends {
+        let Some(End::Stopped(stop)) = ev.ends.get(&incarnation) else {
+            continue;
+        };
+        let (grace, report) = (stop.grace, stop.report);
+        let Some(returned) = stop.returned else {
+            let detail = format!(
+                "p{incarnation}: shutdown({grace:?}) began at {} and did not return",
+                ev.ms(stop.began)
+            );
+            f.add("shutdown-stops", None, detail);
+            continue;
+        };
+        if stop.running_after != 0 {
+            let detail = format!(
+                "p{incarnation}: running() = {} after shutdown({grace:?}) returned ({report:?})",
+                stop.running_after
+            );
+            f.add("shutdown-stops", None, detail);
+        }
+        let mine = ev
+            .executions
+            .iter()
+            .filter(|e| e.incarnation == incarnation);
+        for e in mine.filter(|e| ev.end(e).is_none_or(|end| end > returned)) {
+            let detail = format!(
+                "{} still running when shutdown({grace:?}) returned at {}",
+                ev.describe(e),
+                ev.ms(returned)
+            );
+            f.add("shutdown-stops", Some(e.task), detail);
+        }
+    }
 }
 
 fn rows(ev: &Evidence, runs: &HashMap<TaskId, Vec<&Execution>>, f: &mut Findings) {
     for s in &ev.submissions {
+        let task = Some(s.id);
         let Some(r) = ev.rows.get(&s.id) else {
             if s.ack == Ack::Stored {
-                f.add(
-                    "stored",
-                    format!(
-                        "task {} ({}) acknowledged but not in the database",
-                        s.index, s.id
-                    ),
-                );
+                let detail = format!("task {} acknowledged but not in the database", s.index);
+                f.add("stored", task, detail);
             }
             continue;
         };
+        let row = || format!("task {} is {}", s.index, ev.row(r));
         if !r.state.is_terminal() {
-            f.add(
-                "settled",
-                format!(
-                    "task {} ended {}; runs {}",
-                    s.index,
-                    ev.row(r),
-                    ev.history(s.id)
-                ),
-            );
+            f.add("settled", task, row());
         }
         if r.state == TaskState::Failed && r.last_error.as_deref().is_none_or(str::is_empty) {
-            f.add(
-                "failed-has-error",
-                format!("task {} is {}", s.index, ev.row(r)),
-            );
+            f.add("failed-has-error", task, row());
         }
         if r.attempts > r.max_attempts {
-            f.add("attempts", format!("task {} row is {}", s.index, ev.row(r)));
+            f.add("attempts", task, row());
         }
         let inc = ev.incarnation(r.lease_owner);
         let by = |ok: bool| {
             runs.get(&s.id).into_iter().flatten().any(|e| {
                 Some(e.incarnation) == inc
                     && e.attempt == r.attempts
-                    && (e.outcome == Outcome::Ok) == ok
                     && e.outcome != Outcome::Running
+                    && (e.outcome == Outcome::Ok) == ok
             })
         };
+        let expired = r
+            .last_error
+            .as_deref()
+            .is_some_and(|m| m.contains("lease expired"));
         match r.state {
             TaskState::Completed if !by(true) => {
-                f.add("completed-by-run", format!("task {} is {} but no execution of that attempt and owner returned Ok; runs {}", s.index, ev.row(r), ev.history(s.id)));
-            }
-            TaskState::Failed
-                if !r
-                    .last_error
-                    .as_deref()
-                    .is_some_and(|m| m.contains("lease expired"))
-                    && !by(false) =>
-            {
-                f.add(
-                    "failed-by-run",
-                    format!(
-                        "task {} is {} but no execution of that attempt and owner failed; runs {}",
-                        s.index,
-                        ev.row(r),
-                        ev.history(s.id)
-                    ),
+                let detail = format!(
+                    "{}: no execution of that attempt and owner returned Ok",
+                    row()
                 );
+                f.add("completed-by-run", task, detail);
+            }
+            TaskState::Failed if !expired && !by(false) => {
+                let detail = format!("{}: no execution of that attempt and owner failed", row());
+                f.add("failed-by-run", task, detail);
             }
             _ => {}
-        }
-    }
-}
-
-fn executions(
-    ev: &Evidence,
-    runs: &HashMap<TaskId, Vec<&Execution>>,
-    fence: &dyn Fn(&Execution) -> Option<Fence>,
-    f: &mut Findings,
-) {
-    let delivered: HashSet<Fence> = ev.journal.delivered.iter().map(|g| g.fence).collect();
-    let mut valid_until: HashMap<Fence, Instant> = HashMap::new();
-    for g in &ev.journal.granted {
-        let until = g.at + ev.lease;
-        valid_until
-            .entry(g.fence)
-            .and_modify(|u| *u = (*u).max(until))
-            .or_insert(until);
-    }
-    let mut seen = HashSet::new();
-    for e in &ev.executions {
-        if e.attempt == 0 || e.attempt > e.max_attempts {
-            f.add("attempts", ev.describe(e));
-        }
-        let Some(fe) = fence(e) else {
-            f.add(
-                "claimed-before-run",
-                format!("{}: unknown owner", ev.describe(e)),
-            );
-            continue;
-        };
-        if !seen.insert(fe) {
-            f.add("one-run-per-fence", format!("{} ran twice", ev.describe(e)));
-        }
-        if !delivered.contains(&fe) {
-            f.add(
-                "claimed-before-run",
-                format!("{} without a claim that returned Ok", ev.describe(e)),
-            );
-        }
-    }
-    for list in runs.values() {
-        let mut list = list.clone();
-        list.sort_by_key(|e| e.start);
-        for (i, first) in list.iter().enumerate() {
-            let Some(until) = fence(first).and_then(|fe| valid_until.get(&fe).copied()) else {
-                continue;
-            };
-            let first_end = ev.end(first);
-            for later in &list[i + 1..] {
-                let overlaps = first_end.is_none_or(|end| later.start < end);
-                if overlaps && later.start + TOLERANCE < until {
-                    f.add(
-                        "exclusive-lease",
-                        format!(
-                            "{} started while {} still held its lease (valid until at least {})",
-                            ev.describe(later),
-                            ev.describe(first),
-                            ev.ms(until)
-                        ),
-                    );
-                }
-            }
-        }
-    }
-}
-
-fn heartbeats(ev: &Evidence, fence: &dyn Fn(&Execution) -> Option<Fence>, f: &mut Findings) {
-    let by_fence: HashMap<Fence, &Execution> = ev
-        .executions
-        .iter()
-        .filter_map(|e| fence(e).map(|fe| (fe, e)))
-        .collect();
-    for beat in &ev.journal.beats {
-        let held: HashSet<Fence> = beat.held.iter().copied().collect();
-        for e in ev
-            .executions
-            .iter()
-            .filter(|e| e.incarnation == beat.incarnation)
-        {
-            let running =
-                e.start + LISTED_WITHIN < beat.at && ev.end(e).is_none_or(|end| end > beat.at);
-            if running && fence(e).is_some_and(|fe| !held.contains(&fe)) {
-                f.add(
-                    "heartbeat-covers-running",
-                    format!(
-                        "heartbeat of p{} at {} left out {}",
-                        beat.incarnation,
-                        ev.ms(beat.at),
-                        ev.describe(e)
-                    ),
-                );
-            }
-        }
-        let Some((told, still)) = &beat.answer else {
-            continue;
-        };
-        let still: HashSet<Fence> = still.iter().copied().collect();
-        for lost in held.difference(&still) {
-            let Some(e) = by_fence.get(lost) else {
-                continue;
-            };
-            let deadline = *told + ev.cancel_grace + STOP_SLACK;
-            if e.start < *told && ev.end(e).is_none_or(|end| end > deadline) {
-                f.add(
-                    "lost-lease-stops",
-                    format!(
-                        "{} kept running after p{} was told at {} its lease was lost",
-                        ev.describe(e),
-                        beat.incarnation,
-                        ev.ms(*told)
-                    ),
-                );
-            }
         }
     }
 }

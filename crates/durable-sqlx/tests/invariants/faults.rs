@@ -14,12 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use durable_core::{
-    async_trait, ClaimRequest, ClaimedTask, Error, Fence, NewTask, RescueReport, Result,
-    StateCounts, Store, TaskId, TaskRecord, WorkerId, WriteBatch, WriteOutcome,
-};
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use durable_core::{Error, Fence, Result, Store, WorkerId, WriteOutcome};
 
 use crate::plan::{hash, Off, Rng};
 
@@ -87,7 +82,7 @@ impl Faults {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn note(&self, fences: impl IntoIterator<Item = Fence>, at: Instant, delivered: bool) {
+    pub fn note(&self, fences: impl IntoIterator<Item = Fence>, at: Instant, delivered: bool) {
         let mut journal = self.journal();
         let list = if delivered {
             &mut journal.delivered
@@ -99,7 +94,7 @@ impl Faults {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
+pub enum Method {
     Insert,
     Claim,
     Heartbeat,
@@ -144,7 +139,7 @@ fn injected(what: &str) -> Error {
 }
 
 /// A call's answer that a fault can replace with an error.
-trait Answer: Sized + Send + 'static {
+pub trait Answer: Sized + Send + 'static {
     fn failed(what: &str) -> Self;
     /// The call succeeded, the caller is told (part of) it failed.
     fn spoil(self, rng: &mut Rng) -> Self;
@@ -200,26 +195,9 @@ impl Answer for WriteOutcome {
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
-    faults: Arc<Faults>,
-    incarnation: u32,
+    pub faults: Arc<Faults>,
+    pub incarnation: u32,
     calls: [AtomicU64; 14],
-}
-
-fn fences(claimed: &[ClaimedTask]) -> Vec<Fence> {
-    claimed.iter().map(ClaimedTask::fence).collect()
-}
-
-/// The fences of rows inserted already claimed (local dispatch): attempt 1 of the owner.
-fn local(rows: &[NewTask]) -> Vec<Fence> {
-    rows.iter()
-        .filter_map(|row| {
-            row.claimed_by.map(|claim| Fence {
-                id: row.id,
-                owner: claim.owner,
-                attempt: 1,
-            })
-        })
-        .collect()
 }
 
 impl FaultyStore {
@@ -295,7 +273,7 @@ impl FaultyStore {
     }
 
     /// Runs `real` (a `'static` future doing the real call) under this call's fault.
-    async fn call<T: Answer>(
+    pub async fn call<T: Answer>(
         &self,
         method: Method,
         real: impl Future<Output = T> + Send + 'static,
@@ -328,198 +306,7 @@ impl FaultyStore {
         }
     }
 
-    fn inner(&self) -> Arc<dyn Store> {
+    pub fn inner(&self) -> Arc<dyn Store> {
         Arc::clone(&self.inner)
-    }
-}
-
-#[async_trait]
-impl Store for FaultyStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-
-    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) {
-        self.inner.listen(wake, stop);
-    }
-
-    fn single_writer(&self) -> bool {
-        self.inner.single_writer()
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        self.inner.migrate().await
-    }
-
-    async fn insert(&self, tasks: &[NewTask]) -> Result<()> {
-        let (at, inner, faults, rows) = (
-            Instant::now(),
-            self.inner(),
-            Arc::clone(&self.faults),
-            tasks.to_vec(),
-        );
-        let answer = self
-            .call(Method::Insert, async move {
-                let result = inner.insert(&rows).await;
-                if result.is_ok() {
-                    faults.note(local(&rows), at, false);
-                }
-                result
-            })
-            .await;
-        if answer.is_ok() {
-            self.faults.note(local(tasks), at, true);
-        }
-        answer
-    }
-
-    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedTask>> {
-        let (at, inner, faults, request) = (
-            Instant::now(),
-            self.inner(),
-            Arc::clone(&self.faults),
-            request.clone(),
-        );
-        let answer = self
-            .call(Method::Claim, async move {
-                let result = inner.claim(&request).await;
-                if let Ok(claimed) = &result {
-                    faults.note(fences(claimed), at, false);
-                }
-                result
-            })
-            .await;
-        if let Ok(claimed) = &answer {
-            self.faults.note(fences(claimed), at, true);
-        }
-        answer
-    }
-
-    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> Result<Vec<Fence>> {
-        let (at, inner, faults, list) = (
-            Instant::now(),
-            self.inner(),
-            Arc::clone(&self.faults),
-            held.to_vec(),
-        );
-        let answer = self
-            .call(Method::Heartbeat, async move {
-                let result = inner.heartbeat(&list, lease).await;
-                if let Ok(still) = &result {
-                    faults.note(still.iter().copied(), at, false);
-                }
-                result
-            })
-            .await;
-        self.faults.journal().beats.push(Beat {
-            incarnation: self.incarnation,
-            at,
-            held: held.to_vec(),
-            answer: answer
-                .as_ref()
-                .ok()
-                .map(|still| (Instant::now(), still.clone())),
-        });
-        answer
-    }
-
-    async fn complete(&self, fences: &[Fence]) -> Result<Vec<TaskId>> {
-        let (inner, list) = (self.inner(), fences.to_vec());
-        self.call(Method::Complete, async move { inner.complete(&list).await })
-            .await
-    }
-
-    async fn retry(&self, fence: &Fence, delay: Duration, error: &str) -> Result<bool> {
-        let (inner, fence, error) = (self.inner(), *fence, error.to_owned());
-        self.call(Method::Retry, async move {
-            inner.retry(&fence, delay, &error).await
-        })
-        .await
-    }
-
-    async fn fail(&self, fence: &Fence, error: &str) -> Result<bool> {
-        let (inner, fence, error) = (self.inner(), *fence, error.to_owned());
-        self.call(
-            Method::Fail,
-            async move { inner.fail(&fence, &error).await },
-        )
-        .await
-    }
-
-    async fn requeue(&self, fences: &[Fence]) -> Result<u64> {
-        let (inner, list) = (self.inner(), fences.to_vec());
-        self.call(Method::Requeue, async move { inner.requeue(&list).await })
-            .await
-    }
-
-    async fn rescue_expired(&self) -> Result<RescueReport> {
-        let inner = self.inner();
-        self.call(Method::Rescue, async move { inner.rescue_expired().await })
-            .await
-    }
-
-    async fn cancel(&self, id: TaskId) -> Result<bool> {
-        let inner = self.inner();
-        self.call(Method::Cancel, async move { inner.cancel(id).await })
-            .await
-    }
-
-    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64> {
-        let inner = self.inner();
-        self.call(Method::Prune, async move {
-            inner.prune(older_than, limit).await
-        })
-        .await
-    }
-
-    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
-        let inner = self.inner();
-        self.call(Method::Get, async move { inner.get(id).await })
-            .await
-    }
-
-    async fn counts(&self) -> Result<StateCounts> {
-        let inner = self.inner();
-        self.call(Method::Counts, async move { inner.counts().await })
-            .await
-    }
-
-    async fn backlog(&self) -> Result<u64> {
-        let inner = self.inner();
-        self.call(Method::Backlog, async move { inner.backlog().await })
-            .await
-    }
-
-    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
-        let at = Instant::now();
-        let (inner, faults) = (self.inner(), Arc::clone(&self.faults));
-        let (rows, done, claim) = (
-            batch.insert.to_vec(),
-            batch.complete.to_vec(),
-            batch.claim.cloned(),
-        );
-        let answer = self
-            .call(Method::Write, async move {
-                let mut batch = WriteBatch::new().insert(&rows).complete(&done);
-                if let Some(claim) = &claim {
-                    batch = batch.claim(claim);
-                }
-                let outcome = inner.write(batch).await;
-                if outcome.inserted.is_ok() {
-                    faults.note(local(&rows), at, false);
-                }
-                if let Ok(claimed) = &outcome.claimed {
-                    faults.note(fences(claimed), at, false);
-                }
-                outcome
-            })
-            .await;
-        if answer.inserted.is_ok() {
-            self.faults.note(local(batch.insert), at, true);
-        }
-        if let Ok(claimed) = &answer.claimed {
-            self.faults.note(fences(claimed), at, true);
-        }
-        answer
     }
 }

@@ -30,6 +30,8 @@
 mod check;
 mod db;
 mod faults;
+mod faulty;
+mod leases;
 mod plan;
 mod process;
 mod scenario;
@@ -37,15 +39,86 @@ mod selftest;
 mod tasks;
 mod timeline;
 
+use std::io::Write as _;
+use std::time::Instant;
+
+use db::Kind;
+use plan::Settings;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite() {
-    scenario::run_all(db::Kind::Sqlite).await;
+    run_all(Kind::Sqlite).await;
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
     if let Some(url) = db::postgres_url() {
-        scenario::run_all(db::Kind::Postgres(url)).await;
+        run_all(Kind::Postgres(url)).await;
     }
+}
+
+/// Runs every iteration of the settings on one backend; panics with the failing seeds.
+pub async fn run_all(kind: Kind) {
+    tasks::quiet_planned_panics();
+    let settings = Settings::from_env();
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for &seed in &settings.seeds {
+        let began = Instant::now();
+        let (summary, violations) = scenario::iteration(&kind, seed, &settings.off).await;
+        let verdict = if violations.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        // Straight to stderr: libtest captures the output of passing tests, and a long run
+        // should show its progress.
+        let _ = writeln!(
+            std::io::stderr(),
+            "invariants[{}] seed={seed:#018x} {verdict} in {:.1}s: {summary}",
+            kind.name(),
+            began.elapsed().as_secs_f64()
+        );
+        if !violations.is_empty() {
+            failures.push((seed, summary, violations));
+        }
+    }
+    let off = if settings.off.is_empty() {
+        String::new()
+    } else {
+        format!(" (off: {})", settings.off)
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "invariants[{}]: {} iterations in {:.0}s, {} failed{off}",
+        kind.name(),
+        settings.seeds.len(),
+        started.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    if failures.is_empty() {
+        return;
+    }
+    let mut message = String::new();
+    for (seed, summary, violations) in &failures {
+        let off = if settings.off.is_empty() {
+            String::new()
+        } else {
+            format!("DURABLE_INVARIANT_OFF={} ", settings.off)
+        };
+        message.push_str(&format!(
+            "\nseed {seed:#018x} ({summary})\n  replay: DURABLE_INVARIANT_SEED={seed:#x} {off}cargo test -p durable-sqlx --all-features --test invariants {} -- --nocapture\n",
+            kind.name()
+        ));
+        for v in violations {
+            message.push_str(&format!("  {v}\n"));
+        }
+    }
+    panic!(
+        "{} of {} iterations broke invariants on {}:{message}",
+        failures.len(),
+        settings.seeds.len(),
+        kind.name()
+    );
 }

@@ -3,88 +3,22 @@
 //! each runtime is idle with its whole capacity, stop them all and check the invariants.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use durable_core::{Client, EnqueueOptions, Store, TaskId, TaskRecord};
 use tokio::task::JoinSet;
 
-use crate::check::{check, Ack, Evidence, Submission};
+use crate::check::{check, Ack, Evidence, Note, Submission};
 use crate::db::{Database, Kind};
 use crate::faults::{Faults, FaultyStore};
-use crate::plan::{Off, Settings};
+use crate::plan::Off;
 use crate::process::{End, Process, Setup};
-use crate::tasks::{quiet_planned_panics, Chaos, ExecLog, Plan, Tick};
+use crate::tasks::{Chaos, ExecLog, Plan, Tick};
 use crate::timeline::{timeline, Event, Shape};
 
 /// How long tasks get to settle once faults stop (a task may time out on every attempt).
 const SETTLE: Duration = Duration::from_secs(30);
-
-/// Runs every iteration of the settings on one backend; panics with the failing seeds.
-pub async fn run_all(kind: Kind) {
-    quiet_planned_panics();
-    let settings = Settings::from_env();
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    for &seed in &settings.seeds {
-        let began = Instant::now();
-        let (summary, violations) = iteration(&kind, seed, &settings.off).await;
-        let verdict = if violations.is_empty() {
-            "ok"
-        } else {
-            "FAILED"
-        };
-        // Straight to stderr: libtest captures the output of passing tests, and a long run
-        // should show its progress.
-        let _ = writeln!(
-            std::io::stderr(),
-            "invariants[{}] seed={seed:#018x} {verdict} in {:.1}s: {summary}",
-            kind.name(),
-            began.elapsed().as_secs_f64()
-        );
-        if !violations.is_empty() {
-            failures.push((seed, summary, violations));
-        }
-    }
-    let off = if settings.off.is_empty() {
-        String::new()
-    } else {
-        format!(" (off: {})", settings.off)
-    };
-    let _ = writeln!(
-        std::io::stderr(),
-        "invariants[{}]: {} iterations in {:.0}s, {} failed{off}",
-        kind.name(),
-        settings.seeds.len(),
-        started.elapsed().as_secs_f64(),
-        failures.len()
-    );
-    if failures.is_empty() {
-        return;
-    }
-    let mut message = String::new();
-    for (seed, summary, violations) in &failures {
-        let off = if settings.off.is_empty() {
-            String::new()
-        } else {
-            format!("DURABLE_INVARIANT_OFF={} ", settings.off)
-        };
-        message.push_str(&format!(
-            "\nseed {seed:#018x} ({summary})\n  replay: DURABLE_INVARIANT_SEED={seed:#x} {off}cargo test -p durable-sqlx --all-features --test invariants {} -- --nocapture\n",
-            kind.name()
-        ));
-        for v in violations {
-            message.push_str(&format!("  {v}\n"));
-        }
-    }
-    panic!(
-        "{} of {} iterations broke invariants on {}:{message}",
-        failures.len(),
-        settings.seeds.len(),
-        kind.name()
-    );
-}
 
 enum Slot {
     Alive(Process),
@@ -284,13 +218,14 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
     let mut notes = Vec::new();
     let open = settle(&checker, &ids).await;
     if !open.is_empty() {
-        notes.push((
-            "settled",
-            format!(
+        notes.push(Note {
+            rule: "settled",
+            process: None,
+            detail: format!(
                 "{} tasks still unfinished {SETTLE:?} after the faults stopped",
                 open.len()
             ),
-        ));
+        });
     }
     for slot in &world.slots {
         let Slot::Alive(p) = slot else { continue };
@@ -301,16 +236,21 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
         })
         .await;
         if idle.is_err() {
-            notes.push((
-                "idle",
-                format!(
+            notes.push(Note {
+                rule: "idle",
+                process: Some(p.incarnation),
+                detail: format!(
                     "p{}: running() = {} after every task settled",
                     p.incarnation,
                     p.runtime.running()
                 ),
-            ));
+            });
         } else if let Some(lost) = capacity(p, shape.concurrency).await {
-            notes.push(("capacity", lost));
+            notes.push(Note {
+                rule: "capacity",
+                process: Some(p.incarnation),
+                detail: lost,
+            });
         }
     }
     for slot in 0..shape.processes {

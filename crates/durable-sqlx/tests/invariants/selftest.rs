@@ -94,10 +94,13 @@ impl Case {
         });
     }
 
+    /// The rules violated, in order (the task histories that follow them left out).
     fn rules(&self) -> Vec<String> {
         check(&self.ev)
-            .into_iter()
-            .map(|line| line[1..line.find(']').unwrap_or(1)].to_owned())
+            .iter()
+            .filter_map(|line| line.strip_prefix('['))
+            .filter_map(|line| line.split(']').next())
+            .map(str::to_owned)
             .collect()
     }
 }

@@ -1,0 +1,147 @@
+//! The lease rules of `check`: who ran what, on which claim, for how long, and whether the
+//! heartbeats kept track of it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use durable_core::{Fence, TaskId};
+
+use crate::check::{Evidence, Findings};
+use crate::tasks::Execution;
+
+/// Slack for comparing the test's clock with the database's.
+const TOLERANCE: Duration = Duration::from_millis(50);
+/// How long past its cancel grace a stopped attempt may take to be dropped.
+const STOP_SLACK: Duration = Duration::from_millis(1000);
+/// How long after an execution starts its runtime's heartbeats must include it (the list
+/// is taken just before the call is recorded).
+const LISTED_WITHIN: Duration = Duration::from_millis(50);
+
+/// The lease each fence certainly held: the latest grant's call start plus the lease.
+pub fn valid_until(ev: &Evidence) -> HashMap<Fence, Instant> {
+    let mut valid: HashMap<Fence, Instant> = HashMap::new();
+    for g in &ev.journal.granted {
+        let until = g.at + ev.lease;
+        valid
+            .entry(g.fence)
+            .and_modify(|u| *u = (*u).max(until))
+            .or_insert(until);
+    }
+    valid
+}
+
+pub fn executions(
+    ev: &Evidence,
+    runs: &HashMap<TaskId, Vec<&Execution>>,
+    fence: &dyn Fn(&Execution) -> Option<Fence>,
+    f: &mut Findings,
+) {
+    let delivered: HashSet<Fence> = ev.journal.delivered.iter().map(|g| g.fence).collect();
+    let valid_until = valid_until(ev);
+    let mut seen = HashSet::new();
+    for e in &ev.executions {
+        if e.attempt == 0 || e.attempt > e.max_attempts {
+            f.add("attempts", Some(e.task), ev.describe(e));
+        }
+        let Some(fe) = fence(e) else {
+            f.add(
+                "claimed-before-run",
+                Some(e.task),
+                format!("{}: unknown owner", ev.describe(e)),
+            );
+            continue;
+        };
+        if !seen.insert(fe) {
+            f.add(
+                "one-run-per-fence",
+                Some(e.task),
+                format!("{} ran twice", ev.describe(e)),
+            );
+        }
+        if !delivered.contains(&fe) {
+            f.add(
+                "claimed-before-run",
+                Some(e.task),
+                format!("{} without a claim that returned Ok", ev.describe(e)),
+            );
+        }
+    }
+    for list in runs.values() {
+        let mut list = list.clone();
+        list.sort_by_key(|e| e.start);
+        for (i, first) in list.iter().enumerate() {
+            let Some(until) = fence(first).and_then(|fe| valid_until.get(&fe).copied()) else {
+                continue;
+            };
+            let first_end = ev.end(first);
+            for later in &list[i + 1..] {
+                let overlaps = first_end.is_none_or(|end| later.start < end);
+                if overlaps && later.start + TOLERANCE < until {
+                    f.add(
+                        "exclusive-lease",
+                        Some(first.task),
+                        format!(
+                            "{} started while {} still held its lease (valid until at least {})",
+                            ev.describe(later),
+                            ev.describe(first),
+                            ev.ms(until)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+pub fn heartbeats(ev: &Evidence, fence: &dyn Fn(&Execution) -> Option<Fence>, f: &mut Findings) {
+    let by_fence: HashMap<Fence, &Execution> = ev
+        .executions
+        .iter()
+        .filter_map(|e| fence(e).map(|fe| (fe, e)))
+        .collect();
+    for beat in &ev.journal.beats {
+        let held: HashSet<Fence> = beat.held.iter().copied().collect();
+        for e in ev
+            .executions
+            .iter()
+            .filter(|e| e.incarnation == beat.incarnation)
+        {
+            let running =
+                e.start + LISTED_WITHIN < beat.at && ev.end(e).is_none_or(|end| end > beat.at);
+            if running && fence(e).is_some_and(|fe| !held.contains(&fe)) {
+                f.add(
+                    "heartbeat-covers-running",
+                    Some(e.task),
+                    format!(
+                        "heartbeat of p{} at {} left out {}",
+                        beat.incarnation,
+                        ev.ms(beat.at),
+                        ev.describe(e)
+                    ),
+                );
+            }
+        }
+        let Some((told, still)) = &beat.answer else {
+            continue;
+        };
+        let still: HashSet<Fence> = still.iter().copied().collect();
+        for lost in held.difference(&still) {
+            let Some(e) = by_fence.get(lost) else {
+                continue;
+            };
+            let deadline = *told + ev.cancel_grace + STOP_SLACK;
+            if e.start < *told && ev.end(e).is_none_or(|end| end > deadline) {
+                f.add(
+                    "lost-lease-stops",
+                    Some(e.task),
+                    format!(
+                        "{} kept running after p{} was told at {} its lease was lost",
+                        ev.describe(e),
+                        beat.incarnation,
+                        ev.ms(*told)
+                    ),
+                );
+            }
+        }
+    }
+}
