@@ -10,8 +10,10 @@
 //!
 //! Rules:
 //! - `stored`: every enqueue that was acknowledged is in the database.
-//! - `settled`: every stored task ended `completed`, `failed` or `cancelled` (nothing left
-//!   `pending` or `processing` once faults stopped and clean runtimes ran for a while).
+//! - `settled`: every stored task ended `completed`, `failed` or `cancelled`, or is
+//!   `pending` with a reason: a `last_error` and a `run_at` still to come (a retry not yet
+//!   due). Nothing is left `processing`, nor due and unclaimed, once faults stopped and clean
+//!   runtimes ran for a while.
 //! - `failed-has-error`: every `failed` row has a `last_error`.
 //! - `attempts`: no row and no execution exceeds `max_attempts`; attempts start at 1.
 //! - `completed-by-run`: a `completed` row was completed by an execution of that very attempt
@@ -19,6 +21,8 @@
 //! - `failed-by-run`: a `failed` row whose error is not a lease expiry was failed by an
 //!   execution of that attempt and owner that did not return `Ok`.
 //! - `one-run-per-fence`: no attempt (task, owner, attempt) ran twice.
+//! - `attempt-reused`: an attempt number runs again (on another owner) only after a
+//!   shutdown's requeue handed it back uncounted.
 //! - `claimed-before-run`: every execution's fence was handed to its runtime by a claim or
 //!   a claimed insert that returned `Ok` (nothing runs on a claim it was told failed).
 //! - `exclusive-lease`: two executions of one task overlap only if the earlier one's lease
@@ -27,6 +31,8 @@
 //!   that execution stops within the cancel grace (plus slack).
 //! - `heartbeat-covers-running`: every heartbeat of a runtime includes every attempt it is
 //!   running (an attempt it forgot keeps running without a lease).
+//! - `concurrency`: no runtime ever runs more attempts at once than its concurrency, nor
+//!   more of the `narrow` queue than its limit on it.
 //! - `shutdown-stops`: when `shutdown` returns, the runtime runs nothing (no execution of
 //!   it still running, `running()` is 0), and it returns within its bound.
 //! - `cancel-wins`: a task whose cancel returned `true` ends `cancelled`, and no execution
@@ -72,6 +78,9 @@ pub struct Evidence {
     pub origin: Instant,
     pub lease: Duration,
     pub cancel_grace: Duration,
+    /// Each runtime's limit on attempts at once, and on the `narrow` queue.
+    pub concurrency: usize,
+    pub narrow: Option<usize>,
     pub submissions: Vec<Submission>,
     pub rows: HashMap<TaskId, TaskRecord>,
     pub executions: Vec<Execution>,
@@ -258,6 +267,7 @@ pub fn check(ev: &Evidence) -> Vec<String> {
     rows(ev, &runs, &mut f);
     leases::executions(ev, &runs, &fence, &mut f);
     leases::heartbeats(ev, &fence, &mut f);
+    leases::concurrency(ev, &mut f);
     shutdowns(ev, &mut f);
     for (id, at) in &ev.cancels {
         let state = ev.rows.get(id).map(|r| r.state);
@@ -275,6 +285,14 @@ pub fn check(ev: &Evidence) -> Vec<String> {
         }
     }
     f.finish(ev)
+}
+
+/// Whether a row is where it may stay: terminal, or pending with a reason (see `settled`).
+pub fn settled(row: &TaskRecord) -> bool {
+    row.state.is_terminal()
+        || (row.state == TaskState::Pending
+            && row.run_at > chrono::Utc::now()
+            && row.last_error.as_deref().is_some_and(|e| !e.is_empty()))
 }
 
 /// Tasks of which process `p` ran two executions at the same time.
@@ -342,7 +360,7 @@ fn rows(ev: &Evidence, runs: &HashMap<TaskId, Vec<&Execution>>, f: &mut Findings
             continue;
         };
         let row = || format!("task {} is {}", s.index, ev.row(r));
-        if !r.state.is_terminal() {
+        if !settled(r) {
             f.add("settled", task, row());
         }
         if r.state == TaskState::Failed && r.last_error.as_deref().is_none_or(str::is_empty) {

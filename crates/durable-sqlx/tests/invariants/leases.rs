@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use durable_core::{Fence, TaskId};
 
 use crate::check::{Evidence, Findings};
+use crate::plan::NARROW;
+use crate::process::End;
 use crate::tasks::Execution;
 
 /// Slack for comparing the test's clock with the database's.
@@ -70,10 +72,21 @@ pub fn executions(
         let mut list = list.clone();
         list.sort_by_key(|e| e.start);
         for (i, first) in list.iter().enumerate() {
+            let first_end = ev.end(first);
+            let next = list[i + 1..].iter().find(|e| e.attempt == first.attempt);
+            if let Some(next) = next.filter(|n| n.incarnation != first.incarnation) {
+                if !requeued(ev, first) {
+                    let detail = format!(
+                        "{} ran the attempt number of {} again, which no shutdown handed back",
+                        ev.describe(next),
+                        ev.describe(first)
+                    );
+                    f.add("attempt-reused", Some(first.task), detail);
+                }
+            }
             let Some(until) = fence(first).and_then(|fe| valid_until.get(&fe).copied()) else {
                 continue;
             };
-            let first_end = ev.end(first);
             for later in &list[i + 1..] {
                 let overlaps = first_end.is_none_or(|end| later.start < end);
                 if overlaps && later.start + TOLERANCE < until {
@@ -91,6 +104,15 @@ pub fn executions(
             }
         }
     }
+}
+
+/// Whether an execution was stopped by its runtime's shutdown, whose requeue hands the
+/// attempt back uncounted: the only way the next run may carry the same attempt number.
+fn requeued(ev: &Evidence, e: &Execution) -> bool {
+    let Some(End::Stopped(stop)) = ev.ends.get(&e.incarnation) else {
+        return false;
+    };
+    ev.end(e).is_none_or(|end| end + TOLERANCE >= stop.began)
 }
 
 pub fn heartbeats(ev: &Evidence, fence: &dyn Fn(&Execution) -> Option<Fence>, f: &mut Findings) {
@@ -144,4 +166,58 @@ pub fn heartbeats(ev: &Evidence, fence: &dyn Fn(&Execution) -> Option<Fence>, f:
             }
         }
     }
+}
+
+/// The most executions of one process running at once, overall and in the `narrow` queue.
+pub fn concurrency(ev: &Evidence, f: &mut Findings) {
+    let mut processes: Vec<u32> = ev.executions.iter().map(|e| e.incarnation).collect();
+    processes.sort_unstable();
+    processes.dedup();
+    for p in processes {
+        let mine: Vec<&Execution> = ev
+            .executions
+            .iter()
+            .filter(|e| e.incarnation == p)
+            .collect();
+        let narrow: Vec<&Execution> = mine.iter().copied().filter(|e| e.queue == NARROW).collect();
+        for (runs, limit, what) in [
+            (&mine, Some(ev.concurrency), "in all"),
+            (&narrow, ev.narrow, "in `narrow`"),
+        ] {
+            let Some(limit) = limit else { continue };
+            let (peak, at) = peak(ev, runs);
+            if peak > limit {
+                let detail = format!(
+                    "p{p} ran {peak} attempts at once {what} at {} (limit {limit})",
+                    ev.ms(at)
+                );
+                f.add("concurrency", None, detail);
+            }
+        }
+    }
+}
+
+/// The largest number of `runs` running at one instant, and the first such instant.
+fn peak(ev: &Evidence, runs: &[&Execution]) -> (usize, Instant) {
+    // Ends sort before starts at the same instant: one attempt's slot goes to the next.
+    let mut edges: Vec<(Instant, bool)> = Vec::new();
+    for e in runs {
+        edges.push((e.start, true));
+        if let Some(end) = ev.end(e) {
+            edges.push((end, false));
+        }
+    }
+    edges.sort();
+    let (mut now, mut peak, mut at) = (0usize, 0, ev.origin);
+    for (instant, starts) in edges {
+        if starts {
+            now += 1;
+            if now > peak {
+                (peak, at) = (now, instant);
+            }
+        } else {
+            now = now.saturating_sub(1);
+        }
+    }
+    (peak, at)
 }

@@ -71,6 +71,18 @@ pub fn hash(parts: &[u64]) -> u64 {
     })
 }
 
+/// The queue with a per-runtime limit in some iterations.
+pub const NARROW: &str = "narrow";
+
+/// The queue of task `index`: `narrow` for about a third of them.
+pub fn queue_of(seed: u64, index: u32) -> &'static str {
+    if Rng::new(hash(&[seed, 5, u64::from(index)])).chance(300) {
+        NARROW
+    } else {
+        durable_core::DEFAULT_QUEUE
+    }
+}
+
 /// SplitMix64: small, fast, and stable forever (a replay must not depend on a crate version).
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

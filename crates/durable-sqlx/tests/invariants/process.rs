@@ -9,6 +9,7 @@ use durable_core::{Client, Registry, Runtime, ShutdownReport, WorkerId};
 
 use crate::db::Connector;
 use crate::faults::{Faults, FaultyStore};
+use crate::plan::NARROW;
 use crate::tasks::{Chaos, ExecLog, Plan, Probe, Tick};
 
 /// What every process of an iteration shares.
@@ -20,6 +21,7 @@ pub struct Setup {
     pub log: Arc<ExecLog>,
     pub lease: Duration,
     pub concurrency: usize,
+    pub narrow: Option<usize>,
     pub cancel_grace: Duration,
     pub poll: Duration,
 }
@@ -70,7 +72,11 @@ impl Process {
                 let registry = Registry::new()
                     .register::<Chaos>(probe)
                     .register::<Tick>(());
-                Runtime::builder(store, registry)
+                let mut builder = Runtime::builder(store, registry);
+                if let Some(limit) = setup.narrow {
+                    builder = builder.queue_limit(NARROW, limit);
+                }
+                builder
                     .lease(setup.lease)
                     .concurrency(setup.concurrency)
                     .cancel_grace(setup.cancel_grace)

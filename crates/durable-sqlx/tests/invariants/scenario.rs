@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use durable_core::{Client, EnqueueOptions, Store, TaskId, TaskRecord};
 use tokio::task::JoinSet;
 
-use crate::check::{check, Ack, Evidence, Note, Submission};
+use crate::check::{check, settled, Ack, Evidence, Note, Submission};
 use crate::db::{Database, Kind};
 use crate::faults::{Faults, FaultyStore};
 use crate::plan::Off;
@@ -85,7 +85,9 @@ impl World {
                 let mut at = Vec::new();
                 let mut submissions = lock(&self.submissions);
                 for spec in tasks {
-                    let mut options = EnqueueOptions::new().max_attempts(spec.max_attempts);
+                    let mut options = EnqueueOptions::new()
+                        .max_attempts(spec.max_attempts)
+                        .queue(spec.queue);
                     if let Some(delay) = spec.delay {
                         options = options.delay(delay);
                     }
@@ -166,6 +168,7 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
         log: Arc::new(ExecLog::default()),
         lease: shape.lease,
         concurrency: shape.concurrency,
+        narrow: shape.narrow,
         cancel_grace: shape.cancel_grace,
         poll: shape.poll,
     };
@@ -273,6 +276,8 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
         origin,
         lease: shape.lease,
         cancel_grace: shape.cancel_grace,
+        concurrency: shape.concurrency,
+        narrow: shape.narrow,
         submissions: lock(&world.submissions).clone(),
         rows,
         executions: world.setup.log.snapshot(),
@@ -285,14 +290,14 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
     (summary, check(&evidence))
 }
 
-/// Waits until every stored task is terminal; returns those that are not at the deadline.
+/// Waits until every stored task is settled; returns those that are not at the deadline.
 async fn settle(store: &Arc<dyn Store>, ids: &[TaskId]) -> Vec<TaskRecord> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let mut open = Vec::new();
         for id in ids {
             match store.get(*id).await {
-                Ok(Some(row)) if !row.state.is_terminal() => open.push(row),
+                Ok(Some(row)) if !settled(&row) => open.push(row),
                 Ok(_) => {}
                 Err(error) => panic!("reading task {id}: {error}"),
             }

@@ -8,6 +8,7 @@ use durable_core::{Fence, TaskId, TaskRecord, TaskState, WorkerId};
 
 use crate::check::{check, Ack, Evidence, Submission};
 use crate::faults::{Beat, Grant, Journal};
+use crate::process::{End, Stopped};
 use crate::tasks::{Execution, Fate, Outcome};
 
 const LEASE: Duration = Duration::from_millis(300);
@@ -37,6 +38,8 @@ impl Case {
                 origin: t0,
                 lease: LEASE,
                 cancel_grace: Duration::from_millis(100),
+                concurrency: 1,
+                narrow: None,
                 submissions: vec![Submission {
                     id,
                     index: 0,
@@ -84,6 +87,7 @@ impl Case {
         self.ev.executions.push(Execution {
             task: self.id,
             index: 0,
+            queue: "default",
             attempt,
             max_attempts: 3,
             incarnation,
@@ -187,4 +191,48 @@ fn final_rows_must_match_the_runs() {
     let mut case = Case::new();
     case.ev.cancels.push((case.id, case.at(50)));
     assert_eq!(case.rules(), ["cancel-wins"]);
+}
+
+#[test]
+fn an_attempt_number_repeats_only_after_a_shutdown_requeue() {
+    let mut case = Case::new();
+    case.run(2, 1, 200, Some(300), Outcome::Err);
+    assert_eq!(case.rules(), ["attempt-reused"]);
+    let stop = Stopped {
+        grace: Duration::ZERO,
+        began: case.at(50),
+        returned: Some(case.at(150)),
+        report: None,
+        running_after: 0,
+    };
+    case.ev.ends.insert(1, End::Stopped(stop));
+    assert_eq!(case.rules(), Vec::<String>::new());
+}
+
+#[test]
+fn a_runtime_never_runs_more_than_its_concurrency() {
+    let mut case = Case::new();
+    let mut other = case.ev.executions[0].clone();
+    (other.task, other.start, other.end) = (TaskId::new(), case.at(50), Some(case.at(150)));
+    let fence = Fence {
+        id: other.task,
+        owner: case.owners[0],
+        attempt: 1,
+    };
+    let grant = Grant {
+        fence,
+        at: other.start,
+    };
+    case.ev.journal.granted.push(grant);
+    case.ev.journal.delivered.push(grant);
+    case.ev.executions.push(other);
+    assert_eq!(case.rules(), ["concurrency"]);
+    case.ev.concurrency = 2;
+    assert_eq!(case.rules(), Vec::<String>::new());
+    // The same two in the `narrow` queue, limited to one.
+    case.ev.narrow = Some(1);
+    for e in &mut case.ev.executions {
+        e.queue = crate::plan::NARROW;
+    }
+    assert_eq!(case.rules(), ["concurrency"]);
 }

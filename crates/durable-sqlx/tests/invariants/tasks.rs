@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use durable_core::{Backoff, Task, TaskContext, TaskError, TaskId, TaskOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{hash, Off, Rng};
+use crate::plan::{hash, queue_of, Off, Rng};
 
 /// Per-attempt time limit of [`Chaos`]: above the longest planned run (leases are at most
 /// 800 ms and a long run is at most 1.3 s), so only the `Timeout` fate reaches it.
@@ -61,6 +61,7 @@ pub enum Outcome {
 pub struct Execution {
     pub task: TaskId,
     pub index: u32,
+    pub queue: &'static str,
     pub attempt: u32,
     pub max_attempts: u32,
     pub incarnation: u32,
@@ -190,6 +191,7 @@ impl Task for Chaos {
             log.push(Execution {
                 task: cx.id(),
                 index: self.index,
+                queue: queue_of(probe.plan.seed, self.index),
                 attempt: cx.attempt(),
                 max_attempts: cx.max_attempts(),
                 incarnation: probe.incarnation,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::plan::{hash, Off, Rng};
+use crate::plan::{hash, queue_of, Off, Rng};
 
 /// The fixed parameters of one iteration.
 #[derive(Debug, Clone)]
@@ -11,6 +11,8 @@ pub struct Shape {
     pub processes: usize,
     pub lease: Duration,
     pub concurrency: usize,
+    /// The runtimes' limit on the `narrow` queue, if any.
+    pub narrow: Option<usize>,
     pub cancel_grace: Duration,
     pub poll: Duration,
     pub tasks: u32,
@@ -21,10 +23,14 @@ pub struct Shape {
 impl Shape {
     pub fn new(seed: u64) -> Self {
         let mut rng = Rng::new(hash(&[seed, 1]));
+        let concurrency = rng.between(2, 6) as usize;
         Self {
             processes: rng.between(2, 3) as usize,
             lease: rng.ms(300, 800),
-            concurrency: rng.between(2, 6) as usize,
+            concurrency,
+            narrow: rng
+                .chance(600)
+                .then(|| rng.between(1, concurrency as u64) as usize),
             cancel_grace: rng.ms(30, 250),
             poll: rng.ms(30, 150),
             tasks: rng.between(20, 40) as u32,
@@ -37,6 +43,7 @@ impl Shape {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub index: u32,
+    pub queue: &'static str,
     pub max_attempts: u32,
     /// Scheduled for later (not dispatched locally).
     pub delay: Option<Duration>,
@@ -79,6 +86,7 @@ pub fn timeline(seed: u64, shape: &Shape, off: &Off) -> Vec<(Duration, Event)> {
         for _ in 0..n {
             tasks.push(Spec {
                 index,
+                queue: queue_of(seed, index),
                 max_attempts: rng.between(1, 4) as u32,
                 delay: rng.chance(150).then(|| rng.ms(10, 300)),
             });
