@@ -288,7 +288,7 @@ pub fn check(ev: &Evidence) -> Vec<String> {
 }
 
 /// Whether a row is where it may stay: terminal, or pending with a reason (see `settled`).
-pub fn settled(row: &TaskRecord) -> bool {
+fn settled(row: &TaskRecord) -> bool {
     row.state.is_terminal()
         || (row.state == TaskState::Pending
             && row.run_at > chrono::Utc::now()

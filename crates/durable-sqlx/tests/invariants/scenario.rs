@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use durable_core::{Client, EnqueueOptions, Store, TaskId, TaskRecord};
 use tokio::task::JoinSet;
 
-use crate::check::{check, settled, Ack, Evidence, Note, Submission};
+use crate::check::{check, Ack, Evidence, Note, Submission};
 use crate::db::{Database, Kind};
 use crate::faults::{Faults, FaultyStore};
 use crate::plan::Off;
@@ -290,14 +290,15 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
     (summary, check(&evidence))
 }
 
-/// Waits until every stored task is settled; returns those that are not at the deadline.
+/// Waits until every stored task is terminal; returns those that are not at the deadline.
 async fn settle(store: &Arc<dyn Store>, ids: &[TaskId]) -> Vec<TaskRecord> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let mut open = Vec::new();
         for id in ids {
             match store.get(*id).await {
-                Ok(Some(row)) if !settled(&row) => open.push(row),
+                // Strict: a retry due a moment later is not settled yet.
+                Ok(Some(row)) if !row.state.is_terminal() => open.push(row),
                 Ok(_) => {}
                 Err(error) => panic!("reading task {id}: {error}"),
             }
