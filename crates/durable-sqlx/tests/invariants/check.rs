@@ -15,7 +15,8 @@
 //!   due). Nothing is left `processing`, nor due and unclaimed, once faults stopped and clean
 //!   runtimes ran for a while.
 //! - `failed-has-error`: every `failed` row has a `last_error`.
-//! - `attempts`: no row and no execution exceeds `max_attempts`; attempts start at 1.
+//! - `attempts`: no row and no execution exceeds `max_attempts`; attempts start at 1; a
+//!   task runs at most `max_attempts` times besides the runs a shutdown handed back.
 //! - `completed-by-run`: a `completed` row was completed by an execution of that very attempt
 //!   and owner that returned `Ok`.
 //! - `failed-by-run`: a `failed` row whose error is not a lease expiry was failed by an

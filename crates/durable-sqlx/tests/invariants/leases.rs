@@ -71,6 +71,15 @@ pub fn executions(
     for list in runs.values() {
         let mut list = list.clone();
         list.sort_by_key(|e| e.start);
+        // Every run counts an attempt, but for those a shutdown handed back.
+        let counted = list.iter().filter(|e| !requeued(ev, e)).count();
+        if let Some(first) = list.first().filter(|e| counted > e.max_attempts as usize) {
+            let detail = format!(
+                "task {} ran {counted} counted attempts, over its {}",
+                first.index, first.max_attempts
+            );
+            f.add("attempts", Some(first.task), detail);
+        }
         for (i, first) in list.iter().enumerate() {
             let first_end = ev.end(first);
             let next = list[i + 1..].iter().find(|e| e.attempt == first.attempt);

@@ -18,7 +18,7 @@ use crate::tasks::{Chaos, ExecLog, Plan, Tick};
 use crate::timeline::{timeline, Event, Shape};
 
 /// How long tasks get to settle once faults stop (a task may time out on every attempt).
-const SETTLE: Duration = Duration::from_secs(30);
+const SETTLE: Duration = Duration::from_secs(15);
 
 enum Slot {
     Alive(Process),
@@ -232,7 +232,7 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
     }
     for slot in &world.slots {
         let Slot::Alive(p) = slot else { continue };
-        let idle = tokio::time::timeout(Duration::from_secs(5), async {
+        let idle = tokio::time::timeout(Duration::from_secs(3), async {
             while p.runtime.running() != 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -236,3 +236,19 @@ fn a_runtime_never_runs_more_than_its_concurrency() {
     }
     assert_eq!(case.rules(), ["concurrency"]);
 }
+
+#[test]
+fn only_shutdown_requeues_hand_attempts_back() {
+    let mut case = Case::new();
+    case.ev.rows.get_mut(&case.id).expect("row").max_attempts = 2;
+    for e in &mut case.ev.executions {
+        e.max_attempts = 2;
+    }
+    case.run(1, 2, 200, Some(300), Outcome::Err);
+    case.run(2, 3, 400, Some(500), Outcome::Err);
+    for e in &mut case.ev.executions {
+        e.max_attempts = 2;
+    }
+    let rules = case.rules();
+    assert!(rules.contains(&"attempts".to_owned()), "{rules:?}");
+}
