@@ -115,7 +115,9 @@ impl Findings {
         let n = self.per_rule.entry(rule).or_insert(0);
         *n += 1;
         if *n <= SHOWN {
-            self.lines.push(format!("[{rule}] {detail}"));
+            let mut line = detail;
+            line.insert_str(0, &format!("[{rule}] "));
+            self.lines.push(line);
             self.tasks.extend(task.filter(|t| !self.tasks.contains(t)));
         }
     }

@@ -39,6 +39,7 @@ mod selftest;
 mod tasks;
 mod timeline;
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Instant;
 
@@ -107,12 +108,13 @@ pub async fn run_all(kind: Kind) {
         } else {
             format!("DURABLE_INVARIANT_OFF={} ", settings.off)
         };
-        message.push_str(&format!(
+        let _ = write!(
+            message,
             "\nseed {seed:#018x} ({summary})\n  replay: DURABLE_INVARIANT_SEED={seed:#x} {off}cargo test -p durable-sqlx --all-features --test invariants {} -- --nocapture\n",
             kind.name()
-        ));
+        );
         for v in violations {
-            message.push_str(&format!("  {v}\n"));
+            let _ = writeln!(message, "  {v}");
         }
     }
     panic!(

@@ -74,6 +74,90 @@ impl World {
         self.slots[slot] = Slot::Dead;
     }
 
+    /// Plays the timeline with faults on, then stops the faults and brings every process
+    /// back, clean.
+    async fn play(&mut self, events: Vec<(Duration, Event)>) {
+        let t0 = tokio::time::Instant::now();
+        for (at, event) in events {
+            loop {
+                tokio::select! {
+                    Some(done) = self.stopping.join_next() => self.stopped(done.expect("shutdown task")),
+                    () = tokio::time::sleep_until(t0 + at) => break,
+                }
+            }
+            self.apply(event).await;
+        }
+        self.setup.faults.stop();
+        while let Some(done) = self.stopping.join_next().await {
+            self.stopped(done.expect("shutdown task"));
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.background.join_next().await.is_some() {}
+        })
+        .await;
+        self.background.abort_all();
+        for slot in 0..self.slots.len() {
+            if matches!(self.slots[slot], Slot::Dead) {
+                self.start(slot).await;
+            }
+        }
+    }
+
+    /// Lets every task settle, checks that each runtime is idle with its whole capacity,
+    /// and stops them all; returns what went wrong meanwhile.
+    async fn wind_down(&mut self, checker: &Arc<dyn Store>, ids: &[TaskId]) -> Vec<Note> {
+        let mut notes = Vec::new();
+        let open = settle(checker, ids).await;
+        if !open.is_empty() {
+            let detail = format!(
+                "{} tasks still unfinished {SETTLE:?} after the faults stopped",
+                open.len()
+            );
+            notes.push(Note {
+                rule: "settled",
+                process: None,
+                detail,
+            });
+        }
+        for slot in &self.slots {
+            let Slot::Alive(p) = slot else { continue };
+            let idle = tokio::time::timeout(Duration::from_secs(3), async {
+                while p.runtime.running() != 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            let process = Some(p.incarnation);
+            if idle.is_err() {
+                let running = p.runtime.running();
+                let detail = format!(
+                    "p{}: running() = {running} after every task settled",
+                    p.incarnation
+                );
+                notes.push(Note {
+                    rule: "idle",
+                    process,
+                    detail,
+                });
+            } else if let Some(detail) = capacity(p, self.shape.concurrency).await {
+                notes.push(Note {
+                    rule: "capacity",
+                    process,
+                    detail,
+                });
+            }
+        }
+        for slot in 0..self.slots.len() {
+            if let Some(p) = self.take(slot, Slot::Dead) {
+                let incarnation = p.incarnation;
+                let grace = Duration::from_secs(3);
+                let end = p.shutdown(grace, self.shutdown_bound(grace)).await;
+                self.ends.insert(incarnation, end);
+            }
+        }
+        notes
+    }
+
     async fn apply(&mut self, event: Event) {
         match event {
             Event::Enqueue { via, tasks } => {
@@ -192,78 +276,9 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
     for slot in 0..shape.processes {
         world.start(slot).await;
     }
-    let t0 = tokio::time::Instant::now();
-    for (at, event) in timeline(seed, &shape, off) {
-        loop {
-            tokio::select! {
-                Some(done) = world.stopping.join_next() => world.stopped(done.expect("shutdown task")),
-                () = tokio::time::sleep_until(t0 + at) => break,
-            }
-        }
-        world.apply(event).await;
-    }
-    // The chaos ends: no more faults; every process back, clean.
-    faults.stop();
-    while let Some(done) = world.stopping.join_next().await {
-        world.stopped(done.expect("shutdown task"));
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while world.background.join_next().await.is_some() {}
-    })
-    .await;
-    world.background.abort_all();
-    for slot in 0..shape.processes {
-        if matches!(world.slots[slot], Slot::Dead) {
-            world.start(slot).await;
-        }
-    }
+    world.play(timeline(seed, &shape, off)).await;
     let ids: Vec<TaskId> = lock(&world.submissions).iter().map(|s| s.id).collect();
-    let mut notes = Vec::new();
-    let open = settle(&checker, &ids).await;
-    if !open.is_empty() {
-        notes.push(Note {
-            rule: "settled",
-            process: None,
-            detail: format!(
-                "{} tasks still unfinished {SETTLE:?} after the faults stopped",
-                open.len()
-            ),
-        });
-    }
-    for slot in &world.slots {
-        let Slot::Alive(p) = slot else { continue };
-        let idle = tokio::time::timeout(Duration::from_secs(3), async {
-            while p.runtime.running() != 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        if idle.is_err() {
-            notes.push(Note {
-                rule: "idle",
-                process: Some(p.incarnation),
-                detail: format!(
-                    "p{}: running() = {} after every task settled",
-                    p.incarnation,
-                    p.runtime.running()
-                ),
-            });
-        } else if let Some(lost) = capacity(p, shape.concurrency).await {
-            notes.push(Note {
-                rule: "capacity",
-                process: Some(p.incarnation),
-                detail: lost,
-            });
-        }
-    }
-    for slot in 0..shape.processes {
-        if let Some(p) = world.take(slot, Slot::Dead) {
-            let incarnation = p.incarnation;
-            let grace = Duration::from_secs(3);
-            let end = p.shutdown(grace, world.shutdown_bound(grace)).await;
-            world.ends.insert(incarnation, end);
-        }
-    }
+    let notes = world.wind_down(&checker, &ids).await;
     // Crashed processes' futures are dropped by their worker threads: give them a moment.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut rows: HashMap<TaskId, TaskRecord> = HashMap::new();

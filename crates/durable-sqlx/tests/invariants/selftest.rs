@@ -26,8 +26,10 @@ impl Case {
         let t0 = Instant::now();
         let id = TaskId::new();
         let owners = [WorkerId::new(), WorkerId::new()];
-        let mut journal = Journal::default();
-        journal.owners = HashMap::from([(owners[0], 1), (owners[1], 2)]);
+        let journal = Journal {
+            owners: HashMap::from([(owners[0], 1), (owners[1], 2)]),
+            ..Journal::default()
+        };
         let mut row = TaskRecord::new(id, "invariant_chaos", "default", "{}", TaskState::Completed);
         (row.attempts, row.max_attempts, row.lease_owner) = (1, 3, Some(owners[0]));
         let mut case = Case {
