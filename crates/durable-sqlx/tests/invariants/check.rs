@@ -42,7 +42,7 @@
 //! Notes recorded while the iteration ran (`running()` not back to 0, lost capacity,
 //! unsettled rows at the deadline) are added under their own rule names.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use durable_core::{Fence, TaskId, TaskRecord, TaskState, WorkerId};
@@ -243,7 +243,11 @@ pub fn check(ev: &Evidence) -> Vec<String> {
         f.add(note.rule, None, note.detail.clone());
         // A runtime that lost track of capacity: show the tasks it ran twice at once (a
         // re-claim of its own task while the earlier attempt still ran).
-        for task in note.process.map(|p| overlapping(ev, p)).unwrap_or_default() {
+        for task in note
+            .process
+            .map(|p| leases::overlapping(ev, p))
+            .unwrap_or_default()
+        {
             f.add(
                 "context",
                 Some(task),
@@ -271,7 +275,7 @@ pub fn check(ev: &Evidence) -> Vec<String> {
     leases::executions(ev, &runs, &fence, &mut f);
     leases::heartbeats(ev, &fence, &mut f);
     leases::concurrency(ev, &mut f);
-    shutdowns(ev, &mut f);
+    leases::shutdowns(ev, &mut f);
     for (id, at) in &ev.cancels {
         let state = ev.rows.get(id).map(|r| r.state);
         if state != Some(TaskState::Cancelled) {
@@ -296,60 +300,6 @@ fn settled(row: &TaskRecord) -> bool {
         || (row.state == TaskState::Pending
             && row.run_at > chrono::Utc::now()
             && row.last_error.as_deref().is_some_and(|e| !e.is_empty()))
-}
-
-/// Tasks of which process `p` ran two executions at the same time.
-fn overlapping(ev: &Evidence, p: u32) -> Vec<TaskId> {
-    let mut runs: Vec<_> = ev
-        .executions
-        .iter()
-        .filter(|e| e.incarnation == p)
-        .collect();
-    runs.sort_by_key(|e| (e.task, e.start));
-    let mut tasks: Vec<TaskId> = runs
-        .windows(2)
-        .filter(|w| w[0].task == w[1].task && ev.end(w[0]).is_none_or(|end| w[1].start < end))
-        .map(|w| w[0].task)
-        .collect();
-    tasks.dedup();
-    tasks
-}
-
-fn shutdowns(ev: &Evidence, f: &mut Findings) {
-    let ends: BTreeSet<u32> = ev.ends.keys().copied().collect();
-    for incarnation in ends {
-        let Some(End::Stopped(stop)) = ev.ends.get(&incarnation) else {
-            continue;
-        };
-        let (grace, report) = (stop.grace, stop.report);
-        let Some(returned) = stop.returned else {
-            let detail = format!(
-                "p{incarnation}: shutdown({grace:?}) began at {} and did not return",
-                ev.ms(stop.began)
-            );
-            f.add("shutdown-stops", None, detail);
-            continue;
-        };
-        if stop.running_after != 0 {
-            let detail = format!(
-                "p{incarnation}: running() = {} after shutdown({grace:?}) returned ({report:?})",
-                stop.running_after
-            );
-            f.add("shutdown-stops", None, detail);
-        }
-        let mine = ev
-            .executions
-            .iter()
-            .filter(|e| e.incarnation == incarnation);
-        for e in mine.filter(|e| ev.end(e).is_none_or(|end| end > returned)) {
-            let detail = format!(
-                "{} still running when shutdown({grace:?}) returned at {}",
-                ev.describe(e),
-                ev.ms(returned)
-            );
-            f.add("shutdown-stops", Some(e.task), detail);
-        }
-    }
 }
 
 fn rows(ev: &Evidence, runs: &HashMap<TaskId, Vec<&Execution>>, f: &mut Findings) {

@@ -1,7 +1,7 @@
-//! The lease rules of `check`: who ran what, on which claim, for how long, and whether the
-//! heartbeats kept track of it.
+//! The rules of `check` about executions: who ran what, on which claim, for how long,
+//! whether the heartbeats kept track of it, the limits, and what a shutdown left running.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use durable_core::{Fence, TaskId};
@@ -229,4 +229,70 @@ fn peak(ev: &Evidence, runs: &[&Execution]) -> (usize, Instant) {
         }
     }
     (peak, at)
+}
+
+/// Tasks of which process `p` ran two executions at the same time.
+pub fn overlapping(ev: &Evidence, p: u32) -> Vec<TaskId> {
+    let mut runs: Vec<_> = ev
+        .executions
+        .iter()
+        .filter(|e| e.incarnation == p)
+        .collect();
+    runs.sort_by_key(|e| (e.task, e.start));
+    let mut tasks: Vec<TaskId> = runs
+        .windows(2)
+        .filter(|w| w[0].task == w[1].task && ev.end(w[0]).is_none_or(|end| w[1].start < end))
+        .map(|w| w[0].task)
+        .collect();
+    tasks.dedup();
+    tasks
+}
+
+pub fn shutdowns(ev: &Evidence, f: &mut Findings) {
+    let ends: BTreeSet<u32> = ev.ends.keys().copied().collect();
+    for incarnation in ends {
+        let Some(End::Stopped(stop)) = ev.ends.get(&incarnation) else {
+            continue;
+        };
+        let (grace, report) = (stop.grace, stop.report);
+        let Some(returned) = stop.returned else {
+            let detail = format!(
+                "p{incarnation}: shutdown({grace:?}) began at {} and did not return",
+                ev.ms(stop.began)
+            );
+            f.add("shutdown-stops", None, detail);
+            continue;
+        };
+        if stop.running_after != 0 {
+            let detail = format!(
+                "p{incarnation}: running() = {} after shutdown({grace:?}) returned ({report:?})",
+                stop.running_after
+            );
+            f.add("shutdown-stops", None, detail);
+            // The likely culprits: attempts the stopping runtime started during its shutdown.
+            let late = ev
+                .executions
+                .iter()
+                .filter(|e| e.incarnation == incarnation && e.start >= stop.began);
+            for e in late {
+                let detail = format!(
+                    "p{incarnation}: {} started during its shutdown",
+                    ev.describe(e)
+                );
+                f.add("context", Some(e.task), detail);
+            }
+        }
+        let mine = ev
+            .executions
+            .iter()
+            .filter(|e| e.incarnation == incarnation);
+        for e in mine.filter(|e| ev.end(e).is_none_or(|end| end > returned)) {
+            let detail = format!(
+                "{} still running when shutdown({grace:?}) returned at {}",
+                ev.describe(e),
+                ev.ms(returned)
+            );
+            f.add("shutdown-stops", Some(e.task), detail);
+        }
+    }
 }
