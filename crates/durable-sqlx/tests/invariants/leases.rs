@@ -15,6 +15,8 @@ use crate::tasks::Execution;
 const TOLERANCE: Duration = Duration::from_millis(50);
 /// How long past its cancel grace a stopped attempt may take to be dropped.
 const STOP_SLACK: Duration = Duration::from_millis(1000);
+/// How long a process may end after a claim and leave it unrun (its runner never polled).
+const NEVER_RAN: Duration = Duration::from_millis(500);
 /// How long after an execution starts its runtime's heartbeats must include it (the list
 /// is taken just before the call is recorded).
 const LISTED_WITHIN: Duration = Duration::from_millis(50);
@@ -68,6 +70,7 @@ pub fn executions(
             );
         }
     }
+    claims_run(ev, &seen, f);
     for list in runs.values() {
         let mut list = list.clone();
         list.sort_by_key(|e| e.start);
@@ -112,6 +115,31 @@ pub fn executions(
                 }
             }
         }
+    }
+}
+
+/// Every claim a runtime was told of is run, unless its process ended right after.
+fn claims_run(ev: &Evidence, ran: &HashSet<Fence>, f: &mut Findings) {
+    let ours: HashMap<TaskId, u32> = ev.submissions.iter().map(|s| (s.id, s.index)).collect();
+    for g in &ev.journal.delivered {
+        let Some(index) = ours.get(&g.fence.id) else {
+            continue; // a capacity probe's task
+        };
+        let p = ev.journal.owners.get(&g.fence.owner).copied().unwrap_or(0);
+        let ended = match ev.ends.get(&p) {
+            Some(End::Crashed(at)) => Some(*at),
+            Some(End::Stopped(stop)) => Some(stop.began),
+            None => None,
+        };
+        if ended.is_some_and(|end| end < g.at + NEVER_RAN) || ran.contains(&g.fence) {
+            continue;
+        }
+        let detail = format!(
+            "task {index} attempt {} claimed by p{p} at {} never ran",
+            g.fence.attempt,
+            ev.ms(g.at)
+        );
+        f.add("claims-run", Some(g.fence.id), detail);
     }
 }
 

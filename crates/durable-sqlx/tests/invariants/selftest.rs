@@ -143,6 +143,19 @@ fn an_attempt_runs_once_and_only_on_a_delivered_claim() {
     let mut case = Case::new();
     case.ev.journal.delivered.clear();
     assert_eq!(case.rules(), ["claimed-before-run"]);
+    let mut case = Case::new();
+    let fence = case.fence(2, 2);
+    case.ev.journal.delivered.push(Grant {
+        fence,
+        at: case.at(300),
+    });
+    assert_eq!(case.rules(), ["claims-run"]);
+    case.ev.ends.insert(2, End::Crashed(case.at(400)));
+    assert_eq!(
+        case.rules(),
+        Vec::<String>::new(),
+        "p2 died before it could run it"
+    );
 }
 
 #[test]
