@@ -36,6 +36,7 @@ mod plan;
 mod process;
 mod scenario;
 mod selftest;
+mod settle;
 mod tasks;
 mod timeline;
 

@@ -14,11 +14,9 @@ use crate::db::{Database, Kind};
 use crate::faults::{Faults, FaultyStore};
 use crate::plan::Off;
 use crate::process::{End, Process, Setup};
-use crate::tasks::{Chaos, ExecLog, Plan, Tick};
+use crate::settle::{capacity, idle, settle, SETTLE};
+use crate::tasks::{Chaos, ExecLog, Plan};
 use crate::timeline::{timeline, Event, Shape};
-
-/// How long tasks get to settle once faults stop (a task may time out on every attempt).
-const SETTLE: Duration = Duration::from_secs(15);
 
 enum Slot {
     Alive(Process),
@@ -119,32 +117,39 @@ impl World {
                 detail,
             });
         }
-        for slot in &self.slots {
-            let Slot::Alive(p) = slot else { continue };
-            let idle = tokio::time::timeout(Duration::from_secs(3), async {
-                while p.runtime.running() != 0 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+        let alive: Vec<&Process> = self
+            .slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Alive(p) => Some(p),
+                _ => None,
             })
-            .await;
-            let process = Some(p.incarnation);
-            if idle.is_err() {
-                let running = p.runtime.running();
-                let detail = format!(
-                    "p{}: running() = {running} after every task settled",
-                    p.incarnation
-                );
-                notes.push(Note {
-                    rule: "idle",
-                    process,
-                    detail,
-                });
-            } else if let Some(detail) = capacity(p, self.shape.concurrency).await {
-                notes.push(Note {
-                    rule: "capacity",
-                    process,
-                    detail,
-                });
+            .collect();
+        let busy = idle(&alive).await;
+        for p in &busy {
+            let running = p.runtime.running();
+            let detail = format!(
+                "p{}: running() = {running} after every task settled",
+                p.incarnation
+            );
+            notes.push(Note {
+                rule: "idle",
+                process: Some(p.incarnation),
+                detail,
+            });
+        }
+        if busy.is_empty() {
+            // One runtime at a time, the others idle: a probe task left pending for another
+            // runtime would take a slot there during its own probe.
+            for p in &alive {
+                if let Some(detail) = capacity(p, self.shape.concurrency).await {
+                    notes.push(Note {
+                        rule: "capacity",
+                        process: Some(p.incarnation),
+                        detail,
+                    });
+                }
+                idle(&alive).await;
             }
         }
         for slot in 0..self.slots.len() {
@@ -303,54 +308,6 @@ pub async fn iteration(kind: &Kind, seed: u64, off: &Off) -> (String, Vec<String
     };
     let summary = summary(&shape, &world, &evidence);
     (summary, check(&evidence))
-}
-
-/// Waits until every stored task is terminal; returns those that are not at the deadline.
-async fn settle(store: &Arc<dyn Store>, ids: &[TaskId]) -> Vec<TaskRecord> {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let mut open = Vec::new();
-        for id in ids {
-            match store.get(*id).await {
-                // Strict: a retry due a moment later is not settled yet.
-                Ok(Some(row)) if !row.state.is_terminal() => open.push(row),
-                Ok(_) => {}
-                Err(error) => panic!("reading task {id}: {error}"),
-            }
-        }
-        if open.is_empty() || Instant::now() > deadline {
-            return open;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// An idle runtime must take `concurrency` tasks at once (local dispatch): a slot lost during
-/// the chaos shows up here.
-async fn capacity(p: &Process, concurrency: usize) -> Option<String> {
-    let client = p.client();
-    let rows = (0..concurrency)
-        .map(|_| {
-            client
-                .prepare(&Tick, &EnqueueOptions::new())
-                .expect("prepare")
-        })
-        .collect();
-    let before = p.runtime.stats().dispatched_locally;
-    if let Err(error) = client.insert(rows).await {
-        return Some(format!(
-            "p{}: enqueue on an idle runtime failed: {error}",
-            p.incarnation
-        ));
-    }
-    let started = p.runtime.stats().dispatched_locally - before;
-    (started != concurrency as u64).then(|| {
-        format!(
-            "p{} (owner {}): an idle runtime started only {started} of {concurrency} tasks at once",
-            p.incarnation,
-            p.owner()
-        )
-    })
 }
 
 fn summary(shape: &Shape, world: &World, ev: &Evidence) -> String {
