@@ -12,7 +12,7 @@
 //! Environment:
 //! - `DURABLE_INVARIANT_SEED=<n or 0xhex>`: replay one seed (printed on failure). The seed
 //!   fixes the plan — tasks, fates, faults per call, crashes — not the thread interleaving,
-//!   so a replay usually, not always, reproduces a failure.
+//!   so a replay reproduces a failure often, not always (run it a few times).
 //! - `DURABLE_INVARIANT_ITERATIONS=<n>`: iterations per backend (default 2: a long run is
 //!   `DURABLE_INVARIANT_ITERATIONS=200`).
 //! - `DURABLE_INVARIANT_OFF=<behaviour,...>`: switch behaviours off (see `plan::BEHAVIOURS`)
