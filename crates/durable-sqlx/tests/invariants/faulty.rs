@@ -1,0 +1,222 @@
+//! The fault decorator's `Store` implementation: every call runs the real call under its
+//! fault, and notes the leases the database granted and the claims the caller was told of.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use durable_core::{
+    async_trait, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport, Result, StateCounts,
+    Store, TaskId, TaskRecord, WriteBatch, WriteOutcome,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::faults::{Beat, FaultyStore, Method};
+
+fn fences(claimed: &[ClaimedTask]) -> Vec<Fence> {
+    claimed.iter().map(ClaimedTask::fence).collect()
+}
+
+/// The fences of rows inserted already claimed (local dispatch): attempt 1 of the owner.
+fn local(rows: &[NewTask]) -> Vec<Fence> {
+    rows.iter()
+        .filter_map(|row| {
+            row.claimed_by.map(|claim| Fence {
+                id: row.id,
+                owner: claim.owner,
+                attempt: 1,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    fn backend(&self) -> &'static str {
+        self.inner().backend()
+    }
+
+    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) {
+        self.inner().listen(wake, stop);
+    }
+
+    fn single_writer(&self) -> bool {
+        self.inner().single_writer()
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.inner().migrate().await
+    }
+
+    async fn insert(&self, tasks: &[NewTask]) -> Result<()> {
+        let (at, inner, faults, rows) = (
+            Instant::now(),
+            self.inner(),
+            Arc::clone(&self.faults),
+            tasks.to_vec(),
+        );
+        let answer = self
+            .call(Method::Insert, async move {
+                let result = inner.insert(&rows).await;
+                if result.is_ok() {
+                    faults.note(local(&rows), at, false);
+                }
+                result
+            })
+            .await;
+        if answer.is_ok() {
+            self.faults.note(local(tasks), at, true);
+        }
+        answer
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedTask>> {
+        let (at, inner, faults, request) = (
+            Instant::now(),
+            self.inner(),
+            Arc::clone(&self.faults),
+            request.clone(),
+        );
+        let answer = self
+            .call(Method::Claim, async move {
+                let result = inner.claim(&request).await;
+                if let Ok(claimed) = &result {
+                    faults.note(fences(claimed), at, false);
+                }
+                result
+            })
+            .await;
+        if let Ok(claimed) = &answer {
+            self.faults.note(fences(claimed), at, true);
+        }
+        answer
+    }
+
+    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> Result<Vec<Fence>> {
+        let (at, inner, faults, list) = (
+            Instant::now(),
+            self.inner(),
+            Arc::clone(&self.faults),
+            held.to_vec(),
+        );
+        let answer = self
+            .call(Method::Heartbeat, async move {
+                let result = inner.heartbeat(&list, lease).await;
+                if let Ok(still) = &result {
+                    faults.note(still.iter().copied(), at, false);
+                }
+                result
+            })
+            .await;
+        self.faults.journal().beats.push(Beat {
+            incarnation: self.incarnation,
+            at,
+            held: held.to_vec(),
+            answer: answer
+                .as_ref()
+                .ok()
+                .map(|still| (Instant::now(), still.clone())),
+        });
+        answer
+    }
+
+    async fn complete(&self, fences: &[Fence]) -> Result<Vec<TaskId>> {
+        let (inner, list) = (self.inner(), fences.to_vec());
+        self.call(Method::Complete, async move { inner.complete(&list).await })
+            .await
+    }
+
+    async fn retry(&self, fence: &Fence, delay: Duration, error: &str) -> Result<bool> {
+        let (inner, fence, error) = (self.inner(), *fence, error.to_owned());
+        self.call(Method::Retry, async move {
+            inner.retry(&fence, delay, &error).await
+        })
+        .await
+    }
+
+    async fn fail(&self, fence: &Fence, error: &str) -> Result<bool> {
+        let (inner, fence, error) = (self.inner(), *fence, error.to_owned());
+        self.call(
+            Method::Fail,
+            async move { inner.fail(&fence, &error).await },
+        )
+        .await
+    }
+
+    async fn requeue(&self, fences: &[Fence]) -> Result<u64> {
+        let (inner, list) = (self.inner(), fences.to_vec());
+        self.call(Method::Requeue, async move { inner.requeue(&list).await })
+            .await
+    }
+
+    async fn rescue_expired(&self) -> Result<RescueReport> {
+        let inner = self.inner();
+        self.call(Method::Rescue, async move { inner.rescue_expired().await })
+            .await
+    }
+
+    async fn cancel(&self, id: TaskId) -> Result<bool> {
+        let inner = self.inner();
+        self.call(Method::Cancel, async move { inner.cancel(id).await })
+            .await
+    }
+
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64> {
+        let inner = self.inner();
+        self.call(Method::Prune, async move {
+            inner.prune(older_than, limit).await
+        })
+        .await
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        let inner = self.inner();
+        self.call(Method::Get, async move { inner.get(id).await })
+            .await
+    }
+
+    async fn counts(&self) -> Result<StateCounts> {
+        let inner = self.inner();
+        self.call(Method::Counts, async move { inner.counts().await })
+            .await
+    }
+
+    async fn backlog(&self) -> Result<u64> {
+        let inner = self.inner();
+        self.call(Method::Backlog, async move { inner.backlog().await })
+            .await
+    }
+
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        let at = Instant::now();
+        let (inner, faults) = (self.inner(), Arc::clone(&self.faults));
+        let (rows, done, claim) = (
+            batch.insert.to_vec(),
+            batch.complete.to_vec(),
+            batch.claim.cloned(),
+        );
+        let answer = self
+            .call(Method::Write, async move {
+                let mut batch = WriteBatch::new().insert(&rows).complete(&done);
+                if let Some(claim) = &claim {
+                    batch = batch.claim(claim);
+                }
+                let outcome = inner.write(batch).await;
+                if outcome.inserted.is_ok() {
+                    faults.note(local(&rows), at, false);
+                }
+                if let Ok(claimed) = &outcome.claimed {
+                    faults.note(fences(claimed), at, false);
+                }
+                outcome
+            })
+            .await;
+        if answer.inserted.is_ok() {
+            self.faults.note(local(batch.insert), at, true);
+        }
+        if let Ok(claimed) = &answer.claimed {
+            self.faults.note(fences(claimed), at, true);
+        }
+        answer
+    }
+}
