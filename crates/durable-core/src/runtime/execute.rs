@@ -2,7 +2,6 @@
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,17 +62,6 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
             permanent: false,
         });
     if matches!(outcome, Outcome::Cancelled) {
-        let late = {
-            let slots = shared.slots();
-            shared.handed_back.load(Ordering::SeqCst) && slots.get(&fence).is_some()
-        };
-        if late {
-            // Started after shutdown collected what to hand back (an insert that reserved
-            // local capacity and committed after a forced or timed-out wait for it): hand
-            // itself back rather than wait out its lease.
-            hand_back(&shared, &fence).await;
-            return;
-        }
         // Stays registered: the shutdown requeue hands it back and frees the slot (or did).
         slot.keep = true;
     } else {
@@ -86,16 +74,6 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
         // The slot is still freed; the row comes back when its lease expires.
         tracing::error!(task_id = %fence.id, attempt = fence.attempt, panic = %panic_message(&*panic),
             "recording a task's outcome panicked");
-    }
-}
-
-/// Requeues one attempt stopped by a shutdown that already handed the others back.
-async fn hand_back(shared: &Shared, fence: &Fence) {
-    match shared.store.requeue(std::slice::from_ref(fence)).await {
-        Ok(n) => tracing::info!(task_id = %fence.id, requeued = n,
-            "task started after shutdown's hand-back; requeued on its own"),
-        Err(error) => tracing::warn!(task_id = %fence.id, %error,
-            "could not requeue a task started after shutdown's hand-back; it is recovered when its lease expires"),
     }
 }
 
@@ -127,6 +105,10 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outc
         cancel: running.soft.child_token(),
         client: shared.client.clone(),
     };
+    if running.hard.is_cancelled() {
+        // Started as shutdown forces its way out: run none of the task's code.
+        return stopped(shared, &fence);
+    }
     if task.attempt >= task.max_attempts {
         // A last attempt: record that it starts, so a crash before this point does not use
         // it up (the lease sweep hands an unstarted last attempt back uncounted).

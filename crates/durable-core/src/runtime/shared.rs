@@ -57,9 +57,9 @@ pub(crate) struct Shared {
     pub(super) commits: AtomicU64,
     /// The value of `commits` when the latest claim began: that claim saw those rows.
     pub(super) covered: AtomicU64,
-    /// Shutdown has collected the attempts to hand back: an attempt stopped after this
-    /// (its insert committed late, after a forced or timed-out wait) hands itself back.
-    pub(crate) handed_back: AtomicBool,
+    /// Shutdown has collected the attempts to hand back (set under the slots' lock): a task
+    /// claimed or inserted for this runtime after that is handed back unstarted.
+    pub(super) handed_back: AtomicBool,
     /// Itself, for spawning runners from `&self` callbacks.
     pub(super) this: Weak<Shared>,
     /// The application's runtime, where attempts run: the callbacks that start them may be
@@ -130,9 +130,23 @@ impl Shared {
     }
 
     /// Registers and spawns claimed attempts whose slots are already taken.
+    ///
+    /// Tasks that arrive after shutdown handed its attempts back — a claim or a local insert
+    /// that was in flight and committed after a forced or timed-out wait for it — are not
+    /// started: they are handed back at once, so the row neither runs under a stopping
+    /// runtime nor waits out its lease.
     pub(super) fn spawn_claimed(self: &Arc<Self>, tasks: Vec<ClaimedTask>) {
         {
+            // Under the same lock as shutdown's collection (see `handed_back`).
             let mut slots = self.slots();
+            if self.handed_back.load(Ordering::SeqCst) {
+                for task in &tasks {
+                    slots.give_back(&task.queue, 1);
+                }
+                drop(slots);
+                self.hand_back_late(tasks.iter().map(ClaimedTask::fence).collect());
+                return;
+            }
             for task in &tasks {
                 slots.start(Running {
                     fence: task.fence(),
@@ -151,6 +165,23 @@ impl Shared {
 }
 
 impl Shared {
+    /// Requeues attempts that were never started because shutdown had already handed the
+    /// others back.
+    fn hand_back_late(&self, fences: Vec<Fence>) {
+        let store = Arc::clone(&self.store);
+        self.tracker.spawn_on(
+            async move {
+                match store.requeue(&fences).await {
+                    Ok(n) => tracing::info!(tasks = fences.len(), requeued = n,
+                        "tasks claimed after shutdown's hand-back were handed back unstarted"),
+                    Err(error) => tracing::warn!(tasks = fences.len(), %error,
+                        "could not hand back tasks claimed after shutdown's hand-back; they are recovered when their lease expires"),
+                }
+            },
+            &self.handle,
+        );
+    }
+
     pub(super) fn me(&self) -> Option<Arc<Shared>> {
         self.this.upgrade()
     }

@@ -211,6 +211,8 @@ pub struct Faulty {
     hang_outcomes: AtomicBool,
     /// Inserts wait here while set; `held` tells that one is waiting.
     hold_inserts: AtomicBool,
+    /// Writer cycles carrying a claim wait here while set.
+    hold_claims: AtomicBool,
     held: AtomicBool,
     release: tokio::sync::Notify,
 }
@@ -222,6 +224,7 @@ impl Faulty {
             skip_heartbeats: AtomicBool::new(false),
             hang_outcomes: AtomicBool::new(false),
             hold_inserts: AtomicBool::new(false),
+            hold_claims: AtomicBool::new(false),
             held: AtomicBool::new(false),
             release: tokio::sync::Notify::new(),
         })
@@ -312,7 +315,9 @@ impl Store for Faulty {
         if !batch.complete.is_empty() {
             self.maybe_hang().await;
         }
-        if !batch.insert.is_empty() && self.hold_inserts.load(Ordering::SeqCst) {
+        let hold = (!batch.insert.is_empty() && self.hold_inserts.load(Ordering::SeqCst))
+            || (batch.claim.is_some() && self.hold_claims.load(Ordering::SeqCst));
+        if hold {
             let released = self.release.notified();
             self.held.store(true, Ordering::SeqCst);
             released.await;
@@ -445,7 +450,17 @@ pub async fn insert_committed_after_a_forced_shutdown_is_handed_back(db: &impl T
     faulty.hold_inserts.store(false, Ordering::SeqCst);
     faulty.release.notify_waiters();
     let id = enqueue.await.expect("join").expect("enqueue");
-    let r = wait_state(&store, id, TaskState::Pending, Duration::from_secs(3)).await;
+    eventually(
+        "the held claim to land and be handed back",
+        WAIT,
+        || async {
+            let r = row(&store, id).await;
+            (rt.stats().claimed == 1 && r.state == TaskState::Pending && r.requeues == 1)
+                .then_some(r)
+        },
+    )
+    .await;
+    let r = row(&store, id).await;
     assert_eq!((r.attempts, r.lease_owner), (0, None), "{r:?}");
 }
 
@@ -522,4 +537,67 @@ pub async fn a_last_attempt_is_marked_started_before_it_runs(db: &impl TestDb) {
         "a used-up task does not run again"
     );
     rt.shutdown(Duration::ZERO).await;
+}
+
+/// Counts how often its synchronous part (before the future exists) runs.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Counted;
+
+impl Task for Counted {
+    const NAME: &'static str = "counted";
+    type State = Attempts;
+    #[allow(clippy::manual_async_fn)]
+    fn run(self, cx: TaskContext<Attempts>) -> impl Future<Output = Result<(), TaskError>> + Send {
+        cx.state().0.fetch_add(1, Ordering::SeqCst);
+        async { Ok(()) }
+    }
+}
+
+/// A claim in flight when shutdown gave up waiting for it commits after the hand-back: its
+/// tasks are handed back unstarted — none of their code runs under the stopping runtime,
+/// and no row waits out its lease.
+pub async fn claim_landing_after_the_hand_back_starts_nothing(db: &impl TestDb) {
+    let faulty = Faulty::new(db.store());
+    let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
+    let started = Attempts::default();
+    let registry = Registry::new().register::<Counted>(started.clone());
+    let rt = Runtime::builder_arc(Arc::clone(&store), registry)
+        .lease(Duration::from_secs(60))
+        .poll_interval(Duration::from_millis(20))
+        .start();
+    // The runtime's next claim is held before its statement runs; the task is stored by
+    // another process meanwhile, so that claim takes it once released.
+    faulty.hold_claims.store(true, Ordering::SeqCst);
+    let id = durable_core::Client::from_arc(db.store(), 1 << 20)
+        .enqueue(Counted)
+        .await
+        .expect("enqueue");
+    eventually("a claim to be held", WAIT, || async {
+        faulty.held.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
+    rt.shutdown(Duration::from_millis(300)).await;
+    faulty.hold_claims.store(false, Ordering::SeqCst);
+    faulty.release.notify_waiters();
+    eventually(
+        "the held claim to land and be handed back",
+        WAIT,
+        || async {
+            let r = row(&store, id).await;
+            (rt.stats().claimed == 1 && r.state == TaskState::Pending && r.requeues == 1)
+                .then_some(r)
+        },
+    )
+    .await;
+    let r = row(&store, id).await;
+    assert_eq!((r.attempts, r.lease_owner), (0, None), "{r:?}");
+    eventually("nothing left running", WAIT, || async {
+        (rt.running() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        started.0.load(Ordering::SeqCst),
+        0,
+        "no task code ran after the hand-back"
+    );
 }

@@ -139,7 +139,8 @@ macro_rules! conformance_tests {
             reclaim_by_the_same_runtime_keeps_every_slot,
             shutdown_keeps_its_grace_when_outcome_writes_hang,
             insert_committed_after_a_forced_shutdown_is_handed_back,
-            a_last_attempt_is_marked_started_before_it_runs);
+            a_last_attempt_is_marked_started_before_it_runs,
+            claim_landing_after_the_hand_back_starts_nothing);
     };
     (@store $make:path; $($case:ident),* $(,)?) => {
         $(

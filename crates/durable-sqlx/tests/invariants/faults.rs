@@ -109,6 +109,7 @@ pub enum Method {
     Counts,
     Backlog,
     Write,
+    MarkStarted,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -197,7 +198,7 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     pub faults: Arc<Faults>,
     pub incarnation: u32,
-    calls: [AtomicU64; 14],
+    calls: [AtomicU64; 15],
 }
 
 impl FaultyStore {

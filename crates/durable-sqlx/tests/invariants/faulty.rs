@@ -120,6 +120,22 @@ impl Store for FaultyStore {
         answer
     }
 
+    async fn mark_started(&self, fence: &Fence) -> Result<bool> {
+        let (inner, fence) = (self.inner(), *fence);
+        self.call(Method::MarkStarted, async move {
+            inner.mark_started(&fence).await
+        })
+        .await
+    }
+
+    async fn check_enqueue(&self) -> Result<()> {
+        self.inner().check_enqueue().await
+    }
+
+    async fn unclaimable(&self, known: &[String], waiting: Duration) -> Result<Vec<(String, u64)>> {
+        self.inner().unclaimable(known, waiting).await
+    }
+
     async fn complete(&self, fences: &[Fence]) -> Result<Vec<TaskId>> {
         let (inner, list) = (self.inner(), fences.to_vec());
         self.call(Method::Complete, async move { inner.complete(&list).await })
