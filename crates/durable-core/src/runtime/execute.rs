@@ -27,6 +27,9 @@ pub(crate) enum Outcome {
     Cancelled,
     /// The lease went to another worker: nothing to write.
     LeaseLost,
+    /// A last attempt whose start could not be recorded (the store stayed unreachable): it
+    /// did not run; its lease expires and the sweep hands it back uncounted.
+    NotStarted,
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {
@@ -112,13 +115,16 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outc
     if task.attempt >= task.max_attempts {
         // A last attempt: record that it starts, so a crash before this point does not use
         // it up (the lease sweep hands an unstarted last attempt back uncounted).
-        match shared.store.mark_started(&fence).await {
-            Ok(true) => {}
-            Ok(false) => return Outcome::LeaseLost,
-            // Run it anyway: without the mark, a crash mid-run costs a re-run (at least
-            // once), never a loss.
-            Err(error) => tracing::warn!(task_id = %task.id, %error,
-                "could not mark a last attempt as started; running it anyway"),
+        // Retried like an outcome write: the task's code runs only once the mark is known
+        // to be stored, so the sweep never takes a run for one that never started.
+        match write(shared, &fence, "mark started", || {
+            shared.store.mark_started(&fence)
+        })
+        .await
+        {
+            Some(true) => {}
+            Some(false) => return Outcome::LeaseLost,
+            None => return Outcome::NotStarted,
         }
     }
     let future = match shared.registry.start(&task.name, &task.payload, attempt) {
@@ -244,6 +250,10 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Outcome) {
         }
         Outcome::LeaseLost => {
             tracing::warn!(task_id = %id, task_name = name, attempt, "task stopped: its lease was lost to another worker");
+        }
+        Outcome::NotStarted => {
+            tracing::warn!(task_id = %id, task_name = name, attempt,
+                "last attempt not started: its start could not be recorded; it is handed back uncounted when its lease expires");
         }
     }
 }
