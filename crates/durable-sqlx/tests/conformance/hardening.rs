@@ -450,17 +450,7 @@ pub async fn insert_committed_after_a_forced_shutdown_is_handed_back(db: &impl T
     faulty.hold_inserts.store(false, Ordering::SeqCst);
     faulty.release.notify_waiters();
     let id = enqueue.await.expect("join").expect("enqueue");
-    eventually(
-        "the held claim to land and be handed back",
-        WAIT,
-        || async {
-            let r = row(&store, id).await;
-            (rt.stats().claimed == 1 && r.state == TaskState::Pending && r.requeues == 1)
-                .then_some(r)
-        },
-    )
-    .await;
-    let r = row(&store, id).await;
+    let r = wait_state(&store, id, TaskState::Pending, Duration::from_secs(3)).await;
     assert_eq!((r.attempts, r.lease_owner), (0, None), "{r:?}");
 }
 
