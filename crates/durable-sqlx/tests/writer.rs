@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{Client, EnqueueOptions, Error, NewTask, Store, Task, TaskContext, TaskError};
+use durable_core::{
+    Client, ClientBuilder, EnqueueOptions, Error, NewTask, Store, Task, TaskContext, TaskError,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +83,31 @@ impl Db {
             Db::Sqlite { store, .. } => Arc::new(store.clone()),
             #[cfg(feature = "postgres")]
             Db::Postgres { store, .. } => Arc::new(store.clone()),
+        }
+    }
+
+    /// Another store on the same database that gives up on a held database after 500 ms:
+    /// SQLite's `busy_timeout`, PostgreSQL's `statement_timeout`.
+    async fn impatient_store(&self) -> Arc<dyn Store> {
+        let patience = Duration::from_millis(500);
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite { path, .. } => Arc::new(
+                durable_sqlx::sqlite::SqliteStore::builder(path.clone())
+                    .busy_timeout(patience)
+                    .connect()
+                    .await
+                    .expect("connect"),
+            ),
+            #[cfg(feature = "postgres")]
+            Db::Postgres { pg, .. } => Arc::new(
+                durable_sqlx::postgres::PostgresStore::builder(&pg.url)
+                    .schema(&pg.name)
+                    .statement_timeout(patience)
+                    .connect()
+                    .await
+                    .expect("connect"),
+            ),
         }
     }
 
@@ -289,6 +316,9 @@ on_both!(
     run_times_out_of_range_are_refused,
     enqueue_many_stores_100_000_rows,
     enqueue_many_is_all_or_none_across_chunks,
+    enqueue_many_with_takes_options_per_task,
+    hung_database_bounds_the_write_queue,
+    hung_database_fails_writes_after_the_timeout,
 );
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -420,15 +450,11 @@ async fn run_times_out_of_range_are_refused(db: &Db) {
         assert!(matches!(e, Error::InvalidTask { .. }), "{e:?}");
         assert!(e.to_string().contains("9999"), "{e}");
     }
-    let far = chrono::DateTime::parse_from_rfc3339("10000-01-01T00:00:00Z")
-        .map(|d| d.to_utc())
-        .unwrap_or_else(|_| {
-            chrono::NaiveDate::from_ymd_opt(10_000, 1, 1)
-                .expect("date")
-                .and_hms_opt(0, 0, 0)
-                .expect("time")
-                .and_utc()
-        });
+    let far = chrono::NaiveDate::from_ymd_opt(10_000, 1, 1)
+        .expect("date")
+        .and_hms_opt(0, 0, 0)
+        .expect("time")
+        .and_utc();
     let e = client
         .prepare(&note, &EnqueueOptions::new().run_at(far))
         .expect_err("run_at out of range");
@@ -487,4 +513,268 @@ async fn enqueue_many_is_all_or_none_across_chunks(db: &Db) {
         .expect("the same without the poison");
     assert_eq!(ids.len(), 20_000);
     assert_eq!(db.store().counts().await.expect("counts").pending, 20_000);
+}
+
+/// Per-task options in one all-or-none batch.
+async fn enqueue_many_with_takes_options_per_task(db: &Db) {
+    let client = db.client();
+    let store = db.store();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let ids = client
+        .enqueue_many_with([
+            (Note::new("a"), EnqueueOptions::new()),
+            (
+                Note::new("b"),
+                EnqueueOptions::new().queue("emails").priority(5),
+            ),
+            (Note::new("c"), EnqueueOptions::new().run_at(later)),
+            (
+                Note::new("d"),
+                EnqueueOptions::new()
+                    .delay(Duration::from_secs(7200))
+                    .max_attempts(3),
+            ),
+        ])
+        .await
+        .expect("enqueue_many_with");
+    assert_eq!(ids.len(), 4);
+    let rows = futures_rows(&*store, &ids).await;
+    assert_eq!(rows[0].queue, "default");
+    assert_eq!((rows[1].queue.as_str(), rows[1].priority), ("emails", 5));
+    assert_eq!(rows[2].run_at.timestamp_millis(), later.timestamp_millis());
+    assert!(rows[3].run_at > later && rows[3].max_attempts == 3);
+    // One task that cannot be prepared: nothing of the batch is written.
+    let e = client
+        .enqueue_many_with([
+            (Note::new("e"), EnqueueOptions::new()),
+            (Note::new("f"), EnqueueOptions::new().queue("")),
+        ])
+        .await
+        .expect_err("empty queue");
+    assert!(matches!(e, Error::InvalidTask { .. }), "{e:?}");
+    assert_eq!(store.counts().await.expect("counts").pending, 4);
+}
+
+async fn futures_rows(
+    store: &dyn Store,
+    ids: &[durable_core::TaskId],
+) -> Vec<durable_core::TaskRecord> {
+    let mut rows = Vec::new();
+    for id in ids {
+        rows.push(store.get(*id).await.expect("get").expect("stored"));
+    }
+    rows
+}
+
+/// While the database hangs, the client holds at most its bound of rows: past it, every
+/// enqueue is refused at once with `Overloaded`, and memory stays put. Once the database is
+/// back, the admitted rows are all stored and there is room again.
+async fn hung_database_bounds_the_write_queue(db: &Db) {
+    const BOUND: usize = 100;
+    let client = ClientBuilder::new(db.store())
+        .max_queued_rows(BOUND)
+        .build();
+    let held = db.hold().await;
+    let mut waiting = Vec::new();
+    for i in 0..BOUND {
+        let client = client.clone();
+        waiting.push(tokio::spawn(async move {
+            client.enqueue(Note::new(format!("n{i}"))).await
+        }));
+    }
+    eventually("the bound reached", || client.queued_rows() == BOUND).await;
+    let bytes = client.queued_bytes();
+    let started = std::time::Instant::now();
+    for _ in 0..1000 {
+        let e = client
+            .enqueue(Note::new("one too many"))
+            .await
+            .expect_err("refused past the bound");
+        assert!(
+            matches!(
+                e,
+                Error::Overloaded {
+                    queued_rows: BOUND,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.is_transient());
+    }
+    let e = client
+        .enqueue_many((0..10).map(|i| Note::new(format!("m{i}"))))
+        .await
+        .expect_err("a batch too");
+    assert!(matches!(e, Error::Overloaded { .. }), "{e:?}");
+    let refusing = started.elapsed();
+    eprintln!("1,001 refusals in {refusing:?} while {BOUND} rows ({bytes} bytes) wait");
+    assert!(
+        refusing < Duration::from_secs(5),
+        "refusals must not wait: {refusing:?}"
+    );
+    assert_eq!(
+        (client.queued_rows(), client.queued_bytes()),
+        (BOUND, bytes)
+    );
+    held.release().await;
+    for w in waiting {
+        w.await.expect("join").expect("an admitted task is stored");
+    }
+    assert_eq!(client.queued_rows(), 0);
+    assert_eq!(client.queued_bytes(), 0);
+    let store = db.store();
+    assert_eq!(store.counts().await.expect("counts").pending, BOUND as u64);
+    client
+        .enqueue(Note::new("room again"))
+        .await
+        .expect("room again");
+}
+
+/// A database held longer than the store's timeout fails the waiting writes with a
+/// transient error after about that timeout — not never — and nothing stays queued.
+async fn hung_database_fails_writes_after_the_timeout(db: &Db) {
+    let client = Client::from_arc(
+        db.impatient_store().await,
+        durable_core::DEFAULT_MAX_PAYLOAD_BYTES,
+    );
+    let held = db.hold().await;
+    let started = std::time::Instant::now();
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let client = client.clone();
+        calls.push(tokio::spawn(async move {
+            client.enqueue(Note::new(format!("n{i}"))).await
+        }));
+    }
+    for call in calls {
+        let e = call.await.expect("join").expect_err("the database is held");
+        assert!(e.is_transient(), "{e:?}");
+        assert!(matches!(e, Error::Store { .. }), "{e:?}");
+    }
+    let waited = started.elapsed();
+    eprintln!("20 enqueues failed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    assert_eq!(client.queued_rows(), 0);
+    held.release().await;
+    client
+        .enqueue(Note::new("later"))
+        .await
+        .expect("stored once released");
+}
+
+#[cfg(feature = "postgres")]
+mod postgres_pool {
+    use super::*;
+    use durable_sqlx::postgres::PostgresStore;
+
+    async fn show_statement_timeout(store: &PostgresStore) -> String {
+        sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(store.pool())
+            .await
+            .expect("show")
+    }
+
+    /// 30 s by default, set by the builder, or kept from the URL.
+    #[tokio::test]
+    async fn statement_timeout_defaults_to_30s_and_can_be_set() {
+        let Some(pg) = pg::Schema::create() else {
+            return;
+        };
+        let store = PostgresStore::builder(&pg.url)
+            .schema(&pg.name)
+            .connect()
+            .await
+            .expect("connect");
+        assert_eq!(show_statement_timeout(&store).await, "30s");
+        let store = PostgresStore::builder(&pg.url)
+            .schema(&pg.name)
+            .statement_timeout(Duration::ZERO)
+            .connect()
+            .await
+            .expect("connect");
+        assert_eq!(show_statement_timeout(&store).await, "0");
+        let sep = if pg.url.contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}options=-c%20statement_timeout%3D5000", pg.url);
+        let store = PostgresStore::builder(url)
+            .schema(&pg.name)
+            .connect()
+            .await
+            .expect("connect");
+        assert_eq!(show_statement_timeout(&store).await, "5s");
+        // Migrations run without it.
+        let store = PostgresStore::builder(&pg.url)
+            .schema(&pg.name)
+            .statement_timeout(Duration::from_millis(1))
+            .connect()
+            .await
+            .expect("connect");
+        store
+            .migrate()
+            .await
+            .expect("migrate without a statement timeout");
+    }
+
+    /// A pooled connection whose backend died: pinged before use once idle past
+    /// `ping_after_idle`, so the write goes to a fresh connection; not pinged before that,
+    /// so the write fails once (transient) and the next one gets a fresh connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_pooled_connection_is_replaced() {
+        let Some(pg) = pg::Schema::create() else {
+            return;
+        };
+        for (ping_after_idle, fails_once) in [(Duration::ZERO, false), (Duration::MAX, true)] {
+            let app = format!("{}-{}", pg.name, u8::from(fails_once));
+            let store = PostgresStore::builder(&pg.url)
+                .schema(&pg.name)
+                .application_name(&app)
+                .max_connections(1)
+                .ping_after_idle(ping_after_idle)
+                .connect()
+                .await
+                .expect("connect");
+            store.migrate().await.expect("migrate");
+            store.counts().await.expect("the pooled connection is open");
+            let mut admin = pg.connect().await;
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = $1",
+            )
+            .bind(&app)
+            .fetch_all(&mut admin)
+            .await
+            .expect("terminate");
+            assert_eq!(killed, [true]);
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let left: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                )
+                .bind(&app)
+                .fetch_one(&mut admin)
+                .await
+                .expect("activity");
+                if left == 0 {
+                    break;
+                }
+                assert!(std::time::Instant::now() < until, "backend still there");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let client = Client::new(store.clone());
+            let first = client.enqueue(Note::new("after the kill")).await;
+            if fails_once {
+                let e = first.expect_err("the dead connection is used once");
+                assert!(e.is_transient(), "{e:?}");
+                client
+                    .enqueue(Note::new("again"))
+                    .await
+                    .expect("a fresh connection");
+            } else {
+                first.expect("pinged, replaced, written");
+            }
+        }
+    }
 }
