@@ -321,6 +321,24 @@ on_both!(
     hung_database_fails_writes_after_the_timeout,
 );
 
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs about 3 GB of memory"]
+async fn sqlite_enqueue_many_past_a_gigabyte() {
+    let Some(db) = sqlite_db().await else { return };
+    enqueue_many_past_a_gigabyte(&db).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs about 3 GB of memory"]
+async fn postgres_enqueue_many_past_a_gigabyte() {
+    let Some(db) = postgres_db().await else {
+        return;
+    };
+    enqueue_many_past_a_gigabyte(&db).await;
+}
+
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     while !check() {
@@ -513,6 +531,24 @@ async fn enqueue_many_is_all_or_none_across_chunks(db: &Db) {
         .expect("the same without the poison");
     assert_eq!(ids.len(), 20_000);
     assert_eq!(db.store().counts().await.expect("counts").pending, 20_000);
+}
+
+/// A batch of over a gigabyte — past SQLite's string limit (1,000,000,000 bytes) and
+/// PostgreSQL's 1 GB message — is still stored, in several statements of one transaction.
+/// Needs about 3 GB of memory and a minute: run with `--ignored`.
+async fn enqueue_many_past_a_gigabyte(db: &Db) {
+    let client = db.client();
+    let filler = "x".repeat(250_000);
+    let rows = 4_400; // 1.1e9 bytes: over 2^30 too
+    let ids = client
+        .enqueue_many((0..rows).map(|i| Note::new(format!("{i} {filler}"))))
+        .await
+        .expect("a 1 GB batch");
+    assert_eq!(ids.len(), rows);
+    assert_eq!(
+        db.store().counts().await.expect("counts").pending,
+        rows as u64
+    );
 }
 
 /// Per-task options in one all-or-none batch.
