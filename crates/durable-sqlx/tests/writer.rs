@@ -774,6 +774,15 @@ mod postgres_pool {
                 .expect("connect");
             store.migrate().await.expect("migrate");
             store.counts().await.expect("the pooled connection is open");
+            // Back in the pool (after sqlx's ping on release), idle, before it is killed.
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while store.pool().num_idle() != 1 {
+                assert!(
+                    std::time::Instant::now() < until,
+                    "connection not back in the pool"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             let mut admin = pg.connect().await;
             let killed: Vec<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity

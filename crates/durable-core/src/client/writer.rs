@@ -147,11 +147,13 @@ pub(super) async fn write_loop(
 struct Inserter {
     rows: usize,
     done: oneshot::Sender<Result<()>>,
-    _ticket: Ticket,
+    ticket: Ticket,
 }
 
 impl Inserter {
     fn answer(self, result: Result<()>) {
+        // Room first: whoever reads the answer finds the queue without these rows.
+        drop(self.ticket);
         // A dropped waiter only means nobody awaits the answer any more.
         let _ = self.done.send(result);
     }
@@ -198,7 +200,7 @@ impl Cycle {
                 self.inserters.push(Inserter {
                     rows: rows.len(),
                     done,
-                    _ticket: ticket,
+                    ticket,
                 });
                 self.rows.extend(rows);
             }
