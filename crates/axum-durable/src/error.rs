@@ -47,21 +47,47 @@ impl IntoResponse for Error {
     }
 }
 
-/// Whether a retry of the same request can succeed: somewhere in the error's chain the
-/// database is unavailable (connection, pool timeout, busy or locked, serialization
-/// failure) or this instance is shutting down.
+/// Whether a retry of the same request can succeed: the client's writer was full, this
+/// instance is shutting down (another may take the request), or the database failed for a
+/// reason not tied to the rows — unreachable, busy or locked, a timeout. A row the database
+/// refused, a task that cannot be prepared, or a constraint the handler's own transaction
+/// broke would fail the same way again.
 pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
         if let Some(core) = error.downcast_ref::<durable_core::Error>() {
-            if matches!(core, durable_core::Error::ShuttingDown) {
-                return true;
+            match core {
+                durable_core::Error::Overloaded { .. } | durable_core::Error::ShuttingDown => {
+                    return true
+                }
+                // Failed for a reason not tied to the data, unless the store's own error
+                // (further down the chain) says the rows were refused.
+                durable_core::Error::Store { .. } => {
+                    return !chain_has(error, durable_sqlx::Error::is_rejection);
+                }
+                _ => return false,
             }
         }
         if let Some(store) = error.downcast_ref::<durable_sqlx::Error>() {
-            if store.is_unavailable() {
-                return true;
-            }
+            return store.is_unavailable();
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// Whether a `durable_sqlx::Error` in `error`'s source chain satisfies `test`.
+fn chain_has(
+    error: &(dyn std::error::Error + 'static),
+    test: fn(&durable_sqlx::Error) -> bool,
+) -> bool {
+    let mut next = error.source();
+    while let Some(error) = next {
+        if error
+            .downcast_ref::<durable_sqlx::Error>()
+            .is_some_and(test)
+        {
+            return true;
         }
         next = error.source();
     }
@@ -117,7 +143,7 @@ mod tests {
     #[test]
     fn a_refused_write_answers_500_without_retry_after() {
         let refused =
-            durable_core::Error::store("insert", "CHECK constraint failed: secret_column");
+            durable_core::Error::rejected("insert", "CHECK constraint failed: secret_column");
         let response = Error::Enqueue(refused).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(response.headers().get(header::RETRY_AFTER).is_none());

@@ -25,7 +25,20 @@ pub enum Error {
         /// Configured limit in bytes.
         limit: usize,
     },
-    /// The store failed (database unreachable, constraint, I/O...).
+    /// The task cannot be stored as given: a task or queue name that is empty, longer than
+    /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) or holds a NUL character, a NUL character
+    /// in the payload, or a run time outside years 1–9999. Found by
+    /// [`Client::prepare`](crate::Client::prepare) before anything is written; retrying
+    /// the same task cannot help.
+    #[error("task `{name}` cannot be stored: {reason}")]
+    InvalidTask {
+        /// Task name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store failed (database unreachable, timeout, I/O...): the same write may succeed
+    /// later.
     #[error("task store error during {operation}: {source}")]
     Store {
         /// What the store was doing.
@@ -48,6 +61,31 @@ pub enum Error {
         first: &'static str,
         /// The type that used it second.
         second: &'static str,
+    },
+    /// The database refused the rows themselves — a constraint, a trigger, a value it
+    /// cannot hold — so the same write will fail again. The client's writer answers this
+    /// only to the request whose rows were refused; the others of its batch are stored.
+    #[error("the database refused the task during {operation}: {source}")]
+    Rejected {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The backend error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The client's writer already holds as many unwritten rows (or bytes) as it may
+    /// queue — the database is slow or unreachable — so the enqueue was refused at once
+    /// instead of waiting in memory. Retry later. The bounds are set with
+    /// [`ClientBuilder`](crate::ClientBuilder).
+    #[error(
+        "too many tasks are waiting to be written ({queued_rows} rows, {queued_bytes} bytes \
+         queued): the database is slow or unavailable"
+    )]
+    Overloaded {
+        /// Rows waiting in the writer when this one was refused.
+        queued_rows: usize,
+        /// Their approximate size in bytes.
+        queued_bytes: usize,
     },
     /// The runtime or client is shutting down and accepts no more work.
     #[error("the durable runtime is shutting down")]
@@ -76,6 +114,28 @@ impl Error {
             operation,
             source: source.into(),
         }
+    }
+
+    /// Wraps a backend error saying the database refused the rows themselves (a
+    /// constraint, a trigger, a value it cannot hold): see [`Error::Rejected`].
+    pub fn rejected(
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Rejected {
+            operation,
+            source: source.into(),
+        }
+    }
+
+    /// Whether the same call may succeed if made again later, unchanged: the store was
+    /// unavailable, timed out or failed for a reason not tied to the data
+    /// ([`Error::Store`]), or the writer was full ([`Error::Overloaded`]). `false` for a
+    /// task that can never be stored as given ([`Error::InvalidTask`],
+    /// [`Error::PayloadTooLarge`], [`Error::Serialize`], [`Error::Rejected`]) and for
+    /// [`Error::ShuttingDown`] (this process takes no more work; another may).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Store { .. } | Error::Overloaded { .. })
     }
 }
 

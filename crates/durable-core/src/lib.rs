@@ -65,7 +65,10 @@ mod runtime;
 mod store;
 mod task;
 
-pub use client::{Client, EnqueueOptions, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use client::{
+    Client, ClientBuilder, EnqueueOptions, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MAX_QUEUED_ROWS, MAX_NAME_BYTES,
+};
 pub use context::TaskContext;
 pub use error::{Error, Result, TaskError};
 pub use registry::Registry;

@@ -115,12 +115,53 @@ impl Error {
         ) || matches!(self, Error::Database { source: sqlx::Error::Database(e), .. }
             if e.code().is_some_and(|c| c == "5" || c == "6" || c == "517" || c.starts_with("57P") || c.starts_with("08")))
     }
+
+    /// Whether the database refused the data itself — a constraint, a trigger, a value it
+    /// cannot hold — so the same statement would fail again, while other rows may be
+    /// written. PostgreSQL SQLSTATE classes `22` (data exception), `23` (integrity
+    /// constraint), `54` (program limit: an index row too large) and `P0` (PL/pgSQL
+    /// `RAISE`); SQLite `SQLITE_CONSTRAINT` (triggers' `RAISE(ABORT)` included),
+    /// `SQLITE_TOOBIG`, `SQLITE_MISMATCH` and `SQLITE_RANGE`; a value sqlx cannot encode.
+    /// Becomes [`durable_core::Error::Rejected`].
+    pub fn is_rejection(&self) -> bool {
+        let Error::Database { source, .. } = self else {
+            return false;
+        };
+        match source {
+            sqlx::Error::Encode(_) => true,
+            sqlx::Error::Database(e) => refused_by_database(&**e),
+            _ => false,
+        }
+    }
+}
+
+fn refused_by_database(e: &dyn sqlx::error::DatabaseError) -> bool {
+    #[cfg(feature = "postgres")]
+    if let Some(e) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return ["22", "23", "54", "P0"]
+            .iter()
+            .any(|class| e.code().starts_with(class));
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(e) = e.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        use sqlx::error::DatabaseError as _;
+        // The primary result code is the low byte of the extended one.
+        return e
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 18 | 19 | 20 | 25));
+    }
+    let _ = e;
+    false
 }
 
 impl From<Error> for durable_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Task(inner) => inner,
+            Error::Database { operation, .. } if e.is_rejection() => {
+                durable_core::Error::rejected(operation, e)
+            }
             Error::Database { operation, .. } | Error::Join { operation, .. } => {
                 durable_core::Error::store(operation, e)
             }

@@ -68,6 +68,12 @@ use crate::util::detached;
 /// The `application_name` of the store's connections unless the URL or the builder sets one.
 pub const DEFAULT_APPLICATION_NAME: &str = "axum-durable";
 
+/// Default `statement_timeout` of the store's connections.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default idle time after which a pooled connection is pinged before use.
+pub const DEFAULT_PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
 /// Milliseconds of a duration for an `int8 * interval '1 millisecond'` parameter, capped
 /// (about 100 years) so an absurd lease, delay or retention cannot overflow PostgreSQL's
 /// interval arithmetic.
@@ -95,6 +101,7 @@ enum Source {
 ///     .application_name("api")
 ///     .max_connections(8)
 ///     .acquire_timeout(Duration::from_secs(5))
+///     .statement_timeout(Duration::from_secs(10))
 ///     .connect()
 ///     .await?;
 /// # Ok(()) }
@@ -107,6 +114,8 @@ pub struct PostgresStoreBuilder {
     max_connections: u32,
     min_connections: u32,
     acquire_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    ping_after_idle: Duration,
 }
 
 impl PostgresStoreBuilder {
@@ -158,6 +167,35 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// The server-side `statement_timeout` of the store's connections (default
+    /// [`DEFAULT_STATEMENT_TIMEOUT`], 30 s; `Duration::ZERO` turns it off): a statement
+    /// still running then — an insert waiting on a lock, a hung server — is cancelled by
+    /// PostgreSQL and fails with a transient error instead of holding its callers and its
+    /// connection indefinitely. Without this call, a `statement_timeout` already in the
+    /// URL's `options` is kept.
+    ///
+    /// It applies to every connection of the pool, including the transactions of
+    /// [`PostgresStore::begin`]; a transaction that needs longer can `SET LOCAL
+    /// statement_timeout`. Migrations run without it.
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// Pings a pooled connection before handing it out only when it was idle at least this
+    /// long (default [`DEFAULT_PING_AFTER_IDLE`], 10 s; `Duration::ZERO` pings every time,
+    /// sqlx's default). A ping is one round trip to the server on the request path; busy
+    /// connections are checked when they go back to the pool anyway, and a connection that
+    /// died while idle (a server restart, a failover, a firewall dropping idle sockets)
+    /// is most likely one that sat idle. A connection that dies between two uses less than
+    /// this apart fails its next statement, which the caller sees as a transient error.
+    #[must_use]
+    pub fn ping_after_idle(mut self, idle: Duration) -> Self {
+        self.ping_after_idle = idle;
+        self
+    }
+
     /// Creates the schema if one was set and missing, and opens the pool (one connection
     /// eagerly, so a wrong URL fails here).
     pub async fn connect(self) -> Result<PostgresStore> {
@@ -181,10 +219,35 @@ impl PostgresStoreBuilder {
             options =
                 options.options([("search_path", search_path::prepend(schema, &session_path))]);
         }
+        let user_set = options
+            .get_options()
+            .is_some_and(|o| o.contains("statement_timeout"));
+        match self.statement_timeout {
+            Some(timeout) => {
+                options = options.options([("statement_timeout", crate::util::millis(timeout))]);
+            }
+            None if !user_set => {
+                options = options.options([(
+                    "statement_timeout",
+                    crate::util::millis(DEFAULT_STATEMENT_TIMEOUT),
+                )]);
+            }
+            None => {}
+        }
+        let ping_after_idle = self.ping_after_idle;
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
             .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= ping_after_idle {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(Error::db("connect"))?;
@@ -311,6 +374,8 @@ impl PostgresStore {
             max_connections: 10,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(10),
+            statement_timeout: None,
+            ping_after_idle: DEFAULT_PING_AFTER_IDLE,
         }
     }
 
@@ -396,10 +461,25 @@ impl Columns {
 
 /// Inserts rows on any PostgreSQL connection (a caller's transaction included), in one
 /// statement that also sends the wakeup `NOTIFY` (delivered at commit) when a row is due.
+///
+/// A batch too large for one statement ([`chunks`](crate::util::chunks)) is written in
+/// several inside a savepoint (a transaction if the connection has none): all or none.
 pub(crate) async fn insert_on(conn: &mut PgConnection, tasks: &[NewTask]) -> Result<()> {
-    if tasks.is_empty() {
-        return Ok(());
+    match crate::util::chunks(tasks).as_slice() {
+        [] => Ok(()),
+        [one] => insert_statement(conn, one).await,
+        several => {
+            let mut tx = conn.begin().await.map_err(Error::db("insert"))?;
+            for chunk in several {
+                insert_statement(&mut tx, chunk).await?;
+            }
+            tx.commit().await.map_err(Error::db("insert"))
+        }
     }
+}
+
+/// One insert statement (see [`sql::INSERT`]).
+async fn insert_statement(conn: &mut PgConnection, tasks: &[NewTask]) -> Result<()> {
     let c = Columns::of(tasks);
     sqlx::query(sql::INSERT)
         .bind(&c.ids)
@@ -621,7 +701,11 @@ impl Store for PostgresStore {
     /// lock held. Starts against a newer schema whose migrations accept this version, and
     /// fails naming both versions otherwise (see `docs/UPGRADING.md`).
     async fn migrate(&self) -> durable_core::Result<()> {
-        let options = (*self.pool.connect_options()).clone();
+        // Without a statement timeout: a migration on a large table may take its time. (The
+        // last `-c` of the startup options wins.)
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("statement_timeout", 0)]);
         self.run("migrate", move |_| async move {
             let migrate = &crate::migrate::postgres::MIGRATOR;
             crate::migrate::postgres::run(&options, &migrate.migrations).await
@@ -685,6 +769,9 @@ impl Store for PostgresStore {
         let insert_then_claim = async {
             let inserted = if batch.insert.is_empty() {
                 Ok(())
+            } else if crate::util::chunks(batch.insert).len() > 1 {
+                // Several statements need a transaction: a detached one.
+                self.insert(batch.insert).await
             } else {
                 pooled(pool, "insert", async |conn| {
                     insert_on(conn, batch.insert).await

@@ -63,6 +63,7 @@ pub struct SqliteStoreBuilder {
     durability: Durability,
     readers: u32,
     busy_timeout: Duration,
+    acquire_timeout: Duration,
 }
 
 impl SqliteStoreBuilder {
@@ -84,6 +85,17 @@ impl SqliteStoreBuilder {
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long an operation waits for a connection before failing (default 30 s). Every
+    /// write shares one connection, which a write may legitimately hold for a while: a large
+    /// batch, or up to [`busy_timeout`](Self::busy_timeout) waiting for another process's
+    /// lock — keep this above that. (What bounds memory while writes wait is the client's
+    /// write queue, `durable_core::ClientBuilder::max_queued_rows`, not this timeout.)
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
         self
     }
 
@@ -132,7 +144,7 @@ impl SqliteStoreBuilder {
             .max_connections(1)
             .min_connections(1)
             .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(self.acquire_timeout)
             .idle_timeout(None)
             .max_lifetime(None)
             // Back in the pool: a transaction from `begin` on it has ended.
@@ -158,7 +170,7 @@ impl SqliteStoreBuilder {
             let reader_pool = SqlitePoolOptions::new()
                 .max_connections(self.readers)
                 .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(30));
+                .acquire_timeout(self.acquire_timeout);
             let reader_options = options.read_only(false);
             open::retry_while_busy(self.busy_timeout, || {
                 reader_pool.clone().connect_with(reader_options.clone())
@@ -217,6 +229,7 @@ impl SqliteStore {
             durability: Durability::Full,
             readers: 4,
             busy_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(30),
         }
     }
 
@@ -366,13 +379,23 @@ fn rows_json(tasks: &[NewTask], now: i64) -> Result<String> {
     })
 }
 
-/// Inserts rows on any SQLite connection (a caller's transaction included).
+/// Inserts rows on any SQLite connection (a caller's transaction included), all or none: a
+/// batch too large for one statement ([`chunks`](crate::util::chunks)) is written in
+/// several inside a savepoint (a transaction if the connection has none).
 pub(crate) async fn insert_on(conn: &mut SqliteConnection, tasks: &[NewTask]) -> Result<()> {
-    if tasks.is_empty() {
-        return Ok(());
-    }
+    use sqlx::Connection as _;
     let now = now_ms();
-    insert_json(conn, rows_json(tasks, now)?, now).await
+    match crate::util::chunks(tasks).as_slice() {
+        [] => Ok(()),
+        [one] => insert_json(conn, rows_json(one, now)?, now).await,
+        several => {
+            let mut tx = conn.begin().await.map_err(Error::db("insert"))?;
+            for chunk in several {
+                insert_json(&mut tx, rows_json(chunk, now)?, now).await?;
+            }
+            tx.commit().await.map_err(Error::db("insert"))
+        }
+    }
 }
 
 /// Inserts rows already serialized by [`rows_json`] at `now`.
@@ -883,6 +906,15 @@ impl Store for SqliteStore {
             (true, true, Some(_)) => "claim",
             _ => "write",
         };
+        if crate::util::chunks(batch.insert).len() > 1 {
+            // Too large for one statement: the rows in a transaction of their own, written
+            // in several, then the rest of the cycle.
+            let inserted = Store::insert(self, batch.insert).await;
+            let mut rest = batch;
+            rest.insert = &[];
+            let rest = Store::write(self, rest).await;
+            return WriteOutcome::new(inserted, rest.completed, rest.claimed);
+        }
         let pool = self.inner.writer.clone();
         let capped = claim.as_ref().is_some_and(|c| !c.capped.is_empty());
         if !capped
