@@ -42,7 +42,7 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves `make_service` on `listener` (whatever [`axum::serve`] accepts: a `Router`, a
+/// Serves `make_service` on `listener` (whatever [`axum::serve()`] accepts: a `Router`, a
 /// `Router::into_make_service_with_connect_info::<SocketAddr>()`, a `TcpListener` or a
 /// `UnixListener`) until SIGTERM or Ctrl-C, then shuts down in order, **within `grace`**
 /// counted from the signal:
