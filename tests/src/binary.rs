@@ -1,4 +1,4 @@
-//! Builds the `example-signup` binary once per test run and finds it.
+//! Builds the example binaries once per test run and finds them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,6 +41,9 @@ pub fn workspace_root() -> &'static Path {
 /// one (for testing a release build or a patched copy).
 pub const BINARY_ENV: &str = "DURABLE_TEST_SIGNUP_BIN";
 
+/// Environment variable naming a prebuilt `example-rollout` binary, like [`BINARY_ENV`].
+pub const ROLLOUT_BINARY_ENV: &str = "DURABLE_TEST_ROLLOUT_BIN";
+
 /// Path of a freshly built `example-signup`, same profile as the tests (`debug`). The first
 /// call runs `cargo build -p example-signup --bin example-signup` into the test run's target
 /// directory; later calls (from any thread) reuse it. If [`BINARY_ENV`] is set, that binary
@@ -51,15 +54,31 @@ pub const BINARY_ENV: &str = "DURABLE_TEST_SIGNUP_BIN";
 /// If the build fails (its output is shown above the panic) or the binary is missing.
 pub fn example_signup() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(build).as_path()
+    BINARY
+        .get_or_init(|| build("example-signup", BINARY_ENV))
+        .as_path()
 }
 
-fn build() -> PathBuf {
-    if let Some(prebuilt) = std::env::var_os(BINARY_ENV).filter(|v| !v.is_empty()) {
+/// Path of a freshly built `example-rollout` (the two-release service of the rolling-deploy
+/// test), built like [`example_signup`]; [`ROLLOUT_BINARY_ENV`] names a prebuilt one.
+///
+/// # Panics
+///
+/// If the build fails or the binary is missing.
+pub fn example_rollout() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| build("example-rollout", ROLLOUT_BINARY_ENV))
+        .as_path()
+}
+
+/// Builds the binary `package` (named like its package) unless `prebuilt_env` names one.
+fn build(package: &str, prebuilt_env: &str) -> PathBuf {
+    if let Some(prebuilt) = std::env::var_os(prebuilt_env).filter(|v| !v.is_empty()) {
         let prebuilt = PathBuf::from(prebuilt);
         assert!(
             prebuilt.is_file(),
-            "{BINARY_ENV}={} is not a file",
+            "{prebuilt_env}={} is not a file",
             prebuilt.display()
         );
         eprintln!("testing the prebuilt {}", prebuilt.display());
@@ -68,20 +87,13 @@ fn build() -> PathBuf {
     let (target, profile) = target_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
-        "building example-signup ({profile}) into {} once for this test run...",
+        "building {package} ({profile}) into {} once for this test run...",
         target.display()
     );
     let started = std::time::Instant::now();
     let mut command = Command::new(&cargo);
     command
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "example-signup",
-            "--bin",
-            "example-signup",
-        ])
+        .args(["build", "--quiet", "-p", package, "--bin", package])
         .arg("--target-dir")
         .arg(&target)
         .current_dir(workspace_root());
@@ -94,25 +106,22 @@ fn build() -> PathBuf {
             command.args(["--profile", other]);
         }
     }
-    let status = command.status().unwrap_or_else(|e| {
-        panic!(
-            "cannot run {} to build example-signup: {e}",
-            cargo.display()
-        )
-    });
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {} to build {package}: {e}", cargo.display()));
     assert!(
         status.success(),
-        "`cargo build -p example-signup --bin example-signup` failed ({status}); see the \
-         compiler output above. The whole-system tests need the example to compile."
+        "`cargo build -p {package} --bin {package}` failed ({status}); see the compiler output \
+         above. The whole-system tests need the example to compile."
     );
     let binary = target
         .join(&profile)
-        .join(format!("example-signup{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{package}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         binary.is_file(),
         "the build succeeded but {} does not exist",
         binary.display()
     );
-    eprintln!("built example-signup in {:.1?}", started.elapsed());
+    eprintln!("built {package} in {:.1?}", started.elapsed());
     binary
 }

@@ -4,18 +4,20 @@
 //! test run by [`binary::example_signup`]), on a fresh database per test ([`TestDb`]), talks
 //! to it over HTTP ([`http`]), inspects its tables directly ([`inspect`]), and kills or
 //! terminates it with real signals ([`Server`]). [`chaos`] is the failure-mode runner built
-//! on them.
+//! on them; [`rollout`] holds the traffic, streams and table reads of the rolling-deploy test,
+//! which runs the two-release `example-rollout` instead ([`Program::rollout`]).
 
 pub mod backend;
 pub mod binary;
 pub mod chaos;
 pub mod http;
 pub mod inspect;
+pub mod rollout;
 pub mod server;
 pub mod wait;
 
 pub use backend::{Backend, TestDb};
 pub use http::{Burst, BurstReport, Kind, Outcome, Request};
 pub use inspect::{Inspector, Snapshot, TaskRow};
-pub use server::Server;
+pub use server::{Program, Server, Termination};
 pub use wait::wait_until;

@@ -1,4 +1,4 @@
-//! The `example-signup` binary as a child process.
+//! An example binary (`example-signup`, `example-rollout`) as a child process.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -16,7 +16,43 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lines of the log printed when something goes wrong.
 const TAIL_LINES: usize = 60;
 
-/// A running `example-signup` process on a free local port, its stdout and stderr in a log
+/// A binary the harness starts, and the environment it gets unless a test overrides it
+/// (besides `DATABASE_URL`, `BIND` and `RUST_LOG`, which every program reads).
+#[derive(Debug, Clone, Copy)]
+pub struct Program {
+    /// The executable.
+    pub binary: &'static Path,
+    /// `(name, value)` pairs set before the test's own.
+    pub defaults: &'static [(&'static str, &'static str)],
+}
+
+impl Program {
+    /// `example-signup` with the contract's defaults: 200 ms emails that never fail, 5 s
+    /// grace, 64 workers, 10 s lease.
+    pub fn signup() -> Program {
+        Program {
+            binary: binary::example_signup(),
+            defaults: &[
+                ("EMAIL_DELAY_MS", "200"),
+                ("EMAIL_FAIL_RATE", "0"),
+                ("SHUTDOWN_GRACE_MS", "5000"),
+                ("WORKER_CONCURRENCY", "64"),
+                ("LEASE_MS", "10000"),
+            ],
+        }
+    }
+
+    /// `example-rollout` (release chosen by the test's `SERVICE_VERSION`), with no defaults
+    /// beyond its own.
+    pub fn rollout() -> Program {
+        Program {
+            binary: binary::example_rollout(),
+            defaults: &[],
+        }
+    }
+}
+
+/// A running example process on a free local port, its stdout and stderr in a log
 /// file of the test's directory. Dropping it kills the process (SIGKILL) if still running,
 /// and prints its log tail if the test is failing.
 #[derive(Debug)]
@@ -40,7 +76,17 @@ impl Server {
     ///
     /// If the process exits or stays unhealthy for [`STARTUP_TIMEOUT`] (its log tail is shown).
     pub async fn start(db: &TestDb, env: &[(&str, &str)]) -> Server {
-        let binary = binary::example_signup();
+        Server::start_program(db, &Program::signup(), env).await
+    }
+
+    /// Starts `program` on `db` with its defaults, overridden by `env`, and waits until
+    /// `GET /health` answers 200.
+    ///
+    /// # Panics
+    ///
+    /// If the process exits or stays unhealthy for [`STARTUP_TIMEOUT`] (its log tail is shown).
+    pub async fn start_program(db: &TestDb, program: &Program, env: &[(&str, &str)]) -> Server {
+        let binary = program.binary;
         // The port is found by binding :0 and releasing it, so another process may take it
         // in between: on "address in use", try again with another port.
         for _ in 0..3 {
@@ -48,7 +94,7 @@ impl Server {
             let port = free_port();
             let name = format!("{} server #{n} (port {port})", db.backend());
             let spawned = Instant::now();
-            let child = spawn(binary, db.url(), port, env, &log);
+            let child = spawn(binary, db.url(), port, program.defaults, env, &log);
             let mut server = Server {
                 name,
                 child,
@@ -82,7 +128,10 @@ impl Server {
                 }
             }
         }
-        panic!("could not start example-signup on a free port in 3 tries")
+        panic!(
+            "could not start {} on a free port in 3 tries",
+            binary.display()
+        )
     }
 
     /// Polls `GET /health` until 200; `Err(exit status)` if the process exits first.
@@ -188,6 +237,31 @@ impl Server {
         }
     }
 
+    /// Stops the process as an orchestrator does: SIGTERM, then SIGKILL if it is still
+    /// running `kill_after` later. Returns how it ended and when.
+    pub async fn terminate(&mut self, kill_after: Duration) -> Termination {
+        self.sigterm();
+        let signalled = Instant::now();
+        loop {
+            if let Some(status) = self.try_exit() {
+                return Termination {
+                    status,
+                    took: signalled.elapsed(),
+                    killed: false,
+                };
+            }
+            if signalled.elapsed() >= kill_after {
+                let status = self.sigkill();
+                return Termination {
+                    status,
+                    took: signalled.elapsed(),
+                    killed: true,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Whether the process is still running (polled without waiting).
     pub fn is_running(&mut self) -> bool {
         self.try_exit().is_none()
@@ -258,12 +332,30 @@ impl Drop for Server {
     }
 }
 
+/// How [`Server::terminate`] ended a process.
+#[derive(Debug, Clone, Copy)]
+pub struct Termination {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// From SIGTERM to its exit (or to the SIGKILL).
+    pub took: Duration,
+    /// It was still running at the deadline and got SIGKILL.
+    pub killed: bool,
+}
+
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }
 
-fn spawn(binary: &Path, database_url: &str, port: u16, env: &[(&str, &str)], log: &Path) -> Child {
+fn spawn(
+    binary: &Path,
+    database_url: &str,
+    port: u16,
+    defaults: &[(&str, &str)],
+    env: &[(&str, &str)],
+    log: &Path,
+) -> Child {
     let out = File::options()
         .create(true)
         .append(true)
@@ -274,13 +366,8 @@ fn spawn(binary: &Path, database_url: &str, port: u16, env: &[(&str, &str)], log
     command
         .env("DATABASE_URL", database_url)
         .env("BIND", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info,durable_core=trace,tower_http=debug")
-        .env("EMAIL_DELAY_MS", "200")
-        .env("EMAIL_FAIL_RATE", "0")
-        .env("SHUTDOWN_GRACE_MS", "5000")
-        .env("WORKER_CONCURRENCY", "64")
-        .env("LEASE_MS", "10000");
-    for (key, value) in env {
+        .env("RUST_LOG", "info,durable_core=trace,tower_http=debug");
+    for (key, value) in defaults.iter().chain(env) {
         command.env(key, value);
     }
     command

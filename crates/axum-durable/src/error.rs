@@ -54,7 +54,14 @@ impl IntoResponse for Error {
 /// broke would fail the same way again.
 pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
-    while let Some(error) = next {
+    while let Some(mut error) = next {
+        // This crate's variants are transparent: their `source()` is the inner error's
+        // source, which would skip the inner error itself.
+        match error.downcast_ref::<Error>() {
+            Some(Error::Store(store)) => error = store,
+            Some(Error::Enqueue(core)) => error = core,
+            None => {}
+        }
         if let Some(core) = error.downcast_ref::<durable_core::Error>() {
             match core {
                 durable_core::Error::Overloaded { .. } | durable_core::Error::ShuttingDown => {
@@ -161,5 +168,40 @@ mod tests {
         let body = response.into_body();
         assert!(body.contains("error id"), "{body}");
         assert!(!body.contains("secret_column"), "{body}");
+    }
+
+    fn unavailable(operation: &'static str) -> durable_sqlx::Error {
+        durable_sqlx::Error::Database {
+            operation,
+            source: sqlx::Error::PoolTimedOut,
+        }
+    }
+
+    /// The variants are transparent, so their `source()` skips the inner error itself: the
+    /// status must still see that the database was unavailable (a terminated backend during
+    /// a handler's own transaction answered 500 instead of 503) or the instance stopping.
+    #[test]
+    fn an_unavailable_store_answers_503_however_it_is_wrapped() {
+        assert_eq!(
+            Error::Store(unavailable("insert user")).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let core: durable_core::Error = unavailable("insert").into();
+        assert_eq!(
+            Error::Enqueue(core).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            Error::Enqueue(durable_core::Error::ShuttingDown).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let broken = durable_sqlx::Error::Database {
+            operation: "insert user",
+            source: sqlx::Error::RowNotFound,
+        };
+        assert_eq!(
+            Error::Store(broken).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Counting open requests (a streaming response counts until its body ends), so a drain cut
-//! short by its deadline can say what it cut.
+//! short by its deadline can say what it cut — and cutting them: at the deadline, a request
+//! still in its handler is answered `503` and a response body still streaming ends with an
+//! error, which closes its connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,21 +12,33 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
-use axum::response::Response;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::Service;
 
-/// The number of requests whose response has not been fully sent.
+/// The requests whose response has not been fully sent, and the signal that cuts them.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Open(Arc<AtomicUsize>);
+pub(crate) struct Open {
+    count: Arc<AtomicUsize>,
+    cut: CancellationToken,
+}
 
 impl Open {
     pub(crate) fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Ends every open request now, and any opened later: the HTTP drain's deadline.
+    /// `axum::serve` runs each connection on a task of its own, which would otherwise go on
+    /// serving (a stream that ignores shutdown) until the process exits.
+    pub(crate) fn cut(&self) {
+        self.cut.cancel();
     }
 
     fn enter(&self) -> Guard {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.count.fetch_add(1, Ordering::SeqCst);
         Guard(self.clone())
     }
 }
@@ -35,8 +49,19 @@ struct Guard(Open);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        (self.0).0.fetch_sub(1, Ordering::SeqCst);
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// The answer to a request whose handler was still running at the drain deadline: its work
+/// may or may not be stored, like a connection cut, and the client may retry elsewhere.
+fn cut_response() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONNECTION, "close")],
+        "shutting down",
+    )
+        .into_response()
 }
 
 /// Wraps a make-service so that every service it makes counts its open requests. The
@@ -112,12 +137,18 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let guard = self.open.enter();
+        let cut = self.open.cut.clone();
         let answer = self.inner.call(request);
         Box::pin(async move {
-            let response = answer.await?;
+            let response = tokio::select! {
+                biased;
+                response = answer => response?,
+                () = cut.clone().cancelled_owned() => return Ok(cut_response()),
+            };
             Ok(response.map(|body| {
                 Body::new(CountedBody {
                     inner: body,
+                    cut: Box::pin(cut.cancelled_owned()),
                     _guard: guard,
                 })
             }))
@@ -126,10 +157,12 @@ where
 }
 
 pin_project! {
-    /// A response body that keeps its request counted until it ends or is dropped.
+    /// A response body that keeps its request counted until it ends or is dropped, and fails
+    /// (closing its connection) once the drain deadline cuts it.
     struct CountedBody {
         #[pin]
         inner: Body,
+        cut: Pin<Box<WaitForCancellationFutureOwned>>,
         _guard: Guard,
     }
 }
@@ -142,7 +175,13 @@ impl HttpBody for CountedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        if this.cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(axum::Error::new(
+                "response cut: the HTTP drain deadline of the shutdown passed",
+            ))));
+        }
+        this.inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

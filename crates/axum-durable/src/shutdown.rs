@@ -49,8 +49,10 @@ pub async fn shutdown_signal() {
 ///
 /// 1. the runtime stops claiming and [`Runtime::stopping`] fires (end streams and loops on
 ///    it); the HTTP server stops accepting, and in-flight requests finish — and so finish
-///    storing the tasks they spawned — for at most half the grace: connections still open
-///    then (a stream that ignored `stopping`) are cut, and their number logged;
+///    storing the tasks they spawned — for at most half the grace: requests still open then
+///    are cut, and their number logged (a response still streaming — one that ignored
+///    `stopping` — ends with an error, which closes its connection; a handler still running
+///    is dropped and answered `503` with `connection: close`);
 /// 2. the runtime makes one last claim for tasks this instance acknowledged after its
 ///    latest claim began, and waits for running tasks;
 /// 3. tasks still running are cancelled and handed back as `pending` in one statement, so
@@ -177,10 +179,12 @@ where
         () = tokio::time::sleep_until(Instant::now() + grace / 2) => {
             tracing::warn!(open_requests = open.get(),
                 "HTTP drain deadline reached (half the grace); closing the connections still open");
+            open.cut();
         }
         () = &mut force => {
             tracing::warn!(open_requests = open.get(),
                 "second shutdown signal: HTTP drain abandoned; handing unfinished tasks back now");
+            open.cut();
             forced = true;
             runtime.force_shutdown();
         }

@@ -152,6 +152,98 @@ async fn http_drain_has_a_deadline_inside_the_grace() {
     );
 }
 
+/// Reads `stream` until the server closes or resets the connection: when, and the first
+/// bytes read.
+async fn closed_at<S: AsyncRead + Unpin>(mut stream: S) -> (Instant, String) {
+    let mut buf = [0u8; 4096];
+    let mut first = String::new();
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return (Instant::now(), first),
+            Ok(n) if first.is_empty() => first = String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Connections still open at the HTTP drain deadline (half the grace) are closed then — a
+/// stream that ignores `stopping`, a handler that never answers — not when the process
+/// exits: the runtime's drain goes on until the end of the grace here (a task longer than
+/// it), and the connections must not stream on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_open_at_the_http_deadline_are_closed_then() {
+    let fx = fixture().await;
+    fx.runtime
+        .client()
+        .enqueue(Sleep { ms: 60_000 })
+        .await
+        .expect("enqueue");
+    while fx.runtime.running() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let app = Router::new()
+        .route(
+            "/stream",
+            get(|| async {
+                let ticks = futures_util::stream::unfold((), |()| async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Some((Ok::<_, std::io::Error>("tick\n"), ()))
+                });
+                Body::from_stream(ticks)
+            }),
+        )
+        .route("/hang", get(std::future::pending::<()>));
+    let (listener, addr) = tcp().await;
+    let (drain, force) = (CancellationToken::new(), CancellationToken::new());
+    let grace = Duration::from_secs(2);
+    let server = tokio::spawn(serve_with_signals(
+        listener,
+        app,
+        fx.runtime.clone(),
+        grace,
+        drain.clone().cancelled_owned(),
+        move || force.cancelled_owned(),
+    ));
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (status, _, stream) = request(stream, "GET", "/stream", false).await;
+    assert_eq!(status, 200);
+    let mut hang = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    hang.write_all(b"GET /hang HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await; // the request is in its handler
+    let started = Instant::now();
+    drain.cancel();
+    let stream_closed = tokio::spawn(closed_at(stream));
+    let hang_closed = tokio::spawn(closed_at(hang));
+    let limit = grace / 2 + Duration::from_millis(300);
+    for (what, closed) in [
+        ("the stream", stream_closed),
+        ("the hanging request", hang_closed),
+    ] {
+        let (at, first) = tokio::time::timeout(grace * 2, closed)
+            .await
+            .unwrap_or_else(|_| panic!("{what} was still open {:?} after the signal", grace * 2))
+            .expect("join");
+        let after = at - started;
+        assert!(
+            after <= limit,
+            "{what} was closed {after:?} after the signal, past the HTTP deadline ({:?})",
+            grace / 2
+        );
+        if what == "the hanging request" {
+            assert!(first.starts_with("HTTP/1.1 503"), "answered {first:?}");
+        }
+    }
+    let report = server.await.expect("join").expect("serve");
+    assert!(
+        started.elapsed() <= grace + Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.requeued, 1, "{report:?}");
+}
+
 async fn slow_signup(durable: Durable) -> StatusCode {
     tokio::time::sleep(Duration::from_millis(300)).await;
     durable.spawn(Sleep { ms: 1 });

@@ -113,7 +113,7 @@ impl Error {
                 ..
             }
         ) || matches!(self, Error::Database { source: sqlx::Error::Database(e), .. }
-            if e.code().is_some_and(|c| c == "5" || c == "6" || c == "517" || c.starts_with("57P") || c.starts_with("08")))
+            if e.code().is_some_and(|c| is_unavailable_code(&c)))
     }
 
     /// Whether the database refused the data itself — a constraint, a trigger, a value it
@@ -180,3 +180,35 @@ impl From<Error> for durable_core::Error {
 
 /// Convenience alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Database error codes that mean "not now" rather than "never": a retry may succeed.
+///
+/// SQLite: `SQLITE_BUSY` (5), `SQLITE_LOCKED` (6), `SQLITE_BUSY_SNAPSHOT` (517).
+/// PostgreSQL SQLSTATE classes `08` (connection exception), `40` (transaction rollback:
+/// serialization failure, deadlock), `53` (insufficient resources: too many connections,
+/// out of memory or disk), `57P` (operator intervention: shutdown, terminated backend,
+/// cannot connect now), and `55000`/`55006`/`55P03` (a database not accepting connections,
+/// an object in use, a lock not available).
+fn is_unavailable_code(code: &str) -> bool {
+    matches!(code, "5" | "6" | "517" | "55000" | "55006" | "55P03")
+        || ["08", "40", "53", "57P"]
+            .iter()
+            .any(|class| code.starts_with(class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_unavailable_code;
+
+    #[test]
+    fn outage_codes_are_unavailable_and_data_errors_are_not() {
+        for code in [
+            "5", "517", "08006", "40001", "40P01", "53300", "55000", "57P01", "57P03",
+        ] {
+            assert!(is_unavailable_code(code), "{code}");
+        }
+        for code in ["19", "2067", "23505", "22P02", "42601", "54000"] {
+            assert!(!is_unavailable_code(code), "{code}");
+        }
+    }
+}

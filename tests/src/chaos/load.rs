@@ -103,7 +103,8 @@ impl Targets {
             .retain(|u| u != url);
     }
 
-    fn pick(&self, i: usize) -> Option<String> {
+    /// The `i`-th pick of a round robin over the current set; `None` if it is empty.
+    pub fn pick(&self, i: usize) -> Option<String> {
         let urls = self
             .0
             .read()
