@@ -4,10 +4,11 @@ use super::{ClaimRequest, ClaimedTask, Fence, NewTask, Store};
 use crate::error::Result;
 use crate::task::TaskId;
 
-/// One write cycle of a [`Client`](crate::Client)'s writer: new rows, finished attempts and a
-/// claim for the capacity left. A store performs them as cheaply as it can
-/// ([`Store::write`](super::Store::write)): SQLite in **one transaction**, so a busy runtime pays one commit — one
-/// fsync — per cycle instead of one per kind of write; PostgreSQL as concurrent statements.
+/// One write cycle of a [`Client`](crate::Client)'s writer: new rows, finished attempts and a claim
+/// for the capacity left. A store performs them as cheaply as it can
+/// ([`Store::write`](super::Store::write)): SQLite in **one transaction**, so a busy runtime pays
+/// one commit — one fsync — per cycle instead of one per kind of write; PostgreSQL as concurrent
+/// statements.
 ///
 /// # Examples
 ///
@@ -93,8 +94,9 @@ impl WriteOutcome {
 }
 
 /// Performs a [`WriteBatch`] as separate calls — completions, insert, claim — each its own
-/// transaction. The default [`Store::write`](super::Store::write), and the fallback of a store whose combined
-/// transaction failed on one of its parts (so the others still get their own answer).
+/// transaction. The default [`Store::write`](super::Store::write), and the fallback of a store
+/// whose combined transaction failed on one of its parts (so the others still get their own
+/// answer).
 pub async fn write_separately<S: Store + ?Sized>(store: &S, batch: WriteBatch<'_>) -> WriteOutcome {
     let completed = if batch.complete.is_empty() {
         Ok(Vec::new())

@@ -98,15 +98,16 @@ impl ClaimRequest {
     }
 }
 
-/// Shutdown requeues of one task that do not count its attempt ([`Store::requeue`](super::Store::requeue)). From
-/// the next one on, an attempt stopped by shutdown counts like a failed one, and one that was
-/// the last leaves the task `failed`: a task that always outlives the shutdown grace period
-/// then ends after its attempts instead of being handed back at every deploy forever. Ten
-/// spares a task through ten deploys that each stopped it (a deploy that interrupts it
-/// twice — SIGTERM, then the new process stopping too — spends two).
+/// Shutdown requeues of one task that do not count its attempt
+/// ([`Store::requeue`](super::Store::requeue)). From the next one on, an attempt stopped by
+/// shutdown counts like a failed one, and one that was the last leaves the task `failed`: a task
+/// that always outlives the shutdown grace period then ends after its attempts instead of being
+/// handed back at every deploy forever. Ten spares a task through ten deploys that each stopped it
+/// (a deploy that interrupts it twice — SIGTERM, then the new process stopping too — spends two).
 pub const REQUEUE_LIMIT: u32 = 10;
 
-/// How many due `pending` rows [`Store::unclaimable`](super::Store::unclaimable) looks at, at most, in claim order.
+/// How many due `pending` rows [`Store::unclaimable`](super::Store::unclaimable) looks at, at most,
+/// in claim order.
 pub const UNCLAIMABLE_SCAN: u32 = 10_000;
 
 /// What a lease-expiry sweep did.

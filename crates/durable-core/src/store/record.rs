@@ -24,7 +24,8 @@ pub struct TaskRecord {
     pub attempts: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
-    /// Times a shutdown stopped an attempt and handed the task back ([`Store::requeue`](super::Store::requeue)).
+    /// Times a shutdown stopped an attempt and handed the task back
+    /// ([`Store::requeue`](super::Store::requeue)).
     pub requeues: u32,
     /// Earliest next run.
     pub run_at: DateTime<Utc>,

@@ -31,9 +31,9 @@ pub struct NewTask {
 }
 
 impl NewTask {
-    /// A task of `name` with a JSON `payload` and default options (queue `default`,
-    /// priority 0, 20 attempts, due now). Mostly for stores' tests and tooling; applications
-    /// go through [`Client`](crate::Client), which fills these from [`Task::options`](crate::Task::options).
+    /// A task of `name` with a JSON `payload` and default options (queue `default`, priority 0, 20
+    /// attempts, due now). Mostly for stores' tests and tooling; applications go through
+    /// [`Client`](crate::Client), which fills these from [`Task::options`](crate::Task::options).
     pub fn new(name: impl Into<String>, payload: impl Into<String>) -> Self {
         Self {
             id: TaskId::new(),
