@@ -37,7 +37,7 @@ impl Holder {
 
 /// The holder of the writer connection's transaction from `begin`, if any.
 #[derive(Debug, Default)]
-pub(super) struct WriterOwner {
+pub(crate) struct WriterOwner {
     holder: Mutex<Option<Holder>>,
     released: Notify,
 }
