@@ -44,9 +44,9 @@ impl Backlog {
             .is_none_or(|at| at.elapsed() >= self.every);
         if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
             let this = Arc::clone(self);
-            let store = Arc::clone(client.store());
+            let client = client.clone();
             tokio::spawn(async move {
-                match store.backlog().await {
+                match client.backlog().await {
                     Ok(n) => this.record(n, Instant::now()),
                     Err(error) => tracing::warn!(%error, "could not count the due backlog"),
                 }

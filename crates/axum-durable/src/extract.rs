@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use durable_core::{Client, EnqueueOptions, NewTask, Task, TaskId};
+use durable_core::client::Batch;
+use durable_core::{Client, EnqueueOptions, Task, TaskId};
 use durable_sqlx::sqlx;
 use durable_sqlx::{DetachedCommit, EnqueueConnection, TransactionSource};
 use http::request::Parts;
@@ -122,15 +123,14 @@ impl Durable {
         task: T,
         options: EnqueueOptions,
     ) -> Result<TaskId, Error> {
-        let row = self.scope.client.prepare(&task, &options)?;
-        let id = row.id;
         let mut buffer = self.scope.buffer();
         if !buffer.flushed {
-            buffer.rows.push(row);
-            return Ok(id);
+            return Ok(buffer.batch.push_with(&task, options)?);
         }
         drop(buffer);
-        self.enqueue_late(row);
+        let mut late = self.scope.client.batch();
+        let id = late.push_with(&task, options)?;
+        self.enqueue_late(id, T::NAME, late);
         Ok(id)
     }
 
@@ -138,14 +138,12 @@ impl Durable {
     /// cloned into `tokio::spawn`, an `on_upgrade` callback or a streaming body): it can no
     /// longer hold the response back, so it is enqueued on its own — durable, but not
     /// acknowledged by the response.
-    fn enqueue_late(&self, row: NewTask) {
-        let (id, name) = (row.id, row.name.clone());
+    fn enqueue_late(&self, id: TaskId, name: &'static str, late: Batch) {
         tracing::warn!(task_id = %id, task_name = %name,
             "task spawned after its request's response was written; enqueued on its own, \
              not tied to the response (use `durable.client().enqueue(..).await` to wait for the commit)");
-        let client = self.scope.client.clone();
         let write = async move {
-            if let Err(error) = client.insert(vec![row]).await {
+            if let Err(error) = late.commit().await {
                 tracing::error!(task_id = %id, task_name = %name, %error,
                     "a task spawned after its request's response could not be stored; it is lost");
             }

@@ -45,7 +45,8 @@ type Predicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 ///
 /// ```no_run
 /// use axum::{routing::post, Router};
-/// use axum_durable::{sqlite::SqliteStore, DurableLayer, Registry, Runtime, Store};
+/// use axum_durable::core::store::Store;
+/// use axum_durable::{sqlite::SqliteStore, DurableLayer, Registry, Runtime};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = SqliteStore::connect("sqlite://app.db").await?;
@@ -250,11 +251,11 @@ async fn flush<B: From<String>>(
             "A background task could not be prepared, so the request was not accepted",
             &format_args!(
                 "{problem}; discarded {} task(s) of the request",
-                buffer.rows.len()
+                buffer.batch.len()
             ),
         );
     }
-    if buffer.rows.is_empty() {
+    if buffer.batch.is_empty() {
         if buffer.wrote_in_tx {
             scope.client.notify_committed();
         }
@@ -263,14 +264,14 @@ async fn flush<B: From<String>>(
     if !persist_when(status) {
         tracing::debug!(
             status = status.as_u16(),
-            discarded = buffer.rows.len(),
+            discarded = buffer.batch.len(),
             "response not persisted by the predicate; discarding the tasks this request spawned"
         );
         return response;
     }
-    let n = buffer.rows.len();
-    match scope.client.insert(buffer.rows).await {
-        Ok(()) => {
+    let n = buffer.batch.len();
+    match buffer.batch.commit().await {
+        Ok(_) => {
             if buffer.wrote_in_tx {
                 scope.client.notify_committed();
             }

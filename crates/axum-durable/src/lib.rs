@@ -32,7 +32,8 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use axum::{routing::post, Router};
-//! use axum_durable::{sqlite::SqliteStore, Durable, DurableLayer, Registry, Runtime, Store};
+//! use axum_durable::core::store::Store;
+//! use axum_durable::{sqlite::SqliteStore, Durable, DurableLayer, Registry, Runtime};
 //! use axum_durable::{Task, TaskContext, TaskError};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -88,9 +89,8 @@ pub use layer::{DurableLayer, DurableService, ResponseFuture};
 pub use shutdown::{serve, serve_with_signals, shutdown_signal};
 
 pub use durable_core::{
-    Backoff, CancellationToken, Client, EnqueueOptions, Registry, Runtime, RuntimeBuilder,
-    RuntimeStats, ShutdownReport, StateCounts, Store, Task, TaskContext, TaskError, TaskId,
-    TaskOptions, TaskRecord, TaskState,
+    Backoff, CancellationToken, Client, EnqueueOptions, Registry, Runtime, Task, TaskContext,
+    TaskError, TaskId, TaskOptions, TaskState,
 };
 
 /// Turns an `async fn(state, args...)` into a [`Task`]: see the `durable-macros` crate.

@@ -2,12 +2,14 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use durable_core::{Client, NewTask};
+use durable_core::client::Batch;
+use durable_core::Client;
 
 /// What one request buffered.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Buffer {
-    pub(crate) rows: Vec<NewTask>,
+    /// The tasks spawned, checked and serialized, stored together by the layer.
+    pub(crate) batch: Batch,
     /// A spawn that could not be prepared (payload too large...): the response becomes 500.
     pub(crate) invalid: Option<String>,
     /// Tasks were written in the handler's own transaction: wake the runtime afterwards.
@@ -15,6 +17,17 @@ pub(crate) struct Buffer {
     /// The layer took the buffer to write it: a later spawn (a handle that outlived its
     /// handler) cannot ride with the response any more and is enqueued on its own.
     pub(crate) flushed: bool,
+}
+
+impl Buffer {
+    fn new(client: &Client) -> Self {
+        Self {
+            batch: client.batch(),
+            invalid: None,
+            wrote_in_tx: false,
+            flushed: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -26,8 +39,8 @@ pub(crate) struct Scope {
 impl Scope {
     pub(crate) fn new(client: Client) -> Self {
         Self {
+            buffer: Mutex::new(Buffer::new(&client)),
             client,
-            buffer: Mutex::new(Buffer::default()),
         }
     }
 
@@ -41,7 +54,7 @@ impl Scope {
     /// scope are enqueued directly.
     pub(crate) fn take(&self) -> Buffer {
         let mut buffer = self.buffer();
-        let taken = std::mem::take(&mut *buffer);
+        let taken = std::mem::replace(&mut *buffer, Buffer::new(&self.client));
         buffer.flushed = true;
         taken
     }
@@ -56,9 +69,9 @@ impl Drop for Scope {
         // The response future was dropped before the handler returned (the client hung up,
         // a timeout layer gave up): nothing was acknowledged, and what the handler had
         // spawned so far is discarded. Loudly: the handler's own writes may have committed.
-        if !buffer.rows.is_empty() {
-            let names: Vec<&str> = buffer.rows.iter().map(|r| r.name.as_str()).collect();
-            tracing::error!(discarded = buffer.rows.len(), tasks = ?names,
+        if !buffer.batch.is_empty() {
+            let names: Vec<&str> = buffer.batch.names().collect();
+            tracing::error!(discarded = buffer.batch.len(), tasks = ?names,
                 "request ended before its handler returned; the tasks it spawned were not stored");
         }
         // Tasks written in the handler's transaction are started by a wakeup after the

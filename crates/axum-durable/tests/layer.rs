@@ -9,10 +9,10 @@ use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use axum_durable::core::store::{AdminStore as _, StateCounts};
 use axum_durable::sqlite::SqliteStore;
 use axum_durable::{
-    Durable, DurableLayer, Registry, Runtime, StateCounts, Store, Task, TaskContext, TaskError,
-    TaskId, TaskState,
+    Durable, DurableLayer, Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskState,
 };
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};

@@ -10,10 +10,11 @@ use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use axum_durable::core::store::AdminStore as _;
 use axum_durable::sqlite::SqliteStore;
 use axum_durable::{
-    serve_with_signals, Durable, DurableLayer, Registry, Runtime, Store, Task, TaskContext,
-    TaskError, TaskState,
+    serve_with_signals, Durable, DurableLayer, Registry, Runtime, Task, TaskContext, TaskError,
+    TaskState,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -6,7 +6,8 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use durable_core::{Store, Task, TaskContext, TaskError, TaskId};
+use durable_core::store::Store;
+use durable_core::{Task, TaskContext, TaskError, TaskId};
 use durable_sqlx::postgres::PostgresStore;
 use durable_sqlx::sqlite::{Durability, SqliteStore};
 use serde::{Deserialize, Serialize};

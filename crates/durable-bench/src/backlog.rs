@@ -91,7 +91,7 @@ async fn measure(backend: Backend, rows: u64, url: &str) -> Result<(Figures, boo
     let insert_rows_per_s = preload(&bench.store, rows).await?;
     let hwm_reset = reset_peak_rss();
     let (rss_before, _) = rss_mib()?;
-    let runtime = Runtime::builder_arc(
+    let runtime = Runtime::builder(
         Arc::clone(&bench.store),
         Registry::new().register::<NoOp>(()),
     )

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::{Client, Registry, Runtime, Store, DEFAULT_MAX_PAYLOAD_BYTES};
+use durable_core::store::Store;
+use durable_core::{Client, Registry, Runtime};
 
 use crate::backend::{Backend, BenchStore, NoOp};
 use crate::counting::CountingStore;
@@ -24,7 +25,7 @@ const CHUNK: usize = 5_000;
 /// Enqueues `n` no-op tasks through a client of `store` (no runtime), in chunks; returns
 /// the rows/s of that insert.
 pub(crate) async fn preload(store: &Arc<dyn Store>, n: u64) -> Result<f64> {
-    let client = Client::from_arc(Arc::clone(store), DEFAULT_MAX_PAYLOAD_BYTES);
+    let client = Client::new(Arc::clone(store));
     let started = Instant::now();
     let mut left = n;
     while left > 0 {
@@ -45,7 +46,7 @@ pub(crate) async fn burn(
     n: u64,
     timeout: Duration,
 ) -> Result<(Duration, Runtime)> {
-    let runtime = Runtime::builder_arc(Arc::clone(store), Registry::new().register::<NoOp>(()))
+    let runtime = Runtime::builder(Arc::clone(store), Registry::new().register::<NoOp>(()))
         .concurrency(concurrency)
         .start();
     let started = Instant::now();

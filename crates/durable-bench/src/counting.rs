@@ -1,4 +1,4 @@
-//! A [`Store`] decorator counting the calls made to the store (and the rows they carried),
+//! A store decorator counting the calls made to the store (and the rows they carried),
 //! to see where a runtime's database traffic goes.
 
 use std::collections::HashMap;
@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use durable_core::{
-    async_trait, CancellationToken, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport,
-    StateCounts, Store, TaskId, TaskRecord, WriteBatch, WriteOutcome,
+use durable_core::store::{
+    async_trait, AdminStore, Fence, Outcome, RescueReport, StateCounts, Store, TaskRecord, Wakeups,
+    WorkerStore, WriteBatch, WriteOutcome,
 };
-use tokio::sync::Notify;
+use durable_core::TaskId;
 
 /// Calls and rows of one store method.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,37 +81,17 @@ impl CountingStore {
 }
 
 #[async_trait]
-impl Store for CountingStore {
+impl WorkerStore for CountingStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
 
-    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) {
-        self.inner.listen(wake, stop);
+    fn wakeups(&self) -> Wakeups {
+        self.inner.wakeups()
     }
 
-    async fn migrate(&self) -> durable_core::Result<()> {
-        self.count("migrate", 0);
-        self.inner.migrate().await
-    }
-
-    async fn insert(&self, tasks: &[NewTask]) -> durable_core::Result<()> {
-        self.count("insert", tasks.len());
-        self.inner.insert(tasks).await
-    }
-
-    async fn claim(&self, request: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
-        let claimed = self.inner.claim(request).await;
-        self.count("claim", claimed.as_ref().map_or(0, Vec::len));
-        claimed
-    }
-
-    fn single_writer(&self) -> bool {
-        self.inner.single_writer()
-    }
-
-    /// Counted as one call (`write`), its parts tallied under their own names, so the rows
-    /// per insert / completion / claim stay comparable with separate calls.
+    /// One call; its parts are tallied under their own names (insert, complete, retry,
+    /// fail, requeue, claim) so the rows per kind of write stay visible.
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         self.count("write", 0);
         if !batch.insert.is_empty() {
@@ -119,6 +99,14 @@ impl Store for CountingStore {
         }
         if !batch.complete.is_empty() {
             self.tally_part("complete", batch.complete.len());
+        }
+        for settle in batch.settle {
+            let part = match settle.outcome {
+                Outcome::Retry { .. } => "retry",
+                Outcome::Failed { .. } => "fail",
+                _ => "requeue",
+            };
+            self.tally_part(part, 1);
         }
         let outcome = self.inner.write(batch).await;
         if batch.claim.is_some_and(|c| c.limit > 0) {
@@ -130,31 +118,6 @@ impl Store for CountingStore {
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
         self.count("heartbeat", held.len());
         self.inner.heartbeat(held, lease).await
-    }
-
-    async fn complete(&self, fences: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
-        self.count("complete", fences.len());
-        self.inner.complete(fences).await
-    }
-
-    async fn retry(
-        &self,
-        fence: &Fence,
-        delay: Duration,
-        error: &str,
-    ) -> durable_core::Result<bool> {
-        self.count("retry", 1);
-        self.inner.retry(fence, delay, error).await
-    }
-
-    async fn fail(&self, fence: &Fence, error: &str) -> durable_core::Result<bool> {
-        self.count("fail", 1);
-        self.inner.fail(fence, error).await
-    }
-
-    async fn requeue(&self, fences: &[Fence]) -> durable_core::Result<u64> {
-        self.count("requeue", fences.len());
-        self.inner.requeue(fences).await
     }
 
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
@@ -169,6 +132,28 @@ impl Store for CountingStore {
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
         self.count("rescue_expired", 0);
         self.inner.rescue_expired().await
+    }
+
+    async fn backlog(&self) -> durable_core::Result<u64> {
+        self.count("backlog", 0);
+        self.inner.backlog().await
+    }
+
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        self.count("unclaimable", 0);
+        self.inner.unclaimable(known, waiting).await
+    }
+}
+
+#[async_trait]
+impl AdminStore for CountingStore {
+    async fn migrate(&self) -> durable_core::Result<()> {
+        self.count("migrate", 0);
+        self.inner.migrate().await
     }
 
     async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
@@ -189,19 +174,5 @@ impl Store for CountingStore {
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         self.count("counts", 0);
         self.inner.counts().await
-    }
-
-    async fn backlog(&self) -> durable_core::Result<u64> {
-        self.count("backlog", 0);
-        self.inner.backlog().await
-    }
-
-    async fn unclaimable(
-        &self,
-        known: &[String],
-        waiting: Duration,
-    ) -> durable_core::Result<Vec<(String, u64)>> {
-        self.count("unclaimable", 0);
-        self.inner.unclaimable(known, waiting).await
     }
 }

@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use axum_durable::{Client, Durable, DurableLayer, Registry, Runtime, Store};
-use durable_core::DEFAULT_MAX_PAYLOAD_BYTES;
+use axum_durable::core::store::Store;
+use axum_durable::{Client, Durable, DurableLayer, Registry, Runtime};
 use tokio::net::TcpListener;
 
 use crate::backend::{Backend, BenchStore, NoOp};
@@ -395,7 +395,7 @@ async fn measure(
         }
         Variant::EnqueueOnly(backend) => {
             let store = BenchStore::open(backend, url).await?;
-            let client = Client::from_arc(Arc::clone(&store.store), DEFAULT_MAX_PAYLOAD_BYTES);
+            let client = Client::new(Arc::clone(&store.store));
             let app = Router::new()
                 .route("/", post(durable_handler))
                 .layer(DurableLayer::new(client.clone()));
@@ -407,7 +407,7 @@ async fn measure(
         Variant::Durable(backend) => {
             let store = BenchStore::open(backend, url).await?;
             let counting = Arc::new(CountingStore::new(Arc::clone(&store.store)));
-            let runtime = Runtime::builder_arc(
+            let runtime = Runtime::builder(
                 Arc::clone(&counting) as Arc<dyn Store>,
                 Registry::new().register::<NoOp>(()),
             )

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::{Registry, Runtime, Store};
+use durable_core::store::Store;
+use durable_core::{Registry, Runtime};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
@@ -141,7 +142,7 @@ async fn measure(backend: Backend, window: Duration, url: &str) -> Result<Figure
     let counting = Arc::new(CountingStore::new(Arc::clone(&bench.store)));
     let store: Arc<dyn Store> = counting.clone();
     let started = Instant::now();
-    let runtime = Runtime::builder_arc(store, Registry::new().register::<NoOp>(())).start();
+    let runtime = Runtime::builder(store, Registry::new().register::<NoOp>(())).start();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let calls_before = counting.calls();
     let cpu_before = cpu_seconds()?;

@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durable_core::{
-    Client, Registry, Runtime, Store, Task, TaskContext, TaskError, DEFAULT_MAX_PAYLOAD_BYTES,
-};
+use durable_core::store::Store;
+use durable_core::{Client, Registry, Runtime, Task, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, BenchStore};
@@ -163,7 +162,7 @@ async fn measure(path: Path, n: u64, url: &str) -> Result<Figures> {
     let registry = Registry::new().register::<Probe>(Arc::clone(&starts));
     let (runtime, client, second) = match path {
         Path::Local(_) => {
-            let runtime = Runtime::builder_arc(Arc::clone(&bench.store), registry).start();
+            let runtime = Runtime::builder(Arc::clone(&bench.store), registry).start();
             let client = runtime.client();
             (runtime, client, None)
         }
@@ -174,10 +173,10 @@ async fn measure(path: Path, n: u64, url: &str) -> Result<Figures> {
                 .await?
                 .ok_or("second instance needs PostgreSQL")?;
             let shared: Arc<dyn Store> = Arc::new(b.clone());
-            let runtime = Runtime::builder_arc(shared, registry)
+            let runtime = Runtime::builder(shared, registry)
                 .poll_interval(Duration::from_secs(3600))
                 .start();
-            let client = Client::from_arc(Arc::clone(&bench.store), DEFAULT_MAX_PAYLOAD_BYTES);
+            let client = Client::new(Arc::clone(&bench.store));
             (runtime, client, Some(b))
         }
     };

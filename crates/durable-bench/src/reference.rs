@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::{Client, DEFAULT_MAX_PAYLOAD_BYTES};
+use durable_core::Client;
 use durable_sqlx::sqlite::Durability;
 use sqlx::SqlitePool;
 
@@ -212,7 +212,7 @@ async fn pgbench(url: &str, schema: &str, rows: usize, clients: usize, secs: u64
 /// `Client::enqueue` of one task per call from `callers` concurrent loops for `window`,
 /// without a runtime; returns tasks/s.
 async fn enqueue_rate(bench: &BenchStore, callers: usize, window: Duration) -> Result<f64> {
-    let client = Client::from_arc(Arc::clone(&bench.store), DEFAULT_MAX_PAYLOAD_BYTES);
+    let client = Client::new(Arc::clone(&bench.store));
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..callers {

@@ -3,7 +3,7 @@
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::client::Client;
-use crate::task::TaskId;
+use crate::ids::TaskId;
 
 /// Passed to [`Task::run`](crate::Task::run): the application state, the task's identity,
 /// a cancellation signal and a [`Client`] to enqueue follow-up tasks.

@@ -142,6 +142,15 @@ impl Error {
 /// Convenience alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The text of a caught panic's payload (`panic!` with a literal or a formatted message).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
 /// Why an attempt of a task failed, and whether it may be retried.
 ///
 /// Any `std::error::Error` converts into a *retryable* `TaskError`, so `?` works inside

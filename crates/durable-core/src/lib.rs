@@ -14,12 +14,13 @@
 //! hands unfinished tasks back as `pending`.
 //!
 //! This crate has no HTTP or database dependency. `durable-sqlx` provides the SQLite and
-//! PostgreSQL [`Store`]s; `axum-durable` the Axum extractor and layer.
+//! PostgreSQL [`Store`](store::Store)s; `axum-durable` the Axum extractor and layer.
 //!
 //! ## Example
 //!
 //! ```no_run
-//! use durable_core::{Registry, Runtime, Store, Task, TaskContext, TaskError};
+//! use durable_core::store::Store;
+//! use durable_core::{Registry, Runtime, Task, TaskContext, TaskError};
 //! use serde::{Deserialize, Serialize};
 //! use std::time::Duration;
 //!
@@ -55,34 +56,28 @@
 //!
 //! [`TaskTracker`]: tokio_util::task::TaskTracker
 
-mod client;
+pub mod client;
 mod context;
 mod error;
+mod ids;
 mod names;
 mod registry;
 mod retry;
-mod runtime;
-mod store;
+pub mod runtime;
+mod state;
+pub mod store;
 mod task;
+mod writer;
 
-pub use client::{
-    Client, ClientBuilder, EnqueueOptions, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_MAX_QUEUED_ROWS, MAX_NAME_BYTES,
-};
+pub use client::{Client, EnqueueOptions};
 pub use context::TaskContext;
 pub use error::{Error, Result, TaskError};
+pub use ids::{TaskId, WorkerId};
 pub use registry::Registry;
 pub use retry::Backoff;
-pub use runtime::{Runtime, RuntimeBuilder, RuntimeStats, ShutdownReport};
-pub use store::{
-    write_separately, ClaimRequest, ClaimedTask, Fence, LocalClaim, NewTask, RescueReport,
-    StateCounts, Store, TaskRecord, WriteBatch, WriteOutcome, REQUEUE_LIMIT, UNCLAIMABLE_SCAN,
-};
-pub use task::{
-    ParseTaskStateError, Task, TaskId, TaskOptions, TaskState, WorkerId, DEFAULT_QUEUE,
-};
+pub use runtime::Runtime;
+pub use state::{ParseTaskStateError, TaskState};
+pub use task::{Task, TaskOptions};
 
-/// Re-exported so stores implement [`Store`] with the same macro.
-pub use async_trait::async_trait;
 /// Re-exported for tasks observing cancellation and for shutdown wiring.
 pub use tokio_util::sync::CancellationToken;

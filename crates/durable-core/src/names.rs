@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{OnceLock, PoisonError, RwLock};
 
 use crate::error::{Error, Result};
-use crate::task::Task;
 
 /// The type first seen under each name.
 type Table = HashMap<&'static str, (TypeId, &'static str)>;
@@ -21,30 +20,30 @@ fn table() -> &'static RwLock<Table> {
     TABLE.get_or_init(|| RwLock::new(HashMap::new()))
 }
 
-/// Records `T` under `T::NAME`, or fails if another type holds the name.
-pub(crate) fn claim<T: Task>() -> Result<()> {
+/// Records `T` under `name` (its task name), or fails if another type holds the name.
+pub(crate) fn claim<T: 'static>(name: &'static str) -> Result<()> {
     let id = TypeId::of::<T>();
     // The common case — the name is known and ours — takes only the read lock.
     if let Some(&(held, holder)) = table()
         .read()
         .unwrap_or_else(PoisonError::into_inner)
-        .get(T::NAME)
+        .get(name)
     {
-        return check::<T>(held, holder);
+        return check::<T>(name, held, holder);
     }
     let mut table = table().write().unwrap_or_else(PoisonError::into_inner);
     let &mut (held, holder) = table
-        .entry(T::NAME)
+        .entry(name)
         .or_insert((id, std::any::type_name::<T>()));
-    check::<T>(held, holder)
+    check::<T>(name, held, holder)
 }
 
-fn check<T: Task>(held: TypeId, holder: &'static str) -> Result<()> {
+fn check<T: 'static>(name: &'static str, held: TypeId, holder: &'static str) -> Result<()> {
     if held == TypeId::of::<T>() {
         return Ok(());
     }
     Err(Error::NameCollision {
-        name: T::NAME,
+        name,
         first: holder,
         second: std::any::type_name::<T>(),
     })
@@ -53,7 +52,7 @@ fn check<T: Task>(held: TypeId, holder: &'static str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{TaskContext, TaskError};
+    use crate::{Task, TaskContext, TaskError};
     use serde::{Deserialize, Serialize};
 
     mod users {
@@ -84,12 +83,12 @@ mod tests {
 
     #[test]
     fn a_second_type_under_a_name_is_refused() {
-        assert!(claim::<users::SendEmail>().is_ok());
+        assert!(claim::<users::SendEmail>("names_test_send_email").is_ok());
         assert!(
-            claim::<users::SendEmail>().is_ok(),
+            claim::<users::SendEmail>("names_test_send_email").is_ok(),
             "the same type again is fine"
         );
-        let error = claim::<billing::SendEmail>().expect_err("collision");
+        let error = claim::<billing::SendEmail>("names_test_send_email").expect_err("collision");
         let message = error.to_string();
         assert!(
             message.contains("names_test_send_email")

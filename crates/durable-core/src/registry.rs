@@ -14,7 +14,7 @@ pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = Result<(), TaskError>> 
 
 /// What the runtime needs to start one attempt, built from a stored row.
 pub(crate) struct Attempt {
-    pub(crate) id: crate::task::TaskId,
+    pub(crate) id: crate::ids::TaskId,
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) cancel: tokio_util::sync::CancellationToken,
@@ -99,7 +99,7 @@ impl Registry {
     /// If another type was already registered under `T::NAME`, here or elsewhere in the
     /// process.
     pub fn insert<T: Task>(&mut self, state: T::State) -> &mut Self {
-        if let Err(error) = crate::names::claim::<T>() {
+        if let Err(error) = crate::names::claim::<T>(T::NAME) {
             panic!("{error}");
         }
         let entry = Registered::<T> {

@@ -1,18 +1,16 @@
 //! The task model: what a user implements, and the values that describe a stored task.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use serde::Serialize;
 
 use crate::context::TaskContext;
 use crate::error::TaskError;
 use crate::retry::Backoff;
+use crate::store::DEFAULT_QUEUE;
 
 /// A unit of durable work: a serializable value plus the code that performs it.
 ///
@@ -26,7 +24,7 @@ use crate::retry::Backoff;
 ///
 /// ```
 /// use durable_core::{Task, TaskContext, TaskError, TaskOptions};
-/// use serde::{Deserialize, Serialize};
+/// use serde::Serialize;
 /// use std::time::Duration;
 ///
 /// #[derive(Clone)]
@@ -133,186 +131,5 @@ impl TaskOptions {
     pub fn priority(mut self, priority: i16) -> Self {
         self.priority = priority;
         self
-    }
-}
-
-/// Name of the queue used when a task type does not choose one.
-pub const DEFAULT_QUEUE: &str = "default";
-
-/// Identifier of a task: a UUID v7, generated client-side so `spawn` can return it before the
-/// row is written, and time-ordered so ids sort roughly by creation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskId(Uuid);
-
-impl TaskId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-    /// Wraps an existing UUID.
-    pub const fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-    /// The underlying UUID.
-    pub const fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl Default for TaskId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Hyphenated lowercase: the form stored in SQLite and shown in logs.
-        fmt::Display::fmt(&self.0.hyphenated(), f)
-    }
-}
-
-impl FromStr for TaskId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
-
-impl From<Uuid> for TaskId {
-    fn from(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-}
-
-/// Identifier of one running runtime instance: the lease owner written on the rows it holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WorkerId(Uuid);
-
-impl WorkerId {
-    /// A fresh random worker id.
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
-    /// Wraps an existing UUID.
-    pub const fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-    /// The underlying UUID.
-    pub const fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl Default for WorkerId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for WorkerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0.hyphenated(), f)
-    }
-}
-
-impl FromStr for WorkerId {
-    type Err = uuid::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
-
-/// The state column of a task row. Stored as exactly these lowercase words.
-///
-/// Allowed transitions: `pending -> processing -> completed | failed`,
-/// `processing -> pending` (retry or requeue) and `pending -> cancelled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskState {
-    /// Waiting for `run_at` and a free worker.
-    Pending,
-    /// Claimed by a worker holding a lease.
-    Processing,
-    /// Finished successfully.
-    Completed,
-    /// Failed permanently or after its last attempt ("dead"); kept until an operator acts.
-    Failed,
-    /// Cancelled before it started.
-    Cancelled,
-}
-
-impl TaskState {
-    /// All states, in lifecycle order.
-    pub const ALL: [TaskState; 5] = [
-        TaskState::Pending,
-        TaskState::Processing,
-        TaskState::Completed,
-        TaskState::Failed,
-        TaskState::Cancelled,
-    ];
-
-    /// The word stored in the `state` column.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "pending",
-            TaskState::Processing => "processing",
-            TaskState::Completed => "completed",
-            TaskState::Failed => "failed",
-            TaskState::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether no further transition can happen.
-    pub const fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            TaskState::Completed | TaskState::Failed | TaskState::Cancelled
-        )
-    }
-}
-
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Error returned when a string is not one of the five state words.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task state `{0}`")]
-pub struct ParseTaskStateError(pub String);
-
-impl FromStr for TaskState {
-    type Err = ParseTaskStateError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TaskState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| ParseTaskStateError(s.to_owned()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_words_round_trip() {
-        for state in TaskState::ALL {
-            assert_eq!(state.as_str().parse::<TaskState>(), Ok(state));
-        }
-        assert!("done".parse::<TaskState>().is_err());
-    }
-
-    #[test]
-    fn task_ids_are_hyphenated_and_ordered() {
-        let a = TaskId::new();
-        let b = TaskId::new();
-        assert_eq!(a.to_string().len(), 36);
-        assert!(a < b, "UUID v7 ids sort by creation");
-        assert_eq!(a.to_string().parse::<TaskId>().ok(), Some(a));
     }
 }

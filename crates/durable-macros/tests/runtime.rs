@@ -5,9 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use durable_core::{
-    Registry, Runtime, Store, Task, TaskContext, TaskError, TaskId, TaskRecord, TaskState,
-};
+use durable_core::store::{AdminStore as _, TaskRecord};
+use durable_core::{Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskState};
 use durable_macros::task;
 use durable_sqlx::sqlite::SqliteStore;
 

@@ -1,6 +1,7 @@
 //! Transactional enqueue: tasks written by the caller's own connection or transaction.
 
-use durable_core::{async_trait, Client, EnqueueOptions, NewTask, Task, TaskId};
+use durable_core::store::{async_trait, NewTask};
+use durable_core::{Client, EnqueueOptions, Task, TaskId};
 
 use crate::error::Result;
 

@@ -1,6 +1,6 @@
 //! # durable-sqlx
 //!
-//! [`Store`](durable_core::Store) implementations on sqlx for **axum-durable**:
+//! [`Store`](durable_core::store::Store) implementations on sqlx for **axum-durable**:
 //!
 //! - [`sqlite::SqliteStore`] (feature `sqlite`, default): the embedded default, one file,
 //!   no server. Bundled SQLite, no system library.
@@ -19,7 +19,8 @@
 //! ```no_run
 //! # #[cfg(feature = "sqlite")]
 //! # async fn demo(client: durable_core::Client) -> Result<(), Box<dyn std::error::Error>> {
-//! use durable_core::{Store, Task};
+//! use durable_core::store::Store;
+//! use durable_core::Task;
 //! use durable_sqlx::sqlite::SqliteStore;
 //!
 //! let store = SqliteStore::connect("sqlite://app.db").await?;

@@ -24,9 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use durable_core::store::{NewTask, Store};
 use durable_core::{
-    Backoff, Client, NewTask, Registry, Runtime, Store, Task, TaskContext, TaskError, TaskId,
-    TaskOptions, TaskState, WorkerId,
+    Backoff, Client, Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskOptions,
+    TaskState, WorkerId,
 };
 use durable_sqlx::postgres::PostgresStore;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use conformance::TestDb;
+use conformance::Writes as _;
+use durable_core::store::AdminStore as _;
 
 const URL_VAR: &str = "DURABLE_TEST_DATABASE_URL";
 const SKIP: &str = "skipped: set DURABLE_TEST_DATABASE_URL=postgres://user@host:port/database \
@@ -620,7 +623,7 @@ async fn explain_claim_uses_partial_index() {
     // And the claim takes exactly its limit.
     let claimed = db
         .store
-        .claim(&durable_core::ClaimRequest::new(
+        .claim(&durable_core::store::ClaimRequest::new(
             WorkerId::new(),
             Duration::from_secs(30),
             64,

@@ -14,10 +14,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use durable_core::{Store, TaskState};
+use durable_core::store::Store;
+use durable_core::TaskState;
 use durable_sqlx::sqlite::SqliteStore;
 
 use conformance::TestDb;
+use conformance::Writes as _;
+use durable_core::store::{AdminStore as _, WorkerStore as _};
 
 struct SqliteDb {
     _dir: tempfile::TempDir,
@@ -83,7 +86,7 @@ async fn in_memory_database_works() {
         .await
         .expect("memory");
     store.migrate().await.expect("migrate");
-    let t = durable_core::NewTask::new("work", "{}");
+    let t = durable_core::store::NewTask::new("work", "{}");
     store
         .insert(std::slice::from_ref(&t))
         .await
@@ -97,7 +100,7 @@ async fn in_memory_database_works() {
 #[tokio::test]
 async fn ids_are_readable_text() {
     let db = sqlite_db().await;
-    let t = durable_core::NewTask::new("work", "{}");
+    let t = durable_core::store::NewTask::new("work", "{}");
     db.store
         .insert(std::slice::from_ref(&t))
         .await
@@ -209,7 +212,7 @@ async fn writes_wait_for_a_lock_held_elsewhere() {
     let store = Arc::clone(&db.store);
     let write = tokio::spawn(async move {
         store
-            .insert(&[durable_core::NewTask::new("work", "{}")])
+            .insert(&[durable_core::store::NewTask::new("work", "{}")])
             .await
     });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -231,7 +234,8 @@ async fn writes_wait_for_a_lock_held_elsewhere() {
 /// signup transactions saw one of their tasks.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_waiting_for_the_writer_sees_rows_committed_meanwhile() {
-    use durable_core::{ClaimRequest, WorkerId, WriteBatch};
+    use durable_core::store::{ClaimRequest, WriteBatch};
+    use durable_core::WorkerId;
     let db = sqlite_db().await;
     let store = SqliteStore::connect(&db.url).await.expect("open");
     let client = durable_core::Client::new(store.clone());
@@ -285,7 +289,7 @@ async fn attempts_run_on_the_application_runtime_not_the_writer_thread() {
     let db = sqlite_db().await;
     let sightings = Sightings::default();
     let registry = durable_core::Registry::new().register::<WhereAmI>(Arc::clone(&sightings));
-    let rt = durable_core::Runtime::builder_arc(Arc::clone(&db.store), registry).start();
+    let rt = durable_core::Runtime::builder(Arc::clone(&db.store), registry).start();
     let client = rt.client();
     // Dispatched locally from the writer's cycle...
     client

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use axum_durable::core::store::Store;
 use axum_durable::postgres::PostgresStore;
 use axum_durable::sqlite::SqliteStore;
-use axum_durable::{Store, TaskId};
+use axum_durable::TaskId;
 use sqlx::migrate::Migrator;
 
 use crate::config::Version;

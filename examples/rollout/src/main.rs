@@ -65,7 +65,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             .register::<v2::Work>(worker.clone())
             .register::<v2::Audit>(worker),
     };
-    let runtime = Runtime::builder_arc(db.store(), registry)
+    let runtime = Runtime::builder(db.store(), registry)
         .concurrency(config.concurrency)
         .lease(config.lease)
         .start();

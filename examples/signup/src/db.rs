@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use axum_durable::core::store::Store;
 use axum_durable::postgres::PostgresStore;
 use axum_durable::sqlite::SqliteStore;
-use axum_durable::{Durable, Store, TaskId};
+use axum_durable::{Durable, TaskId};
 
 use crate::email::SendWelcomeEmail;
 

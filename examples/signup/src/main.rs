@@ -61,7 +61,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if config.chaos_tasks {
         registry = chaos::register(registry);
     }
-    let runtime = Runtime::builder_arc(db.store(), registry)
+    let runtime = Runtime::builder(db.store(), registry)
         .concurrency(config.concurrency)
         .lease(config.lease)
         .start();

@@ -1,19 +1,24 @@
 //! [`ClientBuilder`]: a client's settings, and the start of its writers.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
-use tokio::sync::mpsc;
-
-use super::queue::{WriteQueue, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_ROWS};
-use super::{writer, Client, ClientInner, LocalDispatch, DEFAULT_MAX_PAYLOAD_BYTES};
+use super::{Client, ClientInner, DEFAULT_MAX_PAYLOAD_BYTES};
 use crate::store::Store;
+use crate::writer::Writer;
+
+/// Default bound on the rows queued for writing by one client.
+pub const DEFAULT_MAX_QUEUED_ROWS: usize = 16_384;
+
+/// Default bound on the bytes queued for writing by one client (payloads, names and a
+/// fixed per-row overhead).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Settings of a [`Client`]: payload limit and the bounds of its write queue.
 ///
 /// # Examples
 ///
 /// ```no_run
-/// # use durable_core::{Client, Store};
+/// # use durable_core::{store::Store, Client};
 /// # fn demo(store: impl Store) {
 /// let client = Client::builder(store)
 ///     .max_payload_bytes(64 * 1024)
@@ -30,7 +35,8 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Settings for a client over a shared store, all at their defaults.
+    /// Settings for a client over a store shared with others (a runtime's, say), all at
+    /// their defaults.
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
@@ -74,37 +80,17 @@ impl ClientBuilder {
     ///
     /// Outside a Tokio runtime (it spawns its writer task).
     pub fn build(self) -> Client {
-        let store = self.store;
-        let (writer, rx) = mpsc::unbounded_channel();
-        let dispatch: Arc<OnceLock<Weak<dyn LocalDispatch>>> = Arc::new(OnceLock::new());
-        let single = store.single_writer();
-        let main = writer::write_loop(Arc::clone(&store), rx, Arc::clone(&dispatch), true);
-        if single {
-            writer::spawn_writer_thread(main);
-        } else {
-            tokio::spawn(main);
-        }
-        // A store with parallel writers commits completions on a writer of their own, so
-        // a request's insert never waits for them. Lingering there gathers a few
-        // milliseconds of completions into one statement.
-        let completions = (!single).then(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(writer::write_loop(
-                Arc::clone(&store),
-                rx,
-                Arc::new(OnceLock::new()),
-                true,
-            ));
-            tx
-        });
+        let writer = Writer::start(
+            Arc::clone(&self.store),
+            self.max_queued_rows,
+            self.max_queued_bytes,
+        );
         Client {
             inner: Arc::new(ClientInner {
-                store,
+                store: self.store,
                 writer,
-                completions,
-                queue: WriteQueue::new(self.max_queued_rows, self.max_queued_bytes),
                 max_payload_bytes: self.max_payload_bytes,
-                dispatch,
+                link: OnceLock::new(),
             }),
         }
     }

@@ -4,27 +4,28 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::Config;
 use super::loops;
+use super::settings::Settings;
 use super::shared::Shared;
 use super::slots::Slots;
 use super::stats::Stats;
 use super::Runtime;
-use crate::client::{Client, LocalDispatch, DEFAULT_MAX_PAYLOAD_BYTES};
+use crate::client::{Client, Link, Wake, DEFAULT_MAX_PAYLOAD_BYTES};
+use crate::ids::WorkerId;
 use crate::registry::Registry;
 use crate::store::Store;
-use crate::task::WorkerId;
+use crate::writer::LocalRuntime;
 
 /// Configures and starts a [`Runtime`].
 ///
 /// # Examples
 ///
 /// ```no_run
-/// # use durable_core::{Registry, Runtime, Store};
+/// # use durable_core::{store::Store, Registry, Runtime};
 /// # use std::time::Duration;
 /// # async fn demo(store: impl Store, registry: Registry) {
 /// let runtime = Runtime::builder(store, registry)
@@ -42,7 +43,7 @@ use crate::task::WorkerId;
 pub struct RuntimeBuilder {
     store: Arc<dyn Store>,
     registry: Registry,
-    config: Config,
+    config: Settings,
     client: Option<Client>,
     max_payload_bytes: usize,
     heartbeat_set: bool,
@@ -54,7 +55,7 @@ impl RuntimeBuilder {
         Self {
             store,
             registry,
-            config: Config::default(),
+            config: Settings::default(),
             client: None,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             heartbeat_set: false,
@@ -176,9 +177,11 @@ impl RuntimeBuilder {
         if let Err(problem) = self.config.check() {
             panic!("invalid durable runtime settings: {problem}");
         }
-        let client = self
-            .client
-            .unwrap_or_else(|| Client::from_arc(Arc::clone(&self.store), self.max_payload_bytes));
+        let client = self.client.unwrap_or_else(|| {
+            Client::builder(Arc::clone(&self.store))
+                .max_payload_bytes(self.max_payload_bytes)
+                .build()
+        });
         let shared = Arc::new_cyclic(|this| Shared {
             store: self.store,
             names: self
@@ -199,17 +202,22 @@ impl RuntimeBuilder {
             hard: CancellationToken::new(),
             slots: Mutex::new(Slots::default()),
             lost: Mutex::new(std::collections::HashSet::new()),
-            wake: Arc::new(Notify::new()),
+            wake: Arc::new(Wake::default()),
             backlog: AtomicBool::new(true),
             next_due: Mutex::new(None),
-            commits: AtomicU64::new(0),
             covered: AtomicU64::new(0),
             handed_back: AtomicBool::new(false),
             this: this.clone(),
             handle: tokio::runtime::Handle::current(),
         });
-        let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&shared) as Weak<dyn LocalDispatch>;
-        if !client.attach(dispatch) {
+        let local: Weak<dyn LocalRuntime> = Arc::downgrade(&shared) as Weak<dyn LocalRuntime>;
+        let link = Link {
+            wake: Arc::clone(&shared.wake),
+            tracker: shared.tracker.clone(),
+            hard: shared.hard.clone(),
+            handle: shared.handle.clone(),
+        };
+        if !client.attach(local, link) {
             tracing::warn!("client already dispatches to another runtime; local dispatch disabled for this one");
         }
         let claimer = TaskTracker::new();
@@ -226,9 +234,7 @@ impl RuntimeBuilder {
             Arc::clone(&shared),
             maintenance.clone(),
         ));
-        shared
-            .store
-            .listen(Arc::clone(&shared.wake), maintenance.clone());
+        loops.spawn(forward_wakeups(Arc::clone(&shared), maintenance.clone()));
         loops.close();
         tracing::info!(owner = %shared.owner, backend = shared.store.backend(),
             concurrency = shared.config.concurrency, lease_ms = shared.config.lease.as_millis() as u64,
@@ -239,6 +245,20 @@ impl RuntimeBuilder {
             loops,
             maintenance,
             force: CancellationToken::new(),
+        }
+    }
+}
+
+/// Wakes the claim loop on each of the store's cross-process wakeups, until `stop`.
+async fn forward_wakeups(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut wakeups = shared.store.wakeups();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            wakeup = wakeups.next() => match wakeup {
+                Some(()) => shared.wake.notify(),
+                None => return,
+            },
         }
     }
 }

@@ -1,16 +1,14 @@
-//! The runtime's side of the client's writer: local dispatch of fresh inserts, and the
-//! claims that ride on writer cycles.
+//! The runtime as its writer sees it: local dispatch of fresh inserts, and the claims that
+//! ride on writer cycles.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
-use super::shared::{Shared, CLAIMING};
-use crate::client::{LocalDispatch, Reservation};
+use super::shared::Shared;
 use crate::store::{ClaimRequest, ClaimedTask, NewTask};
+use crate::writer::{LocalRuntime, Reservation};
 
-impl LocalDispatch for Shared {
+impl LocalRuntime for Shared {
     fn reserve(&self, tasks: &mut [NewTask]) -> Option<Reservation> {
         if !self.config.local_dispatch || self.stopping.is_cancelled() {
             return None;
@@ -46,7 +44,16 @@ impl LocalDispatch for Shared {
         })
     }
 
-    fn committed(&self, reservation: Option<Reservation>, tasks: &[NewTask]) {
+    fn inserted(&self, reservation: Option<Reservation>, tasks: &[NewTask], committed: bool) {
+        if !committed {
+            if let Some(reservation) = reservation {
+                let mut slots = self.slots();
+                for (_, queue) in &reservation.slots {
+                    slots.give_back(queue, 1);
+                }
+            }
+            return;
+        }
         let mut claimed = Vec::new();
         if let Some(reservation) = &reservation {
             for (i, _) in &reservation.slots {
@@ -88,26 +95,11 @@ impl LocalDispatch for Shared {
                 }
                 _ => {
                     self.backlog.store(true, Ordering::Relaxed);
-                    self.commits.fetch_add(1, Ordering::SeqCst);
-                    self.wake.notify_one();
+                    self.wake.committed();
                 }
             }
         }
         drop(reservation);
-    }
-
-    fn aborted(&self, reservation: Option<Reservation>) {
-        if let Some(reservation) = reservation {
-            let mut slots = self.slots();
-            for (_, queue) in &reservation.slots {
-                slots.give_back(queue, 1);
-            }
-        }
-    }
-
-    fn wake(&self) {
-        self.commits.fetch_add(1, Ordering::SeqCst);
-        self.wake.notify_one();
     }
 
     fn begin_claim(&self) -> Option<ClaimRequest> {
@@ -123,18 +115,17 @@ impl LocalDispatch for Shared {
         let mut slots = self.slots();
         let request =
             slots.claim_request(base, self.config.concurrency, &self.config.queue_limits)?;
-        slots.take(CLAIMING, request.limit);
+        slots.hold_for_claim(request.limit);
         // Every commit counted so far happened before this claim's statement runs.
-        self.covered
-            .store(self.commits.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.covered.store(self.wake.commits(), Ordering::SeqCst);
         Some(request)
     }
 
-    fn end_claim(&self, request: &ClaimRequest, claimed: Option<Vec<ClaimedTask>>) {
+    fn claimed(&self, request: &ClaimRequest, claimed: Option<Vec<ClaimedTask>>) {
         let claimed = claimed.unwrap_or_default();
         {
             let mut slots = self.slots();
-            slots.give_back(CLAIMING, request.limit);
+            slots.end_claim(request.limit);
             for task in &claimed {
                 slots.take(&task.queue, 1);
             }
@@ -156,42 +147,5 @@ impl LocalDispatch for Shared {
                 slots.give_back(&task.queue, 1);
             }
         }
-    }
-
-    fn spawn_volatile(&self, name: &'static str, future: crate::client::VolatileFuture) {
-        self.tracker.spawn_on(
-            run_volatile(name, future, Some(self.hard.clone())),
-            &self.handle,
-        );
-    }
-}
-
-/// Runs a volatile future, logging its error or panic; dropped when `hard` fires.
-pub(crate) async fn run_volatile(
-    name: &'static str,
-    future: crate::client::VolatileFuture,
-    hard: Option<CancellationToken>,
-) {
-    let guarded = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future));
-    let stop = async {
-        match &hard {
-            Some(token) => token.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = stop => tracing::warn!(volatile = name, "volatile task dropped at shutdown (it is not persisted)"),
-        result = guarded => match result {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(volatile = name, %error, "volatile task failed"),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_owned());
-                tracing::error!(volatile = name, panic = %message, "volatile task panicked");
-            }
-        },
     }
 }

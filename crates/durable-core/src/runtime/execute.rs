@@ -1,6 +1,5 @@
 //! Running one attempt and recording its outcome, fenced on owner + attempt.
 
-use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +9,11 @@ use futures_util::FutureExt;
 use super::slots::Running;
 use super::Shared;
 use crate::registry::Attempt;
-use crate::store::{ClaimedTask, Fence};
+use crate::store::{ClaimedTask, Fence, Outcome, Settle};
 
 /// How an attempt ended.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum Ended {
     Completed,
     /// Failed; `permanent` skips the remaining attempts.
     Failed {
@@ -30,14 +29,6 @@ pub(crate) enum Outcome {
     /// A last attempt whose start could not be recorded (the store stayed unreachable): it
     /// did not run; its lease expires and the sweep hands it back uncounted.
     NotStarted,
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
 /// Runs one claimed attempt to its end and records the outcome. The slot was taken by the
@@ -60,11 +51,11 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
     let outcome = AssertUnwindSafe(execute(&shared, &task, &running))
         .catch_unwind()
         .await
-        .unwrap_or_else(|panic| Outcome::Failed {
-            message: format!("task panicked: {}", panic_message(&*panic)),
+        .unwrap_or_else(|panic| Ended::Failed {
+            message: format!("task panicked: {}", crate::error::panic_message(&*panic)),
             permanent: false,
         });
-    if matches!(outcome, Outcome::Cancelled) {
+    if matches!(outcome, Ended::Cancelled) {
         // Stays registered: the shutdown requeue hands it back and frees the slot (or did).
         slot.keep = true;
     } else {
@@ -75,7 +66,7 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
         .await
     {
         // The slot is still freed; the row comes back when its lease expires.
-        tracing::error!(task_id = %fence.id, attempt = fence.attempt, panic = %panic_message(&*panic),
+        tracing::error!(task_id = %fence.id, attempt = fence.attempt, panic = %crate::error::panic_message(&*panic),
             "recording a task's outcome panicked");
     }
 }
@@ -96,7 +87,7 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
-async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outcome {
+async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Ended {
     let fence = task.fence();
     let attempt = Attempt {
         id: task.id,
@@ -123,17 +114,17 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outc
         .await
         {
             Some(true) => {}
-            Some(false) => return Outcome::LeaseLost,
-            None => return Outcome::NotStarted,
+            Some(false) => return Ended::LeaseLost,
+            None => return Ended::NotStarted,
         }
     }
     let future = match shared.registry.start(&task.name, &task.payload, attempt) {
-        None => return Outcome::BadRow(format!("unknown task type `{}`", task.name)),
+        None => return Ended::BadRow(format!("unknown task type `{}`", task.name)),
         // A payload this code cannot decode is a failed attempt, retried with the task
         // type's backoff within its attempts: during a rolling deploy or a rollback another
         // version may read it, and a fixed deploy may come before the attempts run out.
         Some(Err(e)) => {
-            return Outcome::Failed {
+            return Ended::Failed {
                 message: format!("cannot decode payload of task type `{}`: {e}", task.name),
                 permanent: false,
             }
@@ -156,19 +147,19 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outc
         result = timed => result,
     };
     match result {
-        Ok(Ok(Ok(()))) => Outcome::Completed,
+        Ok(Ok(Ok(()))) => Ended::Completed,
         // An attempt that gave up because the runtime asked it to stop (shutdown, or its
         // lease was lost) is handed back, not failed.
         Ok(Ok(Err(_)) | Err(_)) if running.soft.is_cancelled() => stopped(shared, &fence),
-        Ok(Ok(Err(error))) => Outcome::Failed {
+        Ok(Ok(Err(error))) => Ended::Failed {
             message: error.to_string(),
             permanent: error.is_permanent(),
         },
-        Ok(Err(panic)) => Outcome::Failed {
-            message: format!("task panicked: {}", panic_message(&*panic)),
+        Ok(Err(panic)) => Ended::Failed {
+            message: format!("task panicked: {}", crate::error::panic_message(&*panic)),
             permanent: false,
         },
-        Err(limit) => Outcome::Failed {
+        Err(limit) => Ended::Failed {
             message: format!("timed out after {}", humanize(limit)),
             permanent: false,
         },
@@ -176,11 +167,11 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Outc
 }
 
 /// Why the runtime stopped an attempt: its lease went elsewhere, or shutdown.
-fn stopped(shared: &Shared, fence: &Fence) -> Outcome {
+fn stopped(shared: &Shared, fence: &Fence) -> Ended {
     if shared.lease_lost(fence) {
-        Outcome::LeaseLost
+        Ended::LeaseLost
     } else {
-        Outcome::Cancelled
+        Ended::Cancelled
     }
 }
 
@@ -194,28 +185,30 @@ fn humanize(d: Duration) -> String {
 
 /// Records an outcome. Store errors are retried (a database blip must not turn a finished
 /// attempt into a re-run) until the lease would expire anyway.
-async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Outcome) {
+async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Ended) {
     let fence = task.fence();
     let (id, name, attempt, max) = (task.id, task.name.as_str(), task.attempt, task.max_attempts);
     match outcome {
-        Outcome::Completed => {
-            let applied = write(shared, &fence, "complete", || shared.client.complete(fence)).await;
+        Ended::Completed => {
+            let writer = shared.client.writer();
+            let applied = write(shared, &fence, "complete", || writer.complete(fence)).await;
             if applied == Some(true) {
                 shared.stats.completed();
                 tracing::debug!(task_id = %id, task_name = name, attempt, "task completed");
             }
         }
-        Outcome::Failed { message, permanent } if !permanent && attempt < max => {
+        Ended::Failed { message, permanent } if !permanent && attempt < max => {
             let backoff = shared
                 .registry
                 .options(name)
                 .map(|o| o.backoff.clone())
                 .unwrap_or_default();
             let delay = backoff.delay(attempt);
-            let applied = write(shared, &fence, "retry", || {
-                shared.store.retry(&fence, delay, &message)
-            })
-            .await;
+            let outcome = Outcome::Retry {
+                delay,
+                error: message.clone(),
+            };
+            let applied = settle_as(shared, fence, "retry", outcome).await;
             if applied == Some(true) {
                 shared.stats.retried();
                 shared.wake_at(delay);
@@ -223,39 +216,54 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Outcome) {
                     retry_in_ms = delay.as_millis() as u64, error = %message, "task attempt failed; will retry");
             }
         }
-        Outcome::Failed { message, permanent } => {
-            let applied = write(shared, &fence, "fail", || {
-                shared.store.fail(&fence, &message)
-            })
-            .await;
+        Ended::Failed { message, permanent } => {
+            let outcome = Outcome::Failed {
+                error: message.clone(),
+            };
+            let applied = settle_as(shared, fence, "fail", outcome).await;
             if applied == Some(true) {
                 shared.stats.failed();
                 tracing::error!(task_id = %id, task_name = name, attempt, max_attempts = max, permanent,
                     error = %message, "task failed permanently");
             }
         }
-        Outcome::BadRow(message) => {
-            let applied = write(shared, &fence, "fail", || {
-                shared.store.fail(&fence, &message)
-            })
-            .await;
+        Ended::BadRow(message) => {
+            let outcome = Outcome::Failed {
+                error: message.clone(),
+            };
+            let applied = settle_as(shared, fence, "fail", outcome).await;
             if applied == Some(true) {
                 shared.stats.failed();
                 tracing::error!(task_id = %id, task_name = name, attempt, error = %message,
                     "task cannot run; marked failed");
             }
         }
-        Outcome::Cancelled => {
+        Ended::Cancelled => {
             tracing::info!(task_id = %id, task_name = name, attempt, "task stopped by shutdown; will be requeued");
         }
-        Outcome::LeaseLost => {
+        Ended::LeaseLost => {
             tracing::warn!(task_id = %id, task_name = name, attempt, "task stopped: its lease was lost to another worker");
         }
-        Outcome::NotStarted => {
+        Ended::NotStarted => {
             tracing::warn!(task_id = %id, task_name = name, attempt,
                 "last attempt not started: its start could not be recorded; it is handed back uncounted when its lease expires");
         }
     }
+}
+
+/// Writes an attempt's outcome other than completion through the writer (fenced).
+async fn settle_as(
+    shared: &Shared,
+    fence: Fence,
+    what: &'static str,
+    outcome: Outcome,
+) -> Option<bool> {
+    let writer = shared.client.writer();
+    let settle = Settle::new(fence, outcome);
+    write(shared, &fence, what, || async {
+        Ok(!writer.settle(vec![settle.clone()]).await?.is_empty())
+    })
+    .await
 }
 
 /// Performs a fenced write, retrying store errors with backoff for up to one lease. Returns

@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::client::LocalDispatch;
 use crate::store::Fence;
+use crate::writer::LocalRuntime;
 
 /// Claims due tasks when woken (local enqueue, freed slot, known due time) or at the poll
 /// interval, and sweeps expired leases. Never claims more than the free slots.
@@ -49,8 +49,8 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
         // The claim rides on the client's next writer cycle (one transaction with the
         // inserts and completions queued meanwhile); the writer sizes it to the room left then.
         if shared.slots().free(config.concurrency) > 0 {
-            let runtime: Arc<dyn LocalDispatch> = Arc::clone(&shared) as Arc<dyn LocalDispatch>;
-            match shared.client.claim(runtime).await {
+            let runtime: Arc<dyn LocalRuntime> = Arc::clone(&shared) as Arc<dyn LocalRuntime>;
+            match shared.client.writer().claim(runtime).await {
                 Ok(report) => {
                     failures = 0;
                     if report.limit > 0 {

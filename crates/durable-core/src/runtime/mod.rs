@@ -4,10 +4,10 @@
 //! [`TaskTracker`]: tokio_util::task::TaskTracker
 
 mod builder;
-mod config;
 mod dispatch;
 mod execute;
 mod loops;
+mod settings;
 mod shared;
 mod shutdown;
 mod slots;
@@ -20,12 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::Client;
+use crate::ids::WorkerId;
 use crate::registry::Registry;
 use crate::store::Store;
-use crate::task::WorkerId;
 
 pub use builder::RuntimeBuilder;
-pub(crate) use dispatch::run_volatile;
+pub use settings::Settings;
 pub use stats::RuntimeStats;
 
 use shared::Shared;
@@ -71,12 +71,12 @@ impl fmt::Debug for Runtime {
 impl Runtime {
     /// Starts configuring a runtime over `store` running the tasks of `registry`.
     pub fn builder(store: impl Store, registry: Registry) -> RuntimeBuilder {
-        Self::builder_arc(Arc::new(store), registry)
+        RuntimeBuilder::new(Arc::new(store), registry)
     }
 
-    /// Like [`builder`](Self::builder), for a store already shared.
-    pub fn builder_arc(store: Arc<dyn Store>, registry: Registry) -> RuntimeBuilder {
-        RuntimeBuilder::new(store, registry)
+    /// The settings this runtime runs with (the builder's, defaults filled in).
+    pub fn settings(&self) -> &Settings {
+        &self.shared.config
     }
 
     /// The client whose enqueues this runtime dispatches locally.
@@ -113,7 +113,7 @@ impl Runtime {
     /// [`shutdown`](Self::shutdown) drains and hands back. Idempotent.
     pub fn begin_shutdown(&self) {
         self.shared.stopping.cancel();
-        self.shared.wake.notify_one();
+        self.shared.wake.notify();
     }
 
     /// Tracks a future that may be lost (metrics, cache warm-ups): not persisted, but

@@ -6,23 +6,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::Config;
 use super::execute;
+use super::settings::Settings;
 use super::slots::{Running, Slots};
 use super::stats::Stats;
-use crate::client::Client;
+use crate::client::{Client, Wake};
+use crate::ids::WorkerId;
 use crate::registry::Registry;
-use crate::store::{ClaimedTask, Fence, Store};
-use crate::task::WorkerId;
-
-/// Pseudo-queue under which a claim in flight holds its slots, so local dispatch cannot
-/// overfill them.
-pub(super) const CLAIMING: &str = "\0claiming";
+use crate::store::{ClaimedTask, Fence, Outcome, Settle, Store};
 
 /// State shared by the runtime's loops, its runners and the client's dispatch hook.
 pub(crate) struct Shared {
@@ -30,7 +25,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// The registry's names, the task types this runtime claims (built once).
     pub(crate) names: Arc<[String]>,
-    pub(crate) config: Config,
+    pub(crate) config: Settings,
     pub(crate) owner: WorkerId,
     pub(crate) client: Client,
     pub(crate) stats: Stats,
@@ -46,16 +41,14 @@ pub(crate) struct Shared {
     pub(super) hard: CancellationToken,
     pub(super) slots: Mutex<Slots>,
     pub(super) lost: Mutex<HashSet<Fence>>,
-    /// Wakes the claim loop: local enqueue, a freed slot while backlogged, a timer.
-    pub(super) wake: Arc<Notify>,
+    /// Wakes the claim loop: local enqueue, a freed slot while backlogged, a timer; counts
+    /// the commits that left due tasks for a claim.
+    pub(super) wake: Arc<Wake>,
     /// The last claim filled every free slot: more is probably due.
     pub(super) backlog: AtomicBool,
     /// Earliest time this runtime knows something becomes due (a retry it scheduled).
     pub(super) next_due: Mutex<Option<Instant>>,
-    /// Counts commits through this process that left due tasks `pending` for a claim (a
-    /// handler's own transaction, more tasks than free slots).
-    pub(super) commits: AtomicU64,
-    /// The value of `commits` when the latest claim began: that claim saw those rows.
+    /// The wake's commit count when the latest claim began: that claim saw those rows.
     pub(super) covered: AtomicU64,
     /// Shutdown has collected the attempts to hand back (set under the slots' lock): a task
     /// claimed or inserted for this runtime after that is handed back unstarted.
@@ -101,7 +94,7 @@ impl Shared {
     pub(crate) fn release(&self, fence: &Fence) {
         self.slots().release(fence);
         if self.backlog.load(Ordering::Relaxed) {
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
@@ -110,7 +103,7 @@ impl Shared {
         self.slots().finish(fence);
         self.lost().remove(fence);
         if self.backlog.load(Ordering::Relaxed) {
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
@@ -125,7 +118,7 @@ impl Shared {
         if next.is_none_or(|n| at < n) {
             *next = Some(at);
             drop(next);
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
@@ -168,11 +161,15 @@ impl Shared {
     /// Requeues attempts that were never started because shutdown had already handed the
     /// others back.
     fn hand_back_late(&self, fences: Vec<Fence>) {
-        let store = Arc::clone(&self.store);
+        let writer = self.client.writer().clone();
+        let outcomes = fences
+            .iter()
+            .map(|fence| Settle::new(*fence, Outcome::Requeued))
+            .collect();
         self.tracker.spawn_on(
             async move {
-                match store.requeue(&fences).await {
-                    Ok(n) => tracing::info!(tasks = fences.len(), requeued = n,
+                match writer.settle(outcomes).await {
+                    Ok(n) => tracing::info!(tasks = fences.len(), requeued = n.len(),
                         "tasks claimed after shutdown's hand-back were handed back unstarted"),
                     Err(error) => tracing::warn!(tasks = fences.len(), %error,
                         "could not hand back tasks claimed after shutdown's hand-back; they are recovered when their lease expires"),

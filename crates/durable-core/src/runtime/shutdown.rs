@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
 use super::{Runtime, ShutdownReport};
-use crate::client::LocalDispatch;
-use crate::store::Fence;
+use crate::store::{Fence, Outcome, Settle};
+use crate::writer::LocalRuntime;
 
 impl Runtime {
     /// Drains and stops, **within `grace`**: stop claiming (after one last claim if this
@@ -35,7 +35,7 @@ impl Runtime {
         let shared = &self.shared;
         let budget = Budget::new(grace, shared.config.cancel_grace);
         shared.stopping.cancel();
-        shared.wake.notify_one();
+        shared.wake.notify();
         // A claim in flight finishes and spawns what it took before the drain begins;
         // inserts that reserved local capacity either start their tasks or give it back.
         shared.reservations.close();
@@ -149,13 +149,13 @@ async fn within(
 /// they were acknowledged by this instance, so it drains them within the grace rather than
 /// leaving them for the next start. Pending rows of other origins are left for other workers.
 async fn claim_uncovered(shared: &Arc<Shared>) {
-    if shared.commits.load(Ordering::SeqCst) == shared.covered.load(Ordering::SeqCst)
+    if shared.wake.commits() == shared.covered.load(Ordering::SeqCst)
         || shared.slots().free(shared.config.concurrency) == 0
     {
         return;
     }
-    let runtime: Arc<dyn LocalDispatch> = Arc::clone(shared) as Arc<dyn LocalDispatch>;
-    match shared.client.claim(runtime).await {
+    let runtime: Arc<dyn LocalRuntime> = Arc::clone(shared) as Arc<dyn LocalRuntime>;
+    match shared.client.writer().claim(runtime).await {
         Ok(report) => tracing::debug!(
             claimed = report.claimed,
             "claimed tasks committed here just before shutdown"
@@ -171,10 +171,15 @@ async fn requeue(shared: &Shared, fences: &[Fence], deadline: Instant) -> u64 {
     if fences.is_empty() {
         return 0;
     }
+    let outcomes: Vec<Settle> = fences
+        .iter()
+        .map(|fence| Settle::new(*fence, Outcome::Requeued))
+        .collect();
+    let writer = shared.client.writer();
     let mut pause = Duration::from_millis(50);
     loop {
-        match tokio::time::timeout_at(deadline, shared.store.requeue(fences)).await {
-            Ok(Ok(n)) => return n,
+        match tokio::time::timeout_at(deadline, writer.settle(outcomes.clone())).await {
+            Ok(Ok(applied)) => return applied.len() as u64,
             Ok(Err(error)) if Instant::now() + pause < deadline => {
                 tracing::warn!(%error, "shutdown requeue failed; retrying");
                 tokio::time::sleep(pause).await;

@@ -27,6 +27,9 @@ pub(crate) struct Running {
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
     used: usize,
+    /// Of `used`: held by a claim in flight, so local dispatch cannot overfill the slots
+    /// while the claim's statement runs.
+    claiming: usize,
     per_queue: HashMap<String, usize>,
     running: HashMap<Fence, Running>,
 }
@@ -63,6 +66,19 @@ impl Slots {
     }
 
     /// Gives `n` slots of `queue` back.
+    /// Holds `n` slots for a claim in flight, not yet tied to a queue.
+    pub(crate) fn hold_for_claim(&mut self, n: usize) {
+        self.used += n;
+        self.claiming += n;
+    }
+
+    /// Gives back what [`hold_for_claim`](Self::hold_for_claim) held.
+    pub(crate) fn end_claim(&mut self, n: usize) {
+        let n = n.min(self.claiming);
+        self.claiming -= n;
+        self.used = self.used.saturating_sub(n);
+    }
+
     pub(crate) fn give_back(&mut self, queue: &str, n: usize) {
         self.used = self.used.saturating_sub(n);
         if let Some(count) = self.per_queue.get_mut(queue) {
@@ -139,7 +155,7 @@ impl Slots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::WorkerId;
+    use crate::ids::WorkerId;
     use std::time::Duration;
 
     #[test]
@@ -162,7 +178,7 @@ mod tests {
     #[test]
     fn two_attempts_of_one_task_each_give_back_their_slot() {
         let mut slots = Slots::default();
-        let id = crate::task::TaskId::new();
+        let id = crate::ids::TaskId::new();
         let owner = WorkerId::new();
         let running = |attempt| Running {
             fence: Fence { id, owner, attempt },

@@ -1,32 +1,36 @@
-//! One writer cycle: inserts, completions and a claim handed to the store together.
+//! One writer cycle: inserts, attempts' outcomes and a claim handed to the store together.
 
-use super::{ClaimRequest, ClaimedTask, Fence, NewTask, Store};
+use std::time::Duration;
+
+use super::{ClaimRequest, ClaimedTask, Fence, NewTask};
 use crate::error::Result;
-use crate::task::TaskId;
+use crate::ids::TaskId;
 
-/// One write cycle of a [`Client`](crate::Client)'s writer: new rows, finished attempts and a claim
-/// for the capacity left. A store performs them as cheaply as it can
-/// ([`Store::write`](super::Store::write)): SQLite in **one transaction**, so a busy runtime pays
-/// one commit — one fsync — per cycle instead of one per kind of write; PostgreSQL as concurrent
-/// statements.
+/// One cycle of a [`Client`](crate::Client)'s writer: new rows, ended attempts and a claim for
+/// the capacity left. A store performs them as cheaply as it can
+/// ([`WorkerStore::write`](super::WorkerStore::write)): SQLite in **one transaction**, so a
+/// busy runtime pays one commit — one fsync — per cycle instead of one per kind of write;
+/// PostgreSQL as concurrent statements.
 ///
 /// # Examples
 ///
 /// ```
-/// use durable_core::{NewTask, WriteBatch};
+/// use durable_core::store::{NewTask, WriteBatch};
 /// let rows = [NewTask::new("send_email", "{}")];
 /// let batch = WriteBatch::new().insert(&rows);
 /// assert_eq!(batch.insert.len(), 1);
-/// assert!(batch.complete.is_empty() && batch.claim.is_none());
+/// assert!(batch.complete.is_empty() && batch.settle.is_empty() && batch.claim.is_none());
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct WriteBatch<'a> {
-    /// Rows to insert, all or none (see [`Store::insert`](super::Store::insert)).
+    /// Rows to insert, all or none.
     pub insert: &'a [NewTask],
-    /// Attempts to mark `completed` (see [`Store::complete`](super::Store::complete)).
+    /// Attempts that succeeded: marked `completed` (the common outcome, written in bulk).
     pub complete: &'a [Fence],
-    /// A claim made after the inserts, so it sees them (see [`Store::claim`](super::Store::claim)).
+    /// Attempts that ended otherwise: retried, failed, or handed back by a shutdown.
+    pub settle: &'a [Settle],
+    /// A claim made after the inserts, so it sees them.
     pub claim: Option<&'a ClaimRequest>,
 }
 
@@ -50,6 +54,13 @@ impl<'a> WriteBatch<'a> {
         self
     }
 
+    /// Sets the other outcomes to write.
+    #[must_use]
+    pub fn settle(mut self, outcomes: &'a [Settle]) -> Self {
+        self.settle = outcomes;
+        self
+    }
+
     /// Sets the claim.
     #[must_use]
     pub fn claim(mut self, request: &'a ClaimRequest) -> Self {
@@ -61,7 +72,49 @@ impl<'a> WriteBatch<'a> {
     pub fn is_empty(&self) -> bool {
         self.insert.is_empty()
             && self.complete.is_empty()
+            && self.settle.is_empty()
             && self.claim.is_none_or(ClaimRequest::is_empty)
+    }
+}
+
+/// How an attempt that did not succeed ended, as written to its row (fenced by
+/// [`Settle::fence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Back to `pending`, due after `delay`, with `error` as the row's `last_error`.
+    Retry {
+        /// Backoff before the next attempt.
+        delay: Duration,
+        /// What the attempt failed with.
+        error: String,
+    },
+    /// `failed` ("dead"), with `error` as the row's `last_error`.
+    Failed {
+        /// What the last attempt failed with.
+        error: String,
+    },
+    /// Handed back by a shutdown: the row's `requeues` goes up by one, and the row is
+    /// `pending`, due now, lease released, with the attempt not counted — for the task's first
+    /// [`REQUEUE_LIMIT`](super::REQUEUE_LIMIT) requeues. Past that, the attempt counts
+    /// (`attempts` stays) and `last_error` says the task was stopped by shutdown N times; if
+    /// that was its last attempt the row is `failed` instead of `pending`.
+    Requeued,
+}
+
+/// One attempt's [`Outcome`], and the fence it is written under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    /// The attempt.
+    pub fence: Fence,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+impl Settle {
+    /// `fence` ended with `outcome`.
+    pub fn new(fence: Fence, outcome: Outcome) -> Self {
+        Self { fence, outcome }
     }
 }
 
@@ -74,43 +127,48 @@ pub struct WriteOutcome {
     pub inserted: Result<()>,
     /// The ids whose completion applied.
     pub completed: Result<Vec<TaskId>>,
+    /// The ids whose other outcome applied (a requeue that changed the row counts).
+    pub settled: Result<Vec<TaskId>>,
     /// The claimed rows.
     pub claimed: Result<Vec<ClaimedTask>>,
 }
 
 impl WriteOutcome {
-    /// Builds an outcome from its three parts.
-    pub fn new(
-        inserted: Result<()>,
-        completed: Result<Vec<TaskId>>,
-        claimed: Result<Vec<ClaimedTask>>,
-    ) -> Self {
+    /// An outcome where every part succeeded without writing anything.
+    pub fn empty() -> Self {
         Self {
-            inserted,
-            completed,
-            claimed,
+            inserted: Ok(()),
+            completed: Ok(Vec::new()),
+            settled: Ok(Vec::new()),
+            claimed: Ok(Vec::new()),
         }
     }
-}
 
-/// Performs a [`WriteBatch`] as separate calls — completions, insert, claim — each its own
-/// transaction. The default [`Store::write`](super::Store::write), and the fallback of a store
-/// whose combined transaction failed on one of its parts (so the others still get their own
-/// answer).
-pub async fn write_separately<S: Store + ?Sized>(store: &S, batch: WriteBatch<'_>) -> WriteOutcome {
-    let completed = if batch.complete.is_empty() {
-        Ok(Vec::new())
-    } else {
-        store.complete(batch.complete).await
-    };
-    let inserted = if batch.insert.is_empty() {
-        Ok(())
-    } else {
-        store.insert(batch.insert).await
-    };
-    let claimed = match batch.claim {
-        Some(request) if !request.is_empty() => store.claim(request).await,
-        _ => Ok(Vec::new()),
-    };
-    WriteOutcome::new(inserted, completed, claimed)
+    /// Sets the insert's result.
+    #[must_use]
+    pub fn with_inserted(mut self, result: Result<()>) -> Self {
+        self.inserted = result;
+        self
+    }
+
+    /// Sets the completions' result.
+    #[must_use]
+    pub fn with_completed(mut self, result: Result<Vec<TaskId>>) -> Self {
+        self.completed = result;
+        self
+    }
+
+    /// Sets the other outcomes' result.
+    #[must_use]
+    pub fn with_settled(mut self, result: Result<Vec<TaskId>>) -> Self {
+        self.settled = result;
+        self
+    }
+
+    /// Sets the claim's result.
+    #[must_use]
+    pub fn with_claimed(mut self, result: Result<Vec<ClaimedTask>>) -> Self {
+        self.claimed = result;
+        self
+    }
 }

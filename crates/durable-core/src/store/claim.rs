@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::task::{TaskId, WorkerId};
+use crate::ids::{TaskId, WorkerId};
 
 /// The identity of one attempt held by one worker. Every write a worker makes about a task
 /// (complete, retry, fail, heartbeat, requeue) applies only while the row is still
@@ -99,14 +99,14 @@ impl ClaimRequest {
 }
 
 /// Shutdown requeues of one task that do not count its attempt
-/// ([`Store::requeue`](super::Store::requeue)). From the next one on, an attempt stopped by
+/// ([`Outcome::Requeued`](super::Outcome::Requeued)). From the next one on, an attempt stopped by
 /// shutdown counts like a failed one, and one that was the last leaves the task `failed`: a task
 /// that always outlives the shutdown grace period then ends after its attempts instead of being
 /// handed back at every deploy forever. Ten spares a task through ten deploys that each stopped it
 /// (a deploy that interrupts it twice — SIGTERM, then the new process stopping too — spends two).
 pub const REQUEUE_LIMIT: u32 = 10;
 
-/// How many due `pending` rows [`Store::unclaimable`](super::Store::unclaimable) looks at, at most,
+/// How many due `pending` rows [`WorkerStore::unclaimable`](super::WorkerStore::unclaimable) looks at, at most,
 /// in claim order.
 pub const UNCLAIMABLE_SCAN: u32 = 10_000;
 

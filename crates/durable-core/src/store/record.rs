@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::task::{TaskId, TaskState, WorkerId};
+use crate::ids::{TaskId, WorkerId};
+use crate::state::TaskState;
 
 /// A stored row, for inspection by operators and tests.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +26,7 @@ pub struct TaskRecord {
     /// Attempts allowed.
     pub max_attempts: u32,
     /// Times a shutdown stopped an attempt and handed the task back
-    /// ([`Store::requeue`](super::Store::requeue)).
+    /// ([`Outcome::Requeued`](super::Outcome::Requeued)).
     pub requeues: u32,
     /// Earliest next run.
     pub run_at: DateTime<Utc>,

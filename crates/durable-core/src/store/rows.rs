@@ -5,7 +5,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Fence;
-use crate::task::{TaskId, WorkerId};
+use crate::ids::{TaskId, WorkerId};
+
+/// Name of the queue used when a task type does not choose one.
+pub const DEFAULT_QUEUE: &str = "default";
 
 /// A task about to be inserted: validated and serialized, not yet stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +41,7 @@ impl NewTask {
         Self {
             id: TaskId::new(),
             name: name.into(),
-            queue: crate::task::DEFAULT_QUEUE.to_owned(),
+            queue: DEFAULT_QUEUE.to_owned(),
             payload: payload.into(),
             priority: 0,
             max_attempts: 20,

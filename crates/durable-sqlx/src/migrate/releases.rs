@@ -61,8 +61,6 @@ macro_rules! roll_forward_and_back {
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_releases_roll_forward_and_back() {
-    use durable_core::Store as _;
-
     let dir = tempfile::tempdir().expect("tempdir");
     let store =
         crate::sqlite::SqliteStore::connect(dir.path().join("tasks.db").display().to_string())
@@ -78,12 +76,15 @@ async fn sqlite_releases_roll_forward_and_back() {
         .expect("records")
     };
     let use_store = async {
-        let task = durable_core::NewTask::new("work", "{}");
+        let task = durable_core::store::NewTask::new("work", "{}");
         store
-            .insert(std::slice::from_ref(&task))
+            .insert_rows(std::slice::from_ref(&task))
             .await
             .expect("insert");
-        assert!(store.get(task.id).await.expect("get").is_some());
+        assert!(durable_core::store::AdminStore::get(&store, task.id)
+            .await
+            .expect("get")
+            .is_some());
     };
     roll_forward_and_back!(
         &super::sqlite::MIGRATOR.migrations,
@@ -96,7 +97,6 @@ async fn sqlite_releases_roll_forward_and_back() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_releases_roll_forward_and_back() {
-    use durable_core::Store as _;
     use sqlx::Connection as _;
 
     let url = match std::env::var("DURABLE_TEST_DATABASE_URL") {
@@ -127,12 +127,15 @@ async fn postgres_releases_roll_forward_and_back() {
         .expect("records")
     };
     let use_store = async {
-        let task = durable_core::NewTask::new("work", "{}");
+        let task = durable_core::store::NewTask::new("work", "{}");
         store
-            .insert(std::slice::from_ref(&task))
+            .insert_rows(std::slice::from_ref(&task))
             .await
             .expect("insert");
-        assert!(store.get(task.id).await.expect("get").is_some());
+        assert!(durable_core::store::AdminStore::get(&store, task.id)
+            .await
+            .expect("get")
+            .is_some());
     };
     roll_forward_and_back!(
         &super::postgres::MIGRATOR.migrations,

@@ -1,6 +1,7 @@
 //! Claiming and completing on a connection: the one-statement claim, the per-queue capped claim.
 
-use durable_core::{ClaimRequest, ClaimedTask, TaskId};
+use durable_core::store::{ClaimRequest, ClaimedTask};
+use durable_core::TaskId;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 

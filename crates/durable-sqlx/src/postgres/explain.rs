@@ -44,8 +44,8 @@ impl PostgresStore {
     }
 
     /// The query plans of the two counts that are not claims (`EXPLAIN`, not executed): the
-    /// due backlog ([`Store::backlog`](durable_core::Store::backlog)) and the tasks of types outside `known`
-    /// ([`Store::unclaimable`](durable_core::Store::unclaimable)). For checking on a real database that both read the partial
+    /// due backlog ([`Store::backlog`](durable_core::store::Store::backlog)) and the tasks of types outside `known`
+    /// ([`Store::unclaimable`](durable_core::store::Store::unclaimable)). For checking on a real database that both read the partial
     /// claim index rather than the whole table.
     pub async fn explain_counts(&self, known: &[&str]) -> Result<(String, String)> {
         let backlog = self
@@ -60,7 +60,7 @@ impl PostgresStore {
                 sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::UNCLAIMABLE)))
                     .bind(60_000_i64)
                     .bind(known)
-                    .bind(i64::from(durable_core::UNCLAIMABLE_SCAN)),
+                    .bind(i64::from(durable_core::store::UNCLAIMABLE_SCAN)),
             )
             .await?;
         Ok((backlog, unclaimable))

@@ -5,13 +5,11 @@
 //! `application_name`). A notification only means "look now": it carries nothing, may be
 //! lost while the connection is down, and the runtime polls anyway.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::CancellationToken;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::sql;
@@ -22,12 +20,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// backoff again.
 const HEALTHY: Duration = Duration::from_secs(10);
 
-/// Listens until `stop` is cancelled, reconnecting with backoff.
-pub(super) async fn listen_loop(
-    options: PgConnectOptions,
-    wake: Arc<Notify>,
-    stop: CancellationToken,
-) {
+/// Listens until the receiving side of `wake` is dropped, reconnecting with backoff.
+pub(super) async fn listen_loop(options: PgConnectOptions, wake: mpsc::Sender<()>) {
     let mut backoff = FIRST_BACKOFF;
     let mut reconnecting = false;
     loop {
@@ -39,7 +33,7 @@ pub(super) async fn listen_loop(
             .max_lifetime(None)
             .connect_lazy_with(options.clone());
         let opened = tokio::select! {
-            () = stop.cancelled() => {
+            () = wake.closed() => {
                 pool.close().await;
                 return;
             }
@@ -51,12 +45,12 @@ pub(super) async fn listen_loop(
                 if reconnecting {
                     tracing::info!(%channel, "LISTEN connection re-established");
                     // Notifications sent while it was down are lost: look once.
-                    wake.notify_one();
+                    wake_up(&wake);
                 } else {
                     tracing::debug!(%channel, "listening for task wakeups");
                 }
                 let ended = tokio::select! {
-                    () = stop.cancelled() => None,
+                    () = wake.closed() => None,
                     error = pump(&mut listener, &wake, &channel) => Some(error),
                 };
                 drop(listener);
@@ -79,7 +73,7 @@ pub(super) async fn listen_loop(
         tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64,
             "LISTEN connection failed; wakeups from other instances fall back to polling until it is back");
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = wake.closed() => return,
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -98,15 +92,20 @@ async fn open(pool: &PgPool) -> Result<(PgListener, String), sqlx::Error> {
 
 /// Wakes the runtime per notification until the connection fails for good. A dropped
 /// connection that `PgListener` re-establishes by itself (re-`LISTEN`ing) also wakes once.
-async fn pump(listener: &mut PgListener, wake: &Notify, channel: &str) -> sqlx::Error {
+async fn pump(listener: &mut PgListener, wake: &mpsc::Sender<()>, channel: &str) -> sqlx::Error {
     loop {
         match listener.try_recv().await {
-            Ok(Some(_)) => wake.notify_one(),
+            Ok(Some(_)) => wake_up(wake),
             Ok(None) => {
                 tracing::info!(%channel, "LISTEN connection dropped and re-established");
-                wake.notify_one();
+                wake_up(wake);
             }
             Err(error) => return error,
         }
     }
+}
+
+/// One wakeup; none added while one is still pending (they would say the same).
+fn wake_up(wake: &mpsc::Sender<()>) {
+    let _ = wake.try_send(());
 }

@@ -23,7 +23,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use durable_core::{Registry, Runtime, Store};
+//! use durable_core::store::Store;
+//! use durable_core::{Registry, Runtime};
 //! use durable_sqlx::postgres::PostgresStore;
 //! use std::time::Duration;
 //!
@@ -42,32 +43,27 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod builder;
 mod claim;
 mod explain;
 mod listen;
+mod parts;
 mod rows;
 mod search_path;
 mod sql;
+mod worker;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{
-    async_trait, CancellationToken, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport,
-    StateCounts, Store, TaskId, TaskRecord, WorkerId, WriteBatch, WriteOutcome, REQUEUE_LIMIT,
-};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{PgPool, Postgres, Row, Transaction};
-use tokio::sync::Notify;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::error::{Error, Result};
 use crate::util::detached;
 pub use builder::PostgresStoreBuilder;
 use builder::{quote_ident, Source};
-use claim::{claim_on, claim_some, complete_on};
 pub(crate) use rows::insert_on;
-use rows::{attempt_i32, clean_text, count, fence_columns, pooled, record_from_row};
 
 /// The `application_name` of the store's connections unless the URL or the builder sets one.
 pub const DEFAULT_APPLICATION_NAME: &str = "axum-durable";
@@ -89,13 +85,12 @@ fn ms(d: Duration) -> i64 {
 ///
 /// Cheap to clone (the pool is shared). Build it with [`connect`](Self::connect),
 /// [`builder`](Self::builder) or [`from_pool`](Self::from_pool), then call
-/// [`migrate`](Store::migrate) once at startup.
+/// [`migrate`](Self::migrate) once at startup.
 ///
 /// # Examples
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use durable_core::Store;
 /// use durable_sqlx::postgres::PostgresStore;
 ///
 /// let store = PostgresStore::connect("postgres://app@localhost/app").await?;
@@ -175,335 +170,6 @@ impl PostgresStore {
         detached(operation, body(self.pool.clone()))
             .await
             .map_err(Into::into)
-    }
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    /// Starts a task holding a `LISTEN` connection (opened with the pool's connect options,
-    /// outside the pool) that calls `wake.notify_one()` per notification. When the
-    /// connection drops it is re-established with backoff (100 ms doubling to 10 s) and
-    /// re-`LISTEN`s, and wakes once in case notifications were missed meanwhile. Stops when
-    /// `stop` is cancelled.
-    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) {
-        let options = (*self.pool.connect_options()).clone();
-        tokio::spawn(listen::listen_loop(options, wake, stop));
-    }
-
-    /// Applies the embedded migrations missing from the database on a dedicated connection,
-    /// recording them in `_durable_migrations` in the first schema of the `search_path`. A
-    /// database-wide advisory lock (sqlx's) is held meanwhile, so instances starting together
-    /// apply each once; the connection is closed afterwards, so a failed run cannot leave the
-    /// lock held. Starts against a newer schema whose migrations accept this version, and
-    /// fails naming both versions otherwise (see `docs/UPGRADING.md`).
-    async fn migrate(&self) -> durable_core::Result<()> {
-        // Without a statement timeout: a migration on a large table may take its time. (The
-        // last `-c` of the startup options wins.)
-        let options = (*self.pool.connect_options())
-            .clone()
-            .options([("statement_timeout", 0)]);
-        self.run("migrate", move |_| async move {
-            let migrate = &crate::migrate::postgres::MIGRATOR;
-            crate::migrate::postgres::run(&options, &migrate.migrations).await
-        })
-        .await
-    }
-
-    async fn insert(&self, tasks: &[NewTask]) -> durable_core::Result<()> {
-        if tasks.is_empty() {
-            return Ok(());
-        }
-        let tasks = tasks.to_vec();
-        self.run("insert", move |pool| async move {
-            let mut conn = pool.acquire().await.map_err(Error::db("insert"))?;
-            insert_on(&mut conn, &tasks).await
-        })
-        .await
-    }
-
-    async fn claim(&self, request: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
-        if request.is_empty() {
-            return Ok(Vec::new());
-        }
-        let request = request.clone();
-        self.run("claim", move |pool| async move {
-            if request.capped.is_empty() {
-                // The common case: one statement, its own transaction.
-                let mut conn = pool.acquire().await.map_err(Error::db("claim"))?;
-                return claim_some(&mut conn, &request, request.limit, None, &[]).await;
-            }
-            let mut tx = pool.begin().await.map_err(Error::db("claim"))?;
-            let claimed = claim_on(&mut tx, &request).await?;
-            tx.commit().await.map_err(Error::db("claim"))?;
-            Ok(claimed)
-        })
-        .await
-    }
-
-    /// The parts run at once on separate pooled connections — completions alongside the
-    /// insert, the claim after the insert so it sees the new rows — each its own
-    /// transaction. PostgreSQL commits concurrent transactions together (its WAL flushes
-    /// are group-committed), so parallel statements beat one combined statement here: a
-    /// cycle costs about one round trip and one commit wait.
-    ///
-    /// Each part is one autocommit statement, run in the caller's task rather than a
-    /// detached one: the client's writer already is a task no request can cancel, and a
-    /// spawn per part was a scheduler hop on every request's path. (A dropped statement
-    /// cannot leave a transaction open; only a claim over capped queues needs a
-    /// transaction, and that one stays detached.)
-    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
-        let pool = &self.pool;
-        let complete = async {
-            if batch.complete.is_empty() {
-                return Ok(Vec::new());
-            }
-            pooled(pool, "complete", async |conn| {
-                complete_on(conn, fence_columns(batch.complete)).await
-            })
-            .await
-        };
-        let insert_then_claim = async {
-            let inserted = if batch.insert.is_empty() {
-                Ok(())
-            } else if crate::util::chunks(batch.insert).len() > 1 {
-                // Several statements need a transaction: a detached one.
-                self.insert(batch.insert).await
-            } else {
-                pooled(pool, "insert", async |conn| {
-                    insert_on(conn, batch.insert).await
-                })
-                .await
-            };
-            let claimed = match batch.claim {
-                Some(request) if !request.is_empty() && request.capped.is_empty() => {
-                    pooled(pool, "claim", async |conn| {
-                        claim_some(conn, request, request.limit, None, &[]).await
-                    })
-                    .await
-                }
-                Some(request) if !request.is_empty() => self.claim(request).await,
-                _ => Ok(Vec::new()),
-            };
-            (inserted, claimed)
-        };
-        let (completed, (inserted, claimed)) = tokio::join!(complete, insert_then_claim);
-        WriteOutcome::new(inserted, completed, claimed)
-    }
-
-    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
-        if held.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (ids, owners, attempts) = fence_columns(held);
-        self.run("heartbeat", move |pool| async move {
-            let rows = sqlx::query(sql::HEARTBEAT)
-                .bind(ids)
-                .bind(owners)
-                .bind(attempts)
-                .bind(ms(lease))
-                .fetch_all(&pool)
-                .await
-                .map_err(Error::db("heartbeat"))?;
-            rows.iter()
-                .map(|r| {
-                    let db = || Error::db("heartbeat");
-                    Ok(Fence {
-                        id: TaskId::from_uuid(r.try_get("id").map_err(db())?),
-                        owner: WorkerId::from_uuid(r.try_get("lease_owner").map_err(db())?),
-                        attempt: count(r.try_get("attempts").map_err(db())?),
-                    })
-                })
-                .collect()
-        })
-        .await
-    }
-
-    async fn complete(&self, fences: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
-        if fences.is_empty() {
-            return Ok(Vec::new());
-        }
-        let columns = fence_columns(fences);
-        self.run("complete", move |pool| async move {
-            let mut conn = pool.acquire().await.map_err(Error::db("complete"))?;
-            complete_on(&mut conn, columns).await
-        })
-        .await
-    }
-
-    async fn retry(
-        &self,
-        fence: &Fence,
-        delay: Duration,
-        error: &str,
-    ) -> durable_core::Result<bool> {
-        let fence = *fence;
-        let error = clean_text(error);
-        self.run("retry", move |pool| async move {
-            let n: i64 = sqlx::query_scalar(sql::RETRY)
-                .bind(fence.id.as_uuid())
-                .bind(fence.owner.as_uuid())
-                .bind(attempt_i32(fence.attempt))
-                .bind(ms(delay))
-                .bind(error)
-                .fetch_one(&pool)
-                .await
-                .map_err(Error::db("retry"))?;
-            Ok(n == 1)
-        })
-        .await
-    }
-
-    async fn fail(&self, fence: &Fence, error: &str) -> durable_core::Result<bool> {
-        let fence = *fence;
-        let error = clean_text(error);
-        self.run("fail", move |pool| async move {
-            let done = sqlx::query(sql::FAIL)
-                .bind(fence.id.as_uuid())
-                .bind(fence.owner.as_uuid())
-                .bind(attempt_i32(fence.attempt))
-                .bind(error)
-                .execute(&pool)
-                .await
-                .map_err(Error::db("fail"))?;
-            Ok(done.rows_affected() == 1)
-        })
-        .await
-    }
-
-    async fn requeue(&self, fences: &[Fence]) -> durable_core::Result<u64> {
-        if fences.is_empty() {
-            return Ok(0);
-        }
-        let (ids, owners, attempts) = fence_columns(fences);
-        self.run("requeue", move |pool| async move {
-            let row = sqlx::query(sql::REQUEUE)
-                .bind(ids)
-                .bind(owners)
-                .bind(attempts)
-                .bind(i32::try_from(REQUEUE_LIMIT).unwrap_or(i32::MAX))
-                .fetch_one(&pool)
-                .await
-                .map_err(Error::db("requeue"))?;
-            let n: i64 = row.try_get("n").map_err(Error::db("requeue"))?;
-            Ok(n as u64)
-        })
-        .await
-    }
-
-    async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
-        let fence = *fence;
-        self.run("mark started", move |pool| async move {
-            let done = sqlx::query(sql::MARK_STARTED)
-                .bind(fence.id.as_uuid())
-                .bind(fence.owner.as_uuid())
-                .bind(attempt_i32(fence.attempt))
-                .execute(&pool)
-                .await
-                .map_err(Error::db("mark started"))?;
-            Ok(done.rows_affected() == 1)
-        })
-        .await
-    }
-
-    async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
-        self.run("rescue", move |pool| async move {
-            let row = sqlx::query(sql::RESCUE)
-                .fetch_one(&pool)
-                .await
-                .map_err(Error::db("rescue"))?;
-            let requeued: i64 = row.try_get("requeued").map_err(Error::db("rescue"))?;
-            let failed: i64 = row.try_get("failed").map_err(Error::db("rescue"))?;
-            Ok(RescueReport {
-                requeued: requeued as u64,
-                failed: failed as u64,
-            })
-        })
-        .await
-    }
-
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
-        self.run("cancel", move |pool| async move {
-            let done = sqlx::query(sql::CANCEL)
-                .bind(id.as_uuid())
-                .execute(&pool)
-                .await
-                .map_err(Error::db("cancel"))?;
-            Ok(done.rows_affected() == 1)
-        })
-        .await
-    }
-
-    async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
-        self.run("prune", move |pool| async move {
-            let done = sqlx::query(sql::PRUNE)
-                .bind(ms(older_than))
-                .bind(i64::from(limit))
-                .execute(&pool)
-                .await
-                .map_err(Error::db("prune"))?;
-            Ok(done.rows_affected())
-        })
-        .await
-    }
-
-    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
-        self.run("get", move |pool| async move {
-            let row = sqlx::query(sql::GET)
-                .bind(id.as_uuid())
-                .fetch_optional(&pool)
-                .await
-                .map_err(Error::db("get"))?;
-            row.as_ref().map(record_from_row).transpose()
-        })
-        .await
-    }
-
-    async fn backlog(&self) -> durable_core::Result<u64> {
-        self.run("backlog", move |pool| async move {
-            let n: i64 = sqlx::query_scalar(sql::BACKLOG)
-                .fetch_one(&pool)
-                .await
-                .map_err(Error::db("backlog"))?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        })
-        .await
-    }
-
-    async fn unclaimable(
-        &self,
-        known: &[String],
-        waiting: Duration,
-    ) -> durable_core::Result<Vec<(String, u64)>> {
-        let known = known.to_vec();
-        self.run("unclaimable", move |pool| async move {
-            let rows: Vec<(String, i64)> = sqlx::query_as(sql::UNCLAIMABLE)
-                .bind(ms(waiting))
-                .bind(known)
-                .bind(i64::from(durable_core::UNCLAIMABLE_SCAN))
-                .fetch_all(&pool)
-                .await
-                .map_err(Error::db("unclaimable"))?;
-            Ok(rows
-                .into_iter()
-                .map(|(name, n)| (name, u64::try_from(n).unwrap_or(0)))
-                .collect())
-        })
-        .await
-    }
-
-    async fn counts(&self) -> durable_core::Result<StateCounts> {
-        self.run("counts", move |pool| async move {
-            let rows: Vec<(String, i64)> = sqlx::query_as(sql::COUNTS)
-                .fetch_all(&pool)
-                .await
-                .map_err(Error::db("counts"))?;
-            crate::util::state_counts(rows)
-        })
-        .await
     }
 }
 

@@ -3,7 +3,8 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use durable_core::{ClaimedTask, Fence, NewTask, TaskId, TaskRecord, TaskState, WorkerId};
+use durable_core::store::{ClaimedTask, Fence, NewTask, TaskRecord};
+use durable_core::{TaskId, TaskState, WorkerId};
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use uuid::Uuid;

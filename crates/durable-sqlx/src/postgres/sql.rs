@@ -145,7 +145,7 @@ macro_rules! requeue_kills {
 pub(super) const REQUEUE: &str = concat!(
     "WITH moved AS (",
     fenced!(
-        "t.state";
+        "t.id, t.state";
         "state = CASE WHEN ",
         requeue_kills!(),
         " THEN 'failed' ELSE 'pending' END,
@@ -169,7 +169,8 @@ pub(super) const REQUEUE: &str = concat!(
     requeues = t.requeues + 1, lease_expires_at = NULL, updated_at = now()"
     ),
     ")
-SELECT count(*) AS n, CASE WHEN bool_or(state = 'pending') THEN pg_notify(",
+SELECT coalesce(array_agg(id), '{}') AS ids,
+    CASE WHEN bool_or(state = 'pending') THEN pg_notify(",
     channel!(),
     ", '')::text END AS notified
 FROM moved"

@@ -74,7 +74,7 @@ impl SqliteStoreBuilder {
     /// write shares one connection, which a write may legitimately hold for a while: a large
     /// batch, or up to [`busy_timeout`](Self::busy_timeout) waiting for another process's
     /// lock — keep this above that. (What bounds memory while writes wait is the client's
-    /// write queue, `durable_core::ClientBuilder::max_queued_rows`, not this timeout.)
+    /// write queue, `durable_core::client::ClientBuilder::max_queued_rows`, not this timeout.)
     #[must_use]
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;

@@ -1,14 +1,16 @@
 //! One writer cycle on the writer connection: its statements, and what follows them.
 
-use durable_core::{ClaimRequest, ClaimedTask, Fence, TaskId};
+use durable_core::store::{ClaimRequest, ClaimedTask, Fence};
+use durable_core::TaskId;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
+use super::combined::{Combined, WriteFailure};
 use super::encode::{claim_args, fences_json, insert_json, names_json, now_ms};
 use super::rows::{claimed_rows, fail_unreadable, parse_id};
 use super::sql;
 use crate::error::{Error, Result};
-use crate::util::{millis, Combined, WriteFailure};
+use crate::util::millis;
 
 /// After a cycle script: its rows, or — when a statement failed and left the transaction
 /// open (unless `BEGIN` itself failed) — a rollback before the connection goes back to the

@@ -1,7 +1,7 @@
 //! Encoding rows, fences and claims for the cycle statements.
 
 use chrono::Utc;
-use durable_core::{ClaimRequest, Fence, NewTask, WriteBatch};
+use durable_core::store::{ClaimRequest, Fence, NewTask, WriteBatch};
 use serde_json::json;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::SqliteConnection;

@@ -2,8 +2,6 @@
 //! must read the partial claim indexes, never scan the whole table (which holds every
 //! finished task until it is pruned).
 
-use durable_core::Store;
-
 use super::{sql, SqliteStore};
 
 /// `EXPLAIN QUERY PLAN` of `statement`: one detail line per step.
@@ -92,7 +90,7 @@ async fn claims_and_counts_read_the_claim_indexes() {
     }
     // And the claims take the named types only, through those plans.
     let claimed = store
-        .claim(&durable_core::ClaimRequest::new(
+        .claim_rows(&durable_core::store::ClaimRequest::new(
             durable_core::WorkerId::new(),
             std::time::Duration::from_secs(30),
             1000,

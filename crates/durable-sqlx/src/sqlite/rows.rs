@@ -4,11 +4,13 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use durable_core::{ClaimedTask, Fence, TaskId, TaskRecord, TaskState, WorkerId};
+use durable_core::store::{ClaimedTask, Fence, TaskRecord};
+use durable_core::{TaskId, TaskState, WorkerId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{now_ms, sql};
+use super::encode::now_ms;
+use super::sql;
 use crate::error::{Error, Result};
 
 pub(super) fn from_ms(ms: i64) -> DateTime<Utc> {

@@ -222,7 +222,8 @@ pub(super) const REQUEUE: &str = concat!(
     " END,
     requeues = requeues + 1, lease_expires_at = NULL, updated_at = ?2
 WHERE ",
-    fenced!()
+    fenced!(),
+    " RETURNING id"
 );
 
 /// ?1 fence (one-element array), ?2 now.

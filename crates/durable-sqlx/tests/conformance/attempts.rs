@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{ClaimRequest, ClaimedTask, NewTask, Store, TaskState, WorkerId, REQUEUE_LIMIT};
+use durable_core::store::{ClaimRequest, ClaimedTask, NewTask, Store, REQUEUE_LIMIT};
+use durable_core::{TaskState, WorkerId};
 
+use super::Writes;
 use super::{row, TestDb};
 
 const LEASE: Duration = Duration::from_secs(30);

@@ -6,14 +6,17 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use durable_core::store::{
+    async_trait, AdminStore, Fence, NewTask, Outcome, RescueReport, StateCounts, Store, TaskRecord,
+    WorkerStore, WriteBatch, WriteOutcome,
+};
 use durable_core::{
-    async_trait, Backoff, ClaimRequest, ClaimedTask, Fence, NewTask, Registry, RescueReport,
-    Runtime, StateCounts, Store, Task, TaskContext, TaskError, TaskId, TaskOptions, TaskRecord,
-    TaskState, WriteBatch, WriteOutcome,
+    Backoff, Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskOptions, TaskState,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::tasks::{Probe, Work};
+use super::Writes;
 use super::{eventually, row, wait_state, TestDb};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -152,7 +155,7 @@ fn panicky_registry(attempts: &Attempts) -> Registry {
 pub async fn panics_anywhere_in_an_attempt_are_failed_attempts(db: &impl TestDb) {
     let store = db.store();
     let attempts = Attempts::default();
-    let rt = Runtime::builder_arc(Arc::clone(&store), panicky_registry(&attempts))
+    let rt = Runtime::builder(Arc::clone(&store), panicky_registry(&attempts))
         .poll_interval(Duration::from_millis(50))
         .lease(Duration::from_secs(5))
         .start();
@@ -191,7 +194,7 @@ pub async fn panics_anywhere_in_an_attempt_are_failed_attempts(db: &impl TestDb)
 pub async fn task_cancelling_its_own_token_is_retried(db: &impl TestDb) {
     let store = db.store();
     let attempts = Attempts::default();
-    let rt = Runtime::builder_arc(Arc::clone(&store), panicky_registry(&attempts))
+    let rt = Runtime::builder(Arc::clone(&store), panicky_registry(&attempts))
         .poll_interval(Duration::from_millis(50))
         .lease(Duration::from_secs(5))
         .start();
@@ -238,47 +241,15 @@ impl Faulty {
 }
 
 #[async_trait]
-impl Store for Faulty {
+impl WorkerStore for Faulty {
     fn backend(&self) -> &'static str {
         self.inner.backend()
-    }
-    fn single_writer(&self) -> bool {
-        self.inner.single_writer()
-    }
-    async fn migrate(&self) -> durable_core::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn insert(&self, tasks: &[NewTask]) -> durable_core::Result<()> {
-        self.inner.insert(tasks).await
-    }
-    async fn claim(&self, request: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
-        self.inner.claim(request).await
     }
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
         if self.skip_heartbeats.load(Ordering::SeqCst) {
             return Ok(held.to_vec());
         }
         self.inner.heartbeat(held, lease).await
-    }
-    async fn complete(&self, fences: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
-        self.maybe_hang().await;
-        self.inner.complete(fences).await
-    }
-    async fn retry(
-        &self,
-        fence: &Fence,
-        delay: Duration,
-        error: &str,
-    ) -> durable_core::Result<bool> {
-        self.maybe_hang().await;
-        self.inner.retry(fence, delay, error).await
-    }
-    async fn fail(&self, fence: &Fence, error: &str) -> durable_core::Result<bool> {
-        self.maybe_hang().await;
-        self.inner.fail(fence, error).await
-    }
-    async fn requeue(&self, fences: &[Fence]) -> durable_core::Result<u64> {
-        self.inner.requeue(fences).await
     }
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         self.inner.mark_started(fence).await
@@ -288,18 +259,6 @@ impl Store for Faulty {
     }
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
         self.inner.rescue_expired().await
-    }
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
-        self.inner.cancel(id).await
-    }
-    async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
-        self.inner.prune(older_than, limit).await
-    }
-    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
-        self.inner.get(id).await
-    }
-    async fn counts(&self) -> durable_core::Result<StateCounts> {
-        self.inner.counts().await
     }
     async fn backlog(&self) -> durable_core::Result<u64> {
         self.inner.backlog().await
@@ -312,7 +271,11 @@ impl Store for Faulty {
         self.inner.unclaimable(known, waiting).await
     }
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
-        if !batch.complete.is_empty() {
+        let hands_back = batch
+            .settle
+            .iter()
+            .all(|s| matches!(s.outcome, Outcome::Requeued));
+        if !batch.complete.is_empty() || (!batch.settle.is_empty() && !hands_back) {
             self.maybe_hang().await;
         }
         let hold = (!batch.insert.is_empty() && self.hold_inserts.load(Ordering::SeqCst))
@@ -323,6 +286,25 @@ impl Store for Faulty {
             released.await;
         }
         self.inner.write(batch).await
+    }
+}
+
+#[async_trait]
+impl AdminStore for Faulty {
+    async fn migrate(&self) -> durable_core::Result<()> {
+        self.inner.migrate().await
+    }
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+        self.inner.cancel(id).await
+    }
+    async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
+        self.inner.prune(older_than, limit).await
+    }
+    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
+        self.inner.get(id).await
+    }
+    async fn counts(&self) -> durable_core::Result<StateCounts> {
+        self.inner.counts().await
     }
 }
 
@@ -353,7 +335,7 @@ pub async fn reclaim_by_the_same_runtime_keeps_every_slot(db: &impl TestDb) {
     let probe = Probe::default();
     let registry = super::tasks::registry(&probe).register::<Sticky>(probe.clone());
     let lease = Duration::from_millis(400);
-    let rt = Runtime::builder_arc(Arc::clone(&store), registry)
+    let rt = Runtime::builder(Arc::clone(&store), registry)
         .concurrency(3)
         .lease(lease)
         .cancel_grace(Duration::from_millis(100))
@@ -396,7 +378,7 @@ pub async fn shutdown_keeps_its_grace_when_outcome_writes_hang(db: &impl TestDb)
     let faulty = Faulty::new(db.store());
     let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
     let probe = Probe::default();
-    let rt = Runtime::builder_arc(Arc::clone(&store), super::tasks::registry(&probe))
+    let rt = Runtime::builder(Arc::clone(&store), super::tasks::registry(&probe))
         .lease(Duration::from_secs(30))
         .poll_interval(Duration::from_millis(50))
         .cancel_grace(Duration::from_millis(200))
@@ -434,7 +416,7 @@ pub async fn insert_committed_after_a_forced_shutdown_is_handed_back(db: &impl T
     let faulty = Faulty::new(db.store());
     let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
     let probe = Probe::default();
-    let rt = Runtime::builder_arc(Arc::clone(&store), super::tasks::registry(&probe))
+    let rt = Runtime::builder(Arc::clone(&store), super::tasks::registry(&probe))
         .lease(Duration::from_secs(60))
         .poll_interval(Duration::from_millis(50))
         .start();
@@ -469,7 +451,7 @@ pub async fn a_last_attempt_is_marked_started_before_it_runs(db: &impl TestDb) {
             .expect("tokio");
         let id = rt.block_on(async {
             let probe = Probe::default();
-            let runtime = Runtime::builder_arc(doomed_store, super::tasks::registry(&probe))
+            let runtime = Runtime::builder(doomed_store, super::tasks::registry(&probe))
                 .lease(lease)
                 .start();
             let id = runtime
@@ -504,7 +486,7 @@ pub async fn a_last_attempt_is_marked_started_before_it_runs(db: &impl TestDb) {
     let unstarted = never.id;
     store.insert(&[never]).await.expect("insert");
     let probe = Probe::default();
-    let rt = Runtime::builder_arc(Arc::clone(&store), super::tasks::registry(&probe))
+    let rt = Runtime::builder(Arc::clone(&store), super::tasks::registry(&probe))
         .lease(lease)
         .poll_interval(Duration::from_millis(50))
         .start();
@@ -551,14 +533,16 @@ pub async fn claim_landing_after_the_hand_back_starts_nothing(db: &impl TestDb) 
     let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
     let started = Attempts::default();
     let registry = Registry::new().register::<Counted>(started.clone());
-    let rt = Runtime::builder_arc(Arc::clone(&store), registry)
+    let rt = Runtime::builder(Arc::clone(&store), registry)
         .lease(Duration::from_secs(60))
         .poll_interval(Duration::from_millis(20))
         .start();
     // The runtime's next claim is held before its statement runs; the task is stored by
     // another process meanwhile, so that claim takes it once released.
     faulty.hold_claims.store(true, Ordering::SeqCst);
-    let id = durable_core::Client::from_arc(db.store(), 1 << 20)
+    let id = durable_core::Client::builder(db.store())
+        .max_payload_bytes(1 << 20)
+        .build()
         .enqueue(Counted)
         .await
         .expect("enqueue");

@@ -9,13 +9,17 @@ pub mod hardening;
 pub mod runtime;
 pub mod store;
 pub mod tasks;
+pub mod writes;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{Store, TaskId, TaskRecord, TaskState};
+use durable_core::store::{Store, TaskRecord};
+use durable_core::{TaskId, TaskState};
+
+pub use writes::Writes;
 
 /// A fresh private database.
 pub trait TestDb: Send + Sync + 'static {

@@ -4,18 +4,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::{
-    async_trait, ClaimRequest, ClaimedTask, Client, EnqueueOptions, Error, Fence, NewTask,
-    RescueReport, Runtime, RuntimeBuilder, StateCounts, Store, TaskId, TaskRecord, TaskState,
+use durable_core::runtime::RuntimeBuilder;
+use durable_core::store::{
+    async_trait, AdminStore, ClaimRequest, Fence, NewTask, RescueReport, StateCounts, Store,
+    TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
+use durable_core::{Client, EnqueueOptions, Error, Runtime, TaskId, TaskState};
 
 use super::tasks::{registry, Chain, Hangs, Mail, Panics, Probe, Rejects, Work};
+use super::Writes;
 use super::{eventually, row, wait_state, TestDb};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn builder(store: Arc<dyn Store>, probe: &Probe) -> RuntimeBuilder {
-    Runtime::builder_arc(store, registry(probe))
+    Runtime::builder(store, registry(probe))
         .poll_interval(Duration::from_millis(50))
         .lease(Duration::from_secs(5))
 }
@@ -173,7 +176,7 @@ pub async fn unknown_task_type_waits_for_a_runtime_that_knows_it(db: &impl TestD
     let newer_probe = Probe::default();
     let registry =
         super::tasks::registry(&newer_probe).register::<super::tasks::Newer>(newer_probe.clone());
-    let new = Runtime::builder_arc(Arc::clone(&store), registry)
+    let new = Runtime::builder(Arc::clone(&store), registry)
         .poll_interval(Duration::from_millis(50))
         .start();
     let r = wait_state(&store, newer.id, TaskState::Completed, WAIT).await;
@@ -379,7 +382,9 @@ pub async fn shutdown_waits_for_finishing_tasks(db: &impl TestDb) {
     assert_eq!((report.finished, report.requeued), (1, 0));
     assert_eq!(row(&store, id).await.state, TaskState::Completed);
     // After shutdown nothing is claimed.
-    let client = Client::from_arc(Arc::clone(&store), 1 << 20);
+    let client = Client::builder(Arc::clone(&store))
+        .max_payload_bytes(1 << 20)
+        .build();
     let later = client
         .enqueue(Work::new("after"))
         .await
@@ -706,50 +711,27 @@ struct ClaimHold {
 }
 
 #[async_trait]
-impl Store for Counting {
+impl WorkerStore for Counting {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
-    fn listen(&self, wake: Arc<tokio::sync::Notify>, stop: tokio_util::sync::CancellationToken) {
-        self.inner.listen(wake, stop);
+    fn wakeups(&self) -> Wakeups {
+        self.inner.wakeups()
     }
-    async fn migrate(&self) -> durable_core::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn insert(&self, t: &[NewTask]) -> durable_core::Result<()> {
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.insert(t).await
-    }
-    async fn claim(&self, r: &ClaimRequest) -> durable_core::Result<Vec<ClaimedTask>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let claimed = self.inner.claim(r).await;
-        if let Some(hold) = &self.hold {
+        let outcome = self.inner.write(batch).await;
+        if let Some(hold) = batch.claim.and(self.hold.as_ref()) {
             if hold.armed.swap(false, Ordering::SeqCst) {
                 hold.entered.notify_one();
                 hold.release.notified().await;
             }
         }
-        claimed
+        outcome
     }
     async fn heartbeat(&self, f: &[Fence], l: Duration) -> durable_core::Result<Vec<Fence>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.heartbeat(f, l).await
-    }
-    async fn complete(&self, f: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.complete(f).await
-    }
-    async fn retry(&self, f: &Fence, d: Duration, e: &str) -> durable_core::Result<bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.retry(f, d, e).await
-    }
-    async fn fail(&self, f: &Fence, e: &str) -> durable_core::Result<bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.fail(f, e).await
-    }
-    async fn requeue(&self, f: &[Fence]) -> durable_core::Result<u64> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.requeue(f).await
     }
     async fn mark_started(&self, f: &Fence) -> durable_core::Result<bool> {
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -761,6 +743,23 @@ impl Store for Counting {
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.rescue_expired().await
+    }
+    async fn backlog(&self) -> durable_core::Result<u64> {
+        self.inner.backlog().await
+    }
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        self.inner.unclaimable(known, waiting).await
+    }
+}
+
+#[async_trait]
+impl AdminStore for Counting {
+    async fn migrate(&self) -> durable_core::Result<()> {
+        self.inner.migrate().await
     }
     async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
         self.inner.cancel(id).await
@@ -775,16 +774,6 @@ impl Store for Counting {
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         self.inner.counts().await
     }
-    async fn backlog(&self) -> durable_core::Result<u64> {
-        self.inner.backlog().await
-    }
-    async fn unclaimable(
-        &self,
-        known: &[String],
-        waiting: Duration,
-    ) -> durable_core::Result<Vec<(String, u64)>> {
-        self.inner.unclaimable(known, waiting).await
-    }
 }
 
 /// An idle runtime with default settings makes about one store call per poll interval and
@@ -797,7 +786,7 @@ pub async fn idle_runtime_is_quiet(db: &impl TestDb) {
         hold: None,
     });
     let probe = Probe::default();
-    let rt = Runtime::builder_arc(store, registry(&probe)).start();
+    let rt = Runtime::builder(store, registry(&probe)).start();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = calls.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -812,7 +801,9 @@ pub async fn idle_runtime_is_quiet(db: &impl TestDb) {
 pub async fn cancelled_task_never_runs(db: &impl TestDb) {
     let probe = Probe::default();
     let store = db.store();
-    let client = Client::from_arc(Arc::clone(&store), 1 << 20);
+    let client = Client::builder(Arc::clone(&store))
+        .max_payload_bytes(1 << 20)
+        .build();
     let id = client
         .enqueue_with(
             Work::new("never"),

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use durable_core::{
-    ClaimRequest, ClaimedTask, NewTask, Store, TaskId, TaskState, WorkerId, WriteBatch,
-};
+use durable_core::store::{ClaimRequest, ClaimedTask, NewTask, Store, WriteBatch};
+use durable_core::{TaskId, TaskState, WorkerId};
 
+use super::Writes;
 use super::{row, TestDb};
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -21,7 +21,7 @@ async fn claim_all(
     store: &Arc<dyn Store>,
     owner: WorkerId,
     limit: usize,
-) -> Vec<durable_core::ClaimedTask> {
+) -> Vec<durable_core::store::ClaimedTask> {
     store
         .claim(&ClaimRequest::new(owner, LEASE, limit, ["work"]))
         .await
@@ -161,7 +161,7 @@ pub async fn claimed_insert_is_processing(db: &impl TestDb) {
         claim_all(&store, WorkerId::new(), 10).await.is_empty(),
         "not claimable twice"
     );
-    let fence = durable_core::Fence {
+    let fence = durable_core::store::Fence {
         id: t.id,
         owner,
         attempt: 1,
@@ -248,7 +248,7 @@ pub async fn heartbeat_extends_and_reports_lost(db: &impl TestDb) {
         .expect("claim");
     let fences: Vec<_> = claimed
         .iter()
-        .map(durable_core::ClaimedTask::fence)
+        .map(durable_core::store::ClaimedTask::fence)
         .collect();
     let before = row(&store, fences[0].id)
         .await
@@ -324,7 +324,7 @@ pub async fn requeue_does_not_count_attempt(db: &impl TestDb) {
     let claimed = claim_all(&store, owner, 3).await;
     let fences: Vec<_> = claimed
         .iter()
-        .map(durable_core::ClaimedTask::fence)
+        .map(durable_core::store::ClaimedTask::fence)
         .collect();
     assert_eq!(store.requeue(&fences).await.expect("requeue"), 3);
     for f in &fences {
@@ -412,7 +412,7 @@ pub async fn prune_bounded_and_keeps_failed(db: &impl TestDb) {
     let claimed = claim_all(&store, WorkerId::new(), 7).await;
     let fences: Vec<_> = claimed
         .iter()
-        .map(durable_core::ClaimedTask::fence)
+        .map(durable_core::store::ClaimedTask::fence)
         .collect();
     store.complete(&fences[..5]).await.expect("complete");
     store.fail(&fences[5], "dead").await.expect("fail");
@@ -561,8 +561,8 @@ pub async fn migrate_is_idempotent(db: &impl TestDb) {
         .expect("insert after migrations");
 }
 
-fn fence_of(t: &NewTask, owner: WorkerId) -> durable_core::Fence {
-    durable_core::Fence {
+fn fence_of(t: &NewTask, owner: WorkerId) -> durable_core::store::Fence {
+    durable_core::store::Fence {
         id: t.id,
         owner,
         attempt: 1,
@@ -634,7 +634,10 @@ pub async fn write_combines_completions_inserts_and_claim(db: &impl TestDb) {
         for t in pending.iter().filter(|t| !claimed_ids.contains(&t.id)) {
             assert!(store.cancel(t.id).await.expect("cancel"));
         }
-        let done: Vec<_> = got.iter().map(durable_core::ClaimedTask::fence).collect();
+        let done: Vec<_> = got
+            .iter()
+            .map(durable_core::store::ClaimedTask::fence)
+            .collect();
         assert_eq!(
             store.complete(&done).await.expect("complete").len(),
             done.len()

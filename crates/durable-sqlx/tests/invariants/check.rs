@@ -47,7 +47,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use durable_core::{Fence, TaskId, TaskRecord, TaskState, WorkerId};
+use durable_core::store::{Fence, TaskRecord};
+use durable_core::{TaskId, TaskState, WorkerId};
 
 use crate::faults::Journal;
 use crate::leases;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 #[cfg(feature = "postgres")]
 use std::time::Duration;
 
-use durable_core::Store;
+use durable_core::store::Store;
 use durable_sqlx::sqlite::{Durability, SqliteStore};
 
 /// Which backend.

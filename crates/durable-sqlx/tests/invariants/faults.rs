@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use durable_core::{Error, Fence, Result, Store, WorkerId, WriteOutcome};
+use durable_core::store::{Fence, Store, WriteOutcome};
+use durable_core::{Error, Result, WorkerId};
 
 use crate::plan::{hash, Off, Rng};
 
@@ -95,13 +96,7 @@ impl Faults {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    Insert,
-    Claim,
     Heartbeat,
-    Complete,
-    Retry,
-    Fail,
-    Requeue,
     Rescue,
     Cancel,
     Prune,
@@ -157,38 +152,44 @@ impl<T: Send + 'static> Answer for Result<T> {
 
 impl Answer for WriteOutcome {
     fn failed(what: &str) -> Self {
-        WriteOutcome::new(
-            Err(injected(what)),
-            Err(injected(what)),
-            Err(injected(what)),
-        )
+        WriteOutcome::empty()
+            .with_inserted(Err(injected(what)))
+            .with_completed(Err(injected(what)))
+            .with_settled(Err(injected(what)))
+            .with_claimed(Err(injected(what)))
     }
     fn spoil(self, rng: &mut Rng) -> Self {
         let WriteOutcome {
             inserted,
             completed,
+            settled,
             claimed,
             ..
         } = self;
-        let parts = rng.between(1, 7);
+        let parts = rng.between(1, 15);
         let what = "error after the write was applied";
-        WriteOutcome::new(
-            if parts & 1 == 0 {
+        let keep = |bit: u64| parts & bit == 0;
+        WriteOutcome::empty()
+            .with_inserted(if keep(1) {
                 inserted
             } else {
                 Err(injected(what))
-            },
-            if parts & 2 == 0 {
+            })
+            .with_completed(if keep(2) {
                 completed
             } else {
                 Err(injected(what))
-            },
-            if parts & 4 == 0 {
+            })
+            .with_settled(if keep(8) {
+                settled
+            } else {
+                Err(injected(what))
+            })
+            .with_claimed(if keep(4) {
                 claimed
             } else {
                 Err(injected(what))
-            },
-        )
+            })
     }
 }
 
@@ -198,7 +199,7 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     pub faults: Arc<Faults>,
     pub incarnation: u32,
-    calls: [AtomicU64; 15],
+    calls: [AtomicU64; 9],
 }
 
 impl FaultyStore {

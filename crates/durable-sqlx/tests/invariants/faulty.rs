@@ -1,15 +1,14 @@
-//! The fault decorator's `Store` implementation: every call runs the real call under its
+//! The fault decorator's store implementation: every call runs the real call under its
 //! fault, and notes the leases the database granted and the claims the caller was told of.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::{
-    async_trait, ClaimRequest, ClaimedTask, Fence, NewTask, RescueReport, Result, StateCounts,
-    Store, TaskId, TaskRecord, WriteBatch, WriteOutcome,
+use durable_core::store::{
+    async_trait, AdminStore, ClaimedTask, Fence, NewTask, RescueReport, StateCounts, TaskRecord,
+    Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use durable_core::{Result, TaskId};
 
 use crate::faults::{Beat, FaultyStore, Method};
 
@@ -31,65 +30,33 @@ fn local(rows: &[NewTask]) -> Vec<Fence> {
 }
 
 #[async_trait]
-impl Store for FaultyStore {
+impl WorkerStore for FaultyStore {
     fn backend(&self) -> &'static str {
         self.inner().backend()
     }
 
-    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) {
-        self.inner().listen(wake, stop);
+    fn wakeups(&self) -> Wakeups {
+        self.inner().wakeups()
     }
 
-    fn single_writer(&self) -> bool {
-        self.inner().single_writer()
+    async fn check_enqueue(&self) -> Result<()> {
+        self.inner().check_enqueue().await
     }
 
-    async fn migrate(&self) -> Result<()> {
-        self.inner().migrate().await
+    async fn unclaimable(&self, known: &[String], waiting: Duration) -> Result<Vec<(String, u64)>> {
+        self.inner().unclaimable(known, waiting).await
     }
 
-    async fn insert(&self, tasks: &[NewTask]) -> Result<()> {
-        let (at, inner, faults, rows) = (
-            Instant::now(),
-            self.inner(),
-            Arc::clone(&self.faults),
-            tasks.to_vec(),
-        );
-        let answer = self
-            .call(Method::Insert, async move {
-                let result = inner.insert(&rows).await;
-                if result.is_ok() {
-                    faults.note(local(&rows), at, false);
-                }
-                result
-            })
-            .await;
-        if answer.is_ok() {
-            self.faults.note(local(tasks), at, true);
-        }
-        answer
+    async fn rescue_expired(&self) -> Result<RescueReport> {
+        let inner = self.inner();
+        self.call(Method::Rescue, async move { inner.rescue_expired().await })
+            .await
     }
 
-    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedTask>> {
-        let (at, inner, faults, request) = (
-            Instant::now(),
-            self.inner(),
-            Arc::clone(&self.faults),
-            request.clone(),
-        );
-        let answer = self
-            .call(Method::Claim, async move {
-                let result = inner.claim(&request).await;
-                if let Ok(claimed) = &result {
-                    faults.note(fences(claimed), at, false);
-                }
-                result
-            })
-            .await;
-        if let Ok(claimed) = &answer {
-            self.faults.note(fences(claimed), at, true);
-        }
-        answer
+    async fn backlog(&self) -> Result<u64> {
+        let inner = self.inner();
+        self.call(Method::Backlog, async move { inner.backlog().await })
+            .await
     }
 
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> Result<Vec<Fence>> {
@@ -128,47 +95,48 @@ impl Store for FaultyStore {
         .await
     }
 
-    async fn check_enqueue(&self) -> Result<()> {
-        self.inner().check_enqueue().await
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        let at = Instant::now();
+        let (inner, faults) = (self.inner(), Arc::clone(&self.faults));
+        let (rows, done, settle, claim) = (
+            batch.insert.to_vec(),
+            batch.complete.to_vec(),
+            batch.settle.to_vec(),
+            batch.claim.cloned(),
+        );
+        let answer = self
+            .call(Method::Write, async move {
+                let mut batch = WriteBatch::new()
+                    .insert(&rows)
+                    .complete(&done)
+                    .settle(&settle);
+                if let Some(claim) = &claim {
+                    batch = batch.claim(claim);
+                }
+                let outcome = inner.write(batch).await;
+                if outcome.inserted.is_ok() {
+                    faults.note(local(&rows), at, false);
+                }
+                if let Ok(claimed) = &outcome.claimed {
+                    faults.note(fences(claimed), at, false);
+                }
+                outcome
+            })
+            .await;
+        if answer.inserted.is_ok() {
+            self.faults.note(local(batch.insert), at, true);
+        }
+        if let Ok(claimed) = &answer.claimed {
+            self.faults.note(fences(claimed), at, true);
+        }
+        answer
     }
+}
 
-    async fn unclaimable(&self, known: &[String], waiting: Duration) -> Result<Vec<(String, u64)>> {
-        self.inner().unclaimable(known, waiting).await
-    }
-
-    async fn complete(&self, fences: &[Fence]) -> Result<Vec<TaskId>> {
-        let (inner, list) = (self.inner(), fences.to_vec());
-        self.call(Method::Complete, async move { inner.complete(&list).await })
-            .await
-    }
-
-    async fn retry(&self, fence: &Fence, delay: Duration, error: &str) -> Result<bool> {
-        let (inner, fence, error) = (self.inner(), *fence, error.to_owned());
-        self.call(Method::Retry, async move {
-            inner.retry(&fence, delay, &error).await
-        })
-        .await
-    }
-
-    async fn fail(&self, fence: &Fence, error: &str) -> Result<bool> {
-        let (inner, fence, error) = (self.inner(), *fence, error.to_owned());
-        self.call(
-            Method::Fail,
-            async move { inner.fail(&fence, &error).await },
-        )
-        .await
-    }
-
-    async fn requeue(&self, fences: &[Fence]) -> Result<u64> {
-        let (inner, list) = (self.inner(), fences.to_vec());
-        self.call(Method::Requeue, async move { inner.requeue(&list).await })
-            .await
-    }
-
-    async fn rescue_expired(&self) -> Result<RescueReport> {
-        let inner = self.inner();
-        self.call(Method::Rescue, async move { inner.rescue_expired().await })
-            .await
+#[async_trait]
+impl AdminStore for FaultyStore {
+    async fn migrate(&self) -> Result<()> {
+        self.inner().migrate().await
     }
 
     async fn cancel(&self, id: TaskId) -> Result<bool> {
@@ -195,44 +163,5 @@ impl Store for FaultyStore {
         let inner = self.inner();
         self.call(Method::Counts, async move { inner.counts().await })
             .await
-    }
-
-    async fn backlog(&self) -> Result<u64> {
-        let inner = self.inner();
-        self.call(Method::Backlog, async move { inner.backlog().await })
-            .await
-    }
-
-    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
-        let at = Instant::now();
-        let (inner, faults) = (self.inner(), Arc::clone(&self.faults));
-        let (rows, done, claim) = (
-            batch.insert.to_vec(),
-            batch.complete.to_vec(),
-            batch.claim.cloned(),
-        );
-        let answer = self
-            .call(Method::Write, async move {
-                let mut batch = WriteBatch::new().insert(&rows).complete(&done);
-                if let Some(claim) = &claim {
-                    batch = batch.claim(claim);
-                }
-                let outcome = inner.write(batch).await;
-                if outcome.inserted.is_ok() {
-                    faults.note(local(&rows), at, false);
-                }
-                if let Ok(claimed) = &outcome.claimed {
-                    faults.note(fences(claimed), at, false);
-                }
-                outcome
-            })
-            .await;
-        if answer.inserted.is_ok() {
-            self.faults.note(local(batch.insert), at, true);
-        }
-        if let Ok(claimed) = &answer.claimed {
-            self.faults.note(fences(claimed), at, true);
-        }
-        answer
     }
 }

@@ -4,7 +4,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use durable_core::{Fence, TaskId};
+use durable_core::store::Fence;
+use durable_core::TaskId;
 
 use crate::check::{Evidence, Findings};
 use crate::plan::NARROW;

@@ -79,7 +79,7 @@ pub fn queue_of(seed: u64, index: u32) -> &'static str {
     if Rng::new(hash(&[seed, 5, u64::from(index)])).chance(300) {
         NARROW
     } else {
-        durable_core::DEFAULT_QUEUE
+        durable_core::store::DEFAULT_QUEUE
     }
 }
 

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::{Client, Registry, Runtime, ShutdownReport, WorkerId};
+use durable_core::runtime::ShutdownReport;
+use durable_core::{Client, Registry, Runtime, WorkerId};
 
 use crate::db::Connector;
 use crate::faults::{Faults, FaultyStore};

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use durable_core::{Client, EnqueueOptions, Store, TaskId, TaskRecord};
+use durable_core::store::{Store, TaskRecord};
+use durable_core::{Client, EnqueueOptions, TaskId};
 use tokio::task::JoinSet;
 
 use crate::check::{check, Ack, Evidence, Note, Submission};
@@ -170,7 +171,7 @@ impl World {
                     Some(Slot::Alive(p)) => p.client(),
                     _ => self.producer.clone(),
                 };
-                let mut rows = Vec::new();
+                let mut batch = client.batch();
                 let mut at = Vec::new();
                 let mut submissions = lock(&self.submissions);
                 for spec in tasks {
@@ -180,23 +181,22 @@ impl World {
                     if let Some(delay) = spec.delay {
                         options = options.delay(delay);
                     }
-                    let row = client
-                        .prepare(&Chaos { index: spec.index }, &options)
+                    let id = batch
+                        .push_with(&Chaos { index: spec.index }, options)
                         .expect("prepare");
-                    self.ids.insert(spec.index, row.id);
+                    self.ids.insert(spec.index, id);
                     at.push(submissions.len());
                     submissions.push(Submission {
-                        id: row.id,
+                        id,
                         index: spec.index,
                         ack: Ack::Unknown,
                     });
-                    rows.push(row);
                 }
                 drop(submissions);
                 let submissions = Arc::clone(&self.submissions);
                 self.background.spawn(async move {
-                    let ack = match client.insert(rows).await {
-                        Ok(()) => Ack::Stored,
+                    let ack = match batch.commit().await {
+                        Ok(_) => Ack::Stored,
                         Err(_) => Ack::Refused,
                     };
                     for i in at {

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::{EnqueueOptions, Store, TaskId, TaskRecord};
+use durable_core::store::{Store, TaskRecord};
+use durable_core::TaskId;
 
 use crate::process::Process;
 use crate::tasks::Tick;
@@ -52,16 +53,12 @@ pub async fn idle<'a>(processes: &[&'a Process]) -> Vec<&'a Process> {
 /// slot of the next runtime probed.
 pub async fn capacity(p: &Process, concurrency: usize) -> Option<String> {
     let client = p.client();
-    let rows: Vec<_> = (0..concurrency)
-        .map(|_| {
-            client
-                .prepare(&Tick, &EnqueueOptions::new())
-                .expect("prepare")
-        })
+    let mut batch = client.batch();
+    let ids: Vec<TaskId> = (0..concurrency)
+        .map(|_| batch.push(&Tick).expect("prepare"))
         .collect();
-    let ids: Vec<TaskId> = rows.iter().map(|row| row.id).collect();
     let before = p.runtime.stats().dispatched_locally;
-    let inserted = client.insert(rows).await;
+    let inserted = batch.commit().await;
     let started = p.runtime.stats().dispatched_locally - before;
     for id in ids {
         let _ = client.cancel(id).await;

@@ -4,7 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use durable_core::{ClaimRequest, NewTask, Store, TaskState, WorkerId};
+use crate::conformance::Writes as _;
+use durable_core::store::AdminStore as _;
+use durable_core::store::{ClaimRequest, NewTask};
+use durable_core::{TaskState, WorkerId};
 use sqlx::PgPool;
 
 /// This build's schema version: its newest embedded migration.

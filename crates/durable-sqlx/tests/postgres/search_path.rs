@@ -3,11 +3,12 @@
 
 use std::str::FromStr;
 
-use durable_core::{NewTask, Store};
+use durable_core::store::NewTask;
 use durable_sqlx::postgres::PostgresStore;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
+use crate::conformance::Writes as _;
 use crate::{new_schema_name, SchemaGuard};
 
 /// An application schema holding one table with one row; dropped with the guard.

@@ -6,9 +6,12 @@
 
 use std::time::Duration;
 
-use durable_core::{ClaimRequest, NewTask, Store, TaskState, WorkerId, WriteBatch};
+use durable_core::store::{ClaimRequest, NewTask, WriteBatch};
+use durable_core::{TaskState, WorkerId};
 
 use crate::conformance::row;
+use crate::conformance::Writes as _;
+use durable_core::store::WorkerStore as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claimed_rows_that_cannot_be_read_do_not_fail_the_write() {

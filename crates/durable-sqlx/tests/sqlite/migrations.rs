@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::{ClaimRequest, NewTask, Store, TaskState, WorkerId};
+use durable_core::store::{ClaimRequest, NewTask, Store};
+use durable_core::{TaskState, WorkerId};
 use durable_sqlx::sqlite::SqliteStore;
 use sqlx::SqlitePool;
 
 use crate::conformance::row;
+use crate::conformance::Writes as _;
 
 /// This build's schema version: its newest embedded migration.
 const THIS_VERSION: i64 = 2;

@@ -9,13 +9,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{
-    ClaimRequest, NewTask, Runtime, Store, TaskId, TaskState, WorkerId, WriteBatch,
-};
+use durable_core::store::{ClaimRequest, NewTask, Store, WriteBatch};
+use durable_core::{Runtime, TaskId, TaskState, WorkerId};
 use durable_sqlx::sqlite::SqliteStore;
 
 use crate::conformance::tasks::{registry, Probe, Work};
+use crate::conformance::Writes as _;
 use crate::conformance::{eventually, wait_state};
+use durable_core::store::{AdminStore as _, WorkerStore as _};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -138,7 +139,7 @@ async fn unreadable_claimed_rows_fail_alone_in_every_cycle_shape() {
         }
         let fences: Vec<_> = claimed
             .iter()
-            .map(durable_core::ClaimedTask::fence)
+            .map(durable_core::store::ClaimedTask::fence)
             .collect();
         assert_eq!(
             store.complete(&fences).await.expect("complete").len(),

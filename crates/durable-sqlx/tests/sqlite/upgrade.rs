@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::{NewTask, Store, TaskState, WorkerId};
+use durable_core::store::{NewTask, Store};
+use durable_core::{TaskState, WorkerId};
 use durable_sqlx::sqlite::SqliteStore;
 
 use crate::conformance::row;
+use crate::conformance::Writes as _;
+use durable_core::store::WorkerStore as _;
 
 /// An attempt in flight when the schema gained `attempt_started_at` may have started: a lease
 /// that expires on its last attempt still fails it, as it did before the upgrade.

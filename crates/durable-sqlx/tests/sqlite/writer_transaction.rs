@@ -32,7 +32,7 @@ async fn enqueue_inside_begin(store: &SqliteStore, client: &Client) {
         .await
         .expect("enqueue in tx");
     tx.commit().await.expect("commit");
-    assert!(durable_core::Store::get(store, id)
+    assert!(durable_core::store::AdminStore::get(store, id)
         .await
         .expect("get")
         .is_some());
@@ -99,6 +99,8 @@ async fn enqueue_right_after_commit_or_rollback_works() {
             .await
             .expect("enqueue after rollback");
     }
-    let counts = durable_core::Store::counts(&store).await.expect("counts");
+    let counts = durable_core::store::AdminStore::counts(&store)
+        .await
+        .expect("counts");
     assert_eq!(counts.pending, 50 + 100 + 20);
 }

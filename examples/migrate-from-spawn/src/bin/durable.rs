@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_durable::sqlite::SqliteStore;
-use axum_durable::{task, Durable, DurableLayer, Registry, Runtime, Store};
+use axum_durable::{task, Durable, DurableLayer, Registry, Runtime};
 use shop::{AppState, Config, Order};
 
 /// Sends the confirmation of order `order_id`.

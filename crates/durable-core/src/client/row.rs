@@ -1,4 +1,7 @@
-//! What a row must be for every store to hold it. Checked before a row reaches the
+//! A task's row: built from the task and its options ([`build`]), and checked to be what
+//! every store can hold ([`check_row`]).
+//!
+//! Rows are checked before they reach the
 //! group-commit writer: a row the database refuses would fail the statement it shares with
 //! other requests' rows, and the writer would have to redo their batch request by request.
 //!
@@ -14,11 +17,54 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::EnqueueOptions;
 use crate::error::{Error, Result};
 use crate::store::NewTask;
+use crate::task::Task;
 
 /// Longest task name or queue name, in bytes (UTF-8).
 pub const MAX_NAME_BYTES: usize = 255;
+
+/// Serializes `task` into a checked row with `options` over its type's defaults.
+pub(crate) fn build<T: Task>(
+    task: &T,
+    options: &EnqueueOptions,
+    max_payload_bytes: usize,
+) -> Result<NewTask> {
+    // Task names are global: a second type under this name would run this one's rows.
+    crate::names::claim::<T>(T::NAME)?;
+    let payload = serde_json::to_string(task).map_err(|source| Error::Serialize {
+        name: T::NAME,
+        source,
+    })?;
+    if payload.len() > max_payload_bytes {
+        return Err(Error::PayloadTooLarge {
+            name: T::NAME.to_owned(),
+            size: payload.len(),
+            limit: max_payload_bytes,
+        });
+    }
+    let run_at = match (options.run_at, options.delay) {
+        (Some(at), _) => Some(at),
+        (None, Some(delay)) => Some(after_delay(delay).map_err(|reason| Error::InvalidTask {
+            name: T::NAME.to_owned(),
+            reason,
+        })?),
+        (None, None) => None,
+    };
+    let defaults = T::options();
+    let queue = options
+        .queue
+        .clone()
+        .unwrap_or_else(|| defaults.queue.to_string());
+    let mut row = NewTask::new(T::NAME, payload)
+        .with_queue(queue)
+        .with_priority(options.priority.unwrap_or(defaults.priority))
+        .with_max_attempts(options.max_attempts.unwrap_or(defaults.max_attempts));
+    row.run_at = run_at;
+    check_row(&row, max_payload_bytes)?;
+    Ok(row)
+}
 
 /// 0001-01-01T00:00:00Z in Unix milliseconds.
 const EARLIEST_MS: i64 = -62_135_596_800_000;

@@ -8,13 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::error::{Error, Result};
 use crate::store::NewTask;
 
-/// Default bound on the rows queued for writing by one client.
-pub const DEFAULT_MAX_QUEUED_ROWS: usize = 16_384;
-
-/// Default bound on the bytes queued for writing by one client (payloads, names and a
-/// fixed per-row overhead).
-pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
-
 /// Bytes counted per row besides its payload and names: id, times, numbers, bookkeeping.
 const ROW_OVERHEAD: usize = 128;
 

@@ -1,0 +1,82 @@
+//! [`Batch`]: tasks of several types, stored in one transaction.
+
+use super::{Client, EnqueueOptions};
+use crate::error::Result;
+use crate::ids::TaskId;
+use crate::store::NewTask;
+use crate::task::Task;
+
+/// Tasks of any types, stored together: all of them, or none.
+///
+/// Each task is checked and serialized when pushed (the errors of
+/// [`Client::prepare`]), so a task that cannot be stored is refused before anything is
+/// written; [`commit`](Self::commit) then writes them all in one transaction and returns once
+/// committed. Dropping a batch without committing it stores nothing.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use durable_core::{Client, Task};
+/// # async fn demo<A: Task, B: Task>(client: Client, welcome: A, audit: B) -> durable_core::Result<()> {
+/// let mut batch = client.batch();
+/// let email = batch.push(&welcome)?;
+/// batch.push(&audit)?;
+/// batch.commit().await?; // both stored, or neither
+/// println!("welcome email is task {email}");
+/// # Ok(()) }
+/// ```
+///
+/// # Cancel safety
+///
+/// Dropping the future of [`commit`](Self::commit) does not cancel the write: the rows are
+/// committed (or fail) regardless; only the answer is lost.
+#[derive(Debug)]
+pub struct Batch {
+    client: Client,
+    rows: Vec<NewTask>,
+}
+
+impl Batch {
+    pub(super) fn new(client: Client) -> Self {
+        Self {
+            client,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds `task` with its type's options; returns the id it will have.
+    pub fn push<T: Task>(&mut self, task: &T) -> Result<TaskId> {
+        self.push_with(task, EnqueueOptions::new())
+    }
+
+    /// Adds `task` with overrides; returns the id it will have.
+    pub fn push_with<T: Task>(&mut self, task: &T, options: EnqueueOptions) -> Result<TaskId> {
+        let row = self.client.prepare(task, &options)?;
+        let id = row.id;
+        self.rows.push(row);
+        Ok(id)
+    }
+
+    /// Tasks pushed so far.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The names of the tasks pushed so far, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rows.iter().map(|row| row.name.as_str())
+    }
+
+    /// Stores every task pushed, in one transaction; returns their ids in order once
+    /// committed. An empty batch writes nothing.
+    pub async fn commit(self) -> Result<Vec<TaskId>> {
+        let ids = self.rows.iter().map(|row| row.id).collect();
+        self.client.insert(self.rows).await?;
+        Ok(ids)
+    }
+}

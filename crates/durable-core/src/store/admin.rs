@@ -1,0 +1,35 @@
+//! [`AdminStore`]: inspection and administration of the task table.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{StateCounts, TaskRecord};
+use crate::error::Result;
+use crate::ids::TaskId;
+
+/// Inspection and administration: what operators, dashboards and maintenance call, as opposed
+/// to the worker protocol ([`WorkerStore`](super::WorkerStore)) a runtime drives.
+///
+/// None of these writes is fenced by an attempt: they act on a row whatever holds it, each in
+/// a statement of its own.
+#[async_trait]
+pub trait AdminStore: Send + Sync + fmt::Debug + 'static {
+    /// Applies the embedded migrations (idempotent; safe when several instances start at
+    /// once).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Reads one row.
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>>;
+
+    /// Counts rows per state.
+    async fn counts(&self) -> Result<StateCounts>;
+
+    /// Cancels a `pending` task: it never runs. Returns whether it was pending.
+    async fn cancel(&self, id: TaskId) -> Result<bool>;
+
+    /// Deletes up to `limit` `completed`/`cancelled` rows finished more than `older_than` ago;
+    /// returns how many. `failed` rows are kept for inspection.
+    async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64>;
+}

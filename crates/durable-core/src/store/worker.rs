@@ -1,0 +1,95 @@
+//! [`WorkerStore`]: the worker protocol — what a runtime and its client's writer need.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::{BoxStream, StreamExt};
+
+use super::{Fence, RescueReport, WriteBatch, WriteOutcome};
+use crate::error::Result;
+
+/// Wakeups from other processes: one item each time tasks may have become due that this
+/// process did not write ([`WorkerStore::wakeups`]).
+pub type Wakeups = BoxStream<'static, ()>;
+
+/// The worker protocol: writing tasks and attempts' outcomes, claiming, holding and rescuing
+/// leases. Implemented by `durable-sqlx` for SQLite and PostgreSQL; its conformance suite pins
+/// the behaviour every implementation must have.
+///
+/// Each method has one caller in `durable-core`: [`write`](Self::write) the client's writer,
+/// [`heartbeat`](Self::heartbeat) a runtime's heartbeat loop, and so on (said per method).
+/// Every write about an attempt carries its [`Fence`] and applies only while that attempt
+/// still holds the row. Times are taken from the store's own clock (the database's, for a
+/// server) so instances with skewed clocks agree.
+#[async_trait]
+pub trait WorkerStore: Send + Sync + fmt::Debug + 'static {
+    /// Short backend name for logs ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    /// Cross-process wakeups, for as long as the stream is kept: the runtime takes it when it
+    /// starts and drops it when it stops. A hint only — the runtime keeps polling. The default
+    /// never yields (one process per database, as with SQLite); PostgreSQL yields on `NOTIFY`.
+    fn wakeups(&self) -> Wakeups {
+        futures_util::stream::pending().boxed()
+    }
+
+    /// One cycle of the client's writer, its only caller: `batch.complete` and
+    /// `batch.settle` (attempts' outcomes), `batch.insert` (new rows, all or none), and
+    /// `batch.claim` after the insert (so it sees the new rows): due `pending` rows of the
+    /// request's names become `processing` for its owner, `attempts + 1`, lease taken — never
+    /// more than the request allows, and never a row whose name is not in `request.names`.
+    ///
+    /// Each part's outcome must be the one it would have had alone: a part failing on its own
+    /// data must not fail the others. How the parts are written is the store's choice (SQLite:
+    /// one transaction, redone part by part when a part fails; PostgreSQL: the parts at once
+    /// on several connections). Outcomes are fenced: [`WriteOutcome::completed`] and
+    /// [`WriteOutcome::settled`] list the attempts whose write applied.
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome;
+
+    /// Extends the lease of the held attempts; returns those still held (the rest were lost).
+    /// Called by a runtime's heartbeat loop.
+    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> Result<Vec<Fence>>;
+
+    /// Records that an attempt is starting its task's code (the row's `attempt_started_at`).
+    /// Claims and rows inserted already claimed leave it unset, so a lease that expires on a
+    /// task's **last** attempt tells [`rescue_expired`](Self::rescue_expired) whether that
+    /// attempt may have run: a worker that died between the claim and the start must not use
+    /// up the task's last attempt. The runtime calls it before running an attempt that is its
+    /// task's last (`attempt >= max_attempts`); earlier attempts need no mark, as an expired
+    /// one is counted either way.
+    ///
+    /// Fenced: `Ok(false)` when the attempt no longer holds the row (its lease was lost) —
+    /// the caller must not run it then.
+    async fn mark_started(&self, fence: &Fence) -> Result<bool>;
+
+    /// Sweeps rows whose lease expired (their worker died): back to `pending` (the attempt
+    /// counted), or, on their last attempt, `failed` if that attempt was marked started
+    /// ([`mark_started`](Self::mark_started)) and back to `pending` with the attempt *not*
+    /// counted if it never started. Called by a runtime's claim loop.
+    async fn rescue_expired(&self) -> Result<RescueReport>;
+
+    /// Called by the [`Client`](crate::Client), in the caller's task, before it hands an
+    /// insert to its writer: fails when that insert could never be written from here. SQLite
+    /// answers [`Error::InsideWriterTransaction`](crate::Error::InsideWriterTransaction) when
+    /// the calling task holds a transaction on its only writer connection (the client's
+    /// writer would wait for that connection, and the transaction for the enqueue: until the
+    /// writer's acquire timeout, with every other write of the process waiting too). The
+    /// default has nothing to check. A wrapper store must delegate it.
+    async fn check_enqueue(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Number of due `pending` rows (`run_at` reached): the backlog a load shedder looks at
+    /// ([`Client::backlog`](crate::Client::backlog)). Rows scheduled for later and retries
+    /// waiting out their backoff are not counted: they are not work waiting for a worker.
+    async fn backlog(&self) -> Result<u64>;
+
+    /// Due `pending` rows whose task name is not in `known`, counted per name (most first):
+    /// tasks that the instance asking, whose registry `known` is, will never claim (a claim
+    /// takes only known names). Only rows due for at least `waiting` are counted (a task type
+    /// other instances run is normally claimed well within it), and only among the first
+    /// [`UNCLAIMABLE_SCAN`](super::UNCLAIMABLE_SCAN) due rows in claim order, so the query stays cheap on a large
+    /// backlog. Called by a runtime's periodic warning, not per claim.
+    async fn unclaimable(&self, known: &[String], waiting: Duration) -> Result<Vec<(String, u64)>>;
+}

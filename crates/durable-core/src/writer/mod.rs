@@ -1,0 +1,194 @@
+//! The group-commit writer: every write of a process's tasks goes through it.
+//!
+//! Requests hand it their rows, runtimes their attempts' outcomes and their claims; each
+//! cycle takes whatever is queued and writes it with one [`WorkerStore::write`], and while
+//! that commits the next cycle forms from whatever arrived meanwhile. Under load that turns
+//! many small transactions into a few multi-row ones (group commit); at low load a lone
+//! request is written at once, with no timer adding latency.
+//!
+//! Because the writer is a spawned task, a caller that is dropped mid-write (hyper drops a
+//! handler's future when the client disconnects) cannot cancel or corrupt the transaction:
+//! the batch is committed or rolled back as a whole, never left half-open on a connection.
+//!
+//! What waits for the writer is bounded ([`queue`]); a row the database refuses fails only
+//! its own request ([`split`]). A local runtime sees the writer's cycles through one hook,
+//! [`LocalRuntime`]: it takes capacity for fresh rows before their insert commits (they are
+//! inserted already claimed and start at once), sizes the claim riding on a cycle, and starts
+//! what the cycle committed for it.
+//!
+//! [`WorkerStore::write`]: crate::store::WorkerStore::write
+
+mod cycle;
+mod queue;
+mod split;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock, Weak};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::ids::TaskId;
+use crate::store::{ClaimRequest, ClaimedTask, Fence, NewTask, Settle, Store};
+
+use cycle::{Job, MAX_BATCH_BYTES, MAX_BATCH_ROWS};
+use queue::{Ticket, WriteQueue};
+
+/// The local runtime as the writer sees it: the capacity it has for the rows and claims of a
+/// cycle, and where what the cycle committed for it starts.
+pub(crate) trait LocalRuntime: Send + Sync {
+    /// Before an insert: marks as many of `rows` as have free capacity `claimed_by` this
+    /// runtime (inserted already claimed, they start without a claim).
+    fn reserve(&self, rows: &mut [NewTask]) -> Option<Reservation>;
+    /// After the insert: starts the rows it reserved if `committed`, notes the others as due
+    /// (or gives the capacity back if not committed).
+    fn inserted(&self, reservation: Option<Reservation>, rows: &[NewTask], committed: bool);
+    /// The claim to ride on a cycle, for the capacity left after the cycle's reservations;
+    /// that capacity is held until [`claimed`](Self::claimed). `None` when there is no room.
+    fn begin_claim(&self) -> Option<ClaimRequest>;
+    /// The claim's rows once committed (`None`: it failed): releases the held capacity, takes
+    /// one slot per row and starts them.
+    fn claimed(&self, request: &ClaimRequest, rows: Option<Vec<ClaimedTask>>);
+}
+
+/// Capacity taken for rows being inserted already claimed: the rows' indexes and queues.
+pub(crate) struct Reservation {
+    pub(crate) slots: Vec<(usize, String)>,
+    /// Keeps a runtime's shutdown waiting until the insert is answered.
+    pub(crate) _guard: tokio_util::task::task_tracker::TaskTrackerToken,
+}
+
+/// What a claim made by the writer for a runtime did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimReport {
+    /// Rows claimed (and started).
+    pub(crate) claimed: usize,
+    /// Most rows the claim could take (0: there was no room).
+    pub(crate) limit: usize,
+}
+
+/// The local runtime, once one is attached.
+type Attached = Arc<OnceLock<Weak<dyn LocalRuntime>>>;
+
+/// A handle on one writer task. Cheap to clone; the writer stops when the last clone is gone.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+    store: Arc<dyn Store>,
+    /// Inserts accepted and not yet answered; the job channel carries no more.
+    queue: Arc<WriteQueue>,
+    local: Attached,
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("queued_rows", &self.queue.rows())
+            .field("max_queued_rows", &self.queue.max_rows())
+            .field("max_queued_bytes", &self.queue.max_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Starts a writer on `store`, holding at most `max_rows` rows and `max_bytes` bytes of
+    /// unanswered inserts.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (it spawns its task).
+    pub(crate) fn start(store: Arc<dyn Store>, max_rows: usize, max_bytes: usize) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let local: Attached = Arc::new(OnceLock::new());
+        tokio::spawn(cycle::write_loop(
+            Arc::clone(&store),
+            rx,
+            Arc::clone(&local),
+        ));
+        Self {
+            jobs,
+            store,
+            queue: WriteQueue::new(max_rows, max_bytes),
+            local,
+        }
+    }
+
+    pub(crate) fn queue(&self) -> &WriteQueue {
+        &self.queue
+    }
+
+    /// Attaches the runtime whose tasks this writer dispatches; `false` if one already is.
+    pub(crate) fn attach(&self, runtime: Weak<dyn LocalRuntime>) -> bool {
+        self.local.set(runtime).is_ok()
+    }
+
+    fn local(&self) -> Option<Arc<dyn LocalRuntime>> {
+        self.local.get().and_then(Weak::upgrade)
+    }
+
+    /// Writes checked rows, all or none; returns once committed. Fails with
+    /// [`Error::Overloaded`] at once when the write queue is full.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not cancel the write, only the answer is lost.
+    pub(crate) async fn insert(&self, rows: Vec<NewTask>) -> Result<()> {
+        // Ready at once unless the caller holds what the writer needs (SQLite's writer
+        // transaction): then it fails instead of waiting on itself.
+        self.store.check_enqueue().await?;
+        let ticket = self.queue.admit(&rows)?;
+        if rows.len() > MAX_BATCH_ROWS || ticket.bytes() > MAX_BATCH_BYTES {
+            return self.insert_alone(rows, ticket).await;
+        }
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Insert { rows, done, ticket })?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// A batch over the cycle's bounds, in a transaction of its own so it does not hold up
+    /// other requests' small batches; in a spawned task (not cancelled with the caller). The
+    /// local runtime is told once it is committed.
+    async fn insert_alone(&self, rows: Vec<NewTask>, ticket: Ticket) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let local = self.local();
+        let write = tokio::spawn(async move {
+            let result = cycle::insert_on(&*store, &rows).await;
+            if let Some(local) = local {
+                local.inserted(None, &rows, result.is_ok());
+            }
+            drop(ticket);
+            result
+        });
+        write.await.map_err(|e| Error::store("enqueue", e))?
+    }
+
+    /// Marks one attempt `completed` in the next cycle; `Ok(false)` when its fence no longer
+    /// holds the row.
+    pub(crate) async fn complete(&self, fence: Fence) -> Result<bool> {
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Complete(fence, done))?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Writes attempts' other outcomes in the next cycle; returns the ids whose write applied.
+    pub(crate) async fn settle(&self, outcomes: Vec<Settle>) -> Result<Vec<TaskId>> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Settle(outcomes, done))?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Claims due tasks for `runtime` in the next cycle (with the capacity it has then) and
+    /// starts them there.
+    pub(crate) async fn claim(&self, runtime: Arc<dyn LocalRuntime>) -> Result<ClaimReport> {
+        let (done, answer) = oneshot::channel();
+        self.send(Job::Claim(runtime, done))?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        self.jobs.send(job).map_err(|_| Error::ShuttingDown)
+    }
+}

@@ -1,0 +1,101 @@
+//! Answering inserts, and writing a refused batch apart.
+//!
+//! A batch whose insert the database refuses because of a row ([`Error::Rejected`]: a
+//! constraint, a trigger, a value it cannot hold) is written again in halves, recursively,
+//! so that every request is answered as if it had been written alone: the requests whose
+//! rows are fine are stored, only the one with the bad row fails. Whole-database failures
+//! (connection lost, timeout) fail the batch at once; splitting would only repeat them.
+
+use tokio::sync::oneshot;
+
+use super::cycle::{insert_on, SharedError};
+use super::queue::Ticket;
+use super::LocalRuntime;
+use crate::error::{Error, Result};
+use crate::store::{NewTask, Store};
+
+/// One request of a cycle: how many of the cycle's rows are its own (they are contiguous,
+/// in request order) and where its answer goes.
+pub(super) struct Inserter {
+    rows: usize,
+    done: oneshot::Sender<Result<()>>,
+    ticket: Ticket,
+}
+
+impl Inserter {
+    pub(super) fn new(rows: usize, done: oneshot::Sender<Result<()>>, ticket: Ticket) -> Self {
+        Self { rows, done, ticket }
+    }
+
+    pub(super) fn answer(self, result: Result<()>) {
+        // Room first: whoever reads the answer finds the queue without these rows.
+        drop(self.ticket);
+        // A dropped waiter only means nobody awaits the answer any more.
+        let _ = self.done.send(result);
+    }
+}
+
+/// Writes the requests of a refused batch again in halves, recursively: halves that commit
+/// are answered, halves refused again are halved until the refused request stands alone and
+/// gets its own error. With one bad request among `n`, that is about `2 log2 n` statements
+/// instead of `n`.
+pub(super) async fn write_apart(
+    store: &dyn Store,
+    local: Option<&dyn LocalRuntime>,
+    rows: &[NewTask],
+    inserters: Vec<Inserter>,
+) {
+    let mut starts = Vec::with_capacity(inserters.len() + 1);
+    starts.push(0);
+    for inserter in &inserters {
+        starts.push(starts[starts.len() - 1] + inserter.rows);
+    }
+    let mut waiting: Vec<Option<Inserter>> = inserters.into_iter().map(Some).collect();
+    let n = waiting.len();
+    // The whole batch already failed: start from its halves.
+    let mut groups = vec![(n / 2, n), (0, n / 2)];
+    while let Some((a, b)) = groups.pop() {
+        let group_rows = &rows[starts[a]..starts[b]];
+        match insert_on(store, group_rows).await {
+            Err(error) if b - a > 1 && matches!(error, Error::Rejected { .. }) => {
+                let mid = a + (b - a) / 2;
+                groups.push((mid, b));
+                groups.push((a, mid));
+            }
+            Ok(()) => {
+                if let Some(runtime) = local {
+                    runtime.inserted(None, group_rows, true);
+                }
+                for inserter in waiting[a..b].iter_mut().filter_map(Option::take) {
+                    inserter.answer(Ok(()));
+                }
+            }
+            Err(error) => {
+                if matches!(error, Error::Rejected { .. }) {
+                    tracing::warn!(rows = group_rows.len(), %error,
+                        "the database refused a request's tasks; the rest of its batch is stored");
+                } else {
+                    tracing::error!(rows = group_rows.len(), requests = b - a, %error,
+                        "enqueue failed while writing a refused batch apart");
+                }
+                let group = waiting[a..b].iter_mut().filter_map(Option::take).collect();
+                answer_failed(group, error);
+            }
+        }
+    }
+}
+
+/// Answers the requests of a failed write: a lone request gets the error itself, several
+/// share it.
+pub(super) fn answer_failed(mut inserters: Vec<Inserter>, error: Error) {
+    if inserters.len() == 1 {
+        if let Some(inserter) = inserters.pop() {
+            inserter.answer(Err(error));
+        }
+        return;
+    }
+    let shared = SharedError::new(error);
+    for inserter in inserters {
+        inserter.answer(Err(Error::store("enqueue", shared.clone())));
+    }
+}

@@ -1,0 +1,89 @@
+//! Inspection and administration on PostgreSQL: [`AdminStore`] for [`PostgresStore`].
+
+use std::time::Duration;
+
+use durable_core::store::{async_trait, AdminStore, StateCounts, TaskRecord};
+use durable_core::TaskId;
+
+use super::rows::record_from_row;
+use super::{ms, sql, PostgresStore};
+use crate::error::{Error, Result};
+use crate::util::detached;
+
+impl PostgresStore {
+    /// Applies the embedded migrations missing from the database (see
+    /// [`AdminStore::migrate`]); the same as the trait method, callable without importing it.
+    pub async fn migrate(&self) -> Result<()> {
+        // Without a statement timeout: a migration on a large table may take its time. (The
+        // last `-c` of the startup options wins.)
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("statement_timeout", 0)]);
+        detached("migrate", async move {
+            let migrate = &crate::migrate::postgres::MIGRATOR;
+            crate::migrate::postgres::run(&options, &migrate.migrations).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AdminStore for PostgresStore {
+    /// Applies the embedded migrations missing from the database on a dedicated connection,
+    /// recording them in `_durable_migrations` in the first schema of the `search_path`. A
+    /// database-wide advisory lock (sqlx's) is held meanwhile, so instances starting together
+    /// apply each once; the connection is closed afterwards, so a failed run cannot leave the
+    /// lock held. Starts against a newer schema whose migrations accept this version, and
+    /// fails naming both versions otherwise (see `docs/UPGRADING.md`).
+    async fn migrate(&self) -> durable_core::Result<()> {
+        PostgresStore::migrate(self).await.map_err(Into::into)
+    }
+
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+        self.run("cancel", move |pool| async move {
+            let done = sqlx::query(sql::CANCEL)
+                .bind(id.as_uuid())
+                .execute(&pool)
+                .await
+                .map_err(Error::db("cancel"))?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
+        self.run("prune", move |pool| async move {
+            let done = sqlx::query(sql::PRUNE)
+                .bind(ms(older_than))
+                .bind(i64::from(limit))
+                .execute(&pool)
+                .await
+                .map_err(Error::db("prune"))?;
+            Ok(done.rows_affected())
+        })
+        .await
+    }
+
+    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
+        self.run("get", move |pool| async move {
+            let row = sqlx::query(sql::GET)
+                .bind(id.as_uuid())
+                .fetch_optional(&pool)
+                .await
+                .map_err(Error::db("get"))?;
+            row.as_ref().map(record_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn counts(&self) -> durable_core::Result<StateCounts> {
+        self.run("counts", move |pool| async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as(sql::COUNTS)
+                .fetch_all(&pool)
+                .await
+                .map_err(Error::db("counts"))?;
+            crate::util::state_counts(rows)
+        })
+        .await
+    }
+}

@@ -1,0 +1,192 @@
+//! The worker protocol on PostgreSQL: [`WorkerStore`] for [`PostgresStore`].
+
+use std::time::Duration;
+
+use durable_core::store::{
+    async_trait, Fence, RescueReport, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+};
+use durable_core::{TaskId, WorkerId};
+use futures_util::StreamExt;
+use sqlx::Row;
+use tokio::sync::mpsc;
+
+use super::claim::{claim_some, complete_on};
+use super::rows::{attempt_i32, count, fence_columns, insert_on, pooled};
+use super::{listen, ms, sql, PostgresStore};
+use crate::error::Error;
+
+#[async_trait]
+impl WorkerStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// A task holding a `LISTEN` connection (opened with the pool's connect options, outside
+    /// the pool) yields once per notification. When the connection drops it is
+    /// re-established with backoff (100 ms doubling to 10 s), re-`LISTEN`s, and yields once
+    /// in case notifications were missed meanwhile. The task ends when the stream is dropped.
+    fn wakeups(&self) -> Wakeups {
+        // One slot: wakeups that arrive while one is pending are one wakeup.
+        let (tx, rx) = mpsc::channel(1);
+        let options = (*self.pool.connect_options()).clone();
+        tokio::spawn(listen::listen_loop(options, tx));
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
+        )
+        .boxed()
+    }
+
+    /// The parts run at once on separate pooled connections — completions and other outcomes
+    /// alongside the insert, the claim after the insert so it sees the new rows — each its own
+    /// transaction. PostgreSQL commits concurrent transactions together (its WAL flushes
+    /// are group-committed), so parallel statements beat one combined statement here: a
+    /// cycle costs about one round trip and one commit wait.
+    ///
+    /// Each part is one autocommit statement, run in the caller's task rather than a
+    /// detached one: the client's writer already is a task no request can cancel, and a
+    /// spawn per part was a scheduler hop on every request's path. (A dropped statement
+    /// cannot leave a transaction open; only a claim over capped queues needs a
+    /// transaction, and that one stays detached.)
+    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        let pool = &self.pool;
+        let complete = async {
+            if batch.complete.is_empty() {
+                return Ok(Vec::new());
+            }
+            pooled(pool, "complete", async |conn| {
+                complete_on(conn, fence_columns(batch.complete)).await
+            })
+            .await
+        };
+        let insert_then_claim = async {
+            let inserted = if batch.insert.is_empty() {
+                Ok(())
+            } else if crate::util::chunks(batch.insert).len() > 1 {
+                // Several statements need a transaction: a detached one.
+                self.insert_rows(batch.insert).await
+            } else {
+                pooled(pool, "insert", async |conn| {
+                    insert_on(conn, batch.insert).await
+                })
+                .await
+            };
+            let claimed = match batch.claim {
+                Some(request) if !request.is_empty() && request.capped.is_empty() => {
+                    pooled(pool, "claim", async |conn| {
+                        claim_some(conn, request, request.limit, None, &[]).await
+                    })
+                    .await
+                }
+                Some(request) if !request.is_empty() => self.claim_rows(request).await,
+                _ => Ok(Vec::new()),
+            };
+            (inserted, claimed)
+        };
+        let settle = async {
+            if batch.settle.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.settle(batch.settle).await
+        };
+        let (completed, settled, (inserted, claimed)) =
+            tokio::join!(complete, settle, insert_then_claim);
+        WriteOutcome::empty()
+            .with_inserted(inserted)
+            .with_completed(completed)
+            .with_settled(settled)
+            .with_claimed(claimed)
+    }
+
+    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, owners, attempts) = fence_columns(held);
+        self.run("heartbeat", move |pool| async move {
+            let rows = sqlx::query(sql::HEARTBEAT)
+                .bind(ids)
+                .bind(owners)
+                .bind(attempts)
+                .bind(ms(lease))
+                .fetch_all(&pool)
+                .await
+                .map_err(Error::db("heartbeat"))?;
+            rows.iter()
+                .map(|r| {
+                    let db = || Error::db("heartbeat");
+                    Ok(Fence {
+                        id: TaskId::from_uuid(r.try_get("id").map_err(db())?),
+                        owner: WorkerId::from_uuid(r.try_get("lease_owner").map_err(db())?),
+                        attempt: count(r.try_get("attempts").map_err(db())?),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
+        let fence = *fence;
+        self.run("mark started", move |pool| async move {
+            let done = sqlx::query(sql::MARK_STARTED)
+                .bind(fence.id.as_uuid())
+                .bind(fence.owner.as_uuid())
+                .bind(attempt_i32(fence.attempt))
+                .execute(&pool)
+                .await
+                .map_err(Error::db("mark started"))?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
+        self.run("rescue", move |pool| async move {
+            let row = sqlx::query(sql::RESCUE)
+                .fetch_one(&pool)
+                .await
+                .map_err(Error::db("rescue"))?;
+            let requeued: i64 = row.try_get("requeued").map_err(Error::db("rescue"))?;
+            let failed: i64 = row.try_get("failed").map_err(Error::db("rescue"))?;
+            Ok(RescueReport {
+                requeued: requeued as u64,
+                failed: failed as u64,
+            })
+        })
+        .await
+    }
+
+    async fn backlog(&self) -> durable_core::Result<u64> {
+        self.run("backlog", move |pool| async move {
+            let n: i64 = sqlx::query_scalar(sql::BACKLOG)
+                .fetch_one(&pool)
+                .await
+                .map_err(Error::db("backlog"))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn unclaimable(
+        &self,
+        known: &[String],
+        waiting: Duration,
+    ) -> durable_core::Result<Vec<(String, u64)>> {
+        let known = known.to_vec();
+        self.run("unclaimable", move |pool| async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as(sql::UNCLAIMABLE)
+                .bind(ms(waiting))
+                .bind(known)
+                .bind(i64::from(durable_core::store::UNCLAIMABLE_SCAN))
+                .fetch_all(&pool)
+                .await
+                .map_err(Error::db("unclaimable"))?;
+            Ok(rows
+                .into_iter()
+                .map(|(name, n)| (name, u64::try_from(n).unwrap_or(0)))
+                .collect())
+        })
+        .await
+    }
+}

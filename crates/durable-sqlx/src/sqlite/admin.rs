@@ -1,0 +1,87 @@
+//! Inspection and administration on SQLite: [`AdminStore`] for [`SqliteStore`].
+
+use std::time::Duration;
+
+use durable_core::store::{async_trait, AdminStore, StateCounts, TaskRecord};
+use durable_core::TaskId;
+
+use super::encode::now_ms;
+use super::rows::record_from_row;
+use super::{sql, to_core, SqliteStore};
+use crate::error::{Error, Result};
+use crate::util::{detached, millis};
+
+impl SqliteStore {
+    /// Applies the embedded migrations missing from the file (see
+    /// [`AdminStore::migrate`]); the same as the trait method, callable without importing it.
+    pub async fn migrate(&self) -> Result<()> {
+        let pool = self.inner.writer.clone();
+        detached("migrate", async move {
+            let migrate = &crate::migrate::sqlite::MIGRATOR;
+            crate::migrate::sqlite::run(&pool, &migrate.migrations).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AdminStore for SqliteStore {
+    /// Applies the embedded migrations missing from the file, in one `BEGIN IMMEDIATE`
+    /// transaction on the writer connection: processes migrating one file at once wait for
+    /// each other. Starts against a newer schema whose migrations accept this version, and
+    /// fails naming both versions otherwise (see `docs/UPGRADING.md`).
+    async fn migrate(&self) -> durable_core::Result<()> {
+        to_core(SqliteStore::migrate(self).await)
+    }
+
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+        to_core(
+            self.transaction("cancel", move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql::CANCEL)
+                        .bind(id.to_string())
+                        .bind(now_ms())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(Error::db("cancel"))?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
+        to_core(
+            self.transaction("prune", move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(sql::PRUNE)
+                        .bind(now_ms() - millis(older_than))
+                        .bind(i64::from(limit))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(Error::db("prune"))?;
+                    Ok(done.rows_affected())
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
+        let row = sqlx::query(sql::GET)
+            .bind(id.to_string())
+            .fetch_optional(&self.inner.reader)
+            .await
+            .map_err(Error::db("get"))?;
+        to_core(row.as_ref().map(record_from_row).transpose())
+    }
+
+    async fn counts(&self) -> durable_core::Result<StateCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql::COUNTS)
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(Error::db("counts"))?;
+        to_core(crate::util::state_counts(rows))
+    }
+}
