@@ -39,6 +39,20 @@ use crate::error::{Error, Result};
 /// The line a migration declares its compatibility with: `-- durable:compatible-from N`.
 pub(crate) const COMPATIBLE_FROM: &str = "-- durable:compatible-from";
 
+/// The applied migrations, oldest first (both backends).
+pub(crate) const APPLIED: &str = "SELECT version, checksum, success, compatible_from
+     FROM _durable_migrations ORDER BY version";
+
+/// Records one applied migration: $1 version, $2 description, $3 checksum, $4 execution time
+/// (ns), $5 compatible-from version (both backends; SQLite reads `$N` as `?N`).
+pub(crate) const RECORD: &str = "INSERT INTO _durable_migrations
+     (version, description, success, checksum, execution_time, compatible_from)
+ VALUES ($1, $2, TRUE, $3, $4, $5)";
+
+/// Adds the compatible-from column to a table an earlier version created.
+pub(crate) const ADD_COMPATIBLE_FROM: &str =
+    "ALTER TABLE _durable_migrations ADD COLUMN compatible_from BIGINT";
+
 /// One row of `_durable_migrations`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct Applied {

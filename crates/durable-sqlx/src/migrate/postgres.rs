@@ -40,13 +40,10 @@ async fn run_locked(conn: &mut PgConnection, migrations: &[Migration]) -> Result
         .await
         .map_err(Error::db("migrate"))?;
     ensure_table(conn).await?;
-    let applied: Vec<Applied> = sqlx::query_as(
-        "SELECT version, checksum, success, compatible_from
-         FROM _durable_migrations ORDER BY version",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(Error::db("migrate"))?;
+    let applied: Vec<Applied> = sqlx::query_as(super::APPLIED)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::db("migrate"))?;
     let plan = plan(migrations, &applied)?;
     plan.log();
     for pending in &plan.pending {
@@ -75,19 +72,15 @@ async fn apply(conn: &mut PgConnection, pending: &Pending<'_>) -> Result<()> {
     conn.execute(migration.sql.clone())
         .await
         .map_err(|e| MigrateError::ExecuteMigration(e, migration.version))?;
-    sqlx::query(
-        "INSERT INTO _durable_migrations
-             (version, description, success, checksum, execution_time, compatible_from)
-         VALUES ($1, $2, TRUE, $3, $4, $5)",
-    )
-    .bind(migration.version)
-    .bind(&*migration.description)
-    .bind(&*migration.checksum)
-    .bind(i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX))
-    .bind(pending.compatible_from)
-    .execute(&mut *conn)
-    .await
-    .map_err(Error::db("migrate"))?;
+    sqlx::query(super::RECORD)
+        .bind(migration.version)
+        .bind(&*migration.description)
+        .bind(&*migration.checksum)
+        .bind(i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX))
+        .bind(pending.compatible_from)
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::db("migrate"))?;
     Ok(())
 }
 
@@ -119,7 +112,7 @@ async fn ensure_table(conn: &mut PgConnection) -> Result<()> {
     .await
     .map_err(Error::db("migrate"))?;
     if !has_column {
-        sqlx::query("ALTER TABLE _durable_migrations ADD COLUMN compatible_from BIGINT")
+        sqlx::query(super::ADD_COMPATIBLE_FROM)
             .execute(&mut *conn)
             .await
             .map_err(Error::db("migrate"))?;

@@ -1,12 +1,20 @@
 //! SQLite statements. Lists (rows, fences, queue names) are bound as one JSON array and
 //! read with `json_each`, so a batch is one statement with no bind-parameter limit.
 
-/// The insert with its parameter numbers: rows JSON, now.
+/// The insert's target and columns, in the order every insert gives their values.
+macro_rules! insert_into {
+    () => {
+        "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
+    max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)"
+    };
+}
+
+/// The insert from a JSON array of rows, with its parameter numbers: rows JSON, now.
 macro_rules! insert {
     ($rows:literal, $now:literal) => {
         concat!(
-            "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
-    max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)
+            insert_into!(),
+            "
 SELECT j.value ->> '$.id', j.value ->> '$.name', j.value ->> '$.queue', j.value ->> '$.payload',
     j.value ->> '$.state', j.value ->> '$.priority', j.value ->> '$.attempts',
     j.value ->> '$.max_attempts', j.value ->> '$.run_at', j.value ->> '$.lease_owner',
@@ -47,27 +55,12 @@ macro_rules! known_names {
     };
 }
 
-/// ?1 owner, ?2 lease expiry, ?3 now, ?4 queue, ?5 limit, ?6 JSON array of task names.
-pub(super) const CLAIM_QUEUE: &str = concat!(
-    "
-UPDATE durable_tasks
-SET state = 'processing', attempts = attempts + 1, lease_owner = ?1, lease_expires_at = ?2,
-    started_at = ?3, attempt_started_at = NULL, updated_at = ?3
-WHERE id IN (
-    SELECT id FROM durable_tasks
-    WHERE state = 'pending' AND queue = ?4 AND run_at <= ?3",
-    known_names!("?6"),
-    "
-    ORDER BY priority DESC, run_at, id
-    LIMIT ?5)
-",
-    claimed!()
-);
-
-/// The claim over every queue but a JSON array of excluded ones, with its parameter numbers:
-/// owner, lease expiry, now, excluded queues, limit, task names.
-macro_rules! claim_others {
-    ($owner:literal, $expiry:literal, $now:literal, $excluded:literal, $limit:literal, $names:literal) => {
+/// The claim, with its parameters (numbered, or anonymous `?` bound in the order they
+/// appear): owner, lease expiry, now (three times: started, updated, due), an extra filter on
+/// `queue` (SQL text, may be empty), task names (a JSON array), limit. Due `pending` rows of
+/// the named types, in claim order, become `processing` for the owner.
+macro_rules! claim {
+    ($owner:literal, $expiry:literal, $now:literal, $queues:literal, $names:literal, $limit:literal) => {
         concat!(
             "UPDATE durable_tasks
 SET state = 'processing', attempts = attempts + 1, lease_owner = ",
@@ -84,10 +77,7 @@ WHERE id IN (
     SELECT id FROM durable_tasks
     WHERE state = 'pending' AND run_at <= ",
             $now,
-            "
-      AND queue NOT IN (SELECT value FROM json_each(",
-            $excluded,
-            "))",
+            $queues,
             known_names!($names),
             "
     ORDER BY priority DESC, run_at, id
@@ -100,9 +90,20 @@ WHERE id IN (
     };
 }
 
+/// ?1 owner, ?2 lease expiry, ?3 now, ?4 queue, ?5 limit, ?6 JSON array of task names.
+pub(super) const CLAIM_QUEUE: &str = claim!("?1", "?2", "?3", " AND queue = ?4", "?6", "?5");
+
 /// ?1 owner, ?2 lease expiry, ?3 now, ?4 JSON array of excluded queues, ?5 limit, ?6 JSON
 /// array of task names.
-pub(super) const CLAIM_OTHERS: &str = claim_others!("?1", "?2", "?3", "?4", "?5", "?6");
+pub(super) const CLAIM_OTHERS: &str = claim!(
+    "?1",
+    "?2",
+    "?3",
+    "
+      AND queue NOT IN (SELECT value FROM json_each(?4))",
+    "?6",
+    "?5"
+);
 
 /// The fence condition: the row is `processing` and held by one of the fences in ?1. The
 /// fence ids are looked up by primary key first, so a batch costs O(fences), not
@@ -117,22 +118,32 @@ macro_rules! fenced {
     };
 }
 
+/// The completion's update, up to its fence condition, with its `now` parameter.
+macro_rules! complete_set {
+    ($now:literal) => {
+        concat!(
+            "UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL,
+    finished_at = ",
+            $now,
+            ", updated_at = ",
+            $now,
+            "
+WHERE "
+        )
+    };
+}
+
 /// [`COMPLETE`] inside [`CYCLE`] (same parameter numbers).
 macro_rules! cycle_complete {
     () => {
-        concat!(
-            "UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL, finished_at = ?2,
-     updated_at = ?2 WHERE ",
-            fenced!(),
-            " RETURNING id"
-        )
+        concat!(complete_set!("?2"), fenced!(), " RETURNING id")
     };
 }
 
 /// The any-queue claim inside [`CYCLE`].
 macro_rules! cycle_claim {
     () => {
-        claim_others!("?4", "?5", "?2", "'[]'", "?6", "?7")
+        claim!("?4", "?5", "?2", "", "?7", "?6")
     };
 }
 
@@ -302,20 +313,7 @@ ORDER BY n DESC, name";
 
 /// The any-queue claim of [`cycle_script`], with anonymous parameters: owner, lease expiry,
 /// now, now, now, task names (a JSON array), limit.
-pub(super) const BOUND_CLAIM: &str = concat!(
-    "UPDATE durable_tasks
-SET state = 'processing', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?,
-    started_at = ?, attempt_started_at = NULL, updated_at = ?
-WHERE id IN (
-    SELECT id FROM durable_tasks
-    WHERE state = 'pending' AND run_at <= ?",
-    known_names!("?"),
-    "
-    ORDER BY priority DESC, run_at, id
-    LIMIT ?)
-",
-    claimed!()
-);
+pub(super) const BOUND_CLAIM: &str = claim!("?", "?", "?", "", "?", "?");
 
 /// The claim of [`CYCLE`] on its own, for checking its plan.
 #[cfg(test)]
@@ -380,11 +378,12 @@ pub(super) fn cycle_script(
     if let Some(n) = fences {
         let _ = write!(
             sql,
-            "UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL,
-    finished_at = ?, updated_at = ?
-WHERE state = 'processing' AND id IN ({})
+            concat!(
+                complete_set!("?"),
+                "state = 'processing' AND id IN ({})
   AND (id, lease_owner, attempts) IN (VALUES {});
-SELECT changes();\n",
+SELECT changes();\n"
+            ),
             vec!["?"; n].join(", "),
             slots(n, FENCE_PARAMS)
         );
@@ -392,9 +391,11 @@ SELECT changes();\n",
     if let Some(n) = rows {
         let _ = write!(
             sql,
-            "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
-    max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)
-SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL;\n",
+            concat!(
+                insert_into!(),
+                "
+SELECT * FROM (VALUES {}) WHERE column1 IS NOT NULL;\n"
+            ),
             slots(n, ROW_PARAMS)
         );
     }
