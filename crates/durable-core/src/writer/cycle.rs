@@ -1,14 +1,13 @@
 //! One writer cycle: what it gathers from the queue, the one store write, and the answers.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue::Ticket;
-use super::split::{answer_failed, Inserter};
+use super::split::{answer_failed, Inserter, SharedError};
 use super::{Attached, ClaimReport, LocalRuntime, Reservation};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
@@ -44,34 +43,6 @@ pub(super) enum Job {
     Complete(Fence, oneshot::Sender<Result<bool>>),
     Settle(Vec<Settle>, oneshot::Sender<Result<Vec<TaskId>>>),
     Claim(Arc<dyn LocalRuntime>, oneshot::Sender<Result<ClaimReport>>),
-}
-
-/// One error reported to every caller of a failed write.
-#[derive(Debug, Clone)]
-pub(super) struct SharedError(Arc<Error>);
-
-impl SharedError {
-    pub(super) fn new(error: Error) -> Self {
-        Self(Arc::new(error))
-    }
-}
-
-impl fmt::Display for SharedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for SharedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&*self.0)
-    }
-}
-
-/// Inserts rows on their own (a batch over the cycle's bounds, or a refused batch written
-/// apart).
-pub(super) async fn insert_on(store: &dyn Store, rows: &[NewTask]) -> Result<()> {
-    store.write(WriteBatch::new().insert(rows)).await.inserted
 }
 
 /// How long a cycle may run before the next one starts beside it instead of waiting: a

@@ -152,7 +152,7 @@ impl Writer {
         let store = Arc::clone(&self.store);
         let local = self.local();
         let write = tokio::spawn(async move {
-            let result = cycle::insert_on(&*store, &rows).await;
+            let result = split::insert_on(&*store, &rows).await;
             if let Some(local) = local {
                 local.inserted(None, &rows, result.is_ok());
             }

@@ -6,13 +6,43 @@
 //! rows are fine are stored, only the one with the bad row fails. Whole-database failures
 //! (connection lost, timeout) fail the batch at once; splitting would only repeat them.
 
+use std::fmt;
+use std::sync::Arc;
+
 use tokio::sync::oneshot;
 
-use super::cycle::{insert_on, SharedError};
 use super::queue::Ticket;
 use super::LocalRuntime;
 use crate::error::{Error, Result};
-use crate::store::{NewTask, Store};
+use crate::store::{NewTask, Store, WriteBatch};
+
+/// One error reported to every caller of a failed write.
+#[derive(Debug, Clone)]
+pub(super) struct SharedError(Arc<Error>);
+
+impl SharedError {
+    pub(super) fn new(error: Error) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+impl fmt::Display for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
+
+/// Inserts rows on their own (a batch over the cycle's bounds, or a refused batch written
+/// apart).
+pub(super) async fn insert_on(store: &dyn Store, rows: &[NewTask]) -> Result<()> {
+    store.write(WriteBatch::new().insert(rows)).await.inserted
+}
 
 /// One request of a cycle: how many of the cycle's rows are its own (they are contiguous,
 /// in request order) and where its answer goes.
