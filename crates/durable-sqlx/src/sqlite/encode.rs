@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::SqliteConnection;
 
-use super::sql;
+use super::{script, sql};
 use crate::error::{Error, Result};
 use crate::util::millis;
 
@@ -108,7 +108,7 @@ pub(super) async fn insert_json(conn: &mut SqliteConnection, rows: String, now: 
     Ok(())
 }
 
-/// The parameters of [`sql::cycle_script`] for `batch`'s completions and rows, the spare
+/// The parameters of [`script::cycle_script`] for `batch`'s completions and rows, the spare
 /// slots of each bucket bound to NULL. The claim's come last and are added once the
 /// connection is held ([`claim_args`]): its "now" must not predate rows committed while the
 /// cycle waited for the connection.
@@ -128,7 +128,7 @@ pub(super) fn bound_cycle_args(batch: &WriteBatch<'_>, now: i64) -> Result<Sqlit
         .map_err(encode)
     };
     if !batch.complete.is_empty() {
-        let slots = sql::bucket(batch.complete.len());
+        let slots = script::bucket(batch.complete.len());
         add(&mut args, Value::Int(now))?;
         add(&mut args, Value::Int(now))?;
         for f in batch.complete {
@@ -142,7 +142,7 @@ pub(super) fn bound_cycle_args(batch: &WriteBatch<'_>, now: i64) -> Result<Sqlit
             add(&mut args, Value::Text(f.owner.to_string()))?;
             add(&mut args, Value::Int(i64::from(f.attempt)))?;
         }
-        for _ in batch.complete.len() * sql::FENCE_PARAMS..slots * sql::FENCE_PARAMS {
+        for _ in batch.complete.len() * script::FENCE_PARAMS..slots * script::FENCE_PARAMS {
             add(&mut args, Value::Null)?;
         }
     }
@@ -176,8 +176,8 @@ pub(super) fn bound_cycle_args(batch: &WriteBatch<'_>, now: i64) -> Result<Sqlit
             add(&mut args, Value::Int(now))?;
             add(&mut args, Value::Int(now))?;
         }
-        for _ in
-            batch.insert.len() * sql::ROW_PARAMS..sql::bucket(batch.insert.len()) * sql::ROW_PARAMS
+        for _ in batch.insert.len() * script::ROW_PARAMS
+            ..script::bucket(batch.insert.len()) * script::ROW_PARAMS
         {
             add(&mut args, Value::Null)?;
         }

@@ -1,6 +1,9 @@
 //! SQLite store: the embedded default. One file, WAL, every write serialized through one
 //! connection so `SQLITE_BUSY` never reaches the caller; reads use a small pool.
 
+#[macro_use]
+mod sql;
+
 mod admin;
 mod builder;
 mod combined;
@@ -11,7 +14,7 @@ mod parts;
 #[cfg(test)]
 mod plan;
 mod rows;
-mod sql;
+mod script;
 mod worker;
 mod writer_owner;
 

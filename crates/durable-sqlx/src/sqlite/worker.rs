@@ -10,7 +10,7 @@ use super::combined::combined_write;
 use super::cycle::Cycle;
 use super::encode::{bound_cycle_args, fences_json, names_json, now_ms, rows_json};
 use super::rows::fence_from_row;
-use super::{sql, to_core, SqliteStore};
+use super::{script, sql, to_core, SqliteStore};
 use crate::error::Error;
 use crate::util::millis;
 
@@ -43,16 +43,16 @@ impl SqliteStore {
         let pool = self.inner.writer.clone();
         let capped = claim.as_ref().is_some_and(|c| !c.capped.is_empty());
         if !capped
-            && batch.insert.len() <= sql::MAX_BOUND_ROWS
-            && batch.complete.len() <= sql::MAX_BOUND_ROWS
+            && batch.insert.len() <= script::MAX_BOUND_ROWS
+            && batch.complete.len() <= script::MAX_BOUND_ROWS
         {
             let args = match bound_cycle_args(&batch, now) {
                 Ok(args) => args,
                 Err(error) => return self.write_without_rows(batch, error).await,
             };
-            let script = sql::cycle_script(
-                (!batch.complete.is_empty()).then(|| sql::bucket(batch.complete.len())),
-                (!batch.insert.is_empty()).then(|| sql::bucket(batch.insert.len())),
+            let script = script::cycle_script(
+                (!batch.complete.is_empty()).then(|| script::bucket(batch.complete.len())),
+                (!batch.insert.is_empty()).then(|| script::bucket(batch.insert.len())),
                 claim.is_some(),
             );
             let cycle = Cycle {
