@@ -39,7 +39,8 @@ pub(super) async fn run(ctx: Ctx) {
         latencies.push(started.elapsed());
         calibration.push((request, reply));
     }
-    let typical = load::percentile(latencies, 50.0);
+    latencies.sort_unstable();
+    let typical = durable_testkit::percentile(&latencies, 50.0).unwrap_or_default();
     let window_ms = u64::try_from(typical.as_millis() * 2)
         .unwrap_or(u64::MAX)
         .max(30);
