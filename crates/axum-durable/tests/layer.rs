@@ -33,14 +33,14 @@ impl Task for Note {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _file: durable_testkit::SqliteFile,
     store: SqliteStore,
     client: axum_durable::Client,
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::connect(dir.path().join("app.db").display().to_string())
+    let file = durable_testkit::SqliteFile::new();
+    let store = SqliteStore::connect(file.path_string())
         .await
         .expect("connect");
     store.migrate().await.expect("migrate");
@@ -51,7 +51,7 @@ async fn fixture() -> Fixture {
     // A client with no runtime: rows stay pending, which is what these tests inspect.
     let client = axum_durable::Client::new(store.clone());
     Fixture {
-        _dir: dir,
+        _file: file,
         store,
         client,
     }
@@ -163,8 +163,8 @@ async fn rejected_write_answers_500_without_internals_and_acknowledges_nothing()
 /// request answers `503` with `Retry-After`, and the body names no database internals.
 #[tokio::test]
 async fn unavailable_database_answers_503_without_internals() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("app.db").display().to_string();
+    let file = durable_testkit::SqliteFile::new();
+    let path = file.path_string();
     let store = SqliteStore::builder(path.clone())
         .busy_timeout(Duration::from_millis(100))
         .connect()

@@ -185,18 +185,18 @@ mod sqlite {
     use sqlx::{Connection, SqliteConnection};
 
     struct Db {
-        _dir: tempfile::TempDir,
+        _file: durable_testkit::SqliteFile,
         path: String,
         store: SqliteStore,
     }
 
     async fn db() -> Db {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("app.db").display().to_string();
+        let file = durable_testkit::SqliteFile::new();
+        let path = file.path_string();
         let store = SqliteStore::connect(path.clone()).await.expect("connect");
         store.migrate().await.expect("migrate");
         Db {
-            _dir: dir,
+            _file: file,
             path,
             store,
         }
@@ -253,79 +253,19 @@ mod sqlite {
 mod postgres {
     use super::*;
     use axum_durable::postgres::PostgresStore;
-    use sqlx::{Connection, PgConnection};
-
-    const URL_VAR: &str = "DURABLE_TEST_DATABASE_URL";
-
-    /// The test database, or `None` (said on stderr) when PostgreSQL tests are not set up;
-    /// in CI the variable is required.
-    fn database_url() -> Option<String> {
-        match std::env::var(URL_VAR) {
-            Ok(url) if !url.trim().is_empty() => Some(url),
-            _ => {
-                assert!(
-                    std::env::var("CI").map_or(true, |v| v.is_empty()),
-                    "PostgreSQL tests are required in CI: set {URL_VAR}"
-                );
-                eprintln!("skipped: set {URL_VAR}=postgres://user@host:port/database");
-                None
-            }
-        }
-    }
-
-    /// A schema of its own, dropped at the end (also when the test panics).
-    struct Schema {
-        url: String,
-        name: String,
-    }
-
-    impl Drop for Schema {
-        fn drop(&mut self) {
-            let url = self.url.clone();
-            let name = self.name.clone();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio");
-                rt.block_on(async {
-                    let mut conn = PgConnection::connect(&url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
-                    )))
-                    .execute(&mut conn)
-                    .await?;
-                    conn.close().await
-                })
-            })
-            .join();
-        }
-    }
-
-    async fn connect_in(url: &str, schema: &str) -> PgConnection {
-        let mut conn = PgConnection::connect(url).await.expect("connect");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SET search_path = \"{schema}\""
-        )))
-        .execute(&mut conn)
-        .await
-        .expect("search_path");
-        conn
-    }
 
     async fn run(poison: Poison) {
-        let Some(url) = database_url() else { return };
-        let schema = Schema {
-            url: url.clone(),
-            name: format!("t_{}", TaskId::new().to_string().replace('-', "")),
+        let Some(url) = durable_testkit::database_url() else {
+            return;
         };
+        let schema = durable_testkit::PgSchema::new(&url).await;
         let store = PostgresStore::builder(&url)
-            .schema(&schema.name)
+            .schema(schema.name())
             .connect()
             .await
             .expect("connect");
         store.migrate().await.expect("migrate");
-        let mut admin = connect_in(&url, &schema.name).await;
+        let mut admin = schema.connect().await;
         if matches!(poison, Poison::Trigger) {
             sqlx::query(
                 "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$

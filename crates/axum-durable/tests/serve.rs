@@ -37,14 +37,14 @@ impl Task for Sleep {
 }
 
 struct Fixture {
-    dir: tempfile::TempDir,
+    file: durable_testkit::SqliteFile,
     store: SqliteStore,
     runtime: Runtime,
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::connect(dir.path().join("app.db").display().to_string())
+    let file = durable_testkit::SqliteFile::new();
+    let store = SqliteStore::connect(file.path_string())
         .await
         .expect("connect");
     store.migrate().await.expect("migrate");
@@ -53,7 +53,7 @@ async fn fixture() -> Fixture {
         .cancel_grace(Duration::from_millis(50))
         .start();
     Fixture {
-        dir,
+        file,
         store,
         runtime,
     }
@@ -355,7 +355,7 @@ async fn connect_info_is_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_sockets_are_served() {
     let fx = fixture().await;
-    let path = fx.dir.path().join("app.sock");
+    let path = fx.file.dir().join("app.sock");
     let listener = tokio::net::UnixListener::bind(&path).expect("bind");
     let drain = Arc::new(CancellationToken::new());
     let server = tokio::spawn(serve_with_signals(

@@ -1,5 +1,5 @@
-//! Opening a fresh store per measurement (a temporary SQLite file, or a PostgreSQL schema or
-//! database of its own that is dropped afterwards), the no-op task, and the naive insert.
+//! Opening a fresh store per measurement (a temporary SQLite file or a PostgreSQL schema of
+//! its own, from `durable-testkit`, removed afterwards), the no-op task, and the naive insert.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,9 +10,10 @@ use durable_core::store::Store;
 use durable_core::{Task, TaskContext, TaskError, TaskId};
 use durable_sqlx::postgres::PostgresStore;
 use durable_sqlx::sqlite::{Durability, SqliteStore};
+use durable_testkit::{PgSchema, SqliteFile};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 
 use crate::Result;
 
@@ -66,59 +67,14 @@ pub(crate) fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// Runs one statement on a short-lived connection to `options`.
-pub(crate) async fn pg_exec(options: &PgConnectOptions, statement: String) -> Result<()> {
-    let mut conn = options.connect().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
-    Ok(())
-}
-
-/// A database of its own, dropped by [`PgDatabase::drop_now`].
-#[derive(Debug)]
-pub(crate) struct PgDatabase {
-    /// Options of the server's administrative database (the `--database-url`).
-    pub(crate) admin: PgConnectOptions,
-    /// Options for the new database.
-    pub(crate) options: PgConnectOptions,
-    /// Its name.
-    pub(crate) name: String,
-}
-
-impl PgDatabase {
-    /// Creates a fresh database on the server of `url`.
-    pub(crate) async fn create(url: &str) -> Result<Self> {
-        let admin = PgConnectOptions::from_str(url)?;
-        let name = unique_name("durable_bench_db");
-        pg_exec(&admin, format!("CREATE DATABASE \"{name}\"")).await?;
-        let options = admin.clone().database(&name);
-        Ok(Self {
-            admin,
-            options,
-            name,
-        })
-    }
-
-    /// Drops the database (closing any connection still on it).
-    pub(crate) async fn drop_now(self) -> Result<()> {
-        pg_exec(
-            &self.admin,
-            format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
-        )
-        .await
-    }
-}
-
 enum Kind {
     Sqlite {
         store: SqliteStore,
-        dir: tempfile::TempDir,
+        file: SqliteFile,
     },
     Postgres {
         store: PostgresStore,
-        schema: String,
+        schema: PgSchema,
     },
 }
 
@@ -155,15 +111,14 @@ impl BenchStore {
             Backend::Sqlite => {
                 Self::open_sqlite(SQLITE_DURABILITY.get().copied().unwrap_or_default()).await
             }
-            Backend::Postgres => Self::open_postgres(PgConnectOptions::from_str(url)?).await,
+            Backend::Postgres => Self::open_postgres(url).await,
         }
     }
 
     /// Opens an empty SQLite store with the given durability.
     pub(crate) async fn open_sqlite(durability: Durability) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("durable-bench").tempdir()?;
-        let path = dir.path().join("bench.db");
-        let store = SqliteStore::builder(format!("sqlite://{}", path.display()))
+        let file = SqliteFile::create("durable-bench", "bench.db")?;
+        let store = SqliteStore::builder(file.url())
             .durability(durability)
             .connect()
             .await?;
@@ -171,15 +126,17 @@ impl BenchStore {
         Ok(Self {
             backend: Backend::Sqlite,
             store: Arc::new(store.clone()),
-            kind: Kind::Sqlite { store, dir },
+            kind: Kind::Sqlite { store, file },
         })
     }
 
-    /// Opens an empty PostgreSQL store in a new schema of the database of `options`.
-    pub(crate) async fn open_postgres(options: PgConnectOptions) -> Result<Self> {
-        let schema = unique_name("durable_bench");
+    /// Opens an empty PostgreSQL store in a new schema of the database of `url`.
+    pub(crate) async fn open_postgres(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        // Named for the benchmark (not `t_<uuid>`): no sweep of other runs' schemas.
+        let schema = PgSchema::named(url, &unique_name("durable_bench"));
         let store = PostgresStore::builder_with_options(options)
-            .schema(&schema)
+            .schema(schema.name())
             .application_name("durable-bench")
             .connect()
             .await?;
@@ -202,7 +159,7 @@ impl BenchStore {
     /// The PostgreSQL schema, if PostgreSQL.
     pub(crate) fn pg_schema(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Postgres { schema, .. } => Some(schema),
+            Kind::Postgres { schema, .. } => Some(schema.name()),
             Kind::Sqlite { .. } => None,
         }
     }
@@ -214,7 +171,7 @@ impl BenchStore {
             Kind::Postgres { store, schema, .. } => {
                 let options = store.pool().connect_options().as_ref().clone();
                 let other = PostgresStore::builder_with_options(options)
-                    .schema(schema)
+                    .schema(schema.name())
                     .application_name("durable-bench-b")
                     .connect()
                     .await?;
@@ -232,7 +189,7 @@ impl BenchStore {
                 let options = store.pool().connect_options().as_ref().clone();
                 store.pool().close().await;
                 let store = PostgresStore::builder_with_options(options)
-                    .schema(&schema)
+                    .schema(schema.name())
                     .application_name("durable-bench")
                     .connect()
                     .await?;
@@ -285,19 +242,14 @@ impl BenchStore {
     pub(crate) async fn close(self) -> Result<()> {
         drop(self.store);
         match self.kind {
-            Kind::Sqlite { store, dir } => {
+            Kind::Sqlite { store, file } => {
                 store.writer_pool().close().await;
                 store.reader_pool().close().await;
-                drop(dir);
+                drop(file);
             }
             Kind::Postgres { store, schema } => {
-                let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-                )))
-                .execute(store.pool())
-                .await;
                 store.pool().close().await;
-                dropped?;
+                schema.drop_now().await?;
             }
         }
         Ok(())

@@ -3,15 +3,17 @@
 //! committed transactions from `pg_stat_database`).
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::store::Store;
 use durable_core::{Registry, Runtime};
+use durable_testkit::PgDatabase;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
-use crate::backend::{Backend, BenchStore, NoOp, PgDatabase};
+use crate::backend::{Backend, BenchStore, NoOp};
 use crate::counting::CountingStore;
 use crate::http::met;
 use crate::stats::{median, num, Table};
@@ -29,8 +31,8 @@ struct Figures {
 
 /// Committed transactions of database `name`, read from the administrative database (so
 /// the reading itself is not counted).
-async fn xact_commit(admin: &PgConnectOptions, name: &str) -> Result<i64> {
-    let mut conn = admin.connect().await?;
+async fn xact_commit(admin_url: &str, name: &str) -> Result<i64> {
+    let mut conn = PgConnectOptions::from_str(admin_url)?.connect().await?;
     let n: i64 = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
         .bind(name)
         .fetch_one(&mut conn)
@@ -117,14 +119,14 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
 
 async fn measure(backend: Backend, window: Duration, url: &str) -> Result<Figures> {
     let database = match backend {
-        Backend::Postgres => Some(PgDatabase::create(url).await?),
+        Backend::Postgres => Some(PgDatabase::create(url, "durable_bench_db").await?),
         Backend::Sqlite => None,
     };
     let bench = match &database {
         // Migrate on one pool, then work on a fresh one: the migration's connections have
         // exited (and reported their statistics) before the baseline is read.
         Some(db) => {
-            BenchStore::open_postgres(db.options.clone())
+            BenchStore::open_postgres(db.url())
                 .await?
                 .fresh_pool()
                 .await?
@@ -135,7 +137,7 @@ async fn measure(backend: Backend, window: Duration, url: &str) -> Result<Figure
         Some(db) => {
             // Let the migration's backends report their statistics first.
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            Some(xact_commit(&db.admin, &db.name).await?)
+            Some(xact_commit(url, db.name()).await?)
         }
         None => None,
     };
@@ -162,7 +164,7 @@ async fn measure(backend: Backend, window: Duration, url: &str) -> Result<Figure
         (Some(db), Some(before)) => {
             // Backends flush their statistics when they exit.
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            let after = xact_commit(&db.admin, &db.name).await?;
+            let after = xact_commit(url, db.name()).await?;
             Some((after - before) as f64 / total_secs)
         }
         _ => None,

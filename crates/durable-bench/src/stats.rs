@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use durable_testkit::percentile;
+
 /// The median of `values` (mean of the two middle ones for an even count); `NaN` if empty.
 pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
@@ -20,23 +22,15 @@ pub(crate) fn median(values: &[f64]) -> f64 {
 /// The `p`-th percentile (0..=100, nearest rank) of `sorted` samples, in milliseconds;
 /// `NaN` if empty.
 pub(crate) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1000.0
+    percentile(sorted, p).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
-/// The `p`-th percentile (nearest rank) of signed samples in milliseconds; `NaN` if empty.
+/// The `p`-th percentile (nearest rank) of signed samples in milliseconds, in any order;
+/// `NaN` if empty.
 pub(crate) fn percentile_signed(samples: &[f64], p: f64) -> f64 {
     let mut sorted: Vec<f64> = samples.to_vec();
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
     sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    percentile(&sorted, p).unwrap_or(f64::NAN)
 }
 
 /// A number for a table: no decimals from 100 up, two below 10, one between.
@@ -137,6 +131,7 @@ mod tests {
         let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
         assert!((percentile_ms(&samples, 50.0) - 50.0).abs() < 1e-9);
         assert!((percentile_ms(&samples, 99.0) - 99.0).abs() < 1e-9);
-        assert!((percentile_signed(&[-1.0, 0.0, 1.0], 50.0)).abs() < 1e-9);
+        assert!((percentile_signed(&[1.0, -1.0, 0.0], 50.0)).abs() < 1e-9);
+        assert!(percentile_ms(&[], 50.0).is_nan());
     }
 }

@@ -18,7 +18,6 @@ mod unreadable_rows;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::io::Write as _;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +29,7 @@ use durable_core::{
     TaskState, WorkerId,
 };
 use durable_sqlx::postgres::PostgresStore;
+use durable_testkit::{database_url, percentile, PgDatabase, PgSchema, URL_VAR};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -38,100 +38,6 @@ use uuid::Uuid;
 use conformance::TestDb;
 use conformance::Writes as _;
 use durable_core::store::AdminStore as _;
-
-const URL_VAR: &str = "DURABLE_TEST_DATABASE_URL";
-const SKIP: &str = "skipped: set DURABLE_TEST_DATABASE_URL=postgres://user@host:port/database \
-                    to run PostgreSQL tests";
-
-/// The test database URL; `None` (after saying so) when PostgreSQL tests are not configured.
-///
-/// # Panics
-///
-/// When the variable is missing and `CI` is set: CI must run these tests.
-fn database_url() -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v.is_empty()),
-                "PostgreSQL tests are required in CI: set {URL_VAR}=postgres://user@host:port/database \
-                 (for example postgres://postgres@127.0.0.1:5432/test)"
-            );
-            // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
-            let _ = writeln!(std::io::stderr(), "{SKIP}");
-            None
-        }
-    }
-}
-
-/// Drops a schema when dropped (also when the test panics).
-struct SchemaGuard {
-    url: String,
-    schema: String,
-}
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let schema = self.schema.clone();
-        // A runtime of its own on a thread of its own: this may run inside the test's runtime.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio");
-            rt.block_on(drop_schema(&url, &schema))
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("could not drop test schema {}: {e}", self.schema);
-        }
-    }
-}
-
-async fn drop_schema(url: &str, schema: &str) -> Result<(), sqlx::Error> {
-    let mut conn = PgConnection::connect(url).await?;
-    sqlx::query("SET lock_timeout = '10s'")
-        .execute(&mut conn)
-        .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-    )))
-    .execute(&mut conn)
-    .await?;
-    conn.close().await
-}
-
-/// Once per process: drops `t_<uuid v7>` schemas left by runs that could not clean up
-/// (killed processes) once they are older than 30 minutes.
-async fn sweep_stale_schemas(url: &str) {
-    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    SWEPT
-        .get_or_init(|| async {
-            let Ok(mut conn) = PgConnection::connect(url).await else {
-                return;
-            };
-            let names: Vec<String> = sqlx::query_scalar(
-                "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t_[0-9a-f]{12}7[0-9a-f]{19}$'",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap_or_default();
-            let cutoff = Utc::now().timestamp_millis() - 30 * 60 * 1000;
-            for name in names {
-                let created = i64::from_str_radix(&name[2..14], 16).unwrap_or(i64::MAX);
-                if created < cutoff {
-                    let _ = drop_schema(url, &name).await;
-                }
-            }
-            let _ = conn.close().await;
-        })
-        .await;
-}
-
-fn new_schema_name() -> String {
-    format!("t_{}", Uuid::now_v7().simple())
-}
 
 async fn store_on(url: &str, schema: &str, application_name: &str) -> PostgresStore {
     PostgresStore::builder(url)
@@ -149,7 +55,7 @@ struct PgDb {
     store: PostgresStore,
     url: String,
     schema: String,
-    _guard: SchemaGuard,
+    _guard: PgSchema,
 }
 
 impl PgDb {
@@ -184,12 +90,8 @@ impl TestDb for PgDb {
 
 /// A fresh schema without migrations.
 async fn fresh_db(url: String) -> PgDb {
-    sweep_stale_schemas(&url).await;
-    let schema = new_schema_name();
-    let guard = SchemaGuard {
-        url: url.clone(),
-        schema: schema.clone(),
-    };
+    let guard = PgSchema::new(&url).await;
+    let schema = guard.name().to_owned();
     let store = store_on(&url, &schema, &schema).await;
     PgDb {
         store,
@@ -267,11 +169,6 @@ impl Task for Stamp {
         let _ = cx.state().send((self.key, Instant::now()));
         Ok(())
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,12 +351,8 @@ async fn concurrent_migrate_from_four_pools() {
     let Some(url) = database_url() else {
         return;
     };
-    sweep_stale_schemas(&url).await;
-    let schema = new_schema_name();
-    let _guard = SchemaGuard {
-        url: url.clone(),
-        schema: schema.clone(),
-    };
+    let guard = PgSchema::new(&url).await;
+    let schema = guard.name().to_owned();
     let mut handles = Vec::new();
     for i in 0..4 {
         let url = url.clone();
@@ -538,10 +431,7 @@ async fn schema_names_needing_quotes_work() {
         "Durable Tasks {}",
         &Uuid::now_v7().simple().to_string()[20..]
     );
-    let _guard = SchemaGuard {
-        url: url.clone(),
-        schema: schema.clone(),
-    };
+    let _guard = PgSchema::named(&url, &schema);
     let store = store_on(&url, &schema, "durable-quoted-schema").await;
     store.migrate().await.expect("migrate");
     let t = NewTask::new("work", "{}");
@@ -690,8 +580,8 @@ async fn notify_wakes_another_instance_quickly() {
     let mut latencies = pickup_latencies(&client, &mut started, 0..20).await;
     latencies.sort();
     let (p50, p90, max) = (
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.9),
+        percentile(&latencies, 50.0).expect("latencies"),
+        percentile(&latencies, 90.0).expect("latencies"),
         latencies[latencies.len() - 1],
     );
     eprintln!(
@@ -777,14 +667,14 @@ async fn idle_instance_transactions_per_second() {
         return;
     };
     let mut admin = PgConnection::connect(&url).await.expect("connect");
-    let name = format!("durable_idle_{}", Uuid::now_v7().simple());
-    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-    {
-        eprintln!("skipped idle measurement: cannot create a database of its own ({e})");
-        return;
-    }
+    let db = match PgDatabase::create(&url, "durable_idle").await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("skipped idle measurement: cannot create a database of its own ({e})");
+            return;
+        }
+    };
+    let name = db.name().to_owned();
     let options = PgConnectOptions::from_str(&url)
         .expect("url")
         .database(&name);
@@ -825,11 +715,7 @@ async fn idle_instance_transactions_per_second() {
         )
     }
     .await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
+    let _ = db.drop_now().await;
     eprintln!(
         "idle instance (default settings): {steady:.2} server transactions/s steady \
          (10 s window after 11 s); {life} transactions over its whole {life_secs:.1} s life incl. startup \

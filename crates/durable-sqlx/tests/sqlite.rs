@@ -23,7 +23,7 @@ use conformance::Writes as _;
 use durable_core::store::{AdminStore as _, WorkerStore as _};
 
 struct SqliteDb {
-    _dir: tempfile::TempDir,
+    _file: durable_testkit::SqliteFile,
     url: String,
     store: Arc<dyn Store>,
 }
@@ -41,12 +41,12 @@ impl TestDb for SqliteDb {
 }
 
 async fn sqlite_db() -> SqliteDb {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("tasks.db").display());
+    let file = durable_testkit::SqliteFile::new();
+    let url = file.url();
     let store = SqliteStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
     SqliteDb {
-        _dir: dir,
+        _file: file,
         url,
         store: Arc::new(store),
     }

@@ -41,14 +41,14 @@ impl Task for Note {
 enum Db {
     #[cfg(feature = "sqlite")]
     Sqlite {
-        _dir: tempfile::TempDir,
+        _file: durable_testkit::SqliteFile,
         path: String,
         store: durable_sqlx::sqlite::SqliteStore,
     },
     #[cfg(feature = "postgres")]
     Postgres {
         store: durable_sqlx::postgres::PostgresStore,
-        pg: pg::Schema,
+        pg: durable_testkit::PgSchema,
     },
 }
 
@@ -106,8 +106,8 @@ impl Db {
             ),
             #[cfg(feature = "postgres")]
             Db::Postgres { pg, .. } => Arc::new(
-                durable_sqlx::postgres::PostgresStore::builder(&pg.url)
-                    .schema(&pg.name)
+                durable_sqlx::postgres::PostgresStore::builder(pg.url())
+                    .schema(pg.name())
                     .statement_timeout(patience)
                     .connect()
                     .await
@@ -196,14 +196,14 @@ impl Db {
 
 #[cfg(feature = "sqlite")]
 async fn sqlite_db() -> Option<Db> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tasks.db").display().to_string();
+    let file = durable_testkit::SqliteFile::new();
+    let path = file.path_string();
     let store = durable_sqlx::sqlite::SqliteStore::connect(path.clone())
         .await
         .expect("connect");
     store.migrate().await.expect("migrate");
     Some(Db::Sqlite {
-        _dir: dir,
+        _file: file,
         path,
         store,
     })
@@ -211,9 +211,9 @@ async fn sqlite_db() -> Option<Db> {
 
 #[cfg(feature = "postgres")]
 async fn postgres_db() -> Option<Db> {
-    let pg = pg::Schema::create()?;
-    let store = durable_sqlx::postgres::PostgresStore::builder(&pg.url)
-        .schema(&pg.name)
+    let pg = pg_schema().await?;
+    let store = durable_sqlx::postgres::PostgresStore::builder(pg.url())
+        .schema(pg.name())
         .connect()
         .await
         .expect("connect");
@@ -221,72 +221,11 @@ async fn postgres_db() -> Option<Db> {
     Some(Db::Postgres { store, pg })
 }
 
+/// A fresh schema on the test server; `None` (said on stderr) without
+/// `DURABLE_TEST_DATABASE_URL`; required in CI.
 #[cfg(feature = "postgres")]
-mod pg {
-    use sqlx::{Connection as _, PgConnection};
-
-    const URL_VAR: &str = "DURABLE_TEST_DATABASE_URL";
-
-    /// A schema of its own, dropped at the end (also when the test panics).
-    pub(crate) struct Schema {
-        pub(crate) url: String,
-        pub(crate) name: String,
-    }
-
-    impl Schema {
-        /// `None` (said on stderr) without `DURABLE_TEST_DATABASE_URL`; required in CI.
-        pub(crate) fn create() -> Option<Self> {
-            let url = match std::env::var(URL_VAR) {
-                Ok(url) if !url.trim().is_empty() => url,
-                _ => {
-                    assert!(
-                        std::env::var("CI").map_or(true, |v| v.is_empty()),
-                        "PostgreSQL tests are required in CI: set {URL_VAR}"
-                    );
-                    eprintln!("skipped: set {URL_VAR}=postgres://user@host:port/database");
-                    return None;
-                }
-            };
-            let name = format!("t_{}", uuid::Uuid::now_v7().simple());
-            Some(Self { url, name })
-        }
-
-        /// A connection of its own with the schema on its `search_path`.
-        pub(crate) async fn connect(&self) -> PgConnection {
-            let mut conn = PgConnection::connect(&self.url).await.expect("connect");
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SET search_path = \"{}\"",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await
-            .expect("search_path");
-            conn
-        }
-    }
-
-    impl Drop for Schema {
-        fn drop(&mut self) {
-            let url = self.url.clone();
-            let name = self.name.clone();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio");
-                rt.block_on(async {
-                    let mut conn = PgConnection::connect(&url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
-                    )))
-                    .execute(&mut conn)
-                    .await?;
-                    conn.close().await
-                })
-            })
-            .join();
-        }
-    }
+async fn pg_schema() -> Option<durable_testkit::PgSchema> {
+    Some(durable_testkit::PgSchema::new(&durable_testkit::database_url()?).await)
 }
 
 /// One `#[tokio::test]` per backend for each case.
@@ -714,33 +653,33 @@ mod postgres_pool {
     /// 30 s by default, set by the builder, or kept from the URL.
     #[tokio::test]
     async fn statement_timeout_defaults_to_30s_and_can_be_set() {
-        let Some(pg) = pg::Schema::create() else {
+        let Some(pg) = pg_schema().await else {
             return;
         };
-        let store = PostgresStore::builder(&pg.url)
-            .schema(&pg.name)
+        let store = PostgresStore::builder(pg.url())
+            .schema(pg.name())
             .connect()
             .await
             .expect("connect");
         assert_eq!(show_statement_timeout(&store).await, "30s");
-        let store = PostgresStore::builder(&pg.url)
-            .schema(&pg.name)
+        let store = PostgresStore::builder(pg.url())
+            .schema(pg.name())
             .statement_timeout(Duration::ZERO)
             .connect()
             .await
             .expect("connect");
         assert_eq!(show_statement_timeout(&store).await, "0");
-        let sep = if pg.url.contains('?') { '&' } else { '?' };
-        let url = format!("{}{sep}options=-c%20statement_timeout%3D5000", pg.url);
+        let sep = if pg.url().contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}options=-c%20statement_timeout%3D5000", pg.url());
         let store = PostgresStore::builder(url)
-            .schema(&pg.name)
+            .schema(pg.name())
             .connect()
             .await
             .expect("connect");
         assert_eq!(show_statement_timeout(&store).await, "5s");
         // Migrations run without it.
-        let store = PostgresStore::builder(&pg.url)
-            .schema(&pg.name)
+        let store = PostgresStore::builder(pg.url())
+            .schema(pg.name())
             .statement_timeout(Duration::from_millis(1))
             .connect()
             .await
@@ -756,13 +695,13 @@ mod postgres_pool {
     /// so the write fails once (transient) and the next one gets a fresh connection.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dead_pooled_connection_is_replaced() {
-        let Some(pg) = pg::Schema::create() else {
+        let Some(pg) = pg_schema().await else {
             return;
         };
         for (ping_after_idle, fails_once) in [(Duration::ZERO, false), (Duration::MAX, true)] {
-            let app = format!("{}-{}", pg.name, u8::from(fails_once));
-            let store = PostgresStore::builder(&pg.url)
-                .schema(&pg.name)
+            let app = format!("{}-{}", pg.name(), u8::from(fails_once));
+            let store = PostgresStore::builder(pg.url())
+                .schema(pg.name())
                 .application_name(&app)
                 .max_connections(1)
                 .ping_after_idle(ping_after_idle)

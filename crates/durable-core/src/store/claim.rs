@@ -30,7 +30,8 @@ pub struct Fence {
 /// # Examples
 ///
 /// ```
-/// use durable_core::{ClaimRequest, WorkerId};
+/// use durable_core::store::ClaimRequest;
+/// use durable_core::WorkerId;
 /// use std::time::Duration;
 ///
 /// let request = ClaimRequest::new(WorkerId::new(), Duration::from_secs(30), 16, ["send_email"])

@@ -69,108 +69,39 @@ impl Connector {
 /// A fresh, migrated database, removed when dropped.
 pub struct Database {
     pub connector: Connector,
-    _dir: Option<tempfile::TempDir>,
+    _file: Option<durable_testkit::SqliteFile>,
     #[cfg(feature = "postgres")]
-    _schema: Option<pg::SchemaGuard>,
+    _schema: Option<durable_testkit::PgSchema>,
 }
 
 impl Database {
     pub async fn create(kind: &Kind) -> Database {
         let database = match kind {
             Kind::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let url = format!("sqlite://{}", dir.path().join("tasks.db").display());
+                let file = durable_testkit::SqliteFile::new();
                 Database {
-                    connector: Connector::Sqlite(url),
-                    _dir: Some(dir),
+                    connector: Connector::Sqlite(file.url()),
+                    _file: Some(file),
                     #[cfg(feature = "postgres")]
                     _schema: None,
                 }
             }
             #[cfg(feature = "postgres")]
             Kind::Postgres(url) => {
-                // The `t_<uuid v7>` shape of the other PostgreSQL tests: a schema left by a
-                // killed run is swept by their next run.
-                let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+                // A `t_<uuid v7>` schema: one left by a killed run is swept by a later run.
+                let schema = durable_testkit::PgSchema::new(url).await;
                 Database {
                     connector: Connector::Postgres {
                         url: url.clone(),
-                        schema: schema.clone(),
+                        schema: schema.name().to_owned(),
                     },
-                    _dir: None,
-                    _schema: Some(pg::SchemaGuard {
-                        url: url.clone(),
-                        schema,
-                    }),
+                    _file: None,
+                    _schema: Some(schema),
                 }
             }
         };
         let store = database.connector.clone().connect().await;
         store.migrate().await.expect("migrate");
         database
-    }
-}
-
-/// The PostgreSQL URL, or `None` (after saying so) when PostgreSQL tests are not configured.
-///
-/// # Panics
-///
-/// When the variable is missing and `CI` is set: CI must run these tests.
-#[cfg(feature = "postgres")]
-pub fn postgres_url() -> Option<String> {
-    use std::io::Write as _;
-    const URL_VAR: &str = "DURABLE_TEST_DATABASE_URL";
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v.is_empty()),
-                "PostgreSQL tests are required in CI: set {URL_VAR}=postgres://user@host:port/database"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: set {URL_VAR}=postgres://user@host:port/database to run the PostgreSQL invariants"
-            );
-            None
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-mod pg {
-    use sqlx::{Connection, PgConnection};
-
-    /// Drops the schema when dropped (also when the test panics).
-    pub struct SchemaGuard {
-        pub url: String,
-        pub schema: String,
-    }
-
-    impl Drop for SchemaGuard {
-        fn drop(&mut self) {
-            let (url, schema) = (self.url.clone(), self.schema.clone());
-            // A runtime of its own on a thread of its own: this may run inside the test's.
-            let dropped = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio");
-                rt.block_on(async {
-                    let mut conn = PgConnection::connect(&url).await?;
-                    sqlx::query("SET lock_timeout = '10s'")
-                        .execute(&mut conn)
-                        .await?;
-                    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await?;
-                    conn.close().await
-                })
-            })
-            .join();
-            if let Ok(Err(e)) = dropped {
-                eprintln!("could not drop test schema {}: {e}", self.schema);
-            }
-        }
     }
 }

@@ -55,7 +55,7 @@ async fn sqlite() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
-    if let Some(url) = db::postgres_url() {
+    if let Some(url) = durable_testkit::database_url() {
         run_all(Kind::Postgres(url)).await;
     }
 }

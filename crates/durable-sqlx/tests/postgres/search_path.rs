@@ -9,15 +9,12 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::conformance::Writes as _;
-use crate::{new_schema_name, SchemaGuard};
+use durable_testkit::PgSchema;
 
 /// An application schema holding one table with one row; dropped with the guard.
-async fn app_schema(url: &str) -> (String, SchemaGuard) {
-    let schema = new_schema_name();
-    let guard = SchemaGuard {
-        url: url.to_owned(),
-        schema: schema.clone(),
-    };
+async fn app_schema(url: &str) -> (String, PgSchema) {
+    let guard = PgSchema::new(url).await;
+    let schema = guard.name().to_owned();
     let mut conn = PgConnection::connect(url).await.expect("connect");
     for statement in [
         format!("CREATE SCHEMA {schema}"),
@@ -81,11 +78,8 @@ async fn a_search_path_in_the_url_is_kept_after_the_store_schema() {
         return;
     };
     let (app, _app_guard) = app_schema(&url).await;
-    let durable = new_schema_name();
-    let _guard = SchemaGuard {
-        url: url.clone(),
-        schema: durable.clone(),
-    };
+    let guard = PgSchema::new(&url).await;
+    let durable = guard.name().to_owned();
     let separator = if url.contains('?') { '&' } else { '?' };
     let with_path = format!("{url}{separator}options=-c%20search_path%3D{app}%2Cpublic");
     let store = PostgresStore::builder(with_path)
@@ -102,11 +96,8 @@ async fn a_search_path_in_the_connect_options_is_kept_after_the_store_schema() {
         return;
     };
     let (app, _app_guard) = app_schema(&url).await;
-    let durable = new_schema_name();
-    let _guard = SchemaGuard {
-        url: url.clone(),
-        schema: durable.clone(),
-    };
+    let guard = PgSchema::new(&url).await;
+    let durable = guard.name().to_owned();
     let options = PgConnectOptions::from_str(&url)
         .expect("url")
         .options([("search_path", format!("{app},public"))]);

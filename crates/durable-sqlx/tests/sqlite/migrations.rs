@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use durable_core::store::{ClaimRequest, NewTask, Store};
 use durable_core::{TaskState, WorkerId};
 use durable_sqlx::sqlite::SqliteStore;
+use durable_testkit::SqliteFile;
 use sqlx::SqlitePool;
 
 use crate::conformance::row;
@@ -15,10 +16,6 @@ use crate::conformance::Writes as _;
 
 /// This build's schema version: its newest embedded migration.
 const THIS_VERSION: i64 = 2;
-
-fn fresh_url(dir: &tempfile::TempDir) -> String {
-    format!("sqlite://{}", dir.path().join("tasks.db").display())
-}
 
 async fn migrated(url: &str) -> SqliteStore {
     let store = SqliteStore::connect(url).await.expect("connect");
@@ -70,8 +67,8 @@ async fn applied_versions(pool: &SqlitePool) -> Vec<i64> {
 /// migration 3, which declares itself compatible with version 2: it starts and works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_build_starts_against_a_compatible_newer_schema() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_url(&dir);
+    let file = SqliteFile::new();
+    let url = file.url();
     let first = migrated(&url).await;
     apply_newer_migration(first.writer_pool(), THIS_VERSION + 1, Some(THIS_VERSION)).await;
 
@@ -107,8 +104,8 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
 /// Migration 3 needs version 3 or newer: this version refuses to start, naming both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_build_refuses_an_incompatible_newer_schema() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_url(&dir);
+    let file = SqliteFile::new();
+    let url = file.url();
     let first = migrated(&url).await;
     apply_newer_migration(first.writer_pool(), 3, Some(3)).await;
 
@@ -131,8 +128,8 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
 /// this version. Here 3 accepts it, 4 needs 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_newer_migration_must_accept_this_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_url(&dir);
+    let file = SqliteFile::new();
+    let url = file.url();
     let first = migrated(&url).await;
     apply_newer_migration(first.writer_pool(), 3, Some(3)).await;
     apply_newer_migration(first.writer_pool(), 4, Some(2)).await;
@@ -152,8 +149,8 @@ async fn every_newer_migration_must_accept_this_version() {
 /// version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_migration_without_a_declaration_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_url(&dir);
+    let file = SqliteFile::new();
+    let url = file.url();
     let first = migrated(&url).await;
     apply_newer_migration(first.writer_pool(), 3, None).await;
 
@@ -203,8 +200,8 @@ async fn set_recorded_checksum(pool: &SqlitePool, version: i64, checksum: Vec<u8
 /// the checksum of the CRLF text: the same migration, so it still starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_applied_from_a_crlf_checkout_is_the_same_migration() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = migrated(&fresh_url(&dir)).await;
+    let file = SqliteFile::new();
+    let store = migrated(&file.url()).await;
     let crlf = shipped("0001_create_durable_tasks.sql").replace('\n', "\r\n");
     set_recorded_checksum(store.writer_pool(), 1, checksum(crlf)).await;
     store
@@ -216,8 +213,8 @@ async fn a_migration_applied_from_a_crlf_checkout_is_the_same_migration() {
 /// A shipped migration whose text changed otherwise is refused, with what to do instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_shipped_migration_is_refused_with_the_rule() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = migrated(&fresh_url(&dir)).await;
+    let file = SqliteFile::new();
+    let store = migrated(&file.url()).await;
     let edited = shipped("0001_create_durable_tasks.sql").replace("One row per task", "A task");
     set_recorded_checksum(store.writer_pool(), 1, checksum(edited)).await;
     let error = store
@@ -236,8 +233,8 @@ async fn an_edited_shipped_migration_is_refused_with_the_rule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_migrating_one_fresh_file_at_once_all_succeed() {
     for round in 0..20 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = fresh_url(&dir);
+        let file = SqliteFile::new();
+        let url = file.url();
         let start = Arc::new(tokio::sync::Barrier::new(3));
         let mut handles = Vec::new();
         for _ in 0..3 {
@@ -266,8 +263,8 @@ async fn stores_migrating_one_fresh_file_at_once_all_succeed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_opening_one_fresh_file_at_once_all_succeed() {
     for round in 0..100 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = fresh_url(&dir);
+        let file = SqliteFile::new();
+        let url = file.url();
         let start = Arc::new(tokio::sync::Barrier::new(8));
         let mut handles = Vec::new();
         for _ in 0..8 {
@@ -342,8 +339,8 @@ async fn open_and_migrate(url: &str) -> Result<SqliteStore, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_migrating_one_fresh_file_at_once_all_succeed() {
     for round in 0..10 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("tasks.db");
+        let fresh = SqliteFile::new();
+        let file = fresh.path().to_path_buf();
         let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "migrations::child_process_migrates",

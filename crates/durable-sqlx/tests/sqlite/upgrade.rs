@@ -15,8 +15,8 @@ use durable_core::store::WorkerStore as _;
 /// that expires on its last attempt still fails it, as it did before the upgrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_attempts_in_flight_across_the_upgrade_stay_fatal() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let file = durable_testkit::SqliteFile::new();
+    let url = file.url();
     let store = SqliteStore::connect(&url).await.expect("connect");
     // The schema as the first release left it: its one migration, recorded where ours are.
     let first = tempfile::tempdir().expect("tempdir");

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::{account, all_completed, database, deadline, logs_of, owned, secs, start, Ctx};
+use super::{
+    account, all_completed, check_answers, deadline, logs_of, owned, secs, start, Ctx, Stage,
+};
 use crate::chaos::db::{snapshot, wait_finished, wait_for};
-use crate::chaos::load::{Load, LoadSpec, Targets};
+use crate::chaos::load::{Load, LoadSpec};
 use crate::chaos::progress;
-use crate::inspect::Inspector;
 
 const ENV: &[(&str, &str)] = &[("EMAIL_DELAY_MS", "300"), ("LEASE_MS", "1000")];
 
@@ -17,12 +18,15 @@ const ENV: &[(&str, &str)] = &[("EMAIL_DELAY_MS", "300"), ("LEASE_MS", "1000")];
     reason = "a scenario reads best as one script: inject, observe, check"
 )]
 pub(super) async fn run(ctx: Ctx) {
-    let Some(db) = database(&ctx).await else {
+    let Some(Stage {
+        db,
+        mut servers,
+        inspector,
+        targets,
+    }) = Stage::start(&ctx, 1, ENV).await
+    else {
         return;
     };
-    let mut servers = vec![start(&db, ENV).await];
-    let inspector = Inspector::connect(&db).await;
-    let targets = Targets::new([servers[0].base_url().to_owned()]);
     let rate = ctx.params.pick(
         60.0,
         ctx.params.requests as f64 / ctx.params.duration.as_secs_f64(),
@@ -89,13 +93,7 @@ pub(super) async fn run(ctx: Ctx) {
     let report = load.stop().await;
     let done = wait_finished(&inspector, deadline(&ctx)).await;
 
-    let unexpected = report.unexpected(&[]);
-    ctx.rec.check(unexpected.is_empty(), || {
-        format!(
-            "unexpected answers: {:?}",
-            &unexpected[..unexpected.len().min(3)]
-        )
-    });
+    check_answers(&ctx, &report, &[], false);
     account(
         &ctx,
         &owned(report.acknowledged()),

@@ -6,13 +6,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::{account, all_completed, database, deadline, logs_of, ms, owned, secs, start, Ctx};
+use super::{
+    account, all_completed, check_answers, deadline, logs_of, ms, owned, secs, start, Ctx, Stage,
+};
 use crate::backend::Backend;
 use crate::chaos::db::{task_times, wait_finished};
-use crate::chaos::load::{self, send, Load, LoadSpec, Targets};
+use crate::chaos::load::{self, send, Load, LoadSpec};
 use crate::chaos::{logs, progress};
 use crate::http::Request;
-use crate::inspect::Inspector;
 
 const GRACE_MS: u64 = 300;
 const ENV: &[(&str, &str)] = &[("EMAIL_DELAY_MS", "1500"), ("SHUTDOWN_GRACE_MS", "300")];
@@ -22,20 +23,20 @@ const ENV: &[(&str, &str)] = &[("EMAIL_DELAY_MS", "1500"), ("SHUTDOWN_GRACE_MS",
     reason = "a scenario reads best as one script: inject, observe, check"
 )]
 pub(super) async fn run(ctx: Ctx) {
-    let Some(db) = database(&ctx).await else {
-        return;
-    };
     let instances = if ctx.backend == Backend::Postgres {
         2
     } else {
         1
     };
-    let mut live = Vec::new();
-    for _ in 0..instances {
-        live.push(start(&db, ENV).await);
-    }
-    let inspector = Inspector::connect(&db).await;
-    let targets = Targets::new(live.iter().map(|s| s.base_url().to_owned()));
+    let Some(Stage {
+        db,
+        servers: mut live,
+        inspector,
+        targets,
+    }) = Stage::start(&ctx, instances, ENV).await
+    else {
+        return;
+    };
     let load = Load::start(
         &targets,
         LoadSpec::new("deploy", ctx.params.pick(20.0, 30.0)).invites(5),
@@ -105,13 +106,7 @@ pub(super) async fn run(ctx: Ctx) {
     let report = load.stop().await;
     let done = wait_finished(&inspector, deadline(&ctx)).await;
 
-    let unexpected = report.unexpected(&[]);
-    ctx.rec.check(unexpected.is_empty(), || {
-        format!(
-            "unexpected answers: {:?}",
-            &unexpected[..unexpected.len().min(3)]
-        )
-    });
+    check_answers(&ctx, &report, &[], false);
     let mut acknowledged = owned(report.acknowledged());
     for (cycle, reply) in probes.iter().enumerate() {
         if let Some(id) = reply.task_id() {

@@ -10,22 +10,26 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{account, all_completed, database, deadline, ms, start, Ctx};
+use super::{account, all_completed, deadline, ms, Ctx, Stage};
 use crate::chaos::db::{task_times, wait_finished};
 use crate::chaos::load::{self, hang_up, Cut, Reply};
 use crate::http::Request;
-use crate::inspect::Inspector;
 
 #[allow(
     clippy::too_many_lines,
     reason = "a scenario reads best as one script: inject, observe, check"
 )]
 pub(super) async fn run(ctx: Ctx) {
-    let Some(db) = database(&ctx).await else {
+    let Some(Stage {
+        db: _db,
+        mut servers,
+        inspector,
+        targets: _targets,
+    }) = Stage::start(&ctx, 1, &[("EMAIL_DELAY_MS", "20")]).await
+    else {
         return;
     };
-    let mut server = start(&db, &[("EMAIL_DELAY_MS", "20")]).await;
-    let inspector = Inspector::connect(&db).await;
+    let mut server = servers.remove(0);
     let mut calibration = Vec::new();
 
     // Calibrate the hang-up window on this machine: 0 ms up to twice a normal signup's
@@ -39,7 +43,8 @@ pub(super) async fn run(ctx: Ctx) {
         latencies.push(started.elapsed());
         calibration.push((request, reply));
     }
-    let typical = load::percentile(latencies, 50.0);
+    latencies.sort_unstable();
+    let typical = durable_testkit::percentile(&latencies, 50.0).unwrap_or_default();
     let window_ms = u64::try_from(typical.as_millis() * 2)
         .unwrap_or(u64::MAX)
         .max(30);

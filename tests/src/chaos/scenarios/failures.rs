@@ -5,12 +5,11 @@
 
 use std::time::Instant;
 
-use super::{account, database, deadline, ms, owned, start, Ctx, EMAIL_TASK};
+use super::{account, check_answers, deadline, ms, owned, Ctx, Stage, EMAIL_TASK};
 use crate::chaos::db::wait_finished;
-use crate::chaos::load::{self, send_to, Load, LoadSpec, Targets};
+use crate::chaos::load::{self, send_to, Load, LoadSpec};
 use crate::chaos::logs;
 use crate::http::Request;
-use crate::inspect::Inspector;
 
 const RETRY_LINE: &str = "task attempt failed; will retry";
 const FAILED_LINE: &str = "task failed permanently";
@@ -20,22 +19,23 @@ const FAILED_LINE: &str = "task failed permanently";
     reason = "a scenario reads best as one script: inject, observe, check"
 )]
 pub(super) async fn run(ctx: Ctx) {
-    let Some(db) = database(&ctx).await else {
+    let env = [
+        ("EMAIL_FAIL_RATE", "0.3"),
+        ("EMAIL_DELAY_MS", "20"),
+        ("CHAOS_TASKS", "1"),
+    ];
+    let Some(Stage {
+        db: _db,
+        mut servers,
+        inspector,
+        targets,
+    }) = Stage::start(&ctx, 1, &env).await
+    else {
         return;
     };
-    let server = start(
-        &db,
-        &[
-            ("EMAIL_FAIL_RATE", "0.3"),
-            ("EMAIL_DELAY_MS", "20"),
-            ("CHAOS_TASKS", "1"),
-        ],
-    )
-    .await;
-    let inspector = Inspector::connect(&db).await;
+    let server = servers.remove(0);
 
     let n = ctx.params.pick(40, ctx.params.requests / 10);
-    let targets = Targets::new([server.base_url().to_owned()]);
     let report = Load::start(&targets, LoadSpec::new("flaky", 100.0).count(n))
         .finish()
         .await;
@@ -60,16 +60,7 @@ pub(super) async fn run(ctx: Ctx) {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let log = server.log_text();
 
-    let unexpected = report.unexpected(&[]);
-    ctx.rec
-        .check(unexpected.is_empty() && report.failed_count() == 0, || {
-            format!(
-                "{} unexpected answers, {} without answer: {:?}",
-                unexpected.len(),
-                report.failed_count(),
-                &unexpected[..unexpected.len().min(3)]
-            )
-        });
+    check_answers(&ctx, &report, &[], true);
     let acknowledged: Vec<(Request, String)> = owned(report.acknowledged());
     account(&ctx, &acknowledged, &done, std::slice::from_ref(&log));
 

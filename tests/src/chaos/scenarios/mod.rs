@@ -15,10 +15,11 @@ mod zombie;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::load::{LoadReport, Targets};
 use super::{logs, Ctx};
 use crate::backend::{Backend, TestDb, POSTGRES_ENV};
 use crate::http::{Kind, Request};
-use crate::inspect::Snapshot;
+use crate::inspect::{Inspector, Snapshot};
 use crate::server::Server;
 
 /// Runs scenario `name`.
@@ -55,6 +56,61 @@ async fn database(ctx: &Ctx) -> Option<TestDb> {
             .skip(format!("{POSTGRES_ENV} not set (required when CI is set)"));
     }
     db
+}
+
+/// What a scenario starts from: a fresh database, the example started on it (the runner's
+/// defaults and the scenario's `env`), an inspector of its rows, and the load balancer over
+/// the servers.
+///
+/// Take it apart binding every field by name (`_db` where unused): a field left to `_` or
+/// `..` is dropped at once, and the database or a server with it.
+struct Stage {
+    db: TestDb,
+    servers: Vec<Server>,
+    inspector: Inspector,
+    targets: Targets,
+}
+
+impl Stage {
+    /// `instances` servers on a fresh database; `None` with the skip recorded when the
+    /// backend is not configured.
+    async fn start(ctx: &Ctx, instances: usize, env: &[(&str, &str)]) -> Option<Stage> {
+        let db = database(ctx).await?;
+        let mut servers = Vec::with_capacity(instances);
+        for _ in 0..instances {
+            servers.push(start(&db, env).await);
+        }
+        let inspector = Inspector::connect(&db).await;
+        let targets = Targets::new(servers.iter().map(|s| s.base_url().to_owned()));
+        Some(Stage {
+            db,
+            servers,
+            inspector,
+            targets,
+        })
+    }
+}
+
+/// Checks a load's answers: each one acknowledged or one of the `allowed` statuses, and
+/// with `all_answered` none missing (refused, reset or timed out).
+fn check_answers(ctx: &Ctx, report: &LoadReport, allowed: &[u16], all_answered: bool) {
+    let unexpected = report.unexpected(allowed);
+    let unanswered = if all_answered {
+        report.failed_count()
+    } else {
+        0
+    };
+    ctx.rec.check(unexpected.is_empty() && unanswered == 0, || {
+        let expected = std::iter::once("2xx".to_owned())
+            .chain(allowed.iter().map(u16::to_string))
+            .collect::<Vec<_>>()
+            .join("/");
+        format!(
+            "{} answers other than {expected}, {unanswered} without answer: {:?}",
+            unexpected.len(),
+            &unexpected[..unexpected.len().min(3)]
+        )
+    });
 }
 
 /// Records a skip on SQLite for a PostgreSQL-only scenario; returns whether it skipped.

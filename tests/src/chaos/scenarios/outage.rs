@@ -7,24 +7,27 @@
 
 use std::time::{Duration, Instant};
 
-use super::{account, all_completed, database, deadline, ms, owned, secs, start, Ctx};
+use super::{account, all_completed, check_answers, deadline, ms, owned, secs, Ctx, Stage};
 use crate::backend::Backend;
 use crate::chaos::db::{database_name, hold_sqlite_lock, wait_finished, PgAdmin};
-use crate::chaos::load::{Load, LoadSpec, Reply, Targets};
+use crate::chaos::load::{Load, LoadSpec, Reply};
 use crate::chaos::logs;
-use crate::inspect::Inspector;
 
 #[allow(
     clippy::too_many_lines,
     reason = "a scenario reads best as one script: inject, observe, check"
 )]
 pub(super) async fn run(ctx: Ctx) {
-    let Some(db) = database(&ctx).await else {
+    let Some(Stage {
+        db,
+        mut servers,
+        inspector,
+        targets,
+    }) = Stage::start(&ctx, 1, &[("EMAIL_DELAY_MS", "100")]).await
+    else {
         return;
     };
-    let mut server = start(&db, &[("EMAIL_DELAY_MS", "100")]).await;
-    let inspector = Inspector::connect(&db).await;
-    let targets = Targets::new([server.base_url().to_owned()]);
+    let mut server = servers.remove(0);
     let load = Load::start(&targets, LoadSpec::new("outage", 20.0).invites(4));
     tokio::time::sleep(
         ctx.params
@@ -98,13 +101,7 @@ pub(super) async fn run(ctx: Ctx) {
         .filter(|s| s.reply.status() == Some(503))
         .count();
     let slowest = during.iter().map(|s| s.latency).max().unwrap_or_default();
-    let unexpected = report.unexpected(&[503]);
-    ctx.rec.check(unexpected.is_empty(), || {
-        format!(
-            "answers other than 2xx/503: {:?}",
-            &unexpected[..unexpected.len().min(3)]
-        )
-    });
+    check_answers(&ctx, &report, &[503], false);
     let unanswered = report
         .sent
         .iter()

@@ -6,10 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{account, all_completed, database, deadline, ms, owned, secs, start, Ctx};
+use super::{account, all_completed, check_answers, deadline, ms, owned, secs, Ctx, Stage};
 use crate::chaos::db::{proc_status_kb, snapshot, wait_finished};
-use crate::chaos::load::{Load, LoadSpec, Targets};
-use crate::inspect::Inspector;
+use crate::chaos::load::{Load, LoadSpec};
 
 /// Tasks per second the server can finish: WORKER_CONCURRENCY / EMAIL_DELAY.
 const CAPACITY: f64 = 4.0 / 0.2;
@@ -29,12 +28,16 @@ pub(super) async fn run(ctx: Ctx) {
 }
 
 async fn overload(ctx: &Ctx) {
-    let Some(db) = database(ctx).await else {
+    let Some(Stage {
+        db: _db,
+        mut servers,
+        inspector,
+        targets,
+    }) = Stage::start(ctx, 1, ENV).await
+    else {
         return;
     };
-    let mut server = start(&db, ENV).await;
-    let inspector = Inspector::connect(&db).await;
-    let targets = Targets::new([server.base_url().to_owned()]);
+    let mut server = servers.remove(0);
 
     // Idle: well under capacity.
     let idle = Load::start(
@@ -62,16 +65,7 @@ async fn overload(ctx: &Ctx) {
     let peak = proc_status_kb(server.pid(), "VmHWM").unwrap_or(0) / 1024;
 
     for report in [&idle, &over] {
-        let unexpected = report.unexpected(&[]);
-        ctx.rec
-            .check(unexpected.is_empty() && report.failed_count() == 0, || {
-                format!(
-                    "{} unexpected answers, {} without answer: {:?}",
-                    unexpected.len(),
-                    report.failed_count(),
-                    &unexpected[..unexpected.len().min(3)]
-                )
-            });
+        check_answers(ctx, report, &[], true);
     }
     let mut acknowledged = owned(idle.acknowledged());
     acknowledged.extend(owned(over.acknowledged()));
@@ -104,16 +98,20 @@ async fn overload(ctx: &Ctx) {
 }
 
 async fn shed(ctx: &Ctx) {
-    let Some(db) = database(ctx).await else {
-        return;
-    };
     let limit = ctx.params.pick(20, 50);
     let limit_text = limit.to_string();
     let mut env = ENV.to_vec();
     env.push(("MAX_BACKLOG", &limit_text));
-    let mut server = start(&db, &env).await;
-    let inspector = Inspector::connect(&db).await;
-    let targets = Targets::new([server.base_url().to_owned()]);
+    let Some(Stage {
+        db: _db,
+        mut servers,
+        inspector,
+        targets,
+    }) = Stage::start(ctx, 1, &env).await
+    else {
+        return;
+    };
+    let mut server = servers.remove(0);
     let offered = CAPACITY * 3.0;
     let report = Load::start(
         &targets,
@@ -139,16 +137,7 @@ async fn shed(ctx: &Ctx) {
     ctx.rec.check(without_retry_after == 0, || {
         format!("{without_retry_after} 503 answers without Retry-After")
     });
-    let unexpected = report.unexpected(&[503]);
-    ctx.rec
-        .check(unexpected.is_empty() && report.failed_count() == 0, || {
-            format!(
-                "{} unexpected answers, {} without answer: {:?}",
-                unexpected.len(),
-                report.failed_count(),
-                &unexpected[..unexpected.len().min(3)]
-            )
-        });
+    check_answers(ctx, &report, &[503], true);
     let stored_shed = shed
         .iter()
         .filter(|s| done.has_user(&s.request.email) || done.sent_count(&s.request.email) > 0)

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::{
-    account, all_completed, database, deadline, logs_of, owned, postgres_only, secs, start, Ctx,
+    account, all_completed, check_answers, deadline, logs_of, owned, postgres_only, secs, Ctx,
+    Stage,
 };
 use crate::chaos::db::wait_finished;
-use crate::chaos::load::{Load, LoadSpec, Targets};
+use crate::chaos::load::{Load, LoadSpec};
 use crate::chaos::logs;
-use crate::inspect::Inspector;
 
 const ENV: &[(&str, &str)] = &[("EMAIL_DELAY_MS", "10")];
 
@@ -27,12 +27,15 @@ pub(super) async fn run(ctx: Ctx) {
     ) {
         return;
     }
-    let Some(db) = database(&ctx).await else {
+    let Some(Stage {
+        db: _db,
+        servers,
+        inspector,
+        targets,
+    }) = Stage::start(&ctx, 2, ENV).await
+    else {
         return;
     };
-    let servers = [start(&db, ENV).await, start(&db, ENV).await];
-    let inspector = Inspector::connect(&db).await;
-    let targets = Targets::new(servers.iter().map(|s| s.base_url().to_owned()));
     let n = ctx.params.requests * 2;
     let started = Instant::now();
     let report = Load::start(
@@ -48,16 +51,7 @@ pub(super) async fn run(ctx: Ctx) {
     let settled = sent_all.elapsed();
     let total = started.elapsed();
 
-    let unexpected = report.unexpected(&[]);
-    ctx.rec
-        .check(unexpected.is_empty() && report.failed_count() == 0, || {
-            format!(
-                "{} unexpected answers, {} without answer: {:?}",
-                unexpected.len(),
-                report.failed_count(),
-                &unexpected[..unexpected.len().min(3)]
-            )
-        });
+    check_answers(&ctx, &report, &[], true);
     let logs = logs_of(&servers);
     account(&ctx, &owned(report.acknowledged()), &done, &logs);
     all_completed(&ctx, &done);

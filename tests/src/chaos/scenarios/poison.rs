@@ -9,22 +9,26 @@
 
 use std::time::Instant;
 
-use super::{account, database, deadline, ms, owned, start, Ctx};
+use super::{account, check_answers, deadline, ms, owned, Ctx, Stage};
 use crate::chaos::db::{insert_raw_task, snapshot, wait_for};
-use crate::chaos::load::{self, send_to, Load, LoadSpec, Reply, Targets};
+use crate::chaos::load::{self, send_to, Load, LoadSpec, Reply};
 use crate::chaos::logs;
-use crate::inspect::Inspector;
 
 #[allow(
     clippy::too_many_lines,
     reason = "a scenario reads best as one script: inject, observe, check"
 )]
 pub(super) async fn run(ctx: Ctx) {
-    let Some(db) = database(&ctx).await else {
+    let Some(Stage {
+        db: _db,
+        mut servers,
+        inspector,
+        targets,
+    }) = Stage::start(&ctx, 1, &[("EMAIL_DELAY_MS", "20")]).await
+    else {
         return;
     };
-    let mut server = start(&db, &[("EMAIL_DELAY_MS", "20")]).await;
-    let inspector = Inspector::connect(&db).await;
+    let mut server = servers.remove(0);
 
     let unknown = uuid::Uuid::new_v4().to_string();
     let undecodable = uuid::Uuid::new_v4().to_string();
@@ -77,7 +81,6 @@ pub(super) async fn run(ctx: Ctx) {
         },
     );
 
-    let targets = Targets::new([server.base_url().to_owned()]);
     let report = Load::start(&targets, LoadSpec::new("after-poison", 50.0).count(20))
         .finish()
         .await;
@@ -135,11 +138,7 @@ pub(super) async fn run(ctx: Ctx) {
     ctx.rec.check(dead == 1, || {
         format!("{dead} \"task failed permanently\" log lines (expected 1, the undecodable row)")
     });
-    let unexpected = report.unexpected(&[]);
-    ctx.rec
-        .check(unexpected.is_empty() && report.failed_count() == 0, || {
-            format!("later signups: {} unexpected answers", unexpected.len())
-        });
+    check_answers(&ctx, &report, &[], true);
     account(
         &ctx,
         &owned(report.acknowledged()),

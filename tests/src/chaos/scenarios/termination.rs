@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{account, all_completed, database, deadline, owned, postgres_only, secs, start, Ctx};
+use super::{
+    account, all_completed, check_answers, deadline, owned, postgres_only, secs, Ctx, Stage,
+};
 use crate::chaos::db::{database_name, wait_finished, PgAdmin};
 use crate::chaos::load::{Load, LoadReport, LoadSpec, Targets};
 use crate::chaos::{logs, progress};
@@ -32,12 +34,16 @@ pub(super) async fn run(ctx: Ctx) {
     ) {
         return;
     }
-    let Some(db) = database(&ctx).await else {
+    let Some(Stage {
+        db,
+        mut servers,
+        inspector,
+        targets,
+    }) = Stage::start(&ctx, 1, ENV).await
+    else {
         return;
     };
-    let mut server = start(&db, ENV).await;
-    let inspector = Inspector::connect(&db).await;
-    let targets = Targets::new([server.base_url().to_owned()]);
+    let mut server = servers.remove(0);
     let burst = ctx.params.pick(200, 500);
     let mut reports = LoadReport::default();
 
@@ -85,13 +91,7 @@ pub(super) async fn run(ctx: Ctx) {
         "the server exited while its backends were terminated".to_owned()
     });
     let answers_503 = during.with_status(503).count();
-    let unexpected = during.unexpected(&[503]);
-    ctx.rec.check(unexpected.is_empty(), || {
-        format!(
-            "answers other than 2xx/503: {:?}",
-            &unexpected[..unexpected.len().min(3)]
-        )
-    });
+    check_answers(&ctx, &during, &[503], false);
     let during_acked = during.acknowledged_count();
     let during_sent = during.sent.len();
     reports.extend(during);

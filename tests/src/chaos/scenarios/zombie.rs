@@ -9,15 +9,12 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{
-    account, all_completed, database, deadline, logs_of, ms, secs, start, wait_logged, Ctx,
-};
+use super::{account, all_completed, deadline, logs_of, ms, secs, wait_logged, Ctx, Stage};
 use crate::backend::Backend;
 use crate::chaos::db::{snapshot, wait_finished, wait_for};
 use crate::chaos::load::{self, send};
 use crate::chaos::logs;
 use crate::http::Request;
-use crate::inspect::Inspector;
 use crate::server::Server;
 
 const LEASE: Duration = Duration::from_millis(1000);
@@ -35,15 +32,19 @@ fn signal(server: &Server, signal: Signal) {
     reason = "a scenario reads best as one script: inject, observe, check"
 )]
 pub(super) async fn run(ctx: Ctx) {
-    let Some(db) = database(&ctx).await else {
+    let Some(Stage {
+        db: _db,
+        servers,
+        inspector,
+        targets: _targets,
+    }) = Stage::start(&ctx, 2, ENV).await
+    else {
         return;
     };
-    let servers = [start(&db, ENV).await, start(&db, ENV).await];
     let owners: Vec<String> = servers
         .iter()
         .map(|s| logs::owner(&s.log_text()).expect("the runtime logs its owner id"))
         .collect();
-    let inspector = Inspector::connect(&db).await;
     let client = load::client();
     let mut acknowledged = Vec::new();
     for i in 0..TASKS {
