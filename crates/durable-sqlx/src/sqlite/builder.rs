@@ -165,6 +165,7 @@ impl SqliteStoreBuilder {
                 writer,
                 reader,
                 owner,
+                thread: super::thread::WriterThread::start(),
             }),
         })
     }
