@@ -130,7 +130,7 @@ impl Durable {
         drop(buffer);
         let mut late = self.scope.client.batch();
         let id = late.push_with(&task, options)?;
-        self.enqueue_late(id, T::NAME, late);
+        Self::enqueue_late(id, T::NAME, late);
         Ok(id)
     }
 
@@ -138,7 +138,7 @@ impl Durable {
     /// cloned into `tokio::spawn`, an `on_upgrade` callback or a streaming body): it can no
     /// longer hold the response back, so it is enqueued on its own — durable, but not
     /// acknowledged by the response.
-    fn enqueue_late(&self, id: TaskId, name: &'static str, late: Batch) {
+    fn enqueue_late(id: TaskId, name: &'static str, late: Batch) {
         tracing::warn!(task_id = %id, task_name = %name,
             "task spawned after its request's response was written; enqueued on its own, \
              not tied to the response (use `durable.client().enqueue(..).await` to wait for the commit)");

@@ -26,7 +26,7 @@ pub enum Error {
         limit: usize,
     },
     /// The task cannot be stored as given: a task or queue name that is empty, longer than
-    /// [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES) or holds a NUL character, a NUL character
+    /// [`MAX_NAME_BYTES`](crate::client::MAX_NAME_BYTES) or holds a NUL character, a NUL character
     /// in the payload, or a run time outside years 1–9999. Found by
     /// [`Client::prepare`](crate::Client::prepare) before anything is written; retrying
     /// the same task cannot help.
@@ -76,7 +76,7 @@ pub enum Error {
     /// The client's writer already holds as many unwritten rows (or bytes) as it may
     /// queue — the database is slow or unreachable — so the enqueue was refused at once
     /// instead of waiting in memory. Retry later. The bounds are set with
-    /// [`ClientBuilder`](crate::ClientBuilder).
+    /// [`ClientBuilder`](crate::client::ClientBuilder).
     #[error(
         "too many tasks are waiting to be written ({queued_rows} rows, {queued_bytes} bytes \
          queued): the database is slow or unavailable"

@@ -24,7 +24,7 @@ use crate::store::DEFAULT_QUEUE;
 ///
 /// ```
 /// use durable_core::{Task, TaskContext, TaskError, TaskOptions};
-/// use serde::Serialize;
+/// use serde::{Deserialize, Serialize};
 /// use std::time::Duration;
 ///
 /// #[derive(Clone)]

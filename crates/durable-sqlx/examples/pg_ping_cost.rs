@@ -20,7 +20,6 @@ use std::net::{TcpListener, TcpStream};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use durable_core::store::Store;
 use durable_core::{Client, Task, TaskContext, TaskError};
 use durable_sqlx::postgres::PostgresStore;
 use serde::{Deserialize, Serialize};

@@ -50,6 +50,10 @@ impl Batch {
     }
 
     /// Adds `task` with overrides; returns the id it will have.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "takes the options like `Client::enqueue_with` does: the caller hands them over"
+    )]
     pub fn push_with<T: Task>(&mut self, task: &T, options: EnqueueOptions) -> Result<TaskId> {
         let row = self.client.prepare(task, &options)?;
         let id = row.id;

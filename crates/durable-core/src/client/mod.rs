@@ -1,10 +1,10 @@
 //! [`Client`]: the handle that enqueues tasks.
 //!
-//! A client checks and serializes each task into a row ([`row`]) and hands it to its
+//! A client checks and serializes each task into a row (`row`) and hands it to its
 //! group-commit writer (`crate::writer`), which stores it and answers once committed. A
 //! [`Batch`] stores tasks of several types in one transaction. The client of a
 //! [`Runtime`](crate::Runtime) also wakes that runtime and tracks its volatile futures
-//! ([`link`]).
+//! (`link`).
 
 mod batch;
 mod builder;

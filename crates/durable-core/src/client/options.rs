@@ -27,7 +27,7 @@ pub struct EnqueueOptions {
     pub run_at: Option<DateTime<Utc>>,
     /// Run after this delay (ignored when `run_at` is set).
     pub delay: Option<Duration>,
-    /// Queue override (at most [`MAX_NAME_BYTES`](crate::MAX_NAME_BYTES), no NUL).
+    /// Queue override (at most [`MAX_NAME_BYTES`](crate::client::MAX_NAME_BYTES), no NUL).
     pub queue: Option<String>,
     /// Priority override.
     pub priority: Option<i16>,

@@ -44,9 +44,12 @@ impl PostgresStore {
     }
 
     /// The query plans of the two counts that are not claims (`EXPLAIN`, not executed): the
-    /// due backlog ([`Store::backlog`](durable_core::store::Store::backlog)) and the tasks of types outside `known`
-    /// ([`Store::unclaimable`](durable_core::store::Store::unclaimable)). For checking on a real database that both read the partial
-    /// claim index rather than the whole table.
+    /// due backlog ([`WorkerStore::backlog`]) and the tasks of types outside `known`
+    /// ([`WorkerStore::unclaimable`]). For checking on a real database that both read the
+    /// partial claim index rather than the whole table.
+    ///
+    /// [`WorkerStore::backlog`]: durable_core::store::WorkerStore::backlog
+    /// [`WorkerStore::unclaimable`]: durable_core::store::WorkerStore::unclaimable
     pub async fn explain_counts(&self, known: &[&str]) -> Result<(String, String)> {
         let backlog = self
             .explain(sqlx::query(sqlx::AssertSqlSafe(format!(

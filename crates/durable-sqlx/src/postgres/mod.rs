@@ -9,8 +9,8 @@
 //! - **Times** come from the database's clock (`now()`), so instances with skewed clocks agree
 //!   on leases. (A `run_at` given at enqueue is the application's absolute time.)
 //! - **Wakeups** across instances: an insert of due rows sends one `NOTIFY` per transaction;
-//!   [`Store::listen`] keeps a `LISTEN` connection (re-established with backoff) and wakes the
-//!   runtime. A hint only: the runtime keeps polling.
+//!   [`wakeups`](durable_core::store::WorkerStore::wakeups) keeps a `LISTEN` connection
+//!   (re-established with backoff) and wakes the runtime. A hint only: the runtime keeps polling.
 //! - **Schemas**: every statement uses unqualified names resolved through the connection's
 //!   `search_path`; [`PostgresStoreBuilder::schema`] puts a schema of its own in front of it
 //!   (and creates the schema), so tasks and the `_durable_migrations` table can live there.
