@@ -65,6 +65,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .concurrency(config.concurrency)
         .lease(config.lease)
         .start();
+    // What this process really runs with (builder values, defaults filled in).
+    let settings = runtime.settings();
+    tracing::info!(
+        concurrency = settings.concurrency,
+        lease_ms = settings.lease.as_millis() as u64,
+        heartbeat_ms = settings.heartbeat.as_millis() as u64,
+        poll_ms = settings.poll_interval.as_millis() as u64,
+        "durable runtime settings"
+    );
 
     let mut app = Router::new()
         .route("/signup", post(routes::signup))
