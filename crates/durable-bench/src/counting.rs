@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, AdminStore, Fence, Outcome, RescueReport, StateCounts, Store, TaskRecord, Wakeups,
-    WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, CommitMode, Fence, Outcome, RescueReport, StateCounts, Store,
+    TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::TaskId;
 
@@ -84,6 +84,10 @@ impl CountingStore {
 impl WorkerStore for CountingStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+
+    fn commit_mode(&self) -> CommitMode {
+        self.inner.commit_mode()
     }
 
     fn wakeups(&self) -> Wakeups {

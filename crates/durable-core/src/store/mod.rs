@@ -27,7 +27,7 @@ pub use batch::{Outcome, Settle, WriteBatch, WriteOutcome};
 pub use claim::{ClaimRequest, Fence, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SCAN};
 pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
-pub use worker::{Wakeups, WorkerStore};
+pub use worker::{CommitMode, Wakeups, WorkerStore};
 
 /// Re-exported so backends implement [`WorkerStore`] and [`AdminStore`] with the same macro.
 pub use async_trait::async_trait;

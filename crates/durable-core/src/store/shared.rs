@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    AdminStore, Fence, RescueReport, StateCounts, TaskRecord, Wakeups, WorkerStore, WriteBatch,
-    WriteOutcome,
+    AdminStore, CommitMode, Fence, RescueReport, StateCounts, TaskRecord, Wakeups, WorkerStore,
+    WriteBatch, WriteOutcome,
 };
 use crate::error::Result;
 use crate::ids::TaskId;
@@ -17,6 +17,9 @@ use crate::ids::TaskId;
 impl<S: WorkerStore + ?Sized> WorkerStore for Arc<S> {
     fn backend(&self) -> &'static str {
         (**self).backend()
+    }
+    fn commit_mode(&self) -> CommitMode {
+        (**self).commit_mode()
     }
     fn wakeups(&self) -> Wakeups {
         (**self).wakeups()

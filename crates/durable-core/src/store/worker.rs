@@ -9,6 +9,23 @@ use futures_util::stream::{BoxStream, StreamExt};
 use super::{Fence, RescueReport, WriteBatch, WriteOutcome};
 use crate::error::Result;
 
+/// How a store commits concurrent writes: a fact about the backend that the client's writer
+/// plans its cycles around ([`WorkerStore::commit_mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitMode {
+    /// One connection commits every write in turn, its statements running on a thread of
+    /// their own rather than on a runtime's I/O driver (SQLite). Writes combined into one
+    /// transaction share its commit — one fsync — so everything the writer has queued
+    /// goes into one cycle.
+    Serial,
+    /// A pool commits writes side by side, and concurrent commits share their flushes
+    /// (PostgreSQL's group commit): a combined transaction saves nothing, so the writer
+    /// writes attempts' outcomes in cycles of their own, and a request's insert never waits
+    /// for them.
+    Parallel,
+}
+
 /// Wakeups from other processes: one item each time tasks may have become due that this
 /// process did not write ([`WorkerStore::wakeups`]).
 pub type Wakeups = BoxStream<'static, ()>;
@@ -26,6 +43,11 @@ pub type Wakeups = BoxStream<'static, ()>;
 pub trait WorkerStore: Send + Sync + fmt::Debug + 'static {
     /// Short backend name for logs ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
+
+    /// How this store commits concurrent writes. The default is [`CommitMode::Parallel`].
+    fn commit_mode(&self) -> CommitMode {
+        CommitMode::Parallel
+    }
 
     /// Cross-process wakeups, for as long as the stream is kept: the runtime takes it when it
     /// starts and drops it when it stops. A hint only — the runtime keeps polling. The default

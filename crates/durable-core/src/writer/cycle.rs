@@ -45,25 +45,24 @@ pub(super) enum Job {
     Claim(Arc<dyn LocalRuntime>, oneshot::Sender<Result<ClaimReport>>),
 }
 
-/// How long a cycle may run before the next one starts beside it instead of waiting: a
-/// write stuck on a lock, or on a statement that hangs, must not hold up every other write
-/// of the process (a shutdown's hand-back among them) for as long as it lasts. Healthy
-/// cycles take milliseconds, so cycles normally run one after the other and each gathers
-/// everything that arrived while the previous one committed.
+/// How long a cycle may run before the writer hands it to a task of its own and goes on with
+/// the next: a write stuck on a lock, or on a statement that hangs, must not hold up every
+/// other write of the process (a shutdown's hand-back among them) for as long as it lasts.
+/// Healthy cycles take milliseconds, so cycles normally run one after the other, each
+/// gathering everything that arrived while the previous one committed.
 const STALLED: Duration = Duration::from_millis(100);
 
-/// Most cycles in flight at once (one running normally, the others beside stalled ones).
-const MAX_IN_FLIGHT: usize = 4;
+/// Most stalled cycles left running beside the writer; past it the writer waits.
+const MAX_STALLED: usize = 3;
 
-/// The writer task: cycles of whatever is queued, until every handle is gone and the cycles
-/// in flight are done.
+/// The writer task: cycles of whatever is queued, until every handle is gone and the stalled
+/// cycles are done.
 pub(super) async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     local: Attached,
 ) {
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut last_start = tokio::time::Instant::now();
+    let mut stalled = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
         let mut cycle = Gathered::default();
         cycle.push(first);
@@ -71,7 +70,8 @@ pub(super) async fn write_loop(
         // Nobody's response waits on an outcome: outcomes wait (a moment at most) for an
         // insert or a claim to share their transaction instead of paying a commit — on
         // SQLite an fsync — of their own. At one request at a time this halves the
-        // transactions; in a burn-down, a batch's completions ride with the next claim.
+        // transactions; in a burn-down, a batch's completions ride with the next claim. On a
+        // lane of outcomes alone, a few milliseconds of them go into one statement.
         let linger_until = tokio::time::Instant::now() + OUTCOME_LINGER;
         while cycle.only_outcomes() {
             match tokio::time::timeout_at(linger_until, rx.recv()).await {
@@ -82,35 +82,20 @@ pub(super) async fn write_loop(
                 Ok(None) | Err(_) => break,
             }
         }
-        // The previous cycle is still committing: keep gathering until it is done, or
-        // until it has stalled.
-        let mut open = true;
-        loop {
-            while in_flight.try_join_next().is_some() {}
-            if in_flight.is_empty()
-                || (in_flight.len() < MAX_IN_FLIGHT && last_start.elapsed() >= STALLED)
-            {
-                break;
-            }
-            let stalled_at = last_start + STALLED;
-            tokio::select! {
-                _ = in_flight.join_next() => {}
-                () = tokio::time::sleep_until(stalled_at), if in_flight.len() < MAX_IN_FLIGHT => {}
-                job = rx.recv(), if open && !cycle.full() => match job {
-                    Some(job) => {
-                        cycle.push(job);
-                        cycle.drain(&mut rx);
-                    }
-                    None => open = false,
-                },
+        let local = local.get().and_then(Weak::upgrade);
+        let store = Arc::clone(&store);
+        let mut run = Box::pin(async move { cycle.run(&*store, local).await });
+        tokio::select! {
+            () = &mut run => {}
+            () = tokio::time::sleep(STALLED), if stalled.len() < MAX_STALLED => {
+                tracing::debug!(after_ms = STALLED.as_millis() as u64,
+                    "write cycle stalled; writing the next cycles beside it");
+                stalled.spawn(run);
             }
         }
-        let local = local.get().and_then(Weak::upgrade);
-        last_start = tokio::time::Instant::now();
-        let store = Arc::clone(&store);
-        in_flight.spawn(async move { cycle.run(&*store, local).await });
+        while stalled.try_join_next().is_some() {}
     }
-    while in_flight.join_next().await.is_some() {}
+    while stalled.join_next().await.is_some() {}
 }
 
 /// What one cycle gathered.

@@ -10,6 +10,13 @@
 //! handler's future when the client disconnects) cannot cancel or corrupt the transaction:
 //! the batch is committed or rolled back as a whole, never left half-open on a connection.
 //!
+//! The writer plans around how its store commits ([`CommitMode`]): for a serial store
+//! (SQLite) every write of the process goes into the same cycles — one transaction, one
+//! fsync for inserts, outcomes and a claim together — and the writer runs on a thread of its
+//! own ([`thread`]), so its chain of hand-offs never queues behind the application's tasks;
+//! for a parallel store (PostgreSQL) attempts' outcomes get cycles of their own beside the
+//! requests' inserts and the runtime's claims, so a request never waits for them.
+//!
 //! What waits for the writer is bounded ([`queue`]); a row the database refuses fails only
 //! its own request ([`split`]). A local runtime sees the writer's cycles through one hook,
 //! [`LocalRuntime`]: it takes capacity for fresh rows before their insert commits (they are
@@ -21,6 +28,7 @@
 mod cycle;
 mod queue;
 mod split;
+mod thread;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
@@ -29,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
-use crate::store::{ClaimRequest, ClaimedTask, Fence, NewTask, Settle, Store};
+use crate::store::{ClaimRequest, ClaimedTask, CommitMode, Fence, NewTask, Settle, Store};
 
 use cycle::{Job, MAX_BATCH_BYTES, MAX_BATCH_ROWS};
 use queue::{Ticket, WriteQueue};
@@ -74,6 +82,8 @@ type Attached = Arc<OnceLock<Weak<dyn LocalRuntime>>>;
 #[derive(Clone)]
 pub(crate) struct Writer {
     jobs: mpsc::UnboundedSender<Job>,
+    /// Where attempts' outcomes go: a lane of their own on a parallel store, else `jobs`.
+    outcomes: mpsc::UnboundedSender<Job>,
     store: Arc<dyn Store>,
     /// Inserts accepted and not yet answered; the job channel carries no more.
     queue: Arc<WriteQueue>,
@@ -100,13 +110,23 @@ impl Writer {
     pub(crate) fn start(store: Arc<dyn Store>, max_rows: usize, max_bytes: usize) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         let local: Attached = Arc::new(OnceLock::new());
-        tokio::spawn(cycle::write_loop(
-            Arc::clone(&store),
-            rx,
-            Arc::clone(&local),
-        ));
+        let main = cycle::write_loop(Arc::clone(&store), rx, Arc::clone(&local));
+        let outcomes = match store.commit_mode() {
+            CommitMode::Serial => {
+                thread::spawn(main);
+                jobs.clone()
+            }
+            _ => {
+                tokio::spawn(main);
+                let (outcomes, rx) = mpsc::unbounded_channel();
+                let none: Attached = Arc::new(OnceLock::new());
+                tokio::spawn(cycle::write_loop(Arc::clone(&store), rx, none));
+                outcomes
+            }
+        };
         Self {
             jobs,
+            outcomes,
             store,
             queue: WriteQueue::new(max_rows, max_bytes),
             local,
@@ -166,7 +186,9 @@ impl Writer {
     /// holds the row.
     pub(crate) async fn complete(&self, fence: Fence) -> Result<bool> {
         let (done, answer) = oneshot::channel();
-        self.send(Job::Complete(fence, done))?;
+        self.outcomes
+            .send(Job::Complete(fence, done))
+            .map_err(|_| Error::ShuttingDown)?;
         answer.await.map_err(|_| Error::ShuttingDown)?
     }
 
@@ -176,7 +198,9 @@ impl Writer {
             return Ok(Vec::new());
         }
         let (done, answer) = oneshot::channel();
-        self.send(Job::Settle(outcomes, done))?;
+        self.outcomes
+            .send(Job::Settle(outcomes, done))
+            .map_err(|_| Error::ShuttingDown)?;
         answer.await.map_err(|_| Error::ShuttingDown)?
     }
 

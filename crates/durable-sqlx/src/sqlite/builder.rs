@@ -165,7 +165,6 @@ impl SqliteStoreBuilder {
                 writer,
                 reader,
                 owner,
-                thread: super::thread::WriterThread::start(),
             }),
         })
     }

@@ -37,7 +37,7 @@ pub(super) async fn combined_write<F>(
 where
     F: Future<Output = std::result::Result<Combined, WriteFailure>> + Send + 'static,
 {
-    let result = match store.inner.thread.spawn(transaction).await {
+    let result = match tokio::spawn(transaction).await {
         Ok(result) => result,
         Err(e) => Err(WriteFailure::Whole(Error::Join {
             operation: "write",

@@ -15,7 +15,6 @@ mod parts;
 mod plan;
 mod rows;
 mod script;
-mod thread;
 mod worker;
 mod writer_owner;
 
@@ -36,8 +35,6 @@ pub(super) struct Pools {
     pub(super) reader: SqlitePool,
     /// Who holds a transaction from [`SqliteStore::begin`] on the writer connection.
     pub(super) owner: Arc<WriterOwner>,
-    /// Where write cycles run.
-    pub(super) thread: thread::WriterThread,
 }
 
 /// Task store on one SQLite file (or `sqlite::memory:` for tests).

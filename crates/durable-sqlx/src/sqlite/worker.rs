@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, Fence, RescueReport, WorkerStore, WriteBatch, WriteOutcome, UNCLAIMABLE_SCAN,
+    async_trait, CommitMode, Fence, RescueReport, WorkerStore, WriteBatch, WriteOutcome,
+    UNCLAIMABLE_SCAN,
 };
 
 use super::combined::combined_write;
@@ -88,6 +89,12 @@ impl SqliteStore {
 impl WorkerStore for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    /// Every write goes through the one writer connection, whose statements run on a thread
+    /// of SQLite's (not on a runtime's I/O driver).
+    fn commit_mode(&self) -> CommitMode {
+        CommitMode::Serial
     }
 
     /// Outcomes other than completion — rare: a failed attempt, a shutdown's hand-back — in a

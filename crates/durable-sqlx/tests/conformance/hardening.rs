@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::store::{
-    async_trait, AdminStore, Fence, NewTask, Outcome, RescueReport, StateCounts, Store, TaskRecord,
-    WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, CommitMode, Fence, NewTask, Outcome, RescueReport, StateCounts, Store,
+    TaskRecord, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::{
     Backoff, Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskOptions, TaskState,
@@ -244,6 +244,10 @@ impl Faulty {
 impl WorkerStore for Faulty {
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+
+    fn commit_mode(&self) -> CommitMode {
+        self.inner.commit_mode()
     }
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
         if self.skip_heartbeats.load(Ordering::SeqCst) {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::store::{
-    async_trait, AdminStore, ClaimedTask, Fence, NewTask, RescueReport, StateCounts, TaskRecord,
-    Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, ClaimedTask, CommitMode, Fence, NewTask, RescueReport, StateCounts,
+    TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::{Result, TaskId};
 
@@ -33,6 +33,10 @@ fn local(rows: &[NewTask]) -> Vec<Fence> {
 impl WorkerStore for FaultyStore {
     fn backend(&self) -> &'static str {
         self.inner().backend()
+    }
+
+    fn commit_mode(&self) -> CommitMode {
+        self.inner().commit_mode()
     }
 
     fn wakeups(&self) -> Wakeups {
