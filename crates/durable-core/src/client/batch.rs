@@ -1,10 +1,54 @@
 //! [`Batch`]: tasks of several types, stored in one transaction.
 
-use super::{Client, EnqueueOptions};
+use super::handle::Client;
+use super::options::EnqueueOptions;
 use crate::error::Result;
 use crate::ids::TaskId;
 use crate::store::NewTask;
 use crate::task::Task;
+
+impl Client {
+    /// Enqueues many tasks of one type in one transaction: all are stored, or none. Returns
+    /// their ids in order. No size limit: a batch over the writer's cycle (4,096 rows or
+    /// 16 MiB) is written in a transaction of its own, in several statements. Tasks of
+    /// several types go together through a [`Batch`].
+    pub async fn enqueue_many<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<TaskId>> {
+        self.enqueue_many_with(tasks.into_iter().map(|t| (t, EnqueueOptions::new())))
+            .await
+    }
+    /// [`enqueue_many`](Self::enqueue_many) with options per task: all are stored, or none.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use durable_core::{Client, EnqueueOptions, Task};
+    /// # use std::time::Duration;
+    /// # async fn demo<T: Task>(client: Client, reminders: Vec<(T, u64)>) -> durable_core::Result<()> {
+    /// let ids = client
+    ///     .enqueue_many_with(reminders.into_iter().map(|(task, minutes)| {
+    ///         (task, EnqueueOptions::new().delay(Duration::from_secs(60 * minutes)))
+    ///     }))
+    ///     .await?;
+    /// # let _ = ids; Ok(()) }
+    /// ```
+    pub async fn enqueue_many_with<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = (T, EnqueueOptions)>,
+    ) -> Result<Vec<TaskId>> {
+        let mut batch = self.batch();
+        for (task, options) in tasks {
+            batch.push_with(&task, options)?;
+        }
+        batch.commit().await
+    }
+    /// An empty [`Batch`]: tasks of any types, stored in one transaction.
+    pub fn batch(&self) -> Batch {
+        Batch::new(self.clone())
+    }
+}
 
 /// Tasks of any types, stored together: all of them, or none.
 ///

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::{Client, ClientInner, DEFAULT_MAX_PAYLOAD_BYTES};
+use super::handle::{Client, ClientInner};
 use crate::store::Store;
 use crate::writer::Writer;
 
@@ -12,6 +12,24 @@ pub const DEFAULT_MAX_QUEUED_ROWS: usize = 16_384;
 /// Default bound on the bytes queued for writing by one client (payloads, names and a
 /// fixed per-row overhead).
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default limit on a serialized payload: 256 KiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+impl Client {
+    /// A client writing to `store`, with the default settings.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (it spawns its writer task).
+    pub fn new(store: impl Store) -> Self {
+        Self::builder(store).build()
+    }
+    /// Settings for a client writing to `store`.
+    pub fn builder(store: impl Store) -> ClientBuilder {
+        ClientBuilder::new(Arc::new(store))
+    }
+}
 
 /// Settings of a [`Client`]: payload limit and the bounds of its write queue.
 ///

@@ -8,17 +8,24 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::handle::Runtime;
 use super::loops;
 use super::settings::Settings;
 use super::shared::Shared;
 use super::slots::Slots;
 use super::stats::Stats;
-use super::Runtime;
 use crate::client::{Client, Link, Wake, DEFAULT_MAX_PAYLOAD_BYTES};
 use crate::ids::WorkerId;
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::writer::LocalRuntime;
+
+impl Runtime {
+    /// Starts configuring a runtime over `store` running the tasks of `registry`.
+    pub fn builder(store: impl Store, registry: Registry) -> RuntimeBuilder {
+        RuntimeBuilder::new(Arc::new(store), registry)
+    }
+}
 
 /// Configures and starts a [`Runtime`].
 ///

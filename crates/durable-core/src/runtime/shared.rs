@@ -10,14 +10,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::execute;
 use super::settings::Settings;
-use super::slots::{Running, Slots};
+use super::slots::Slots;
 use super::stats::Stats;
 use crate::client::{Client, Wake};
 use crate::ids::WorkerId;
 use crate::registry::Registry;
-use crate::store::{ClaimedTask, Fence, Outcome, Settle, Store};
+use crate::store::{Fence, Store};
 
 /// State shared by the runtime's loops, its runners and the client's dispatch hook.
 pub(crate) struct Shared {
@@ -120,63 +119,6 @@ impl Shared {
             drop(next);
             self.wake.notify();
         }
-    }
-
-    /// Registers and spawns claimed attempts whose slots are already taken.
-    ///
-    /// Tasks that arrive after shutdown handed its attempts back — a claim or a local insert
-    /// that was in flight and committed after a forced or timed-out wait for it — are not
-    /// started: they are handed back at once, so the row neither runs under a stopping
-    /// runtime nor waits out its lease.
-    pub(super) fn spawn_claimed(self: &Arc<Self>, tasks: Vec<ClaimedTask>) {
-        {
-            // Under the same lock as shutdown's collection (see `handed_back`).
-            let mut slots = self.slots();
-            if self.handed_back.load(Ordering::SeqCst) {
-                for task in &tasks {
-                    slots.give_back(&task.queue, 1);
-                }
-                drop(slots);
-                self.hand_back_late(tasks.iter().map(ClaimedTask::fence).collect());
-                return;
-            }
-            for task in &tasks {
-                slots.start(Running {
-                    fence: task.fence(),
-                    queue: task.queue.clone(),
-                    soft: self.soft.child_token(),
-                    hard: self.hard.child_token(),
-                    settling: false,
-                });
-            }
-        }
-        for task in tasks {
-            self.tracker
-                .spawn_on(execute::run_claimed(Arc::clone(self), task), &self.handle);
-        }
-    }
-}
-
-impl Shared {
-    /// Requeues attempts that were never started because shutdown had already handed the
-    /// others back.
-    fn hand_back_late(&self, fences: Vec<Fence>) {
-        let writer = self.client.writer().clone();
-        let outcomes = fences
-            .iter()
-            .map(|fence| Settle::new(*fence, Outcome::Requeued))
-            .collect();
-        self.tracker.spawn_on(
-            async move {
-                match writer.settle(outcomes).await {
-                    Ok(n) => tracing::info!(tasks = fences.len(), requeued = n.len(),
-                        "tasks claimed after shutdown's hand-back were handed back unstarted"),
-                    Err(error) => tracing::warn!(tasks = fences.len(), %error,
-                        "could not hand back tasks claimed after shutdown's hand-back; they are recovered when their lease expires"),
-                }
-            },
-            &self.handle,
-        );
     }
 
     pub(super) fn me(&self) -> Option<Arc<Shared>> {

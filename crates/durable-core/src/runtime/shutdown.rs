@@ -7,10 +7,21 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::handle::Runtime;
 use super::shared::Shared;
-use super::{Runtime, ShutdownReport};
 use crate::store::{Fence, Outcome, Settle};
 use crate::writer::LocalRuntime;
+
+/// What [`Runtime::shutdown`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Attempts that were running when shutdown began and finished on their own.
+    pub finished: usize,
+    /// Attempts stopped and handed back as `pending` (rows changed by the requeue).
+    pub requeued: u64,
+    /// Whether everything finished within the grace period.
+    pub drained: bool,
+}
 
 impl Runtime {
     /// Drains and stops, **within `grace`**: stop claiming (after one last claim if this

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::local::{Attached, ClaimReport, LocalRuntime, Reservation};
 use super::queue::Ticket;
 use super::split::{answer_failed, Inserter, SharedError};
-use super::{Attached, ClaimReport, LocalRuntime, Reservation};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::store::{

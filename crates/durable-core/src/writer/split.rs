@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use super::local::LocalRuntime;
 use super::queue::Ticket;
-use super::LocalRuntime;
 use crate::error::{Error, Result};
 use crate::store::{NewTask, Store, WriteBatch};
 
