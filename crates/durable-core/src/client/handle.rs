@@ -65,13 +65,13 @@ impl Client {
     }
 
     /// Rows accepted for writing and not yet answered (committed or failed): what the
-    /// writer holds in memory. Bounded by [`ClientBuilder::max_queued_rows`].
+    /// writer holds in memory. Bounded by [`ClientBuilder::max_queued_rows`](super::ClientBuilder::max_queued_rows).
     pub fn queued_rows(&self) -> usize {
         self.inner.writer.queue().rows()
     }
 
     /// Approximate bytes of the [`queued_rows`](Self::queued_rows). Bounded by
-    /// [`ClientBuilder::max_queued_bytes`].
+    /// [`ClientBuilder::max_queued_bytes`](super::ClientBuilder::max_queued_bytes).
     pub fn queued_bytes(&self) -> usize {
         self.inner.writer.queue().bytes()
     }
@@ -91,13 +91,13 @@ impl Client {
 
     /// Serializes and checks `task` into a row, without writing it: for stores that write
     /// rows in a transaction of the caller's (`durable_sqlx::enqueue_in`). Applications
-    /// enqueue through [`enqueue`](Self::enqueue) or a [`Batch`].
+    /// enqueue through [`enqueue`](Self::enqueue) or a [`Batch`](super::Batch).
     ///
     /// Fails with [`Error::NameCollision`](crate::Error::NameCollision) when another type
     /// already used `T::NAME` in this process, [`Error::Serialize`](crate::Error::Serialize)
     /// on a payload serde cannot serialize, [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge)
     /// over the limit, and [`Error::InvalidTask`](crate::Error::InvalidTask) on what some
-    /// store cannot hold: a queue (or task) name that is empty, over [`MAX_NAME_BYTES`] or
+    /// store cannot hold: a queue (or task) name that is empty, over [`MAX_NAME_BYTES`](super::MAX_NAME_BYTES) or
     /// holds a NUL character; a NUL character anywhere in the payload; a run time outside
     /// years 1–9999 UTC (a `delay` that ends after year 9999, `Duration::MAX` included). The
     /// checks are the same on every backend, so a task that enqueues on SQLite also enqueues

@@ -78,18 +78,15 @@ impl Writer {
         let (jobs, rx) = mpsc::unbounded_channel();
         let local: Attached = Arc::new(OnceLock::new());
         let main = cycle::write_loop(Arc::clone(&store), rx, Arc::clone(&local));
-        let outcomes = match store.commit_mode() {
-            CommitMode::Serial => {
-                thread::spawn(main);
-                jobs.clone()
-            }
-            _ => {
-                tokio::spawn(main);
-                let (outcomes, rx) = mpsc::unbounded_channel();
-                let none: Attached = Arc::new(OnceLock::new());
-                tokio::spawn(cycle::write_loop(Arc::clone(&store), rx, none));
-                outcomes
-            }
+        let outcomes = if store.commit_mode() == CommitMode::Serial {
+            thread::spawn(main);
+            jobs.clone()
+        } else {
+            tokio::spawn(main);
+            let (outcomes, rx) = mpsc::unbounded_channel();
+            let none: Attached = Arc::new(OnceLock::new());
+            tokio::spawn(cycle::write_loop(Arc::clone(&store), rx, none));
+            outcomes
         };
         Self {
             jobs,
