@@ -37,8 +37,8 @@ impl WorkerStore for PostgresStore {
         .boxed()
     }
 
-    /// The parts run at once on separate pooled connections — completions and other outcomes
-    /// alongside the insert, the claim after the insert so it sees the new rows — each its own
+    /// The parts run at once on separate pooled connections — completions, then the other
+    /// outcomes, alongside the insert, the claim after the insert so it sees the new rows — each its own
     /// transaction. PostgreSQL commits concurrent transactions together (its WAL flushes
     /// are group-committed), so parallel statements beat one combined statement here: a
     /// cycle costs about one round trip and one commit wait.
@@ -50,14 +50,23 @@ impl WorkerStore for PostgresStore {
     /// transaction, and that one stays detached.)
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         let pool = &self.pool;
-        let complete = async {
-            if batch.complete.is_empty() {
-                return Ok(Vec::new());
-            }
-            pooled(pool, "complete", async |conn| {
-                complete_on(conn, fence_columns(batch.complete)).await
-            })
-            .await
+        // Completions before the other outcomes: an attempt that completed while shutdown
+        // was handing it back ran, and its completion must win over the hand-back.
+        let outcomes = async {
+            let completed = if batch.complete.is_empty() {
+                Ok(Vec::new())
+            } else {
+                pooled(pool, "complete", async |conn| {
+                    complete_on(conn, fence_columns(batch.complete)).await
+                })
+                .await
+            };
+            let settled = if batch.settle.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.settle(batch.settle).await
+            };
+            (completed, settled)
         };
         let insert_then_claim = async {
             let inserted = if batch.insert.is_empty() {
@@ -83,14 +92,7 @@ impl WorkerStore for PostgresStore {
             };
             (inserted, claimed)
         };
-        let settle = async {
-            if batch.settle.is_empty() {
-                return Ok(Vec::new());
-            }
-            self.settle(batch.settle).await
-        };
-        let (completed, settled, (inserted, claimed)) =
-            tokio::join!(complete, settle, insert_then_claim);
+        let ((completed, settled), (inserted, claimed)) = tokio::join!(outcomes, insert_then_claim);
         WriteOutcome::empty()
             .with_inserted(inserted)
             .with_completed(completed)

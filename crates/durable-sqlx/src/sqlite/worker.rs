@@ -97,18 +97,20 @@ impl WorkerStore for SqliteStore {
         CommitMode::Serial
     }
 
-    /// Outcomes other than completion — rare: a failed attempt, a shutdown's hand-back — in a
-    /// transaction of their own, then the cycle: completions, inserts and the claim in one
-    /// transaction.
+    /// The cycle — completions, inserts and the claim — in one transaction, then the other
+    /// outcomes (rare: a failed attempt, a shutdown's hand-back) in one of their own. In that
+    /// order: an attempt that completed while shutdown was handing it back ran, and its
+    /// completion must win over the hand-back.
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        let mut cycle = batch;
+        cycle.settle = &[];
+        let outcome = self.write_cycle(cycle).await;
         let settled = if batch.settle.is_empty() {
             Ok(Vec::new())
         } else {
             self.settle(batch.settle).await
         };
-        let mut cycle = batch;
-        cycle.settle = &[];
-        self.write_cycle(cycle).await.with_settled(settled)
+        outcome.with_settled(settled)
     }
 
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::store::{ClaimRequest, ClaimedTask, NewTask, Store, REQUEUE_LIMIT};
+use durable_core::store::{
+    ClaimRequest, ClaimedTask, NewTask, Outcome, Settle, Store, WriteBatch, REQUEUE_LIMIT,
+};
 use durable_core::{TaskState, WorkerId};
 
 use super::Writes;
@@ -177,4 +179,32 @@ pub async fn rescue_counts_earlier_attempts(db: &impl TestDb) {
         "{:?}",
         r.last_error
     );
+}
+
+/// A completion and a shutdown's hand-back of the same attempt in one writer cycle (the
+/// attempt finished while shutdown was collecting what to hand back): the attempt ran, so
+/// the completion must win and the task must not run again.
+pub async fn completion_wins_over_a_hand_back_in_one_cycle(db: &impl TestDb) {
+    let store = db.store();
+    for round in 0..20 {
+        let t = NewTask::new("work", format!(r#"{{"key":"both-{round}"}}"#));
+        store
+            .insert(std::slice::from_ref(&t))
+            .await
+            .expect("insert");
+        let claimed = store
+            .claim(&ClaimRequest::new(WorkerId::new(), LEASE, 1, ["work"]))
+            .await
+            .expect("claim");
+        let fence = claimed[0].fence();
+        let handed_back = [Settle::new(fence, Outcome::Requeued)];
+        let outcome = store
+            .write(WriteBatch::new().complete(&[fence]).settle(&handed_back))
+            .await;
+        assert_eq!(outcome.completed.expect("complete"), vec![t.id]);
+        assert!(outcome.settled.expect("settle").is_empty());
+        let r = row(&store, t.id).await;
+        assert_eq!(r.state, TaskState::Completed, "round {round}: {r:?}");
+        assert_eq!((r.attempts, r.requeues), (1, 0), "round {round}: {r:?}");
+    }
 }

@@ -124,7 +124,8 @@ macro_rules! conformance_tests {
             unclaimable_counts_waiting_unknown_types);
         $crate::conformance_tests!(@attempts $make;
             requeue_counts_attempts_past_its_limit,
-            rescue_spares_a_last_attempt_that_never_started, rescue_counts_earlier_attempts);
+            rescue_spares_a_last_attempt_that_never_started, rescue_counts_earlier_attempts,
+            completion_wins_over_a_hand_back_in_one_cycle);
         $crate::conformance_tests!(@runtime $make;
             runs_to_completion, retries_then_succeeds, panic_is_caught_and_retried,
             timeout_is_retryable, permanent_error_fails_at_once, exhausted_attempts_end_failed,
