@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, AdminStore, CommitMode, Fence, Outcome, RescueReport, StateCounts, Store,
-    TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, CommitMode, Fence, ListQuery, Outcome, RescueReport, StateCounts,
+    Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::TaskId;
 
@@ -175,6 +175,10 @@ impl AdminStore for CountingStore {
         self.inner.get(id).await
     }
 
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<Vec<TaskRecord>> {
+        self.count("list", 0);
+        self.inner.list(query).await
+    }
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         self.count("counts", 0);
         self.inner.counts().await

@@ -24,7 +24,8 @@ mod routes;
 
 use axum::routing::{get, post};
 use axum::Router;
-use axum_durable::{DurableLayer, Registry, Runtime};
+use axum_durable::core::store::ListQuery;
+use axum_durable::{DurableLayer, Registry, Runtime, TaskState};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +52,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
+    // Failed tasks wait for an operator (a retry or a delete): say so at start.
+    let failed = db
+        .store()
+        .list(&ListQuery::new(10).state(TaskState::Failed))
+        .await?;
+    for task in &failed {
+        tracing::warn!(task_id = %task.id, task_name = %task.name, error = ?task.last_error,
+            "failed task waiting for an operator");
+    }
 
     let mailer = Mailer {
         db: db.clone(),

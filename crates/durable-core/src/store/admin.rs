@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{StateCounts, TaskRecord};
+use super::{ListQuery, StateCounts, TaskRecord};
 use crate::error::Result;
 use crate::ids::TaskId;
 
-/// Inspection and administration: what operators, dashboards and maintenance call, as opposed
+/// Inspection and administration (get, list, counts, cancel, prune, migrate): what operators, dashboards and maintenance call, as opposed
 /// to the worker protocol ([`WorkerStore`](super::WorkerStore)) a runtime drives.
 ///
 /// None of these writes is fenced by an attempt: they act on a row whatever holds it, each in
@@ -22,6 +22,9 @@ pub trait AdminStore: Send + Sync + fmt::Debug + 'static {
 
     /// Reads one row.
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>>;
+
+    /// Rows matching `query`, in id order, at most `query.limit` of them (one keyset page).
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TaskRecord>>;
 
     /// Counts rows per state.
     async fn counts(&self) -> Result<StateCounts>;

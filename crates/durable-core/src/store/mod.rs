@@ -17,6 +17,7 @@
 mod admin;
 mod batch;
 mod claim;
+mod list;
 mod record;
 mod rows;
 mod shared;
@@ -25,6 +26,7 @@ mod worker;
 pub use admin::AdminStore;
 pub use batch::{Outcome, Settle, WriteBatch, WriteOutcome};
 pub use claim::{ClaimRequest, Fence, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SCAN};
+pub use list::{ListQuery, MAX_LIST_LIMIT};
 pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
 pub use worker::{CommitMode, Wakeups, WorkerStore};

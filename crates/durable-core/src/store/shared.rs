@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    AdminStore, CommitMode, Fence, RescueReport, StateCounts, TaskRecord, Wakeups, WorkerStore,
-    WriteBatch, WriteOutcome,
+    AdminStore, CommitMode, Fence, ListQuery, RescueReport, StateCounts, TaskRecord, Wakeups,
+    WorkerStore, WriteBatch, WriteOutcome,
 };
 use crate::error::Result;
 use crate::ids::TaskId;
@@ -54,6 +54,9 @@ impl<S: AdminStore + ?Sized> AdminStore for Arc<S> {
     }
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
         (**self).get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TaskRecord>> {
+        (**self).list(query).await
     }
     async fn counts(&self) -> Result<StateCounts> {
         (**self).counts().await

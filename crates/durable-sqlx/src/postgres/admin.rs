@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use durable_core::store::{async_trait, AdminStore, StateCounts, TaskRecord};
-use durable_core::TaskId;
+use durable_core::store::{
+    async_trait, AdminStore, ListQuery, StateCounts, TaskRecord, MAX_LIST_LIMIT,
+};
+use durable_core::{TaskId, TaskState};
 
 use super::rows::record_from_row;
 use super::{ms, sql, PostgresStore};
@@ -72,6 +74,23 @@ impl AdminStore for PostgresStore {
                 .await
                 .map_err(Error::db("get"))?;
             row.as_ref().map(record_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<Vec<TaskRecord>> {
+        let query = query.clone();
+        self.run("list", move |pool| async move {
+            let rows = sqlx::query(sql::LIST)
+                .bind(query.state.map(TaskState::as_str))
+                .bind(query.name)
+                .bind(query.queue)
+                .bind(query.after.map(|id| *id.as_uuid()))
+                .bind(i64::from(query.limit.min(MAX_LIST_LIMIT)))
+                .fetch_all(&pool)
+                .await
+                .map_err(Error::db("list"))?;
+            rows.iter().map(record_from_row).collect()
         })
         .await
     }

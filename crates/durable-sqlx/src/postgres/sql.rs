@@ -282,11 +282,29 @@ WITH doomed AS MATERIALIZED (
 )
 DELETE FROM durable_tasks AS t USING doomed WHERE t.id = doomed.id";
 
+/// The columns of a [`TaskRecord`](durable_core::store::TaskRecord), payload as text.
+macro_rules! record_columns {
+    () => {
+        "SELECT id, name, queue, payload::text AS payload, state, priority, attempts,
+    max_attempts, requeues, run_at, lease_owner, lease_expires_at, last_error, created_at,
+    updated_at, finished_at
+FROM durable_tasks"
+    };
+}
+
 /// $1 id.
-pub(super) const GET: &str = "
-SELECT id, name, queue, payload::text AS payload, state, priority, attempts, max_attempts,
-    requeues, run_at, lease_owner, lease_expires_at, last_error, created_at, updated_at, finished_at
-FROM durable_tasks WHERE id = $1";
+pub(super) const GET: &str = concat!(record_columns!(), " WHERE id = $1");
+
+/// $1 state, $2 name, $3 queue, $4 after id (each NULL: any), $5 limit. Ids are UUID v7, so
+/// their order is creation order; the primary key serves the keyset.
+pub(super) const LIST: &str = concat!(
+    record_columns!(),
+    "
+WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR name = $2)
+  AND ($3::text IS NULL OR queue = $3) AND ($4::uuid IS NULL OR id > $4)
+ORDER BY id
+LIMIT $5"
+);
 
 pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";
 

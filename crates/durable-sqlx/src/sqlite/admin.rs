@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use durable_core::store::{async_trait, AdminStore, StateCounts, TaskRecord};
-use durable_core::TaskId;
+use durable_core::store::{
+    async_trait, AdminStore, ListQuery, StateCounts, TaskRecord, MAX_LIST_LIMIT,
+};
+use durable_core::{TaskId, TaskState};
 
 use super::encode::now_ms;
 use super::rows::record_from_row;
@@ -75,6 +77,19 @@ impl AdminStore for SqliteStore {
             .await
             .map_err(Error::db("get"))?;
         to_core(row.as_ref().map(record_from_row).transpose())
+    }
+
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<Vec<TaskRecord>> {
+        let rows = sqlx::query(sql::LIST)
+            .bind(query.state.map(TaskState::as_str))
+            .bind(query.name.as_deref())
+            .bind(query.queue.as_deref())
+            .bind(query.after.map(|id| id.to_string()))
+            .bind(i64::from(query.limit.min(MAX_LIST_LIMIT)))
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(Error::db("list"))?;
+        to_core(rows.iter().map(record_from_row).collect())
     }
 
     async fn counts(&self) -> durable_core::Result<StateCounts> {

@@ -291,6 +291,15 @@ DELETE FROM durable_tasks WHERE id IN (
 
 pub(super) const GET: &str = "SELECT * FROM durable_tasks WHERE id = ?1";
 
+/// ?1 state, ?2 name, ?3 queue, ?4 after id (each NULL: any), ?5 limit. Ids are UUID v7 text,
+/// so their order is creation order; the primary key serves the keyset.
+pub(super) const LIST: &str = "
+SELECT * FROM durable_tasks
+WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR name = ?2) AND (?3 IS NULL OR queue = ?3)
+  AND (?4 IS NULL OR id > ?4)
+ORDER BY id
+LIMIT ?5";
+
 pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";
 
 /// ?1 now. Due pending rows, counted on the partial claim index (which holds `run_at`).

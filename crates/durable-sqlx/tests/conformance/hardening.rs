@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::store::{
-    async_trait, AdminStore, CommitMode, Fence, NewTask, Outcome, RescueReport, StateCounts, Store,
-    TaskRecord, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, CommitMode, Fence, ListQuery, NewTask, Outcome, RescueReport,
+    StateCounts, Store, TaskRecord, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::{
     Backoff, Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskOptions, TaskState,
@@ -306,6 +306,9 @@ impl AdminStore for Faulty {
     }
     async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
         self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<Vec<TaskRecord>> {
+        self.inner.list(query).await
     }
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         self.inner.counts().await

@@ -121,7 +121,7 @@ macro_rules! conformance_tests {
             two_stores_fencing_interleaving, migrate_is_idempotent,
             write_combines_completions_inserts_and_claim, write_parts_fail_alone,
             backlog_counts_due_rows_only, claim_takes_only_named_task_types,
-            unclaimable_counts_waiting_unknown_types);
+            unclaimable_counts_waiting_unknown_types, list_filters_and_pages_in_id_order);
         $crate::conformance_tests!(@attempts $make;
             requeue_counts_attempts_past_its_limit,
             rescue_spares_a_last_attempt_that_never_started, rescue_counts_earlier_attempts,

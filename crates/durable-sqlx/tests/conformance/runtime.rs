@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use durable_core::runtime::RuntimeBuilder;
 use durable_core::store::{
-    async_trait, AdminStore, ClaimRequest, Fence, NewTask, RescueReport, StateCounts, Store,
-    TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, ClaimRequest, Fence, ListQuery, NewTask, RescueReport, StateCounts,
+    Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::{Client, EnqueueOptions, Error, Runtime, TaskId, TaskState};
 
@@ -770,6 +770,9 @@ impl AdminStore for Counting {
     }
     async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
         self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<Vec<TaskRecord>> {
+        self.inner.list(query).await
     }
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         self.inner.counts().await

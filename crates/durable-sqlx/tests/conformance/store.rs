@@ -855,3 +855,75 @@ pub async fn unclaimable_counts_waiting_unknown_types(db: &impl TestDb) {
         .expect("unclaimable")
         .is_empty());
 }
+
+/// `list` filters by state, name and queue and pages by id (creation order), a keyset page
+/// at a time.
+pub async fn list_filters_and_pages_in_id_order(db: &impl TestDb) {
+    use durable_core::store::ListQuery;
+    let store = db.store();
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let (name, queue) = if i % 5 == 0 {
+            ("report", "slow")
+        } else {
+            ("work", "default")
+        };
+        let t = NewTask::new(name, format!(r#"{{"key":"list-{i}"}}"#)).with_queue(queue);
+        store
+            .insert(std::slice::from_ref(&t))
+            .await
+            .expect("insert");
+        ids.push(t.id);
+    }
+    // Two `work` rows processing, one of them then failed.
+    let claimed = claim_all(&store, WorkerId::new(), 2).await;
+    assert!(store.fail(&claimed[0].fence(), "boom").await.expect("fail"));
+
+    let mut paged = Vec::new();
+    let mut query = ListQuery::new(10);
+    loop {
+        let page = store.list(&query).await.expect("list");
+        assert!(page.len() <= 10);
+        paged.extend(page.iter().map(|r| r.id));
+        match page.last() {
+            Some(last) if page.len() == 10 => query = query.after(last.id),
+            _ => break,
+        }
+    }
+    assert_eq!(paged, ids, "every row once, in creation order");
+
+    let reports = store
+        .list(&ListQuery::new(100).name("report"))
+        .await
+        .expect("list");
+    assert_eq!(reports.len(), 5);
+    assert!(reports
+        .iter()
+        .all(|r| r.name == "report" && r.queue == "slow"));
+    let slow = store
+        .list(&ListQuery::new(100).queue("slow").state(TaskState::Pending))
+        .await
+        .expect("list");
+    assert_eq!(slow.len(), 5);
+    let failed = store
+        .list(&ListQuery::new(100).state(TaskState::Failed))
+        .await
+        .expect("list");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, claimed[0].id);
+    assert_eq!(failed[0].last_error.as_deref(), Some("boom"));
+    let processing = store
+        .list(
+            &ListQuery::new(100)
+                .state(TaskState::Processing)
+                .name("work"),
+        )
+        .await
+        .expect("list");
+    assert_eq!(processing.len(), 1);
+    assert!(store
+        .list(&ListQuery::new(100).name("nothing"))
+        .await
+        .expect("list")
+        .is_empty());
+}

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::store::{
-    async_trait, AdminStore, ClaimedTask, CommitMode, Fence, NewTask, RescueReport, StateCounts,
-    TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, ClaimedTask, CommitMode, Fence, ListQuery, NewTask, RescueReport,
+    StateCounts, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::{Result, TaskId};
 
@@ -160,6 +160,12 @@ impl AdminStore for FaultyStore {
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
         let inner = self.inner();
         self.call(Method::Get, async move { inner.get(id).await })
+            .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<TaskRecord>> {
+        let (inner, query) = (self.inner(), query.clone());
+        self.call(Method::Get, async move { inner.list(&query).await })
             .await
     }
 
