@@ -605,3 +605,49 @@ async fn invite_that_cannot_be_stored(backend: Backend) {
     let after = inspector.snapshot().await;
     assert!(after.tasks.is_empty(), "stored: {:?}", after.tasks);
 }
+
+on_both_backends!(
+    task_state_waits_for_the_email => sqlite_task_state_waits_for_the_email, postgres_task_state_waits_for_the_email
+);
+
+/// `GET /tasks/{id}` waits for the welcome email's task to finish, then reports it completed;
+/// an unknown id is a 404.
+async fn task_state_waits_for_the_email(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let server = Server::start(&db, &[("EMAIL_DELAY_MS", "700")]).await;
+    let client = durable_tests::http::client();
+    let answer: serde_json::Value = client
+        .post(server.url("/signup"))
+        .json(&serde_json::json!({ "email": "grace@example.com" }))
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    let task_id = answer["task_id"].as_str().expect("a task id").to_owned();
+    let asked = Instant::now();
+    let state: serde_json::Value = client
+        .get(server.url(&format!("/tasks/{task_id}")))
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    assert_eq!(state["state"], "completed", "{state}");
+    assert_eq!(state["task_id"], task_id.as_str());
+    assert!(
+        asked.elapsed() >= Duration::from_millis(300),
+        "answered before the email could be sent: {:?}",
+        asked.elapsed()
+    );
+    let unknown = client
+        .get(server.url("/tasks/01a24759-a732-718c-9b9d-37fd5e8c52d9"))
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(unknown.status().as_u16(), 404);
+}

@@ -102,6 +102,14 @@ pub enum Error {
          (or `durable_sqlx::enqueue_in`) to write the task in that transaction instead"
     )]
     InsideWriterTransaction,
+
+    /// [`Client::wait`](crate::Client::wait) for a task the store does not hold: never
+    /// stored, or pruned after it finished (see the runtime's retention).
+    #[error("task {id} is not in the store: it was never stored, or was pruned after it finished")]
+    UnknownTask {
+        /// The task waited for.
+        id: crate::ids::TaskId,
+    },
 }
 
 impl Error {

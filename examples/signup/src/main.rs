@@ -7,6 +7,7 @@
 //! ```sh
 //! cargo run -p example-signup
 //! curl -i -X POST localhost:3000/signup -H 'content-type: application/json' -d '{"email":"ada@example.com"}'
+//! curl -i localhost:3000/tasks/<task_id from the answer>   # waits (up to 10 s) until the email is sent
 //! ```
 //!
 //! Environment: `DATABASE_URL` (default `sqlite://signup.db`; `postgres://...` works too),
@@ -88,6 +89,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut app = Router::new()
         .route("/signup", post(routes::signup))
         .route("/invite", post(routes::invite))
+        .route("/tasks/{id}", get(routes::task))
         .route("/health", get(routes::health));
     if config.chaos_tasks {
         app = app.merge(chaos::routes());

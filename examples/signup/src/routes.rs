@@ -1,11 +1,11 @@
 //! HTTP handlers.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use axum_durable::Durable;
+use axum_durable::{Durable, TaskId};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -69,6 +69,36 @@ pub(crate) async fn signup(State(db): State<Db>, durable: Durable, body: Body) -
             format!("`{email}` is already registered"),
         ),
         Err(SignupError::Storage(error)) => error.into_response(),
+    }
+}
+
+/// How long `GET /tasks/{id}` waits for a task to finish before answering with its current
+/// state.
+const TASK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `GET /tasks/{id}`: a task's state, once final — waiting up to [`TASK_WAIT`] for it (a long
+/// poll), else as it is then. The state, attempts and last error only: the payload holds the
+/// user's address.
+pub(crate) async fn task(durable: Durable, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<TaskId>() else {
+        return problem(StatusCode::BAD_REQUEST, "not a task id");
+    };
+    let client = durable.client();
+    let found = match tokio::time::timeout(TASK_WAIT, client.wait(id)).await {
+        Ok(Err(axum_durable::core::Error::UnknownTask { .. })) => None,
+        Ok(result) => Some(result),
+        Err(_still_running) => client.get(id).await.transpose(),
+    };
+    match found {
+        None => problem(StatusCode::NOT_FOUND, "no such task"),
+        Some(Err(error)) => axum_durable::Error::from(error).into_response(),
+        Some(Ok(task)) => Json(json!({
+            "task_id": task.id,
+            "state": task.state.as_str(),
+            "attempts": task.attempts,
+            "last_error": task.last_error,
+        }))
+        .into_response(),
     }
 }
 

@@ -109,6 +109,7 @@ impl ClientBuilder {
                 writer,
                 max_payload_bytes: self.max_payload_bytes,
                 link: OnceLock::new(),
+                waiters: super::wait::Waiters::default(),
             }),
         }
     }

@@ -8,6 +8,7 @@ use super::link::Link;
 use super::options::EnqueueOptions;
 use super::row;
 use super::volatile::{run as run_volatile, VolatileFuture};
+use super::wait::Waiters;
 use crate::error::Result;
 use crate::ids::TaskId;
 use crate::store::{NewTask, Store, TaskRecord};
@@ -20,6 +21,8 @@ pub(super) struct ClientInner {
     pub(super) max_payload_bytes: usize,
     /// The runtime this client belongs to, once attached.
     pub(super) link: OnceLock<Link>,
+    /// Who waits for which task ([`Client::wait`]).
+    pub(super) waiters: Waiters,
 }
 
 /// Enqueues tasks. Cheap to clone; all clones share one group-commit writer.
@@ -148,7 +151,16 @@ impl Client {
 
     /// Cancels a `pending` task. Returns whether it was still pending.
     pub async fn cancel(&self, id: TaskId) -> Result<bool> {
-        self.inner.store.cancel(id).await
+        let cancelled = self.inner.store.cancel(id).await?;
+        if cancelled {
+            self.inner.waiters.finished(id);
+        }
+        Ok(cancelled)
+    }
+
+    /// Task `id` reached a final state in this process (its runtime wrote it).
+    pub(crate) fn finished(&self, id: TaskId) {
+        self.inner.waiters.finished(id);
     }
 
     /// Reads a task's row.

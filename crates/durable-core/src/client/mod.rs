@@ -13,6 +13,7 @@ mod link;
 mod options;
 mod row;
 mod volatile;
+mod wait;
 
 pub use batch::Batch;
 pub use builder::{

@@ -252,6 +252,7 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Ended) {
             let applied = write(shared, &fence, "complete", || writer.complete(fence)).await;
             if applied == Some(true) {
                 shared.stats.completed();
+                shared.client.finished(id);
                 tracing::debug!(task_id = %id, task_name = name, attempt, "task completed");
             }
         }
@@ -281,6 +282,7 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Ended) {
             let applied = settle_as(shared, fence, "fail", outcome).await;
             if applied == Some(true) {
                 shared.stats.failed();
+                shared.client.finished(id);
                 tracing::error!(task_id = %id, task_name = name, attempt, max_attempts = max, permanent,
                     error = %message, "task failed permanently");
             }
@@ -292,6 +294,7 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Ended) {
             let applied = settle_as(shared, fence, "fail", outcome).await;
             if applied == Some(true) {
                 shared.stats.failed();
+                shared.client.finished(id);
                 tracing::error!(task_id = %id, task_name = name, attempt, error = %message,
                     "task cannot run; marked failed");
             }

@@ -9,6 +9,7 @@ pub mod hardening;
 pub mod runtime;
 pub mod store;
 pub mod tasks;
+pub mod wait;
 pub mod writes;
 
 use std::future::Future;
@@ -138,6 +139,8 @@ macro_rules! conformance_tests {
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
             cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
             shutdown_drains_tasks_committed_after_the_last_claim);
+        $crate::conformance_tests!(@wait $make;
+            wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;
             panics_anywhere_in_an_attempt_are_failed_attempts,
             task_cancelling_its_own_token_is_retried,
@@ -171,6 +174,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::attempts::$case(&db).await;
+            }
+        )*
+    };
+    (@wait $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::wait::$case(&db).await;
             }
         )*
     };
