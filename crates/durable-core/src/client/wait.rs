@@ -29,13 +29,12 @@ impl Waiters {
         Arc::clone(by_task.entry(id).or_default())
     }
 
-    fn unregister(&self, id: TaskId, notify: &Arc<Notify>) {
+    /// Drops a waiter's handle, and the entry with the last one. Under the lock, so that two
+    /// waiters leaving at once cannot both see the other and leave the entry behind.
+    fn unregister(&self, id: TaskId, notify: Arc<Notify>) {
         let mut by_task = self.by_task.lock().unwrap_or_else(PoisonError::into_inner);
-        // The map's clone and ours: nobody else waits for this task.
-        if by_task
-            .get(&id)
-            .is_some_and(|n| Arc::ptr_eq(n, notify) && Arc::strong_count(n) <= 2)
-        {
+        drop(notify);
+        if by_task.get(&id).is_some_and(|n| Arc::strong_count(n) == 1) {
             by_task.remove(&id);
         }
     }
@@ -63,7 +62,8 @@ struct Registered<'a> {
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.waiters.unregister(self.id, &self.notify);
+        let notify = std::mem::replace(&mut self.notify, Arc::new(Notify::new()));
+        self.waiters.unregister(self.id, notify);
     }
 }
 
@@ -119,5 +119,31 @@ impl Client {
                 () = tokio::time::sleep(pause) => pause = (pause * 2).min(MAX_PAUSE),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_waiter_to_leave_removes_the_entry() {
+        let waiters = Waiters::default();
+        let id = TaskId::new();
+        let a = Registered {
+            waiters: &waiters,
+            id,
+            notify: waiters.register(id),
+        };
+        let b = Registered {
+            waiters: &waiters,
+            id,
+            notify: waiters.register(id),
+        };
+        assert!(Arc::ptr_eq(&a.notify, &b.notify), "one entry per task");
+        drop(a);
+        assert_eq!(waiters.by_task.lock().map_or(0, |m| m.len()), 1);
+        drop(b);
+        assert_eq!(waiters.by_task.lock().map_or(1, |m| m.len()), 0);
     }
 }
