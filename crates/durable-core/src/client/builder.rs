@@ -109,7 +109,7 @@ impl ClientBuilder {
                 writer,
                 max_payload_bytes: self.max_payload_bytes,
                 link: OnceLock::new(),
-                waiters: super::wait::Waiters::default(),
+                waiters: super::link::Waiters::default(),
             }),
         }
     }

@@ -4,11 +4,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, OnceLock, Weak};
 
-use super::link::Link;
+use super::link::{Link, Waiters};
 use super::options::EnqueueOptions;
 use super::row;
 use super::volatile::{run as run_volatile, VolatileFuture};
-use super::wait::Waiters;
+
 use crate::error::Result;
 use crate::ids::TaskId;
 use crate::store::{NewTask, Store, TaskRecord};

@@ -1,11 +1,15 @@
-//! What a client knows of the runtime it belongs to: how to wake its claim loop, and where
-//! volatile futures run.
+//! What a client and the runtime it belongs to tell each other: how to wake the claim loop,
+//! where volatile futures run, and which waited-for tasks finished.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::ids::TaskId;
 
 /// Wakes a runtime's claim loop, counting the commits it was woken for.
 #[derive(Debug, Default)]
@@ -42,11 +46,54 @@ impl Wake {
 /// The runtime a client belongs to.
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
-    pub(crate) wake: std::sync::Arc<Wake>,
+    pub(crate) wake: Arc<Wake>,
     /// Where volatile futures run, so shutdown waits for them.
     pub(crate) tracker: TaskTracker,
     /// Fires when shutdown stops waiting: volatile futures are dropped then.
     pub(crate) hard: CancellationToken,
     /// The application's runtime.
     pub(crate) handle: tokio::runtime::Handle,
+}
+
+/// The waiters of this client, by task: told at once when this process's runtime writes a
+/// task's final state, so a local task is seen without waiting for the next look.
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    by_task: Mutex<HashMap<TaskId, Arc<Notify>>>,
+}
+
+impl Waiters {
+    pub(super) fn register(&self, id: TaskId) -> Arc<Notify> {
+        let mut by_task = self.by_task.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(by_task.entry(id).or_default())
+    }
+
+    /// Drops a waiter's handle, and the entry with the last one. Under the lock, so that two
+    /// waiters leaving at once cannot both see the other and leave the entry behind.
+    pub(super) fn unregister(&self, id: TaskId, notify: Arc<Notify>) {
+        let mut by_task = self.by_task.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(notify);
+        if by_task.get(&id).is_some_and(|n| Arc::strong_count(n) == 1) {
+            by_task.remove(&id);
+        }
+    }
+
+    /// Task `id` reached a final state here: wake whoever waits for it.
+    pub(crate) fn finished(&self, id: TaskId) {
+        let notify = self
+            .by_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Tasks someone waits for.
+    #[cfg(test)]
+    pub(super) fn tasks(&self) -> usize {
+        self.by_task.lock().map_or(0, |m| m.len())
+    }
 }

@@ -1,12 +1,12 @@
 //! Waiting for a task's final state: the durable counterpart of awaiting a `JoinHandle`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::handle::Client;
+use super::link::Waiters;
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::store::TaskRecord;
@@ -15,43 +15,6 @@ use crate::store::TaskRecord;
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 /// Longest pause between two looks: a task finishing elsewhere is seen within about this.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
-
-/// The waiters of this client, by task: told at once when this process's runtime writes a
-/// task's final state, so a local task is seen without waiting for the next look.
-#[derive(Debug, Default)]
-pub(crate) struct Waiters {
-    by_task: Mutex<HashMap<TaskId, Arc<Notify>>>,
-}
-
-impl Waiters {
-    fn register(&self, id: TaskId) -> Arc<Notify> {
-        let mut by_task = self.by_task.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(by_task.entry(id).or_default())
-    }
-
-    /// Drops a waiter's handle, and the entry with the last one. Under the lock, so that two
-    /// waiters leaving at once cannot both see the other and leave the entry behind.
-    fn unregister(&self, id: TaskId, notify: Arc<Notify>) {
-        let mut by_task = self.by_task.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(notify);
-        if by_task.get(&id).is_some_and(|n| Arc::strong_count(n) == 1) {
-            by_task.remove(&id);
-        }
-    }
-
-    /// Task `id` reached a final state here: wake whoever waits for it.
-    pub(crate) fn finished(&self, id: TaskId) {
-        let notify = self
-            .by_task
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned();
-        if let Some(notify) = notify {
-            notify.notify_waiters();
-        }
-    }
-}
 
 /// Removes a waiter when its future ends or is dropped.
 struct Registered<'a> {
@@ -142,8 +105,8 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&a.notify, &b.notify), "one entry per task");
         drop(a);
-        assert_eq!(waiters.by_task.lock().map_or(0, |m| m.len()), 1);
+        assert_eq!(waiters.tasks(), 1);
         drop(b);
-        assert_eq!(waiters.by_task.lock().map_or(1, |m| m.len()), 0);
+        assert_eq!(waiters.tasks(), 0);
     }
 }
