@@ -67,6 +67,7 @@ pub mod runtime;
 mod state;
 pub mod store;
 mod task;
+pub mod unique;
 mod writer;
 
 pub use client::{Client, EnqueueOptions};
@@ -78,6 +79,7 @@ pub use retry::Backoff;
 pub use runtime::Runtime;
 pub use state::{ParseTaskStateError, TaskState};
 pub use task::{Task, TaskOptions};
+pub use unique::UniqueKey;
 
 /// Re-exported for tasks observing cancellation and for shutdown wiring.
 pub use tokio_util::sync::CancellationToken;

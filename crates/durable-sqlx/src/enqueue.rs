@@ -10,14 +10,15 @@ use crate::error::Result;
 #[async_trait]
 pub trait EnqueueConnection: Send {
     /// Inserts prepared rows on this connection (never claimed: the runtime finds them once
-    /// the caller commits).
-    async fn insert_tasks(&mut self, tasks: &[NewTask]) -> Result<()>;
+    /// the caller commits). Returns one id per row: its own, or — for a row whose unique key
+    /// another task holds, so it was not inserted — that task's.
+    async fn insert_tasks(&mut self, tasks: &[NewTask]) -> Result<Vec<TaskId>>;
 }
 
 #[cfg(feature = "sqlite")]
 #[async_trait]
 impl EnqueueConnection for sqlx::SqliteConnection {
-    async fn insert_tasks(&mut self, tasks: &[NewTask]) -> Result<()> {
+    async fn insert_tasks(&mut self, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
         crate::sqlite::insert_on(self, tasks).await
     }
 }
@@ -28,7 +29,7 @@ impl EnqueueConnection for sqlx::SqliteConnection {
 #[cfg(feature = "postgres")]
 #[async_trait]
 impl EnqueueConnection for sqlx::PgConnection {
-    async fn insert_tasks(&mut self, tasks: &[NewTask]) -> Result<()> {
+    async fn insert_tasks(&mut self, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
         crate::postgres::insert_on(self, tasks).await
     }
 }
@@ -45,6 +46,12 @@ where
 }
 
 /// [`enqueue_in`] with per-enqueue options.
+///
+/// With a [unique key](EnqueueOptions::unique) that another task holds — committed, or
+/// written earlier in this transaction — nothing is inserted and the id returned is that
+/// task's. On PostgreSQL, a concurrent transaction that inserted the key and has not yet
+/// committed makes this insert wait for its outcome: if it commits, its task is returned; if
+/// it rolls back, this one is inserted.
 pub async fn enqueue_in_with<C, T>(
     conn: &mut C,
     client: &Client,
@@ -57,8 +64,8 @@ where
 {
     let row = client.prepare(&task, &options)?;
     let id = row.id;
-    conn.insert_tasks(std::slice::from_ref(&row)).await?;
-    Ok(id)
+    let survivors = conn.insert_tasks(std::slice::from_ref(&row)).await?;
+    Ok(survivors.first().copied().unwrap_or(id))
 }
 
 /// A store that can open a transaction on its database for the application's own writes,

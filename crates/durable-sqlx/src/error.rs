@@ -90,6 +90,16 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A task's unique key was held at each insert, yet free at each lookup of its holder
+    /// that followed (the holders kept finishing in between): the enqueue gives up rather
+    /// than loop; a retry normally succeeds.
+    #[error("unique key `{key}`: held at each of {rounds} inserts but by no task at the lookup after")]
+    UniqueUnresolved {
+        /// The stored key.
+        key: String,
+        /// Inserts tried.
+        rounds: usize,
+    },
     /// Preparing a task for enqueue failed (payload too large, serialization).
     #[error(transparent)]
     Task(#[from] durable_core::Error),
@@ -162,6 +172,7 @@ impl From<Error> for durable_core::Error {
             Error::Database { operation, .. } if e.is_rejection() => {
                 durable_core::Error::rejected(operation, e)
             }
+            Error::UniqueUnresolved { .. } => durable_core::Error::store("enqueue", e),
             Error::Database { operation, .. } | Error::Join { operation, .. } => {
                 durable_core::Error::store(operation, e)
             }

@@ -38,6 +38,8 @@
 
 #[macro_use]
 mod sql_messages;
+#[macro_use]
+mod unique;
 mod enqueue;
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

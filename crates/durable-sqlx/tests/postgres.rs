@@ -74,6 +74,38 @@ impl PgDb {
     }
 }
 
+impl conformance::unique::UserTransactions for PgDb {
+    fn enqueue_in_tx(
+        &self,
+        client: Client,
+        task: conformance::tasks::Work,
+        options: durable_core::EnqueueOptions,
+        start: Arc<tokio::sync::Barrier>,
+        commit: bool,
+    ) -> conformance::unique::BoxFut<'_, Result<TaskId, String>> {
+        Box::pin(async move {
+            // A connection of its own per transaction: they all run at once.
+            let mut conn = PgConnection::connect_with(self.pool().connect_options().as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut tx = conn.begin().await.map_err(|e| e.to_string())?;
+            start.wait().await;
+            let id = durable_sqlx::enqueue_in_with(&mut *tx, &client, task, options)
+                .await
+                .map_err(|e| e.to_string())?;
+            if commit {
+                tx.commit().await.map_err(|e| e.to_string())?;
+            } else {
+                tx.rollback().await.map_err(|e| e.to_string())?;
+            }
+            Ok(id)
+        })
+    }
+    fn concurrent(&self) -> bool {
+        true
+    }
+}
+
 impl TestDb for PgDb {
     fn store(&self) -> Arc<dyn Store> {
         Arc::new(self.store.clone())

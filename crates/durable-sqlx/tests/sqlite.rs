@@ -40,6 +40,35 @@ impl TestDb for SqliteDb {
     }
 }
 
+impl conformance::unique::UserTransactions for SqliteDb {
+    fn enqueue_in_tx(
+        &self,
+        client: durable_core::Client,
+        task: conformance::tasks::Work,
+        options: durable_core::EnqueueOptions,
+        start: Arc<tokio::sync::Barrier>,
+        commit: bool,
+    ) -> conformance::unique::BoxFut<'_, Result<durable_core::TaskId, String>> {
+        Box::pin(async move {
+            let store = SqliteStore::connect(&self.url).await.map_err(|e| e.to_string())?;
+            let mut tx = store.begin().await.map_err(|e| e.to_string())?;
+            start.wait().await;
+            let id = durable_sqlx::enqueue_in_with(&mut *tx, &client, task, options)
+                .await
+                .map_err(|e| e.to_string())?;
+            if commit {
+                tx.commit().await.map_err(|e| e.to_string())?;
+            } else {
+                tx.rollback().await.map_err(|e| e.to_string())?;
+            }
+            Ok(id)
+        })
+    }
+    fn concurrent(&self) -> bool {
+        false
+    }
+}
+
 async fn sqlite_db() -> SqliteDb {
     let file = durable_testkit::SqliteFile::new();
     let url = file.url();

@@ -93,7 +93,8 @@ impl Batch {
         self.push_with(task, EnqueueOptions::new())
     }
 
-    /// Adds `task` with overrides; returns the id it will have.
+    /// Adds `task` with overrides; returns the id it will have if stored (with a unique key,
+    /// [`commit`](Self::commit) tells the id that survived).
     #[allow(
         clippy::needless_pass_by_value,
         reason = "takes the options like `Client::enqueue_with` does: the caller hands them over"
@@ -122,9 +123,12 @@ impl Batch {
 
     /// Stores every task pushed, in one transaction; returns their ids in order once
     /// committed. An empty batch writes nothing.
+    ///
+    /// A task with a [unique key](EnqueueOptions::unique) that another task holds — one
+    /// already stored, or one pushed earlier in this batch — is not stored: its place in the
+    /// answer holds the id of the task holding the key, which may differ from the id
+    /// [`push_with`](Self::push_with) returned.
     pub async fn commit(self) -> Result<Vec<TaskId>> {
-        let ids = self.rows.iter().map(|row| row.id).collect();
-        self.client.insert(self.rows).await?;
-        Ok(ids)
+        self.client.insert(self.rows).await
     }
 }

@@ -85,11 +85,14 @@ impl Client {
     }
 
     /// Enqueues one task with overrides; returns once it is committed.
+    ///
+    /// With a [unique key](EnqueueOptions::unique) held by another task, nothing is stored and
+    /// the id returned is that task's.
     pub async fn enqueue_with<T: Task>(&self, task: T, options: EnqueueOptions) -> Result<TaskId> {
         let row = self.prepare(&task, &options)?;
         let id = row.id;
-        self.insert(vec![row]).await?;
-        Ok(id)
+        let survivors = self.insert(vec![row]).await?;
+        Ok(survivors.first().copied().unwrap_or(id))
     }
 
     /// Serializes and checks `task` into a row, without writing it: for stores that write
@@ -109,10 +112,11 @@ impl Client {
         row::build(task, options, self.inner.max_payload_bytes)
     }
 
-    /// Writes prepared rows through the writer, all or none; returns once committed.
-    pub(crate) async fn insert(&self, rows: Vec<NewTask>) -> Result<()> {
+    /// Writes prepared rows through the writer, all or none; returns once committed, with
+    /// each row's surviving id (its own, or the task's holding its unique key).
+    pub(crate) async fn insert(&self, rows: Vec<NewTask>) -> Result<Vec<TaskId>> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.inner.writer.insert(rows).await
     }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::unique::UniqueKey;
+
 /// Per-enqueue overrides of a task type's [`TaskOptions`](crate::TaskOptions).
 ///
 /// A run time must fall within years 1 to 9999 (UTC), the range every store can hold and
@@ -33,6 +35,8 @@ pub struct EnqueueOptions {
     pub priority: Option<i16>,
     /// Attempts override.
     pub max_attempts: Option<u32>,
+    /// A unique key: nothing new is stored while a task holds it (see [`UniqueKey`]).
+    pub unique: Option<UniqueKey>,
 }
 
 impl EnqueueOptions {
@@ -69,5 +73,25 @@ impl EnqueueOptions {
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n.max(1));
         self
+    }
+    /// Makes the task unique by `key`: while a task holding the key exists, the enqueue stores
+    /// nothing and returns that task's id. Enforced by the database, race-free across
+    /// processes and transactions; see [`UniqueKey`].
+    ///
+    /// ```
+    /// use durable_core::{EnqueueOptions, UniqueKey};
+    /// let opts = EnqueueOptions::new().unique(UniqueKey::new("user:42"));
+    /// # let _ = opts;
+    /// ```
+    #[must_use]
+    pub fn unique(mut self, key: UniqueKey) -> Self {
+        self.unique = Some(key);
+        self
+    }
+    /// Shorthand for [`unique`](Self::unique) with [`UniqueKey::new`]`(key)`: scoped to the
+    /// task type, held while `pending` or `processing`.
+    #[must_use]
+    pub fn unique_key(self, key: impl Into<String>) -> Self {
+        self.unique(UniqueKey::new(key))
     }
 }

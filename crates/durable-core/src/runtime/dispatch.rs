@@ -56,8 +56,13 @@ impl LocalRuntime for Shared {
         }
         let mut claimed = Vec::new();
         if let Some(reservation) = &reservation {
-            for (i, _) in &reservation.slots {
+            for (i, queue) in &reservation.slots {
                 let t = &tasks[*i];
+                if t.claimed_by.is_none() {
+                    // Not stored (its unique key was held): nothing to start.
+                    self.slots().give_back(queue, 1);
+                    continue;
+                }
                 claimed.push(ClaimedTask::new(
                     t.id,
                     t.name.clone(),

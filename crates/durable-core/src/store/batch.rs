@@ -123,8 +123,10 @@ impl Settle {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct WriteOutcome {
-    /// The insert: every row stored, or none.
-    pub inserted: Result<()>,
+    /// The insert: every row stored, or none. On success, one id per row in order: the row's
+    /// own id, or — for a row with a unique key that another row already held, so it was
+    /// not inserted — the id of the row holding the key.
+    pub inserted: Result<Vec<TaskId>>,
     /// The ids whose completion applied.
     pub completed: Result<Vec<TaskId>>,
     /// The ids whose other outcome applied (a requeue that changed the row counts).
@@ -137,7 +139,7 @@ impl WriteOutcome {
     /// An outcome where every part succeeded without writing anything.
     pub fn empty() -> Self {
         Self {
-            inserted: Ok(()),
+            inserted: Ok(Vec::new()),
             completed: Ok(Vec::new()),
             settled: Ok(Vec::new()),
             claimed: Ok(Vec::new()),
@@ -146,7 +148,7 @@ impl WriteOutcome {
 
     /// Sets the insert's result.
     #[must_use]
-    pub fn with_inserted(mut self, result: Result<()>) -> Self {
+    pub fn with_inserted(mut self, result: Result<Vec<TaskId>>) -> Self {
         self.inserted = result;
         self
     }

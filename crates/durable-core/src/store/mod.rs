@@ -31,6 +31,8 @@ pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
 pub use worker::{CommitMode, Wakeups, WorkerStore};
 
+pub use crate::unique::UniqueRow;
+
 /// Re-exported so backends implement [`WorkerStore`] and [`AdminStore`] with the same macro.
 pub use async_trait::async_trait;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::Fence;
+use super::{Fence, UniqueRow};
 use crate::ids::{TaskId, WorkerId};
 
 /// Name of the queue used when a task type does not choose one.
@@ -31,6 +31,9 @@ pub struct NewTask {
     /// When set, the row is inserted already `processing`, attempt 1, leased to this owner:
     /// local dispatch of freshly persisted tasks without a claim round trip.
     pub claimed_by: Option<LocalClaim>,
+    /// When set, the row is inserted only if no row holds its unique key
+    /// ([`UniqueKey`](crate::UniqueKey)); the store reports the id of the row that does.
+    pub unique: Option<UniqueRow>,
 }
 
 impl NewTask {
@@ -47,6 +50,7 @@ impl NewTask {
             max_attempts: 20,
             run_at: None,
             claimed_by: None,
+            unique: None,
         }
     }
 
@@ -75,6 +79,13 @@ impl NewTask {
     #[must_use]
     pub fn with_priority(mut self, priority: i16) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Sets the unique part (see [`UniqueKey`](crate::UniqueKey)).
+    #[must_use]
+    pub fn with_unique(mut self, unique: UniqueRow) -> Self {
+        self.unique = Some(unique);
         self
     }
 

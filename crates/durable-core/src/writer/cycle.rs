@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::local::{Attached, ClaimReport, LocalRuntime, Reservation};
 use super::queue::Ticket;
-use super::split::{answer_failed, Inserter, SharedError};
+use super::split::{answer_failed, answer_stored, check_survivors, Inserter, SharedError};
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::store::{
@@ -36,7 +36,7 @@ pub(super) enum Job {
     /// One request's rows, stored all or none.
     Insert {
         rows: Vec<NewTask>,
-        done: oneshot::Sender<Result<()>>,
+        done: oneshot::Sender<Result<Vec<TaskId>>>,
         /// Its room in the write queue, given back with the answer.
         ticket: Ticket,
     },
@@ -243,7 +243,7 @@ impl Gathered {
 
     async fn finish_insert(
         &mut self,
-        result: Result<()>,
+        result: Result<Vec<TaskId>>,
         store: &dyn Store,
         local: Option<&dyn LocalRuntime>,
         reservation: Option<Reservation>,
@@ -251,19 +251,28 @@ impl Gathered {
         if self.inserters.is_empty() {
             return;
         }
+        let result = result.and_then(|survivors| {
+            check_survivors(&self.rows, &survivors)?;
+            Ok(survivors)
+        });
         let error = match result {
-            Ok(()) => {
+            Ok(survivors) => {
                 tracing::trace!(
                     rows = self.rows.len(),
                     requests = self.inserters.len(),
                     "batch committed"
                 );
                 if let Some(runtime) = local {
+                    // A row another task's unique key kept out was not stored: it must not
+                    // start, and the capacity reserved for it goes back.
+                    for (row, survivor) in self.rows.iter_mut().zip(&survivors) {
+                        if row.id != *survivor {
+                            row.claimed_by = None;
+                        }
+                    }
                     runtime.inserted(reservation, &self.rows, true);
                 }
-                for inserter in self.inserters.drain(..) {
-                    inserter.answer(Ok(()));
-                }
+                answer_stored(self.inserters.drain(..), &survivors);
                 return;
             }
             Err(error) => error,

@@ -110,13 +110,14 @@ impl Writer {
         self.local.get().and_then(Weak::upgrade)
     }
 
-    /// Writes checked rows, all or none; returns once committed. Fails with
+    /// Writes checked rows, all or none; returns once committed, with one id per row: its
+    /// own, or the id of the task holding its unique key. Fails with
     /// [`Error::Overloaded`] at once when the write queue is full.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future does not cancel the write, only the answer is lost.
-    pub(crate) async fn insert(&self, rows: Vec<NewTask>) -> Result<()> {
+    pub(crate) async fn insert(&self, rows: Vec<NewTask>) -> Result<Vec<TaskId>> {
         // Ready at once unless the caller holds what the writer needs (SQLite's writer
         // transaction): then it fails instead of waiting on itself.
         self.store.check_enqueue().await?;
@@ -132,7 +133,7 @@ impl Writer {
     /// A batch over the cycle's bounds, in a transaction of its own so it does not hold up
     /// other requests' small batches; in a spawned task (not cancelled with the caller). The
     /// local runtime is told once it is committed.
-    async fn insert_alone(&self, rows: Vec<NewTask>, ticket: Ticket) -> Result<()> {
+    async fn insert_alone(&self, rows: Vec<NewTask>, ticket: Ticket) -> Result<Vec<TaskId>> {
         let store = Arc::clone(&self.store);
         let local = self.local();
         let write = tokio::spawn(async move {

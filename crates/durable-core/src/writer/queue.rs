@@ -13,7 +13,11 @@ const ROW_OVERHEAD: usize = 128;
 
 /// Approximate memory a row holds while it waits.
 pub(crate) fn row_bytes(row: &NewTask) -> usize {
-    row.payload.len() + row.name.len() + row.queue.len() + ROW_OVERHEAD
+    row.payload.len()
+        + row.name.len()
+        + row.queue.len()
+        + row.unique.as_ref().map_or(0, |u| u.key.len())
+        + ROW_OVERHEAD
 }
 
 /// Rows and bytes accepted and not yet answered.

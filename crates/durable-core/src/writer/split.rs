@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use super::local::LocalRuntime;
 use super::queue::Ticket;
 use crate::error::{Error, Result};
+use crate::ids::TaskId;
 use crate::store::{NewTask, Store, WriteBatch};
 
 /// One error reported to every caller of a failed write.
@@ -40,24 +41,58 @@ impl std::error::Error for SharedError {
 
 /// Inserts rows on their own (a batch over the cycle's bounds, or a refused batch written
 /// apart).
-pub(super) async fn insert_on(store: &dyn Store, rows: &[NewTask]) -> Result<()> {
-    store.write(WriteBatch::new().insert(rows)).await.inserted
+pub(super) async fn insert_on(store: &dyn Store, rows: &[NewTask]) -> Result<Vec<TaskId>> {
+    let survivors = store.write(WriteBatch::new().insert(rows)).await.inserted?;
+    check_survivors(rows, &survivors)?;
+    Ok(survivors)
+}
+
+/// A store must answer an insert with one id per row: anything else is a bug of the store,
+/// reported rather than handed to callers as the wrong ids.
+pub(super) fn check_survivors(rows: &[NewTask], survivors: &[TaskId]) -> Result<()> {
+    if survivors.len() == rows.len() {
+        return Ok(());
+    }
+    Err(Error::store(
+        "enqueue",
+        format!(
+            "the store answered an insert of {} rows with {} ids",
+            rows.len(),
+            survivors.len()
+        ),
+    ))
+}
+
+/// Answers each request with its own rows' surviving ids (`survivors` holds one per row of
+/// the requests, in order).
+pub(super) fn answer_stored(inserters: impl IntoIterator<Item = Inserter>, survivors: &[TaskId]) {
+    let mut at = 0;
+    for inserter in inserters {
+        let end = (at + inserter.rows).min(survivors.len());
+        let mine = survivors[at..end].to_vec();
+        at = end;
+        inserter.answer(Ok(mine));
+    }
 }
 
 /// One request of a cycle: how many of the cycle's rows are its own (they are contiguous,
 /// in request order) and where its answer goes.
 pub(super) struct Inserter {
     rows: usize,
-    done: oneshot::Sender<Result<()>>,
+    done: oneshot::Sender<Result<Vec<TaskId>>>,
     ticket: Ticket,
 }
 
 impl Inserter {
-    pub(super) fn new(rows: usize, done: oneshot::Sender<Result<()>>, ticket: Ticket) -> Self {
+    pub(super) fn new(
+        rows: usize,
+        done: oneshot::Sender<Result<Vec<TaskId>>>,
+        ticket: Ticket,
+    ) -> Self {
         Self { rows, done, ticket }
     }
 
-    pub(super) fn answer(self, result: Result<()>) {
+    pub(super) fn answer(self, result: Result<Vec<TaskId>>) {
         // Room first: whoever reads the answer finds the queue without these rows.
         drop(self.ticket);
         // A dropped waiter only means nobody awaits the answer any more.
@@ -92,13 +127,14 @@ pub(super) async fn write_apart(
                 groups.push((mid, b));
                 groups.push((a, mid));
             }
-            Ok(()) => {
+            Ok(survivors) => {
                 if let Some(runtime) = local {
                     runtime.inserted(None, group_rows, true);
                 }
-                for inserter in waiting[a..b].iter_mut().filter_map(Option::take) {
-                    inserter.answer(Ok(()));
-                }
+                answer_stored(
+                    waiting[a..b].iter_mut().filter_map(Option::take),
+                    &survivors,
+                );
             }
             Err(error) => {
                 if matches!(error, Error::Rejected { .. }) {

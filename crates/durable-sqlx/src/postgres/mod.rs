@@ -51,7 +51,9 @@ mod listen;
 mod parts;
 mod rows;
 mod search_path;
+#[macro_use]
 mod sql;
+mod unique;
 mod worker;
 
 use std::time::Duration;

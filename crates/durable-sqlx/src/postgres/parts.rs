@@ -11,9 +11,12 @@ use super::{ms, sql, PostgresStore};
 use crate::error::Error;
 
 impl PostgresStore {
-    pub(crate) async fn insert_rows(&self, tasks: &[NewTask]) -> durable_core::Result<()> {
+    pub(crate) async fn insert_rows(
+        &self,
+        tasks: &[NewTask],
+    ) -> durable_core::Result<Vec<TaskId>> {
         if tasks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let tasks = tasks.to_vec();
         self.run("insert", move |pool| async move {

@@ -50,7 +50,18 @@ impl Columns {
 ///
 /// A batch too large for one statement ([`chunks`](crate::util::chunks)) is written in
 /// several inside a savepoint (a transaction if the connection has none): all or none.
-pub(crate) async fn insert_on(conn: &mut PgConnection, tasks: &[NewTask]) -> Result<()> {
+///
+/// Returns one id per row: its own, or the id of the task holding its unique key.
+pub(crate) async fn insert_on(conn: &mut PgConnection, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
+    if crate::unique::any_unique(tasks) {
+        return super::unique::insert_unique(conn, tasks).await;
+    }
+    insert_plain(conn, tasks).await?;
+    Ok(tasks.iter().map(|t| t.id).collect())
+}
+
+/// Inserts rows without unique keys.
+async fn insert_plain(conn: &mut PgConnection, tasks: &[NewTask]) -> Result<()> {
     match crate::util::chunks(tasks).as_slice() {
         [] => Ok(()),
         [one] => insert_statement(conn, one).await,

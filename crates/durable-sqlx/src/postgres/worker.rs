@@ -70,8 +70,10 @@ impl WorkerStore for PostgresStore {
         };
         let insert_then_claim = async {
             let inserted = if batch.insert.is_empty() {
-                Ok(())
-            } else if crate::util::chunks(batch.insert).len() > 1 {
+                Ok(Vec::new())
+            } else if crate::util::chunks(batch.insert).len() > 1
+                || crate::unique::any_unique(batch.insert)
+            {
                 // Several statements need a transaction: a detached one.
                 self.insert_rows(batch.insert).await
             } else {

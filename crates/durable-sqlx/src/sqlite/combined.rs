@@ -52,9 +52,12 @@ where
     let parts = has.iter().filter(|p| **p).count();
     let error = match result {
         Ok((completed, claimed)) => {
+            // Rows without unique keys (the others are written apart): all stored.
+            let inserted = batch.insert.iter().map(|t| t.id).collect();
             return WriteOutcome::empty()
+                .with_inserted(Ok(inserted))
                 .with_completed(completed)
-                .with_claimed(Ok(claimed))
+                .with_claimed(Ok(claimed));
         }
         Err(WriteFailure::Part(error)) if parts > 1 => {
             tracing::debug!(%error, "combined write failed in one part; writing the parts one by one");
@@ -80,7 +83,7 @@ where
             (None, None) => durable_core::Error::store(operation, "write failed"),
         })
     };
-    let inserted = part(has[0], "insert");
+    let inserted = part(has[0], "insert").map(|()| Vec::new());
     let completed = part(has[1], "complete").map(|()| Vec::new());
     let claimed = part(has[2], "claim").map(|()| Vec::new());
     WriteOutcome::empty()

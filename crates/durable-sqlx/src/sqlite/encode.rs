@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use durable_core::store::{ClaimRequest, Fence, NewTask, WriteBatch};
+use durable_core::TaskId;
 use serde_json::json;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::SqliteConnection;
@@ -39,11 +40,19 @@ pub(super) struct RowJson<'a> {
     lease_owner: Option<String>,
     lease_expires_at: Option<i64>,
     started_at: Option<i64>,
+    /// Read only by the unique insert ([`super::unique`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unique_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unique_states: Option<i32>,
 }
 
-pub(super) fn rows_json(tasks: &[NewTask], now: i64) -> Result<String> {
+pub(super) fn rows_json<'a>(
+    tasks: impl IntoIterator<Item = &'a NewTask>,
+    now: i64,
+) -> Result<String> {
     let rows: Vec<RowJson<'_>> = tasks
-        .iter()
+        .into_iter()
         .map(|t| {
             let run_at = t.run_at.map_or(now, |at| at.timestamp_millis());
             let (state, attempts, owner, expires, started) = match &t.claimed_by {
@@ -69,6 +78,8 @@ pub(super) fn rows_json(tasks: &[NewTask], now: i64) -> Result<String> {
                 lease_owner: owner,
                 lease_expires_at: expires,
                 started_at: started,
+                unique_key: t.unique.as_ref().map(|u| u.stored_key(now)),
+                unique_states: t.unique.as_ref().map(|u| u.states),
             }
         })
         .collect();
@@ -81,16 +92,30 @@ pub(super) fn rows_json(tasks: &[NewTask], now: i64) -> Result<String> {
 /// Inserts rows on any SQLite connection (a caller's transaction included), all or none: a
 /// batch too large for one statement ([`chunks`](crate::util::chunks)) is written in
 /// several inside a savepoint (a transaction if the connection has none).
-pub(crate) async fn insert_on(conn: &mut SqliteConnection, tasks: &[NewTask]) -> Result<()> {
+///
+/// Returns one id per row: its own, or the id of the task holding its unique key.
+pub(crate) async fn insert_on(
+    conn: &mut SqliteConnection,
+    tasks: &[NewTask],
+) -> Result<Vec<TaskId>> {
+    if crate::unique::any_unique(tasks) {
+        return super::unique::insert_unique(conn, tasks).await;
+    }
+    insert_plain(conn, tasks).await?;
+    Ok(tasks.iter().map(|t| t.id).collect())
+}
+
+/// Inserts rows without unique keys.
+async fn insert_plain(conn: &mut SqliteConnection, tasks: &[NewTask]) -> Result<()> {
     use sqlx::Connection as _;
     let now = now_ms();
     match crate::util::chunks(tasks).as_slice() {
         [] => Ok(()),
-        [one] => insert_json(conn, rows_json(one, now)?, now).await,
+        [one] => insert_json(conn, rows_json(*one, now)?, now).await,
         several => {
             let mut tx = conn.begin().await.map_err(Error::db("insert"))?;
             for chunk in several {
-                insert_json(&mut tx, rows_json(chunk, now)?, now).await?;
+                insert_json(&mut tx, rows_json(*chunk, now)?, now).await?;
             }
             tx.commit().await.map_err(Error::db("insert"))
         }

@@ -15,6 +15,7 @@ mod parts;
 mod plan;
 mod rows;
 mod script;
+mod unique;
 mod worker;
 mod writer_owner;
 

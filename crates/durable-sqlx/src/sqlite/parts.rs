@@ -27,7 +27,7 @@ impl SqliteStore {
             self.settle(batch.settle).await
         };
         let inserted = if batch.insert.is_empty() {
-            Ok(())
+            Ok(Vec::new())
         } else {
             self.insert_rows(batch.insert).await
         };
@@ -56,8 +56,12 @@ impl SqliteStore {
             .with_inserted(Err(error.into()))
     }
 
-    /// Inserts `tasks` in one transaction (several statements for a large batch).
-    pub(crate) async fn insert_rows(&self, tasks: &[NewTask]) -> durable_core::Result<()> {
+    /// Inserts `tasks` in one transaction (several statements for a large batch); returns
+    /// each row's surviving id.
+    pub(crate) async fn insert_rows(
+        &self,
+        tasks: &[NewTask],
+    ) -> durable_core::Result<Vec<TaskId>> {
         let tasks = tasks.to_vec();
         to_core(
             self.transaction("insert", move |conn| {

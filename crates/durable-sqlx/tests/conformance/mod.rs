@@ -9,6 +9,7 @@ pub mod hardening;
 pub mod runtime;
 pub mod store;
 pub mod tasks;
+pub mod unique;
 pub mod wait;
 pub mod writes;
 
@@ -139,6 +140,7 @@ macro_rules! conformance_tests {
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
             cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
             shutdown_drains_tasks_committed_after_the_last_claim);
+        $crate::conformance_tests!(@unique $make; unique_dedups_while_pending_and_processing, unique_states_decide_when_the_key_is_free, unique_period_holds_completed_tasks_until_the_period_ends, unique_rows_in_one_batch, unique_race_through_the_writer, unique_race_in_user_transactions, unique_dedup_starts_nothing_and_keeps_capacity);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;
@@ -174,6 +176,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::attempts::$case(&db).await;
+            }
+        )*
+    };
+    (@unique $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::unique::$case(&db).await;
             }
         )*
     };
