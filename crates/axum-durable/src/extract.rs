@@ -87,6 +87,16 @@ impl Durable {
     }
 
     /// Like [`spawn`](Self::spawn), with per-task options.
+    ///
+    /// # Unique keys
+    ///
+    /// With a [unique key](EnqueueOptions::unique), the task is deduplicated when the layer
+    /// writes it: if another task holds the key then, nothing is stored and the response is
+    /// sent as usual. The id returned here is the one the task would have had, **not** the
+    /// holder's — a buffered spawn answers before the insert. To learn the id that survived
+    /// (to put it in the response, say), store the task with
+    /// [`enqueue_with`](Self::enqueue_with) or [`spawn_in_with`](Self::spawn_in_with),
+    /// which return it once stored.
     pub fn spawn_with<T: Task>(&self, task: T, options: EnqueueOptions) -> TaskId {
         match self.try_spawn_with(task, options) {
             Ok(id) => id,
@@ -179,7 +189,17 @@ impl Durable {
         Ok(self.scope.client.enqueue(task).await?)
     }
 
-    /// [`enqueue`](Self::enqueue) with per-task options.
+    /// [`enqueue`](Self::enqueue) with per-task options. With a
+    /// [unique key](EnqueueOptions::unique) another task holds, nothing is stored and that
+    /// task's id is returned.
+    ///
+    /// ```no_run
+    /// # use axum_durable::{Durable, EnqueueOptions, Task};
+    /// # async fn demo<T: Task>(durable: Durable, email: T, user_id: i64) -> Result<(), axum_durable::Error> {
+    /// let options = EnqueueOptions::new().unique_key(format!("user:{user_id}"));
+    /// let id = durable.enqueue_with(email, options).await?; // the surviving task's id
+    /// # let _ = id; Ok(()) }
+    /// ```
     pub async fn enqueue_with<T: Task>(
         &self,
         task: T,
@@ -201,7 +221,9 @@ impl Durable {
         Ok(id)
     }
 
-    /// [`spawn_in`](Self::spawn_in) with per-task options.
+    /// [`spawn_in`](Self::spawn_in) with per-task options. With a
+    /// [unique key](EnqueueOptions::unique) another task holds (committed, or written
+    /// earlier in this transaction), nothing is inserted and that task's id is returned.
     pub async fn spawn_in_with<C, T>(
         &self,
         conn: &mut C,

@@ -171,7 +171,7 @@ pub use shutdown::{serve, serve_with_signals, shutdown_signal};
 
 pub use durable_core::{
     Backoff, CancellationToken, Client, EnqueueOptions, Registry, Runtime, Task, TaskContext,
-    TaskError, TaskId, TaskOptions, TaskState,
+    TaskError, TaskId, TaskOptions, TaskState, UniqueKey,
 };
 
 /// Turns an `async fn(state, args...)` into a [`Task`]: see the `durable-macros` crate.

@@ -71,6 +71,10 @@ pub(crate) struct Cli {
     /// comma-separated; all of them by default.
     #[arg(long, value_delimiter = ',')]
     pub(crate) conns: Vec<usize>,
+    /// `http` also measures `Durable` with a unique key per request (distinct keys: the cost
+    /// of the unique insert path, every task stored).
+    #[arg(long)]
+    pub(crate) unique: bool,
     /// SQLite's `synchronous` setting for the stores under test (`reference` measures both):
     /// `full` (the library's default: an acknowledged task survives power loss) or `normal`
     /// (the documented opt-in: survives a process crash only).
@@ -134,6 +138,8 @@ pub(crate) struct Settings {
     pub(crate) quick: bool,
     /// Concurrency points to keep (empty: all).
     pub(crate) conns: Vec<usize>,
+    /// `http` measures the unique-key variant too.
+    pub(crate) unique: bool,
 }
 
 impl Settings {
@@ -204,6 +210,7 @@ async fn run(cli: Cli) -> Result<()> {
             .unwrap_or(if cli.quick { 100_000 } else { 1_000_000 }),
         quick: cli.quick,
         conns: cli.conns.clone(),
+        unique: cli.unique,
     };
     backend::set_sqlite_durability(match cli.sqlite_sync {
         SqliteSync::Full => durable_sqlx::sqlite::Durability::Full,

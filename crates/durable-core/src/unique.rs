@@ -113,7 +113,9 @@ impl UniqueKey {
             )));
         }
         if self.key.contains('\0') {
-            return Err(invalid("the unique key contains a NUL character".to_owned()));
+            return Err(invalid(
+                "the unique key contains a NUL character".to_owned(),
+            ));
         }
         let live = bit(TaskState::Pending) | bit(TaskState::Processing);
         let mut states = self.states.unwrap_or(live);
@@ -207,11 +209,7 @@ mod tests {
             .row("t")
             .is_err());
         let row = UniqueKey::new("k")
-            .states(&[
-                TaskState::Pending,
-                TaskState::Processing,
-                TaskState::Failed,
-            ])
+            .states(&[TaskState::Pending, TaskState::Processing, TaskState::Failed])
             .row("t")
             .expect("row");
         assert_eq!(row.states, 1 | 2 | 8);

@@ -93,7 +93,9 @@ pub enum Error {
     /// A task's unique key was held at each insert, yet free at each lookup of its holder
     /// that followed (the holders kept finishing in between): the enqueue gives up rather
     /// than loop; a retry normally succeeds.
-    #[error("unique key `{key}`: held at each of {rounds} inserts but by no task at the lookup after")]
+    #[error(
+        "unique key `{key}`: held at each of {rounds} inserts but by no task at the lookup after"
+    )]
     UniqueUnresolved {
         /// The stored key.
         key: String,

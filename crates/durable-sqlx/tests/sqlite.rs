@@ -50,7 +50,9 @@ impl conformance::unique::UserTransactions for SqliteDb {
         commit: bool,
     ) -> conformance::unique::BoxFut<'_, Result<durable_core::TaskId, String>> {
         Box::pin(async move {
-            let store = SqliteStore::connect(&self.url).await.map_err(|e| e.to_string())?;
+            let store = SqliteStore::connect(&self.url)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut tx = store.begin().await.map_err(|e| e.to_string())?;
             start.wait().await;
             let id = durable_sqlx::enqueue_in_with(&mut *tx, &client, task, options)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum_durable::core::store::Store;
 use axum_durable::postgres::PostgresStore;
 use axum_durable::sqlite::SqliteStore;
-use axum_durable::{Durable, TaskId};
+use axum_durable::{Durable, EnqueueOptions, TaskId, UniqueKey};
 
 use crate::email::SendWelcomeEmail;
 
@@ -43,6 +43,14 @@ fn storage(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SignupError {
 }
 
 /// A duplicate email is the client's problem (409); anything else is ours.
+/// One welcome email per user at a time: the task's unique key is the user id, so whatever
+/// path writes it again (a replayed request, a re-signup after the user row was deleted and
+/// recreated with the same id, a script re-sending welcomes) finds the waiting or running
+/// task and gets its id instead of queuing a second email.
+fn welcome_once(user_id: i64) -> EnqueueOptions {
+    EnqueueOptions::new().unique(UniqueKey::new(format!("user:{user_id}")))
+}
+
 fn insert_user_error(e: sqlx::Error) -> SignupError {
     if matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation()) {
         SignupError::Duplicate
@@ -89,7 +97,8 @@ impl Db {
         Ok(())
     }
 
-    /// Inserts the user and its welcome-email task in one transaction.
+    /// Inserts the user and its welcome-email task in one transaction. The task is unique per
+    /// user ([`welcome_once`]).
     pub(crate) async fn signup(
         &self,
         durable: &Durable,
@@ -107,7 +116,9 @@ impl Db {
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(insert_user_error)?;
-                let task_id = durable.spawn_in(&mut *tx, task).await?;
+                let task_id = durable
+                    .spawn_in_with(&mut *tx, task, welcome_once(user_id))
+                    .await?;
                 durable.commit(tx).await?;
                 Ok((user_id, task_id))
             }
@@ -119,7 +130,9 @@ impl Db {
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(insert_user_error)?;
-                let task_id = durable.spawn_in(&mut *tx, task).await?;
+                let task_id = durable
+                    .spawn_in_with(&mut *tx, task, welcome_once(user_id))
+                    .await?;
                 durable.commit(tx).await?;
                 Ok((user_id, task_id))
             }

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use axum_durable::core::store::Store;
-use axum_durable::{Client, Durable, DurableLayer, Registry, Runtime};
+use axum_durable::{Client, Durable, DurableLayer, EnqueueOptions, Registry, Runtime};
 use tokio::net::TcpListener;
 
 use super::{Traffic, Variant};
@@ -28,6 +28,14 @@ async fn naive_handler(State(store): State<Arc<BenchStore>>) -> StatusCode {
 
 async fn durable_handler(durable: Durable) -> &'static str {
     durable.spawn(NoOp {});
+    "ok"
+}
+
+/// Like `durable_handler`, with a unique key of its own per request: every task is stored,
+/// through the unique insert path.
+async fn durable_unique_handler(durable: Durable) -> &'static str {
+    let key = uuid::Uuid::now_v7().to_string();
+    durable.spawn_with(NoOp {}, EnqueueOptions::new().unique_key(key));
     "ok"
 }
 
@@ -100,7 +108,7 @@ pub(super) async fn measure(
             store.close().await?;
             Ok((result, None, None))
         }
-        Variant::Durable(backend) => {
+        Variant::Durable(backend) | Variant::DurableUnique(backend) => {
             let store = BenchStore::open(backend, url).await?;
             let counting = Arc::new(CountingStore::new(Arc::clone(&store.store)));
             let runtime = Runtime::builder(
@@ -108,8 +116,13 @@ pub(super) async fn measure(
                 Registry::new().register::<NoOp>(()),
             )
             .start();
+            let handler = if matches!(variant, Variant::DurableUnique(_)) {
+                post(durable_unique_handler)
+            } else {
+                post(durable_handler)
+            };
             let app = Router::new()
-                .route("/", post(durable_handler))
+                .route("/", handler)
                 .layer(DurableLayer::new(runtime.client()));
             let result = serve_and_drive(app, c, warmup, duration).await?;
             // Every acknowledged task must run: wait for the stragglers, then stop.

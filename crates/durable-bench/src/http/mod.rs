@@ -24,6 +24,9 @@ enum Variant {
     Spawn,
     /// `durable.spawn(NoOp {})` with `DurableLayer` and a running runtime.
     Durable(Backend),
+    /// `durable.spawn_with(NoOp {}, ..unique_key(..))`, a fresh key per request, with a
+    /// running runtime (`--unique`): the unique insert path's cost.
+    DurableUnique(Backend),
     /// Diagnostic: `durable.spawn` with `DurableLayer` over a client with no runtime (the
     /// rows are stored, nothing runs them): the cost of the write path alone.
     EnqueueOnly(Backend),
@@ -36,6 +39,7 @@ impl Variant {
         match self {
             Variant::Spawn => "tokio::spawn".to_owned(),
             Variant::Durable(b) => format!("Durable ({b})"),
+            Variant::DurableUnique(b) => format!("Durable, unique key ({b})"),
             Variant::EnqueueOnly(b) => format!("Durable, no runtime ({b})"),
             Variant::Naive(b) => format!("naive tx/request ({b})"),
         }
@@ -86,6 +90,9 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
     let mut variants = vec![Variant::Spawn];
     for backend in &settings.backends {
         variants.push(Variant::Durable(*backend));
+        if settings.unique {
+            variants.push(Variant::DurableUnique(*backend));
+        }
         variants.push(Variant::EnqueueOnly(*backend));
         variants.push(Variant::Naive(*backend));
     }

@@ -62,7 +62,7 @@ pub(super) fn print_table(
     for c in settings.points(&CONCURRENCY) {
         for v in variants {
             let vs_naive = match v {
-                Variant::Durable(b) | Variant::EnqueueOnly(b) => {
+                Variant::Durable(b) | Variant::DurableUnique(b) | Variant::EnqueueOnly(b) => {
                     paired(points, *v, Variant::Naive(*b), c, |x, y| x.rps / y.rps)
                 }
                 _ => f64::NAN,

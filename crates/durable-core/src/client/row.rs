@@ -62,7 +62,11 @@ pub(crate) fn build<T: Task>(
         .with_priority(options.priority.unwrap_or(defaults.priority))
         .with_max_attempts(options.max_attempts.unwrap_or(defaults.max_attempts));
     row.run_at = run_at;
-    row.unique = options.unique.as_ref().map(|u| u.row(T::NAME)).transpose()?;
+    row.unique = options
+        .unique
+        .as_ref()
+        .map(|u| u.row(T::NAME))
+        .transpose()?;
     check_row(&row, max_payload_bytes)?;
     Ok(row)
 }

@@ -23,6 +23,10 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         "f8fd70bb1cc536042e52de21400060bb49b0f645803cf6eae7ff4d80ce867015f490874b2a491a98a4bf1e0e10303852",
     ),
+    (
+        3,
+        "9aaf6b749baaea10a946a2eece3e5ad2fb2b76df0d1b72a8e2b0fe9e3c8530d5e5e2868f859ed7a05e0005c01e6001fb",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -34,6 +38,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         2,
         "ce1b7169f459b1786c90007680636b349c7208cda433b1c319e6a367a0a5b7a9b481c99803b2b0d6177d2fcd589ec586",
+    ),
+    (
+        3,
+        "d14e10bbfa317af6c0c7cbe128e90d14ce6e031621f0036a435099545e35f4ca7e74907a27d260ea51ac8582c432523c",
     ),
 ];
 

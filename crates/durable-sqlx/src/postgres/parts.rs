@@ -11,10 +11,7 @@ use super::{ms, sql, PostgresStore};
 use crate::error::Error;
 
 impl PostgresStore {
-    pub(crate) async fn insert_rows(
-        &self,
-        tasks: &[NewTask],
-    ) -> durable_core::Result<Vec<TaskId>> {
+    pub(crate) async fn insert_rows(&self, tasks: &[NewTask]) -> durable_core::Result<Vec<TaskId>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }

@@ -58,10 +58,7 @@ impl SqliteStore {
 
     /// Inserts `tasks` in one transaction (several statements for a large batch); returns
     /// each row's surviving id.
-    pub(crate) async fn insert_rows(
-        &self,
-        tasks: &[NewTask],
-    ) -> durable_core::Result<Vec<TaskId>> {
+    pub(crate) async fn insert_rows(&self, tasks: &[NewTask]) -> durable_core::Result<Vec<TaskId>> {
         let tasks = tasks.to_vec();
         to_core(
             self.transaction("insert", move |conn| {

@@ -64,9 +64,7 @@ pub(super) async fn insert_unique(
                 inserted.push(parse_id(&id)?);
             }
         }
-        let keys = resolve.inserted(&inserted, |t| {
-            t.unique.as_ref().map(|u| u.stored_key(now))
-        })?;
+        let keys = resolve.inserted(&inserted, |t| t.unique.as_ref().map(|u| u.stored_key(now)))?;
         if keys.is_empty() {
             continue;
         }

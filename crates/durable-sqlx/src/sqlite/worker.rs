@@ -31,8 +31,7 @@ impl SqliteStore {
             (true, true, Some(_)) => "claim",
             _ => "write",
         };
-        if crate::util::chunks(batch.insert).len() > 1 || crate::unique::any_unique(batch.insert)
-        {
+        if crate::util::chunks(batch.insert).len() > 1 || crate::unique::any_unique(batch.insert) {
             // Too large for one statement, or rows with unique keys (whose survivors take a
             // lookup): the rows in a transaction of their own, then the rest of the cycle.
             let inserted = self.insert_rows(batch.insert).await;

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durable_core::client::ClientBuilder;
-use durable_core::store::{
-    ClaimRequest, ListQuery, Outcome, Settle, Store, WriteBatch,
-};
+use durable_core::store::{ClaimRequest, ListQuery, Outcome, Settle, Store, WriteBatch};
 use durable_core::{
     Client, EnqueueOptions, Error, Runtime, TaskId, TaskState, UniqueKey, WorkerId,
 };
@@ -101,7 +99,13 @@ pub async fn unique_dedups_while_pending_and_processing(db: &impl TestDb) {
 
     // Same key, another task type: its own key space.
     let mail = client
-        .enqueue_with(Mail { key: "u1".into(), sleep_ms: 0 }, keyed("k"))
+        .enqueue_with(
+            Mail {
+                key: "u1".into(),
+                sleep_ms: 0,
+            },
+            keyed("k"),
+        )
         .await
         .expect("enqueue");
     assert_ne!(mail, first);
@@ -112,7 +116,13 @@ pub async fn unique_dedups_while_pending_and_processing(db: &impl TestDb) {
         .await
         .expect("enqueue");
     let g2 = client
-        .enqueue_with(Mail { key: "g".into(), sleep_ms: 0 }, global)
+        .enqueue_with(
+            Mail {
+                key: "g".into(),
+                sleep_ms: 0,
+            },
+            global,
+        )
         .await
         .expect("enqueue");
     assert_eq!(g1, g2);
@@ -170,7 +180,10 @@ pub async fn unique_states_decide_when_the_key_is_free(db: &impl TestDb) {
         .enqueue_with(Work::new("s"), strict())
         .await
         .expect("enqueue");
-    assert_eq!(a2, a, "failed is among the states: the dead task still holds the key");
+    assert_eq!(
+        a2, a,
+        "failed is among the states: the dead task still holds the key"
+    );
     let b2 = client
         .enqueue_with(Work::new("s"), keyed("lenient"))
         .await
@@ -236,8 +249,12 @@ pub async fn unique_rows_in_one_batch(db: &impl TestDb) {
         .await
         .expect("enqueue");
     let mut batch = client.batch();
-    let a = batch.push_with(&Work::new("b"), keyed("same")).expect("push");
-    batch.push_with(&Work::new("b"), keyed("same")).expect("push");
+    let a = batch
+        .push_with(&Work::new("b"), keyed("same"))
+        .expect("push");
+    batch
+        .push_with(&Work::new("b"), keyed("same"))
+        .expect("push");
     let plain = batch.push(&Work::new("b-plain")).expect("push");
     batch
         .push_with(&Work::new("b-held"), keyed("held"))
@@ -284,7 +301,10 @@ pub async fn unique_race_through_the_writer(db: &impl TestDb) {
         }
         let rows = rows_of(&store, &key).await;
         assert_eq!(rows.len(), 1, "round {round}: one row");
-        assert!(ids.iter().all(|id| *id == rows[0].id), "round {round}: {ids:?}");
+        assert!(
+            ids.iter().all(|id| *id == rows[0].id),
+            "round {round}: {ids:?}"
+        );
     }
 }
 
@@ -305,7 +325,11 @@ pub async fn unique_race_in_user_transactions<D: UserTransactions>(db: &D) {
                 _ => uuid::Uuid::new_v4().as_bytes()[0] & 1 == 1,
             })
             .collect();
-        let start = Arc::new(tokio::sync::Barrier::new(if db.concurrent() { N } else { 1 }));
+        let start = Arc::new(tokio::sync::Barrier::new(if db.concurrent() {
+            N
+        } else {
+            1
+        }));
         let calls = commits.iter().map(|commit| {
             db.enqueue_in_tx(
                 client.clone(),
@@ -324,10 +348,17 @@ pub async fn unique_race_in_user_transactions<D: UserTransactions>(db: &D) {
             .map(|(a, _)| a.clone().expect("a committed enqueue succeeds"))
             .collect();
         if committed.is_empty() {
-            assert!(rows.is_empty(), "round {round}: nothing committed, nothing stored");
+            assert!(
+                rows.is_empty(),
+                "round {round}: nothing committed, nothing stored"
+            );
             continue;
         }
-        assert_eq!(rows.len(), 1, "round {round}: exactly one row ({commits:?})");
+        assert_eq!(
+            rows.len(),
+            1,
+            "round {round}: exactly one row ({commits:?})"
+        );
         assert!(
             committed.iter().all(|id| *id == rows[0].id),
             "round {round}: every committed caller learns the survivor: {committed:?} vs {}",
@@ -366,9 +397,11 @@ pub async fn unique_dedup_starts_nothing_and_keeps_capacity(db: &impl TestDb) {
         .enqueue_many([Work::sleeping("pair", 400), Work::sleeping("pair", 400)])
         .await
         .expect("enqueue");
-    eventually("both of a pair running at once", Duration::from_secs(5), || async {
-        (probe.peak() >= 2).then_some(())
-    })
+    eventually(
+        "both of a pair running at once",
+        Duration::from_secs(5),
+        || async { (probe.peak() >= 2).then_some(()) },
+    )
     .await;
     rt.shutdown(Duration::from_secs(2)).await;
 }

@@ -31,7 +31,10 @@ pub trait Writes {
 #[async_trait]
 impl<S: WorkerStore + ?Sized> Writes for S {
     async fn insert(&self, rows: &[NewTask]) -> Result<()> {
-        self.write(WriteBatch::new().insert(rows)).await.inserted.map(drop)
+        self.write(WriteBatch::new().insert(rows))
+            .await
+            .inserted
+            .map(drop)
     }
     async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedTask>> {
         self.write(WriteBatch::new().claim(request)).await.claimed
