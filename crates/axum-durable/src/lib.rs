@@ -159,6 +159,7 @@
 mod backlog;
 mod error;
 mod extract;
+mod idempotency;
 mod inflight;
 mod layer;
 mod scope;
@@ -166,6 +167,7 @@ mod shutdown;
 
 pub use error::Error;
 pub use extract::{Durable, MissingDurableLayer};
+pub use idempotency::{Idempotency, IdempotentService};
 pub use layer::{DurableLayer, DurableService, ResponseFuture};
 pub use shutdown::{serve, serve_with_signals, shutdown_signal};
 

@@ -4,7 +4,7 @@ use super::handle::Client;
 use super::options::EnqueueOptions;
 use crate::error::Result;
 use crate::ids::TaskId;
-use crate::store::NewTask;
+use crate::store::{NewTask, ResponseRecord};
 use crate::task::Task;
 
 impl Client {
@@ -125,6 +125,20 @@ impl Batch {
     pub async fn commit(self) -> Result<Vec<TaskId>> {
         let ids = self.rows.iter().map(|row| row.id).collect();
         self.client.insert(self.rows).await?;
+        Ok(ids)
+    }
+
+    /// [`commit`](Self::commit), with the response of an idempotent request recorded in the
+    /// same transaction: the tasks and the record are both stored, or neither. A record whose
+    /// key was taken over by another request (its token no longer holds the key) fails the
+    /// commit as refused ([`Error::Rejected`](crate::Error::Rejected)). An empty batch still
+    /// writes the record.
+    pub async fn commit_with_response(self, record: ResponseRecord) -> Result<Vec<TaskId>> {
+        let ids = self.rows.iter().map(|row| row.id).collect();
+        self.client
+            .writer()
+            .insert_with(self.rows, vec![record])
+            .await?;
         Ok(ids)
     }
 }

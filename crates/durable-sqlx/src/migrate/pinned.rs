@@ -23,6 +23,10 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         "f8fd70bb1cc536042e52de21400060bb49b0f645803cf6eae7ff4d80ce867015f490874b2a491a98a4bf1e0e10303852",
     ),
+    (
+        7,
+        "5e2424d85abb24fd34a1e8b554a4b21a352dce1a5b31ca23e4bac6ddf9962476fb7a2adcc427144fb3fc63a3db785a87",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -34,6 +38,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         2,
         "ce1b7169f459b1786c90007680636b349c7208cda433b1c319e6a367a0a5b7a9b481c99803b2b0d6177d2fcd589ec586",
+    ),
+    (
+        7,
+        "1cbf64e8765482d5bb254686212c3c66d50e121608896977c1a84a4e580676d6f83cdcf8cad9920a9e5e9939405cf731",
     ),
 ];
 
