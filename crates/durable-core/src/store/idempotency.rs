@@ -22,7 +22,9 @@ pub struct KeyTake {
     /// How long the key stays locked without a recorded response: past it, a request whose
     /// first run died before recording may take the key over.
     pub lock_for: Duration,
-    /// How long the key (and later its response) is kept, from now.
+    /// How long the key is kept, from now — at least [`lock_for`](Self::lock_for), so a
+    /// running key is never purged or taken as expired while it is locked. Its response,
+    /// once recorded, is kept for [`ResponseRecord::keep_for`] from the record.
     pub keep_for: Duration,
 }
 

@@ -127,7 +127,7 @@ impl PostgresStore {
                 .bind(&take.fingerprint)
                 .bind(&take.token)
                 .bind(ms(take.lock_for))
-                .bind(ms(take.keep_for))
+                .bind(ms(take.keep_for.max(take.lock_for)))
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(Error::db("take idempotency key"))?;

@@ -108,7 +108,7 @@ impl SqliteStore {
                         .bind(&take.token)
                         .bind(now.saturating_add(millis(take.lock_for)))
                         .bind(now)
-                        .bind(now.saturating_add(millis(take.keep_for)))
+                        .bind(now.saturating_add(millis(take.keep_for.max(take.lock_for))))
                         .fetch_optional(&mut *conn)
                         .await
                         .map_err(Error::db("take idempotency key"))?;

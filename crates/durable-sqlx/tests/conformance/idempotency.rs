@@ -115,11 +115,18 @@ pub async fn idempotency_release_lets_a_retry_run(db: &impl TestDb) {
 }
 
 /// An expired key runs as new (even with another body); expired keys are purged in
-/// bounded batches, live ones kept.
+/// bounded batches, live ones (and running ones within their lock) kept.
 pub async fn idempotency_expired_keys_run_as_new_and_are_purged(db: &impl TestDb) {
     let store = db.store();
     let client = Client::new(std::sync::Arc::clone(&store));
-    let expired = |key: &str, token: &str| take(key, "fp", token).keep_for(Duration::ZERO);
+    let expired = |key: &str, token: &str| {
+        take(key, "fp", token)
+            .keep_for(Duration::ZERO)
+            .lock_for(Duration::ZERO)
+    };
+    // Kept for nothing but locked: a running key is not expired while its lock holds.
+    let locked = take("locked", "fp", "t1").keep_for(Duration::ZERO);
+    assert_eq!(claim(&store, &locked).await, KeyClaim::Taken);
     for key in ["a", "b", "c"] {
         assert_eq!(claim(&store, &expired(key, "t1")).await, KeyClaim::Taken);
     }
@@ -151,6 +158,10 @@ pub async fn idempotency_expired_keys_run_as_new_and_are_purged(db: &impl TestDb
     );
     assert_eq!(
         claim(&store, &take("live", "fp", "t2")).await,
+        KeyClaim::Running
+    );
+    assert_eq!(
+        claim(&store, &take("locked", "fp", "t2")).await,
         KeyClaim::Running
     );
 }
