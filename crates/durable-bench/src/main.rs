@@ -71,6 +71,10 @@ pub(crate) struct Cli {
     /// comma-separated; all of them by default.
     #[arg(long, value_delimiter = ',')]
     pub(crate) conns: Vec<usize>,
+    /// `http`: every request carries a unique `Idempotency-Key` and the `Durable` servers add
+    /// the `Idempotency` layer (the cost of taking a key and recording the response).
+    #[arg(long)]
+    pub(crate) idempotency_key: bool,
     /// SQLite's `synchronous` setting for the stores under test (`reference` measures both):
     /// `full` (the library's default: an acknowledged task survives power loss) or `normal`
     /// (the documented opt-in: survives a process crash only).
@@ -134,6 +138,8 @@ pub(crate) struct Settings {
     pub(crate) quick: bool,
     /// Concurrency points to keep (empty: all).
     pub(crate) conns: Vec<usize>,
+    /// `http` requests carry an `Idempotency-Key`.
+    pub(crate) idempotency_key: bool,
 }
 
 impl Settings {
@@ -204,6 +210,7 @@ async fn run(cli: Cli) -> Result<()> {
             .unwrap_or(if cli.quick { 100_000 } else { 1_000_000 }),
         quick: cli.quick,
         conns: cli.conns.clone(),
+        idempotency_key: cli.idempotency_key,
     };
     backend::set_sqlite_durability(match cli.sqlite_sync {
         SqliteSync::Full => durable_sqlx::sqlite::Durability::Full,
