@@ -266,6 +266,62 @@ async fn refused_tasks_leave_no_record(store: Arc<dyn Store>) {
     assert_eq!(pending(&store).await, 0);
 }
 
+/// Concurrent keyed requests share the writer's commits; one whose task is refused fails
+/// alone (the batch is written apart, each record with its own tasks): the others are
+/// recorded and replayed, the refused one released and run again.
+async fn a_refused_request_fails_alone_among_concurrent_ones(store: Arc<dyn Store>) {
+    let app = App::default();
+    let router = router(
+        Client::new(Arc::clone(&store)),
+        app.clone(),
+        Idempotency::new(),
+    );
+    let body = |i: usize| {
+        if i == 3 {
+            "poison".to_owned()
+        } else {
+            format!("user {i}")
+        }
+    };
+    let send_all = || {
+        futures_util::future::join_all((0..12).map(|i| {
+            let router = router.clone();
+            async move { send(&router, request(Some(&format!("key-{i}")), &body(i))).await }
+        }))
+    };
+    let first = send_all().await;
+    for (i, (status, response, _)) in first.iter().enumerate() {
+        let expected = if i == 3 {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(*status, expected, "request {i}");
+        assert!(response.headers().get("idempotent-replayed").is_none());
+    }
+    assert_eq!(pending(&store).await, 11);
+    let again = send_all().await;
+    for (i, ((status, response, text), (_, _, before))) in again.iter().zip(&first).enumerate() {
+        if i == 3 {
+            assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(response.headers().get("idempotent-replayed").is_none());
+        } else {
+            assert_eq!(
+                (*status, text),
+                (StatusCode::CREATED, before),
+                "request {i}"
+            );
+            assert_eq!(response.headers()["idempotent-replayed"], "true");
+        }
+    }
+    assert_eq!(
+        app.runs.load(Ordering::SeqCst),
+        13,
+        "12 runs, then the refused one again"
+    );
+    assert_eq!(pending(&store).await, 11);
+}
+
 macro_rules! cases {
     ($make:path; $($case:ident),* $(,)?) => {
         $(
@@ -299,7 +355,8 @@ mod sqlite {
 
     cases!(db; first_run_then_replay, retry_while_running_gets_409,
         error_answers_release_the_key, malformed_keys_and_large_bodies_are_refused,
-        expired_keys_run_again_and_scopes_apart, refused_tasks_leave_no_record);
+        expired_keys_run_again_and_scopes_apart, refused_tasks_leave_no_record,
+        a_refused_request_fails_alone_among_concurrent_ones);
 }
 
 #[cfg(feature = "postgres")]
@@ -341,5 +398,6 @@ mod postgres {
 
     cases!(db; first_run_then_replay, retry_while_running_gets_409,
         error_answers_release_the_key, malformed_keys_and_large_bodies_are_refused,
-        expired_keys_run_again_and_scopes_apart, refused_tasks_leave_no_record);
+        expired_keys_run_again_and_scopes_apart, refused_tasks_leave_no_record,
+        a_refused_request_fails_alone_among_concurrent_ones);
 }
