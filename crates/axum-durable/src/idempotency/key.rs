@@ -45,13 +45,12 @@ fn hex(bytes: &[u8]) -> String {
 
 /// What identifies a key: method, path, the scope (if any) and the key itself.
 pub(crate) fn key_hash(parts: &Parts, scope: Option<&str>, key: &str) -> String {
-    let scope = scope.map_or(&b""[..], str::as_bytes);
-    let scoped: &[u8] = if scope.is_empty() { b"0" } else { b"1" };
+    let scoped: &[u8] = if scope.is_some() { b"1" } else { b"0" };
     hash(&[
         parts.method.as_str().as_bytes(),
         parts.uri.path().as_bytes(),
         scoped,
-        scope,
+        scope.map_or(&b""[..], str::as_bytes),
         key.as_bytes(),
     ])
 }
