@@ -62,6 +62,10 @@ impl Durable {
         Self { scope }
     }
 
+    pub(crate) fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     /// The client behind this handle (for enqueues that are not tied to the response).
     pub fn client(&self) -> &Client {
         &self.scope.client

@@ -14,6 +14,7 @@ use tower::{Layer, Service};
 use crate::backlog::Backlog;
 use crate::error::{failure, is_transient, plain};
 use crate::extract::Durable;
+use crate::idempotency;
 use crate::scope::Scope;
 
 type Predicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
@@ -237,14 +238,32 @@ where
     }
 }
 
-/// Stores what the request buffered, then releases the response (or a 5xx instead).
+/// Stores what the request buffered (with its idempotency record, if it holds a key), then
+/// releases the response (or a 5xx instead).
 async fn flush<B: From<String>>(
     scope: Arc<Scope>,
     response: Response<B>,
     persist_when: Predicate,
 ) -> Response<B> {
-    let buffer = scope.take();
+    let mut buffer = scope.take();
     let status = response.status();
+    let persist = buffer.invalid.is_none() && persist_when(status);
+    // The key's record rides with the tasks; a response that is not persisted releases the
+    // key so a retry runs again (a record the handler committed itself is left: the
+    // release only removes a key still running).
+    let (key, record) = match buffer.key.take() {
+        Some(key) if !persist || key.recorded_in_tx => {
+            if !persist {
+                idempotency::release(&scope.client, &key).await;
+            }
+            (None, None)
+        }
+        Some(mut key) => {
+            let record = key.record.take();
+            (Some(key), record)
+        }
+        None => (None, None),
+    };
     if let Some(problem) = buffer.invalid {
         return failure(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -255,13 +274,16 @@ async fn flush<B: From<String>>(
             ),
         );
     }
-    if buffer.batch.is_empty() {
+    if buffer.batch.is_empty() && record.is_none() {
+        if let Some(key) = &key {
+            idempotency::release(&scope.client, key).await;
+        }
         if buffer.wrote_in_tx {
             scope.client.notify_committed();
         }
         return response;
     }
-    if !persist_when(status) {
+    if !persist {
         tracing::debug!(
             status = status.as_u16(),
             discarded = buffer.batch.len(),
@@ -270,7 +292,11 @@ async fn flush<B: From<String>>(
         return response;
     }
     let n = buffer.batch.len();
-    match buffer.batch.commit().await {
+    let written = match record {
+        Some(record) => buffer.batch.commit_with_response(record).await,
+        None => buffer.batch.commit().await,
+    };
+    match written {
         Ok(_) => {
             if buffer.wrote_in_tx {
                 scope.client.notify_committed();
@@ -278,6 +304,9 @@ async fn flush<B: From<String>>(
             response
         }
         Err(error) => {
+            if let Some(key) = &key {
+                idempotency::release(&scope.client, key).await;
+            }
             let status = if is_transient(&error) {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {

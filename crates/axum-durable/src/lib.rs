@@ -12,6 +12,8 @@
 //! - Spawn from handlers with the [`Durable`] extractor, as easily as with `tokio::spawn`.
 //! - A `2xx` answer means the request's tasks are committed ([`DurableLayer`]).
 //! - Tasks are plain serializable structs ([`Task`]) or `async fn`s ([`task`] macro).
+//! - Idempotent requests: a retry with the same `Idempotency-Key` gets the first answer,
+//!   recorded with the request's tasks ([`Idempotency`]).
 //! - Graceful shutdown in the right order ([`serve`]).
 //! - SQLite embedded by default; PostgreSQL for many instances on one database.
 //!
@@ -159,6 +161,7 @@
 mod backlog;
 mod error;
 mod extract;
+mod idempotency;
 mod inflight;
 mod layer;
 mod scope;
@@ -166,6 +169,7 @@ mod shutdown;
 
 pub use error::Error;
 pub use extract::{Durable, MissingDurableLayer};
+pub use idempotency::{Idempotency, IdempotentService};
 pub use layer::{DurableLayer, DurableService, ResponseFuture};
 pub use shutdown::{serve, serve_with_signals, shutdown_signal};
 

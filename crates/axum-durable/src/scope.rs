@@ -5,6 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 use durable_core::client::Batch;
 use durable_core::Client;
 
+use crate::idempotency::Held;
+
 /// What one request buffered.
 #[derive(Debug)]
 pub(crate) struct Buffer {
@@ -14,6 +16,9 @@ pub(crate) struct Buffer {
     pub(crate) invalid: Option<String>,
     /// Tasks were written in the handler's own transaction: wake the runtime afterwards.
     pub(crate) wrote_in_tx: bool,
+    /// The idempotency key the request holds (the `Idempotency` layer), and its response
+    /// record once the handler answered: written with the batch.
+    pub(crate) key: Option<Held>,
     /// The layer took the buffer to write it: a later spawn (a handle that outlived its
     /// handler) cannot ride with the response any more and is enqueued on its own.
     pub(crate) flushed: bool,
@@ -25,6 +30,7 @@ impl Buffer {
             batch: client.batch(),
             invalid: None,
             wrote_in_tx: false,
+            key: None,
             flushed: false,
         }
     }
@@ -80,6 +86,12 @@ impl Drop for Scope {
         // transaction rolled back) costs one empty claim.
         if buffer.wrote_in_tx {
             self.client.notify_committed();
+        }
+        // Nothing will be recorded for the key: release it so a retry runs instead of
+        // answering 409 until the lock expires. (A record committed in the handler's own
+        // transaction is not released: the release only removes a key still running.)
+        if let Some(key) = buffer.key.take() {
+            crate::idempotency::release_detached(&self.client, key);
         }
     }
 }

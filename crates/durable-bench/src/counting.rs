@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, AdminStore, CommitMode, Fence, ListQuery, Outcome, RescueReport, StateCounts,
-    Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, CommitMode, Fence, KeyClaim, KeyTake, ListQuery, Outcome,
+    RescueReport, StateCounts, Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::TaskId;
 
@@ -150,6 +150,21 @@ impl WorkerStore for CountingStore {
     ) -> durable_core::Result<Vec<(String, u64)>> {
         self.count("unclaimable", 0);
         self.inner.unclaimable(known, waiting).await
+    }
+
+    async fn take_key(&self, take: &KeyTake) -> durable_core::Result<KeyClaim> {
+        self.count("take_key", 0);
+        self.inner.take_key(take).await
+    }
+
+    async fn release_key(&self, key_hash: &str, token: &str) -> durable_core::Result<bool> {
+        self.count("release_key", 0);
+        self.inner.release_key(key_hash, token).await
+    }
+
+    async fn purge_keys(&self, limit: u32) -> durable_core::Result<u64> {
+        self.count("purge_keys", 0);
+        self.inner.purge_keys(limit).await
     }
 }
 

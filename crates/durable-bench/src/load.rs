@@ -48,12 +48,14 @@ struct Worker {
 }
 
 /// Sends `POST http://{addr}/` from `concurrency` connections for `warmup + duration`;
-/// only requests started after the warm-up are counted.
+/// only requests started after the warm-up are counted. With `keyed`, each request carries
+/// a unique `Idempotency-Key`.
 pub(crate) async fn drive(
     addr: SocketAddr,
     concurrency: usize,
     warmup: Duration,
     duration: Duration,
+    keyed: bool,
 ) -> Result<LoadResult> {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency)
@@ -63,7 +65,7 @@ pub(crate) async fn drive(
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let mut handles = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
+    for connection in 0..concurrency {
         let client = client.clone();
         let uri = uri.clone();
         handles.push(tokio::spawn(async move {
@@ -73,12 +75,18 @@ pub(crate) async fn drive(
                 last_end: measure_from,
                 latencies: Vec::new(),
             };
+            let mut n = 0u64;
             loop {
                 let sent = Instant::now();
                 if sent >= end {
                     break;
                 }
-                let request = hyper::Request::post(uri.clone())
+                let mut request = hyper::Request::post(uri.clone());
+                if keyed {
+                    n += 1;
+                    request = request.header("idempotency-key", format!("{connection}-{n}"));
+                }
+                let request = request
                     .body(Empty::<Bytes>::new())
                     .expect("a static request is valid");
                 let success = match client.request(request).await {

@@ -75,6 +75,10 @@ pub(crate) struct Cli {
     /// of the unique insert path, every task stored).
     #[arg(long)]
     pub(crate) unique: bool,
+    /// `http`: every request carries a unique `Idempotency-Key` and the `Durable` servers add
+    /// the `Idempotency` layer (the cost of taking a key and recording the response).
+    #[arg(long)]
+    pub(crate) idempotency_key: bool,
     /// SQLite's `synchronous` setting for the stores under test (`reference` measures both):
     /// `full` (the library's default: an acknowledged task survives power loss) or `normal`
     /// (the documented opt-in: survives a process crash only).
@@ -140,6 +144,8 @@ pub(crate) struct Settings {
     pub(crate) conns: Vec<usize>,
     /// `http` measures the unique-key variant too.
     pub(crate) unique: bool,
+    /// `http` requests carry an `Idempotency-Key`.
+    pub(crate) idempotency_key: bool,
 }
 
 impl Settings {
@@ -211,6 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
         quick: cli.quick,
         conns: cli.conns.clone(),
         unique: cli.unique,
+        idempotency_key: cli.idempotency_key,
     };
     backend::set_sqlite_durability(match cli.sqlite_sync {
         SqliteSync::Full => durable_sqlx::sqlite::Durability::Full,

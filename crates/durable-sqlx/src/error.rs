@@ -102,6 +102,13 @@ pub enum Error {
         /// Inserts tried.
         rounds: usize,
     },
+    /// The response of an idempotent request could not be recorded: the request no longer
+    /// holds its idempotency key (another request took it over after its lock expired).
+    /// Nothing of the transaction was committed.
+    #[error(
+        "the request no longer holds its idempotency key; its response and tasks were not stored"
+    )]
+    KeyLost,
     /// Preparing a task for enqueue failed (payload too large, serialization).
     #[error(transparent)]
     Task(#[from] durable_core::Error),
@@ -187,6 +194,8 @@ impl From<Error> for durable_core::Error {
             }
             Error::CorruptRow { .. } => durable_core::Error::store("decode", e),
             Error::Encode { .. } => durable_core::Error::store("encode", e),
+            // Refused for this request alone: a batch holding it is written apart.
+            Error::KeyLost => durable_core::Error::rejected("record response", e),
         }
     }
 }

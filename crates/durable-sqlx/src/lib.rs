@@ -44,6 +44,7 @@ mod enqueue;
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod migrate;
+mod respond;
 mod util;
 
 #[cfg(feature = "sqlite")]
@@ -56,6 +57,7 @@ pub use enqueue::{
     enqueue_in, enqueue_in_with, BoxFuture, DetachedCommit, EnqueueConnection, TransactionSource,
 };
 pub use error::{Error, Result};
+pub use respond::ResponseConnection;
 
 /// The table the stores record their applied migrations in.
 pub const MIGRATIONS_TABLE: &str = "_durable_migrations";

@@ -361,6 +361,7 @@ async fn migrations_coexist_with_application_migrations() {
         [
             "_durable_migrations",
             "_sqlx_migrations",
+            "durable_idempotency",
             "durable_tasks",
             "users"
         ]
@@ -374,7 +375,7 @@ async fn migrations_coexist_with_application_migrations() {
 }
 
 /// The versions of the store's embedded migrations.
-const EMBEDDED_MIGRATIONS: [i64; 3] = [1, 2, 3];
+const EMBEDDED_MIGRATIONS: [i64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
 /// Four instances starting at once on a fresh schema: every `migrate()` succeeds (sqlx's
 /// advisory lock serializes them) and the migration is applied once.

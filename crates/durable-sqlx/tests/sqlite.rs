@@ -182,6 +182,7 @@ async fn migrations_coexist_with_application_migrations() {
         [
             "_durable_migrations",
             "_sqlx_migrations",
+            "durable_idempotency",
             "durable_tasks",
             "users"
         ]

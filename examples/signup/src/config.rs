@@ -26,6 +26,10 @@ pub(crate) struct Config {
     /// `CHAOS_TASKS=1`: also register and route the failure-injection tasks of `chaos.rs`
     /// (for the failure-mode runner); off by default.
     pub(crate) chaos_tasks: bool,
+    /// `CRASH_AFTER_SIGNUP_COMMIT=1`: abort the process right after a signup's transaction
+    /// commits, before its response is sent (for the crash test of idempotent retries); off
+    /// by default.
+    pub(crate) crash_after_signup_commit: bool,
 }
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
@@ -73,6 +77,7 @@ impl Config {
             lease: Duration::from_millis(var("LEASE_MS", 10_000)?),
             max_backlog: optional("MAX_BACKLOG")?,
             chaos_tasks: var("CHAOS_TASKS", 0u8)? == 1,
+            crash_after_signup_commit: var("CRASH_AFTER_SIGNUP_COMMIT", 0u8)? == 1,
         })
     }
 }

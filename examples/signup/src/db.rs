@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::response::{IntoResponse, Response};
 use axum_durable::core::store::Store;
 use axum_durable::postgres::PostgresStore;
 use axum_durable::sqlite::SqliteStore;
@@ -97,13 +98,16 @@ impl Db {
         Ok(())
     }
 
-    /// Inserts the user and its welcome-email task in one transaction. The task is unique per
-    /// user ([`welcome_once`]).
-    pub(crate) async fn signup(
+    /// Inserts the user and its welcome-email task (unique per user, [`welcome_once`]) in one
+    /// transaction, with the response `respond` makes of their ids: recorded in that
+    /// transaction for an idempotent request (`Durable::respond_in`), so a retry finds the
+    /// user, the task and the answer, or none.
+    pub(crate) async fn signup<R: IntoResponse>(
         &self,
         durable: &Durable,
         email: &str,
-    ) -> Result<(i64, TaskId), SignupError> {
+        respond: impl FnOnce(i64, TaskId) -> R,
+    ) -> Result<Response, SignupError> {
         let task = SendWelcomeEmail {
             email: email.to_owned(),
         };
@@ -119,8 +123,11 @@ impl Db {
                 let task_id = durable
                     .spawn_in_with(&mut *tx, task, welcome_once(user_id))
                     .await?;
+                let response = durable
+                    .respond_in(&mut *tx, respond(user_id, task_id))
+                    .await?;
                 durable.commit(tx).await?;
-                Ok((user_id, task_id))
+                Ok(response)
             }
             Db::Postgres(store) => {
                 let mut tx = durable.begin(store).await?;
@@ -133,8 +140,11 @@ impl Db {
                 let task_id = durable
                     .spawn_in_with(&mut *tx, task, welcome_once(user_id))
                     .await?;
+                let response = durable
+                    .respond_in(&mut *tx, respond(user_id, task_id))
+                    .await?;
                 durable.commit(tx).await?;
-                Ok((user_id, task_id))
+                Ok(response)
             }
         }
     }

@@ -14,7 +14,14 @@
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
 //! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`,
 //! `MAX_BACKLOG` (unset: no load shedding; else 503 + `Retry-After` while more tasks are
-//! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`).
+//! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`),
+//! `CRASH_AFTER_SIGNUP_COMMIT` (unset; `1` aborts the process after a signup commits, before
+//! its response: the crash test of idempotent retries).
+//!
+//! `POST /signup` is idempotent: a client that sends an `Idempotency-Key` header and retries
+//! after a timeout gets the first answer again (header `Idempotent-Replayed: true`), never a
+//! second user or a second email — even when the process died between the commit and the
+//! response.
 
 mod chaos;
 mod config;
@@ -26,7 +33,7 @@ mod routes;
 use axum::routing::{get, post};
 use axum::Router;
 use axum_durable::core::store::ListQuery;
-use axum_durable::{DurableLayer, Registry, Runtime, TaskState};
+use axum_durable::{DurableLayer, Idempotency, Registry, Runtime, TaskState};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::EnvFilter;
 
@@ -51,6 +58,10 @@ async fn main() {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
+    routes::CRASH_AFTER_SIGNUP_COMMIT.store(
+        config.crash_after_signup_commit,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
     // Failed tasks wait for an operator (a retry or a delete): say so at start.
@@ -87,7 +98,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let mut app = Router::new()
-        .route("/signup", post(routes::signup))
+        // Retries with the same Idempotency-Key get the recorded answer; the handler records
+        // it in its own transaction (`Durable::respond_in`).
+        .route("/signup", post(routes::signup).layer(Idempotency::new()))
         .route("/invite", post(routes::invite))
         .route("/tasks/{id}", get(routes::task))
         .route("/health", get(routes::health));

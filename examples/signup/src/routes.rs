@@ -8,6 +8,7 @@ use axum::Json;
 use axum_durable::{Durable, TaskId};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::db::{Db, SignupError};
 use crate::email::SendWelcomeEmail;
@@ -46,7 +47,13 @@ fn email_of(body: Body) -> Result<String, (StatusCode, String)> {
     Ok(body.email)
 }
 
+/// Test hook (`CRASH_AFTER_SIGNUP_COMMIT=1`): abort after a signup commits, before its
+/// response is sent.
+pub(crate) static CRASH_AFTER_SIGNUP_COMMIT: AtomicBool = AtomicBool::new(false);
+
 /// Creates the user and its welcome-email task in one transaction; 201 once both are stored.
+/// Under the `Idempotency` layer the 201 is recorded in that same transaction, so a retry
+/// with the same key gets it back even if the process died before answering.
 pub(crate) async fn signup(State(db): State<Db>, durable: Durable, body: Body) -> Response {
     let email = match email_of(body) {
         Ok(email) => email,
@@ -58,12 +65,20 @@ pub(crate) async fn signup(State(db): State<Db>, durable: Durable, body: Body) -
             format!("`email` must be at most {MAX_EMAIL_LEN} bytes"),
         );
     }
-    match db.signup(&durable, &email).await {
-        Ok((user_id, task_id)) => (
+    let created = |user_id: i64, task_id: TaskId| {
+        (
             StatusCode::CREATED,
             Json(json!({ "user_id": user_id, "task_id": task_id })),
         )
-            .into_response(),
+    };
+    match db.signup(&durable, &email, created).await {
+        Ok(response) => {
+            if CRASH_AFTER_SIGNUP_COMMIT.load(Ordering::Relaxed) {
+                tracing::warn!("CRASH_AFTER_SIGNUP_COMMIT: aborting after the commit");
+                std::process::abort();
+            }
+            response
+        }
         Err(SignupError::Duplicate) => problem(
             StatusCode::CONFLICT,
             format!("`{email}` is already registered"),

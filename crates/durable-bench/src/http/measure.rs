@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use axum_durable::core::store::Store;
-use axum_durable::{Client, Durable, DurableLayer, EnqueueOptions, Registry, Runtime};
+use axum_durable::{Client, Durable, DurableLayer, EnqueueOptions, Idempotency, Registry, Runtime};
 use tokio::net::TcpListener;
 
 use super::{Traffic, Variant};
@@ -50,6 +50,7 @@ async fn serve_and_drive(
     c: usize,
     warmup: Duration,
     duration: Duration,
+    keyed: bool,
 ) -> Result<LoadResult> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -61,7 +62,7 @@ async fn serve_and_drive(
             })
             .into_future(),
     );
-    let result = load::drive(addr, c, warmup, duration).await;
+    let result = load::drive(addr, c, warmup, duration, keyed).await;
     let _ = stop.send(());
     if tokio::time::timeout(Duration::from_secs(5), server)
         .await
@@ -80,18 +81,31 @@ pub(super) async fn measure(
     warmup: Duration,
     duration: Duration,
     url: &str,
+    keyed: bool,
 ) -> Result<(LoadResult, Option<String>, Option<Traffic>)> {
+    // With keys, the `Durable` servers take each request's key and record its response.
+    let idempotent = |router: Router| {
+        if keyed {
+            router.layer(Idempotency::new())
+        } else {
+            router
+        }
+    };
     match variant {
         Variant::Spawn => {
             let app = Router::new().route("/", post(spawn_handler));
-            Ok((serve_and_drive(app, c, warmup, duration).await?, None, None))
+            Ok((
+                serve_and_drive(app, c, warmup, duration, keyed).await?,
+                None,
+                None,
+            ))
         }
         Variant::Naive(backend) => {
             let store = Arc::new(BenchStore::open(backend, url).await?);
             let app = Router::new()
                 .route("/", post(naive_handler))
                 .with_state(Arc::clone(&store));
-            let result = serve_and_drive(app, c, warmup, duration).await?;
+            let result = serve_and_drive(app, c, warmup, duration, keyed).await?;
             if let Ok(store) = Arc::try_unwrap(store) {
                 store.close().await?;
             }
@@ -100,10 +114,9 @@ pub(super) async fn measure(
         Variant::EnqueueOnly(backend) => {
             let store = BenchStore::open(backend, url).await?;
             let client = Client::new(Arc::clone(&store.store));
-            let app = Router::new()
-                .route("/", post(durable_handler))
+            let app = idempotent(Router::new().route("/", post(durable_handler)))
                 .layer(DurableLayer::new(client.clone()));
-            let result = serve_and_drive(app, c, warmup, duration).await?;
+            let result = serve_and_drive(app, c, warmup, duration, keyed).await?;
             drop(client);
             store.close().await?;
             Ok((result, None, None))
@@ -121,10 +134,9 @@ pub(super) async fn measure(
             } else {
                 post(durable_handler)
             };
-            let app = Router::new()
-                .route("/", handler)
+            let app = idempotent(Router::new().route("/", handler))
                 .layer(DurableLayer::new(runtime.client()));
-            let result = serve_and_drive(app, c, warmup, duration).await?;
+            let result = serve_and_drive(app, c, warmup, duration, keyed).await?;
             // Every acknowledged task must run: wait for the stragglers, then stop.
             let counts_deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             let mut note = None;

@@ -112,6 +112,7 @@ pub(crate) async fn run(settings: &Settings, summary: &mut Summary) -> Result<()
                     warmup,
                     settings.duration,
                     &settings.database_url,
+                    settings.idempotency_key,
                 )
                 .await?;
                 if let Some(note) = note {

@@ -4,7 +4,7 @@ use super::handle::Client;
 use super::options::EnqueueOptions;
 use crate::error::Result;
 use crate::ids::TaskId;
-use crate::store::NewTask;
+use crate::store::{NewTask, ResponseRecord};
 use crate::task::Task;
 
 impl Client {
@@ -130,5 +130,19 @@ impl Batch {
     /// [`push_with`](Self::push_with) returned.
     pub async fn commit(self) -> Result<Vec<TaskId>> {
         self.client.insert(self.rows).await
+    }
+
+    /// [`commit`](Self::commit), with the response of an idempotent request recorded in the
+    /// same transaction: the tasks and the record are both stored, or neither. A record whose
+    /// key was taken over by another request (its token no longer holds the key) fails the
+    /// commit as refused ([`Error::Rejected`](crate::Error::Rejected)). An empty batch still
+    /// writes the record.
+    pub async fn commit_with_response(self, record: ResponseRecord) -> Result<Vec<TaskId>> {
+        let ids = self.rows.iter().map(|row| row.id).collect();
+        self.client
+            .writer()
+            .insert_with(self.rows, vec![record])
+            .await?;
+        Ok(ids)
     }
 }

@@ -9,6 +9,7 @@
 mod batch;
 mod builder;
 mod handle;
+mod idempotency;
 mod link;
 mod options;
 mod row;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{ClaimRequest, ClaimedTask, Fence, NewTask};
+use super::{ClaimRequest, ClaimedTask, Fence, NewTask, ResponseRecord};
 use crate::error::Result;
 use crate::ids::TaskId;
 
@@ -26,6 +26,10 @@ use crate::ids::TaskId;
 pub struct WriteBatch<'a> {
     /// Rows to insert, all or none.
     pub insert: &'a [NewTask],
+    /// Responses of idempotent requests, recorded in the same transaction as
+    /// [`insert`](Self::insert) and failing with it: a request's tasks and its response
+    /// record commit together or not at all.
+    pub responses: &'a [ResponseRecord],
     /// Attempts that succeeded: marked `completed` (the common outcome, written in bulk).
     pub complete: &'a [Fence],
     /// Attempts that ended otherwise: retried, failed, or handed back by a shutdown.
@@ -44,6 +48,13 @@ impl<'a> WriteBatch<'a> {
     #[must_use]
     pub fn insert(mut self, rows: &'a [NewTask]) -> Self {
         self.insert = rows;
+        self
+    }
+
+    /// Sets the responses recorded with the insert.
+    #[must_use]
+    pub fn responses(mut self, records: &'a [ResponseRecord]) -> Self {
+        self.responses = records;
         self
     }
 
@@ -71,6 +82,7 @@ impl<'a> WriteBatch<'a> {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.insert.is_empty()
+            && self.responses.is_empty()
             && self.complete.is_empty()
             && self.settle.is_empty()
             && self.claim.is_none_or(ClaimRequest::is_empty)
@@ -123,9 +135,10 @@ impl Settle {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct WriteOutcome {
-    /// The insert: every row stored, or none. On success, one id per row in order: the row's
-    /// own id, or — for a row with a unique key that another row already held, so it was
-    /// not inserted — the id of the row holding the key.
+    /// The insert, with the responses recorded alongside: every row stored, or none. On
+    /// success, one id per row in order: the row's own id, or — for a row with a unique key
+    /// that another row already held, so it was not inserted — the id of the row holding the
+    /// key.
     pub inserted: Result<Vec<TaskId>>,
     /// The ids whose completion applied.
     pub completed: Result<Vec<TaskId>>,

@@ -17,6 +17,7 @@
 mod admin;
 mod batch;
 mod claim;
+mod idempotency;
 mod list;
 mod record;
 mod rows;
@@ -26,6 +27,7 @@ mod worker;
 pub use admin::AdminStore;
 pub use batch::{Outcome, Settle, WriteBatch, WriteOutcome};
 pub use claim::{ClaimRequest, Fence, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SCAN};
+pub use idempotency::{KeyClaim, KeyTake, ResponseRecord, StoredResponse};
 pub use list::{ListQuery, MAX_LIST_LIMIT};
 pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    AdminStore, CommitMode, Fence, ListQuery, RescueReport, StateCounts, TaskRecord, Wakeups,
-    WorkerStore, WriteBatch, WriteOutcome,
+    AdminStore, CommitMode, Fence, KeyClaim, KeyTake, ListQuery, RescueReport, StateCounts,
+    TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use crate::error::Result;
 use crate::ids::TaskId;
@@ -44,6 +44,15 @@ impl<S: WorkerStore + ?Sized> WorkerStore for Arc<S> {
     }
     async fn unclaimable(&self, known: &[String], waiting: Duration) -> Result<Vec<(String, u64)>> {
         (**self).unclaimable(known, waiting).await
+    }
+    async fn take_key(&self, take: &KeyTake) -> Result<KeyClaim> {
+        (**self).take_key(take).await
+    }
+    async fn release_key(&self, key_hash: &str, token: &str) -> Result<bool> {
+        (**self).release_key(key_hash, token).await
+    }
+    async fn purge_keys(&self, limit: u32) -> Result<u64> {
+        (**self).purge_keys(limit).await
     }
 }
 

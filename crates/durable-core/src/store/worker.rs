@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::{Fence, RescueReport, WriteBatch, WriteOutcome};
+use super::{Fence, KeyClaim, KeyTake, RescueReport, WriteBatch, WriteOutcome};
 use crate::error::Result;
 
 /// How a store commits concurrent writes: a fact about the backend that the client's writer
@@ -114,4 +114,34 @@ pub trait WorkerStore: Send + Sync + fmt::Debug + 'static {
     /// [`UNCLAIMABLE_SCAN`](super::UNCLAIMABLE_SCAN) due rows in claim order, so the query stays cheap on a large
     /// backlog. Called by a runtime's periodic warning, not per claim.
     async fn unclaimable(&self, known: &[String], waiting: Duration) -> Result<Vec<(String, u64)>>;
+
+    /// Takes an idempotency key for a request, in a transaction committed before it
+    /// returns: inserted `running` if absent; taken over if its record expired, or if it is
+    /// still `running` past its lock with the same fingerprint (its first run died before
+    /// recording a response). Otherwise reports what holds it. A backend without
+    /// idempotency support keeps this default, which refuses.
+    async fn take_key(&self, take: &KeyTake) -> Result<KeyClaim> {
+        let _ = take;
+        Err(crate::Error::rejected(
+            "take idempotency key",
+            format!(
+                "the {} store does not support idempotency keys",
+                self.backend()
+            ),
+        ))
+    }
+
+    /// Releases a key still `running` under `token` (its request is not recorded: a retry
+    /// runs again). `Ok(false)` when nothing was released: the response was recorded, or
+    /// another request holds the key now.
+    async fn release_key(&self, key_hash: &str, token: &str) -> Result<bool> {
+        let _ = (key_hash, token);
+        Ok(false)
+    }
+
+    /// Deletes at most `limit` expired keys (and their responses); returns how many.
+    async fn purge_keys(&self, limit: u32) -> Result<u64> {
+        let _ = limit;
+        Ok(0)
+    }
 }

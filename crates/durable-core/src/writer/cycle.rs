@@ -12,7 +12,8 @@ use super::split::{answer_failed, answer_stored, check_survivors, Inserter, Shar
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
 use crate::store::{
-    ClaimRequest, ClaimedTask, Fence, NewTask, Settle, Store, WriteBatch, WriteOutcome,
+    ClaimRequest, ClaimedTask, Fence, NewTask, ResponseRecord, Settle, Store, WriteBatch,
+    WriteOutcome,
 };
 
 /// Most rows the writer puts in one transaction.
@@ -33,9 +34,10 @@ const OUTCOME_LINGER: Duration = Duration::from_millis(2);
 
 /// Work for the writer task.
 pub(super) enum Job {
-    /// One request's rows, stored all or none.
+    /// One request's rows, stored all or none, with its response record if it has one.
     Insert {
         rows: Vec<NewTask>,
+        records: Vec<ResponseRecord>,
         done: oneshot::Sender<Result<Vec<TaskId>>>,
         /// Its room in the write queue, given back with the answer.
         ticket: Ticket,
@@ -102,6 +104,7 @@ pub(super) async fn write_loop(
 #[derive(Default)]
 struct Gathered {
     rows: Vec<NewTask>,
+    records: Vec<ResponseRecord>,
     bytes: usize,
     inserters: Vec<Inserter>,
     fences: Vec<Fence>,
@@ -142,10 +145,17 @@ impl Gathered {
 
     fn push(&mut self, job: Job) {
         match job {
-            Job::Insert { rows, done, ticket } => {
+            Job::Insert {
+                rows,
+                records,
+                done,
+                ticket,
+            } => {
                 self.bytes += ticket.bytes();
-                self.inserters.push(Inserter::new(rows.len(), done, ticket));
+                self.inserters
+                    .push(Inserter::new(rows.len(), records.len(), done, ticket));
                 self.rows.extend(rows);
+                self.records.extend(records);
             }
             Job::Complete(fence, done) => {
                 self.fences.push(fence);
@@ -170,6 +180,7 @@ impl Gathered {
         let request = first_claim.as_ref().and_then(|(rt, _)| rt.begin_claim());
         let mut batch = WriteBatch::new()
             .insert(&self.rows)
+            .responses(&self.records)
             .complete(&self.fences)
             .settle(&self.settle);
         if let Some(request) = &request {
@@ -291,7 +302,7 @@ impl Gathered {
             tracing::debug!(rows = self.rows.len(), requests, %error,
                 "the database refused a row of the batch; writing its requests apart");
             let inserters = std::mem::take(&mut self.inserters);
-            super::split::write_apart(store, local, &self.rows, inserters).await;
+            super::split::write_apart(store, local, &self.rows, &self.records, inserters).await;
             return;
         }
         tracing::error!(rows = self.rows.len(), requests, %error,

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
-use crate::store::{CommitMode, Fence, NewTask, Settle, Store};
+use crate::store::{CommitMode, Fence, NewTask, ResponseRecord, Settle, Store};
 
 use cycle::{Job, MAX_BATCH_BYTES, MAX_BATCH_ROWS};
 use local::Attached;
@@ -118,26 +118,46 @@ impl Writer {
     ///
     /// Dropping the future does not cancel the write, only the answer is lost.
     pub(crate) async fn insert(&self, rows: Vec<NewTask>) -> Result<Vec<TaskId>> {
+        self.insert_with(rows, Vec::new()).await
+    }
+
+    /// [`insert`](Self::insert), with responses of idempotent requests recorded in the same
+    /// transaction: the rows and the records commit together or not at all.
+    pub(crate) async fn insert_with(
+        &self,
+        rows: Vec<NewTask>,
+        records: Vec<ResponseRecord>,
+    ) -> Result<Vec<TaskId>> {
         // Ready at once unless the caller holds what the writer needs (SQLite's writer
         // transaction): then it fails instead of waiting on itself.
         self.store.check_enqueue().await?;
         let ticket = self.queue.admit(&rows)?;
         if rows.len() > MAX_BATCH_ROWS || ticket.bytes() > MAX_BATCH_BYTES {
-            return self.insert_alone(rows, ticket).await;
+            return self.insert_alone(rows, records, ticket).await;
         }
         let (done, answer) = oneshot::channel();
-        self.send(Job::Insert { rows, done, ticket })?;
+        self.send(Job::Insert {
+            rows,
+            records,
+            done,
+            ticket,
+        })?;
         answer.await.map_err(|_| Error::ShuttingDown)?
     }
 
     /// A batch over the cycle's bounds, in a transaction of its own so it does not hold up
     /// other requests' small batches; in a spawned task (not cancelled with the caller). The
     /// local runtime is told once it is committed.
-    async fn insert_alone(&self, rows: Vec<NewTask>, ticket: Ticket) -> Result<Vec<TaskId>> {
+    async fn insert_alone(
+        &self,
+        rows: Vec<NewTask>,
+        records: Vec<ResponseRecord>,
+        ticket: Ticket,
+    ) -> Result<Vec<TaskId>> {
         let store = Arc::clone(&self.store);
         let local = self.local();
         let write = tokio::spawn(async move {
-            let result = split::insert_on(&*store, &rows).await;
+            let result = split::insert_on(&*store, &rows, &records).await;
             if let Some(local) = local {
                 local.inserted(None, &rows, result.is_ok());
             }

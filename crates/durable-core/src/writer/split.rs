@@ -15,7 +15,7 @@ use super::local::LocalRuntime;
 use super::queue::Ticket;
 use crate::error::{Error, Result};
 use crate::ids::TaskId;
-use crate::store::{NewTask, Store, WriteBatch};
+use crate::store::{NewTask, ResponseRecord, Store, WriteBatch};
 
 /// One error reported to every caller of a failed write.
 #[derive(Debug, Clone)]
@@ -41,8 +41,15 @@ impl std::error::Error for SharedError {
 
 /// Inserts rows on their own (a batch over the cycle's bounds, or a refused batch written
 /// apart).
-pub(super) async fn insert_on(store: &dyn Store, rows: &[NewTask]) -> Result<Vec<TaskId>> {
-    let survivors = store.write(WriteBatch::new().insert(rows)).await.inserted?;
+pub(super) async fn insert_on(
+    store: &dyn Store,
+    rows: &[NewTask],
+    records: &[ResponseRecord],
+) -> Result<Vec<TaskId>> {
+    let survivors = store
+        .write(WriteBatch::new().insert(rows).responses(records))
+        .await
+        .inserted?;
     check_survivors(rows, &survivors)?;
     Ok(survivors)
 }
@@ -75,10 +82,11 @@ pub(super) fn answer_stored(inserters: impl IntoIterator<Item = Inserter>, survi
     }
 }
 
-/// One request of a cycle: how many of the cycle's rows are its own (they are contiguous,
-/// in request order) and where its answer goes.
+/// One request of a cycle: how many of the cycle's rows and response records are its own
+/// (they are contiguous, in request order) and where its answer goes.
 pub(super) struct Inserter {
     rows: usize,
+    records: usize,
     done: oneshot::Sender<Result<Vec<TaskId>>>,
     ticket: Ticket,
 }
@@ -86,10 +94,16 @@ pub(super) struct Inserter {
 impl Inserter {
     pub(super) fn new(
         rows: usize,
+        records: usize,
         done: oneshot::Sender<Result<Vec<TaskId>>>,
         ticket: Ticket,
     ) -> Self {
-        Self { rows, done, ticket }
+        Self {
+            rows,
+            records,
+            done,
+            ticket,
+        }
     }
 
     pub(super) fn answer(self, result: Result<Vec<TaskId>>) {
@@ -103,17 +117,21 @@ impl Inserter {
 /// Writes the requests of a refused batch again in halves, recursively: halves that commit
 /// are answered, halves refused again are halved until the refused request stands alone and
 /// gets its own error. With one bad request among `n`, that is about `2 log2 n` statements
-/// instead of `n`.
+/// instead of `n`. A request's response record stays with its rows.
 pub(super) async fn write_apart(
     store: &dyn Store,
     local: Option<&dyn LocalRuntime>,
     rows: &[NewTask],
+    records: &[ResponseRecord],
     inserters: Vec<Inserter>,
 ) {
     let mut starts = Vec::with_capacity(inserters.len() + 1);
+    let mut record_starts = Vec::with_capacity(inserters.len() + 1);
     starts.push(0);
+    record_starts.push(0);
     for inserter in &inserters {
         starts.push(starts[starts.len() - 1] + inserter.rows);
+        record_starts.push(record_starts[record_starts.len() - 1] + inserter.records);
     }
     let mut waiting: Vec<Option<Inserter>> = inserters.into_iter().map(Some).collect();
     let n = waiting.len();
@@ -121,7 +139,8 @@ pub(super) async fn write_apart(
     let mut groups = vec![(n / 2, n), (0, n / 2)];
     while let Some((a, b)) = groups.pop() {
         let group_rows = &rows[starts[a]..starts[b]];
-        match insert_on(store, group_rows).await {
+        let group_records = &records[record_starts[a]..record_starts[b]];
+        match insert_on(store, group_rows, group_records).await {
             Err(error) if b - a > 1 && matches!(error, Error::Rejected { .. }) => {
                 let mid = a + (b - a) / 2;
                 groups.push((mid, b));

@@ -27,6 +27,10 @@ const SQLITE: &[(i64, &str)] = &[
         3,
         "9aaf6b749baaea10a946a2eece3e5ad2fb2b76df0d1b72a8e2b0fe9e3c8530d5e5e2868f859ed7a05e0005c01e6001fb",
     ),
+    (
+        7,
+        "5e2424d85abb24fd34a1e8b554a4b21a352dce1a5b31ca23e4bac6ddf9962476fb7a2adcc427144fb3fc63a3db785a87",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -42,6 +46,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         3,
         "d14e10bbfa317af6c0c7cbe128e90d14ce6e031621f0036a435099545e35f4ca7e74907a27d260ea51ac8582c432523c",
+    ),
+    (
+        7,
+        "1cbf64e8765482d5bb254686212c3c66d50e121608896977c1a84a4e580676d6f83cdcf8cad9920a9e5e9939405cf731",
     ),
 ];
 

@@ -47,6 +47,7 @@ mod admin;
 mod builder;
 mod claim;
 mod explain;
+mod idempotency;
 mod listen;
 mod parts;
 mod rows;
@@ -65,6 +66,7 @@ use crate::error::{Error, Result};
 use crate::util::detached;
 pub use builder::PostgresStoreBuilder;
 use builder::{quote_ident, Source};
+pub(crate) use idempotency::record_on;
 pub(crate) use rows::insert_on;
 
 /// The `application_name` of the store's connections unless the URL or the builder sets one.

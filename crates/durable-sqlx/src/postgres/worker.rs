@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, Fence, RescueReport, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, Fence, KeyClaim, KeyTake, RescueReport, Wakeups, WorkerStore, WriteBatch,
+    WriteOutcome,
 };
 use durable_core::{TaskId, WorkerId};
 use futures_util::StreamExt;
@@ -69,7 +70,11 @@ impl WorkerStore for PostgresStore {
             (completed, settled)
         };
         let insert_then_claim = async {
-            let inserted = if batch.insert.is_empty() {
+            let inserted = if !batch.responses.is_empty() {
+                // Idempotent requests' responses commit with their tasks: one transaction.
+                self.insert_with_responses(batch.insert, batch.responses)
+                    .await
+            } else if batch.insert.is_empty() {
                 Ok(Vec::new())
             } else if crate::util::chunks(batch.insert).len() > 1
                 || crate::unique::any_unique(batch.insert)
@@ -100,6 +105,18 @@ impl WorkerStore for PostgresStore {
             .with_completed(completed)
             .with_settled(settled)
             .with_claimed(claimed)
+    }
+
+    async fn take_key(&self, take: &KeyTake) -> durable_core::Result<KeyClaim> {
+        self.take_idempotency_key(take).await
+    }
+
+    async fn release_key(&self, key_hash: &str, token: &str) -> durable_core::Result<bool> {
+        self.release_idempotency_key(key_hash, token).await
+    }
+
+    async fn purge_keys(&self, limit: u32) -> durable_core::Result<u64> {
+        self.purge_idempotency_keys(limit).await
     }
 
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {

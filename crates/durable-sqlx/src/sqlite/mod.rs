@@ -9,6 +9,7 @@ mod builder;
 mod combined;
 mod cycle;
 mod encode;
+mod idempotency;
 mod open;
 mod parts;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::util::detached;
 pub use builder::{Durability, SqliteStoreBuilder};
 pub(crate) use encode::insert_on;
+pub(crate) use idempotency::record_on;
 use writer_owner::{Holder, WriterOwner};
 
 #[derive(Debug)]

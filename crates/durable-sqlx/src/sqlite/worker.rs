@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, CommitMode, Fence, RescueReport, WorkerStore, WriteBatch, WriteOutcome,
-    UNCLAIMABLE_SCAN,
+    async_trait, CommitMode, Fence, KeyClaim, KeyTake, RescueReport, WorkerStore, WriteBatch,
+    WriteOutcome, UNCLAIMABLE_SCAN,
 };
 
 use super::combined::combined_write;
@@ -31,6 +31,19 @@ impl SqliteStore {
             (true, true, Some(_)) => "claim",
             _ => "write",
         };
+        if !batch.responses.is_empty() {
+            // Idempotent requests' responses commit with their tasks, in a transaction of
+            // their own (a statement per record), then the rest of the cycle.
+            let inserted = self
+                .insert_with_responses(batch.insert, batch.responses)
+                .await;
+            let mut rest = batch;
+            rest.insert = &[];
+            rest.responses = &[];
+            return Box::pin(self.write_cycle(rest))
+                .await
+                .with_inserted(inserted);
+        }
         if crate::util::chunks(batch.insert).len() > 1 || crate::unique::any_unique(batch.insert) {
             // Too large for one statement, or rows with unique keys (whose survivors take a
             // lookup): the rows in a transaction of their own, then the rest of the cycle.
@@ -111,6 +124,18 @@ impl WorkerStore for SqliteStore {
             self.settle(batch.settle).await
         };
         outcome.with_settled(settled)
+    }
+
+    async fn take_key(&self, take: &KeyTake) -> durable_core::Result<KeyClaim> {
+        self.take_idempotency_key(take).await
+    }
+
+    async fn release_key(&self, key_hash: &str, token: &str) -> durable_core::Result<bool> {
+        self.release_idempotency_key(key_hash, token).await
+    }
+
+    async fn purge_keys(&self, limit: u32) -> durable_core::Result<u64> {
+        self.purge_idempotency_keys(limit).await
     }
 
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {

@@ -6,6 +6,7 @@
 
 pub mod attempts;
 pub mod hardening;
+pub mod idempotency;
 pub mod runtime;
 pub mod store;
 pub mod tasks;
@@ -141,6 +142,11 @@ macro_rules! conformance_tests {
             cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
             shutdown_drains_tasks_committed_after_the_last_claim);
         $crate::conformance_tests!(@unique $make; unique_dedups_while_pending_and_processing, unique_states_decide_when_the_key_is_free, unique_period_holds_completed_tasks_until_the_period_ends, unique_rows_in_one_batch, unique_race_through_the_writer, unique_race_in_user_transactions, unique_dedup_starts_nothing_and_keeps_capacity);
+        $crate::conformance_tests!(@idempotency $make;
+            idempotency_first_running_mismatch_then_replay, idempotency_release_lets_a_retry_run,
+            idempotency_expired_keys_run_as_new_and_are_purged,
+            idempotency_lock_expiry_hands_the_key_over,
+            idempotency_record_and_tasks_commit_together);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;
@@ -185,6 +191,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::unique::$case(&db).await;
+            }
+        )*
+    };
+    (@idempotency $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::idempotency::$case(&db).await;
             }
         )*
     };
