@@ -23,6 +23,10 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         "f8fd70bb1cc536042e52de21400060bb49b0f645803cf6eae7ff4d80ce867015f490874b2a491a98a4bf1e0e10303852",
     ),
+    (
+        4,
+        "411303ff6026924751db3ba46c3e394c74676ff4f7669f3b9c5da60a7d6bc24261ed4bde4f0fcc4a4bd78e164fdcb625",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -34,6 +38,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         2,
         "ce1b7169f459b1786c90007680636b349c7208cda433b1c319e6a367a0a5b7a9b481c99803b2b0d6177d2fcd589ec586",
+    ),
+    (
+        4,
+        "add7e9dc27643d7fb6767ee595a76962b80562cd6cf0ec0c325a1ad71ab55b48361068e96c11beba243df16475bae339",
     ),
 ];
 

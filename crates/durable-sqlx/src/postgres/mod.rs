@@ -52,6 +52,7 @@ mod parts;
 mod rows;
 mod search_path;
 mod sql;
+mod steps;
 mod worker;
 
 use std::time::Duration;
@@ -64,6 +65,7 @@ use crate::util::detached;
 pub use builder::PostgresStoreBuilder;
 use builder::{quote_ident, Source};
 pub(crate) use rows::insert_on;
+pub(crate) use steps::{complete_on, save_step_on};
 
 /// The `application_name` of the store's connections unless the URL or the builder sets one.
 pub const DEFAULT_APPLICATION_NAME: &str = "axum-durable";

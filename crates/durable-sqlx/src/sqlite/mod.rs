@@ -15,6 +15,7 @@ mod parts;
 mod plan;
 mod rows;
 mod script;
+mod steps;
 mod worker;
 mod writer_owner;
 
@@ -27,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::util::detached;
 pub use builder::{Durability, SqliteStoreBuilder};
 pub(crate) use encode::insert_on;
+pub(crate) use steps::{complete_on, save_step_on};
 use writer_owner::{Holder, WriterOwner};
 
 #[derive(Debug)]
