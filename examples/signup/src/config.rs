@@ -26,6 +26,9 @@ pub(crate) struct Config {
     /// `CHAOS_TASKS=1`: also register and route the failure-injection tasks of `chaos.rs`
     /// (for the failure-mode runner); off by default.
     pub(crate) chaos_tasks: bool,
+    /// `ONBOARD_PAUSE_AFTER_STEP=N`: onboarding attempts wait after their step N until
+    /// stopped (for the crash test); unset: no pause.
+    pub(crate) onboard_pause_after_step: Option<u8>,
 }
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
@@ -73,6 +76,7 @@ impl Config {
             lease: Duration::from_millis(var("LEASE_MS", 10_000)?),
             max_backlog: optional("MAX_BACKLOG")?,
             chaos_tasks: var("CHAOS_TASKS", 0u8)? == 1,
+            onboard_pause_after_step: optional("ONBOARD_PAUSE_AFTER_STEP")?,
         })
     }
 }
