@@ -13,6 +13,8 @@ mod conformance;
 mod migrations;
 #[path = "postgres/search_path.rs"]
 mod search_path;
+#[path = "postgres/steps_app.rs"]
+mod steps_app;
 #[path = "postgres/unreadable_rows.rs"]
 mod unreadable_rows;
 

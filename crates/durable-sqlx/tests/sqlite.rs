@@ -3,6 +3,8 @@
 mod conformance;
 #[path = "sqlite/migrations.rs"]
 mod migrations;
+#[path = "sqlite/steps_app.rs"]
+mod steps_app;
 #[path = "sqlite/unreadable_rows.rs"]
 mod unreadable_rows;
 #[path = "sqlite/upgrade.rs"]
