@@ -153,6 +153,7 @@ async fn migrations_coexist_with_application_migrations() {
         [
             "_durable_migrations",
             "_sqlx_migrations",
+            "durable_steps",
             "durable_tasks",
             "users"
         ]

@@ -10,8 +10,33 @@ use durable_core::store::{ClaimRequest, NewTask};
 use durable_core::{TaskState, WorkerId};
 use sqlx::PgPool;
 
+/// The versions of this build's embedded migrations, in order (read from its migrations
+/// folder, so the tests follow each new migration).
+pub(crate) fn embedded_versions() -> Vec<i64> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+        .expect("the migrations folder")
+        .filter_map(|entry| {
+            let name = entry.expect("a folder entry").file_name();
+            let name = name.to_string_lossy();
+            name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 /// This build's schema version: its newest embedded migration.
-const THIS_VERSION: i64 = 2;
+fn this_version() -> i64 {
+    *embedded_versions().last().expect("embedded migrations")
+}
+
+/// The embedded versions and then `newer`.
+fn with_newer(newer: i64) -> Vec<i64> {
+    let mut versions = embedded_versions();
+    versions.push(newer);
+    versions
+}
 
 /// What a newer release leaves behind: its schema change, and its row in the migrations
 /// table with the oldest schema version it declares compatible (`None`: no declaration).
@@ -52,7 +77,7 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), THIS_VERSION + 1, Some(THIS_VERSION)).await;
+    apply_newer_migration(db.pool(), this_version() + 1, Some(this_version())).await;
 
     let restarted = db.store_named("restarted").await;
     restarted
@@ -61,7 +86,7 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
         .expect("an older build starts against a schema compatible with it");
     assert_eq!(
         applied_versions(db.pool()).await,
-        [1, 2, 3],
+        with_newer(this_version() + 1),
         "nothing re-applied"
     );
     let task = NewTask::new("work", "{}");
@@ -94,7 +119,7 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), 3, Some(3)).await;
+    apply_newer_migration(db.pool(), this_version() + 1, Some(this_version() + 1)).await;
 
     let error = db
         .store_named("restarted")
@@ -104,9 +129,12 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
         .expect_err("an incompatible newer schema is refused")
         .to_string();
     assert!(
-        error.contains("at version 3")
-            && error.contains("schema version 3 or newer")
-            && error.contains("this build's schema version is 2"),
+        error.contains(&format!("at version {}", this_version() + 1))
+            && error.contains(&format!("schema version {} or newer", this_version() + 1))
+            && error.contains(&format!(
+                "this build's schema version is {}",
+                this_version()
+            )),
         "{error}"
     );
 }
@@ -117,8 +145,8 @@ async fn every_newer_migration_must_accept_this_version() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), 3, Some(3)).await;
-    apply_newer_migration(db.pool(), 4, Some(2)).await;
+    apply_newer_migration(db.pool(), this_version() + 1, Some(this_version() + 1)).await;
+    apply_newer_migration(db.pool(), this_version() + 2, Some(this_version())).await;
 
     let error = db
         .store
@@ -127,7 +155,8 @@ async fn every_newer_migration_must_accept_this_version() {
         .expect_err("migration 3 needs version 3")
         .to_string();
     assert!(
-        error.contains("at version 4") && error.contains("schema version 3 or newer"),
+        error.contains(&format!("at version {}", this_version() + 2))
+            && error.contains(&format!("schema version {} or newer", this_version() + 1)),
         "{error}"
     );
 }
@@ -139,7 +168,7 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), 3, None).await;
+    apply_newer_migration(db.pool(), this_version() + 1, None).await;
 
     let error = db
         .store
@@ -148,8 +177,11 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
         .expect_err("no declaration: incompatible")
         .to_string();
     assert!(
-        error.contains("schema version 3 or newer")
-            && error.contains("this build's schema version is 2"),
+        error.contains(&format!("schema version {} or newer", this_version() + 1))
+            && error.contains(&format!(
+                "this build's schema version is {}",
+                this_version()
+            )),
         "{error}"
     );
 }

@@ -14,8 +14,33 @@ use sqlx::SqlitePool;
 use crate::conformance::row;
 use crate::conformance::Writes as _;
 
+/// The versions of this build's embedded migrations, in order (read from its migrations
+/// folder, so the tests follow each new migration).
+pub(crate) fn embedded_versions() -> Vec<i64> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+        .expect("the migrations folder")
+        .filter_map(|entry| {
+            let name = entry.expect("a folder entry").file_name();
+            let name = name.to_string_lossy();
+            name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 /// This build's schema version: its newest embedded migration.
-const THIS_VERSION: i64 = 2;
+fn this_version() -> i64 {
+    *embedded_versions().last().expect("embedded migrations")
+}
+
+/// The embedded versions and then `newer`.
+fn with_newer(newer: i64) -> Vec<i64> {
+    let mut versions = embedded_versions();
+    versions.push(newer);
+    versions
+}
 
 async fn migrated(url: &str) -> SqliteStore {
     let store = SqliteStore::connect(url).await.expect("connect");
@@ -70,7 +95,12 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), THIS_VERSION + 1, Some(THIS_VERSION)).await;
+    apply_newer_migration(
+        first.writer_pool(),
+        this_version() + 1,
+        Some(this_version()),
+    )
+    .await;
 
     let restarted = SqliteStore::connect(&url).await.expect("connect");
     restarted
@@ -79,7 +109,7 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
         .expect("an older build starts against a schema compatible with it");
     assert_eq!(
         applied_versions(restarted.writer_pool()).await,
-        [1, 2, 3],
+        with_newer(this_version() + 1),
         "nothing re-applied"
     );
     let task = NewTask::new("work", "{}");
@@ -107,7 +137,12 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, Some(3)).await;
+    apply_newer_migration(
+        first.writer_pool(),
+        this_version() + 1,
+        Some(this_version() + 1),
+    )
+    .await;
 
     let error = SqliteStore::connect(&url)
         .await
@@ -117,9 +152,12 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
         .expect_err("an incompatible newer schema is refused")
         .to_string();
     assert!(
-        error.contains("at version 3")
-            && error.contains("schema version 3 or newer")
-            && error.contains("this build's schema version is 2"),
+        error.contains(&format!("at version {}", this_version() + 1))
+            && error.contains(&format!("schema version {} or newer", this_version() + 1))
+            && error.contains(&format!(
+                "this build's schema version is {}",
+                this_version()
+            )),
         "{error}"
     );
 }
@@ -131,8 +169,18 @@ async fn every_newer_migration_must_accept_this_version() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, Some(3)).await;
-    apply_newer_migration(first.writer_pool(), 4, Some(2)).await;
+    apply_newer_migration(
+        first.writer_pool(),
+        this_version() + 1,
+        Some(this_version() + 1),
+    )
+    .await;
+    apply_newer_migration(
+        first.writer_pool(),
+        this_version() + 2,
+        Some(this_version()),
+    )
+    .await;
 
     let error = first
         .migrate()
@@ -140,7 +188,8 @@ async fn every_newer_migration_must_accept_this_version() {
         .expect_err("migration 3 needs version 3")
         .to_string();
     assert!(
-        error.contains("at version 4") && error.contains("schema version 3 or newer"),
+        error.contains(&format!("at version {}", this_version() + 2))
+            && error.contains(&format!("schema version {} or newer", this_version() + 1)),
         "{error}"
     );
 }
@@ -152,7 +201,7 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, None).await;
+    apply_newer_migration(first.writer_pool(), this_version() + 1, None).await;
 
     let error = first
         .migrate()
@@ -160,8 +209,11 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
         .expect_err("no declaration: incompatible")
         .to_string();
     assert!(
-        error.contains("schema version 3 or newer")
-            && error.contains("this build's schema version is 2"),
+        error.contains(&format!("schema version {} or newer", this_version() + 1))
+            && error.contains(&format!(
+                "this build's schema version is {}",
+                this_version()
+            )),
         "{error}"
     );
 }
@@ -254,7 +306,10 @@ async fn stores_migrating_one_fresh_file_at_once_all_succeed() {
             let migrated = handle.await.expect("join");
             stores.push(migrated.unwrap_or_else(|e| panic!("round {round}: {e}")));
         }
-        assert_eq!(applied_versions(stores[0].writer_pool()).await, [1, 2]);
+        assert_eq!(
+            applied_versions(stores[0].writer_pool()).await,
+            embedded_versions()
+        );
     }
 }
 
@@ -372,6 +427,6 @@ async fn processes_migrating_one_fresh_file_at_once_all_succeed() {
         );
         let a = a.unwrap_or_else(|e| panic!("round {round}: {e}"));
         b.unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(applied_versions(a.writer_pool()).await, [1, 2]);
+        assert_eq!(applied_versions(a.writer_pool()).await, embedded_versions());
     }
 }
