@@ -261,12 +261,12 @@ pub struct TxState {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub enum TxMode {
     /// Attempt 1 stalls until released, then writes its row and completes in a transaction.
-    StallFirst,
+    StallThenComplete,
     /// Attempt 1 writes its row and completes in a transaction it does not commit, then
     /// returns `Ok`.
-    RollBackFirst,
+    RollBackThenReturnOk,
     /// Step `order` writes its row with `step_in`; attempt 1 then fails.
-    StepThenFailFirst,
+    StepThenFail,
 }
 
 /// Writes the application's rows in its own transactions.
@@ -282,19 +282,19 @@ impl Task for TxTask {
         let first = cx.attempt() == 1;
         let tag = format!("attempt-{}", cx.attempt());
         match self.0 {
-            TxMode::StallFirst if first => {
+            TxMode::StallThenComplete if first => {
                 state.stalled.store(true, Ordering::SeqCst);
                 let mut release = state.release.clone();
                 release.wait_for(|go| *go).await?;
                 let answer = state.app.complete_with_row(&cx, &tag, true).await;
                 *state.zombie.lock().expect("zombie") =
-                    Some(answer.as_ref().map(|_| ()).map_err(ToString::to_string));
+                    Some(answer.as_ref().copied().map_err(ToString::to_string));
                 answer?;
             }
-            TxMode::RollBackFirst if first => {
+            TxMode::RollBackThenReturnOk if first => {
                 state.app.complete_with_row(&cx, &tag, false).await?;
             }
-            TxMode::StepThenFailFirst => {
+            TxMode::StepThenFail => {
                 let order: Option<String> = cx.finished_step("order").await?;
                 if order.is_none() {
                     state.app.step_with_row(&cx, "order", "order-row").await?;
@@ -424,7 +424,7 @@ pub async fn zombie_completion_never_commits(db: &impl TxDb) {
     .start();
     let id = zombie_rt
         .client()
-        .enqueue(TxTask(TxMode::StallFirst))
+        .enqueue(TxTask(TxMode::StallThenComplete))
         .await
         .expect("enqueue");
     eventually("attempt 1 to stall", WAIT, || async {
@@ -482,7 +482,7 @@ pub async fn uncommitted_completion_is_a_failed_attempt(db: &impl TxDb) {
     .start();
     let id = rt
         .client()
-        .enqueue(TxTask(TxMode::RollBackFirst))
+        .enqueue(TxTask(TxMode::RollBackThenReturnOk))
         .await
         .expect("enqueue");
     let r = wait_state(&store, id, TaskState::Completed, WAIT).await;
@@ -512,7 +512,7 @@ pub async fn step_in_commits_with_its_rows(db: &impl TxDb) {
     .start();
     let id = rt
         .client()
-        .enqueue(TxTask(TxMode::StepThenFailFirst))
+        .enqueue(TxTask(TxMode::StepThenFail))
         .await
         .expect("enqueue");
     let r = wait_state(&store, id, TaskState::Completed, WAIT).await;
