@@ -199,3 +199,21 @@ impl AdminStore for CountingStore {
         self.inner.counts().await
     }
 }
+
+#[async_trait]
+impl durable_core::store::StepStore for CountingStore {
+    async fn steps(
+        &self,
+        id: TaskId,
+    ) -> durable_core::Result<Vec<durable_core::store::StepRecord>> {
+        self.inner.steps(id).await
+    }
+    async fn save_step(
+        &self,
+        fence: &Fence,
+        name: &str,
+        output: &str,
+    ) -> durable_core::Result<bool> {
+        self.inner.save_step(fence, name, output).await
+    }
+}

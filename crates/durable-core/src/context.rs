@@ -1,9 +1,13 @@
-//! What a running task sees: its state, its identity and a way to stop early.
+//! What a running task sees: its state, its identity and a way to stop early (its steps
+//! are in `crate::steps`).
+
+use std::sync::Arc;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::client::Client;
 use crate::ids::TaskId;
+use crate::steps::AttemptScope;
 
 /// Passed to [`Task::run`](crate::Task::run): the application state, the task's identity,
 /// a cancellation signal and a [`Client`] to enqueue follow-up tasks.
@@ -16,6 +20,8 @@ pub struct TaskContext<S> {
     pub(crate) max_attempts: u32,
     pub(crate) cancel: CancellationToken,
     pub(crate) client: Client,
+    /// This attempt's fence, steps and transactional writes (shared with the runtime).
+    pub(crate) scope: Arc<AttemptScope>,
 }
 
 impl<S> TaskContext<S> {

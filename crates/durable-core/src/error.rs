@@ -103,6 +103,44 @@ pub enum Error {
     )]
     InsideWriterTransaction,
 
+    /// A step name used twice by one attempt ([`TaskContext::step`](crate::TaskContext::step)):
+    /// step names must be unique within a run, or the second step would be taken for the
+    /// first on the next attempt.
+    #[error(
+        "step `{step}` of task `{task}` was used twice in one run: step names must be unique \
+         within a run (name steps made in a loop after their item)"
+    )]
+    DuplicateStep {
+        /// Task name.
+        task: &'static str,
+        /// The step name.
+        step: String,
+    },
+    /// A step's result could not be serialized, or a stored one deserialized into the type
+    /// the step asks for.
+    #[error("step `{step}`: its result does not convert to or from JSON: {source}")]
+    StepOutput {
+        /// The step name.
+        step: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A fenced write of an attempt (a step's checkpoint, a completion in the application's
+    /// transaction) applied to no row: the attempt no longer holds its task — its lease
+    /// expired and another worker took the task over, or it was rescued. Whatever the
+    /// attempt wrote in that transaction must not commit.
+    #[error(
+        "attempt {attempt} of task {id} no longer holds the task (its lease expired and it was \
+         taken over): its write was refused"
+    )]
+    LeaseLost {
+        /// The task.
+        id: crate::ids::TaskId,
+        /// The attempt that lost it.
+        attempt: u32,
+    },
+
     /// [`Client::wait`](crate::Client::wait) for a task the store does not hold: never
     /// stored, or pruned after it finished (see the runtime's retention).
     #[error("task {id} is not in the store: it was never stored, or was pruned after it finished")]

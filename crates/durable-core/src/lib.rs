@@ -65,6 +65,7 @@ mod registry;
 mod retry;
 pub mod runtime;
 mod state;
+mod steps;
 pub mod store;
 mod task;
 pub mod unique;

@@ -19,6 +19,7 @@ pub(crate) struct Attempt {
     pub(crate) max_attempts: u32,
     pub(crate) cancel: tokio_util::sync::CancellationToken,
     pub(crate) client: crate::client::Client,
+    pub(crate) scope: Arc<crate::steps::AttemptScope>,
 }
 
 trait ErasedTask: Send + Sync {
@@ -46,6 +47,7 @@ impl<T: Task> ErasedTask for Registered<T> {
             max_attempts: attempt.max_attempts,
             cancel: attempt.cancel,
             client: attempt.client,
+            scope: attempt.scope,
         };
         Ok(Box::pin(task.run(cx)))
     }

@@ -14,7 +14,9 @@
 //! it, and fails with [`Error::IncompatibleSchema`] otherwise (see `docs/UPGRADING.md`).
 //!
 //! Tasks can be enqueued inside the application's own transaction with [`enqueue_in`]: the
-//! task exists only if that transaction commits.
+//! task exists only if that transaction commits. A task's own writes commit with its
+//! completion in the same way: [`complete_in`] (and [`step_in`] for a step's), fenced, so an
+//! attempt that lost its lease cannot commit them.
 //!
 //! ```no_run
 //! # #[cfg(feature = "sqlite")]
@@ -40,6 +42,7 @@
 mod sql_messages;
 #[macro_use]
 mod unique;
+mod attempt;
 mod enqueue;
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -53,6 +56,7 @@ pub mod sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+pub use attempt::{complete_in, step_in, AttemptConnection};
 pub use enqueue::{
     enqueue_in, enqueue_in_with, BoxFuture, DetachedCommit, EnqueueConnection, TransactionSource,
 };

@@ -13,6 +13,8 @@ mod conformance;
 mod migrations;
 #[path = "postgres/search_path.rs"]
 mod search_path;
+#[path = "postgres/steps_app.rs"]
+mod steps_app;
 #[path = "postgres/unreadable_rows.rs"]
 mod unreadable_rows;
 
@@ -362,6 +364,7 @@ async fn migrations_coexist_with_application_migrations() {
             "_durable_migrations",
             "_sqlx_migrations",
             "durable_idempotency",
+            "durable_steps",
             "durable_tasks",
             "users"
         ]
@@ -371,7 +374,7 @@ async fn migrations_coexist_with_application_migrations() {
             .fetch_all(db.pool())
             .await
             .expect("versions");
-    assert_eq!(ours, EMBEDDED_MIGRATIONS, "each applied once");
+    assert_eq!(ours, migrations::embedded_versions(), "each applied once");
 }
 
 /// The versions of the store's embedded migrations.
@@ -405,7 +408,11 @@ async fn concurrent_migrate_from_four_pools() {
             .fetch_all(stores[0].pool())
             .await
             .expect("migrations");
-    assert_eq!(applied, EMBEDDED_MIGRATIONS, "each applied once");
+    assert_eq!(
+        applied,
+        migrations::embedded_versions(),
+        "each applied once"
+    );
     let in_schema: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'durable_tasks')",
     )

@@ -3,6 +3,8 @@
 mod conformance;
 #[path = "sqlite/migrations.rs"]
 mod migrations;
+#[path = "sqlite/steps_app.rs"]
+mod steps_app;
 #[path = "sqlite/unreadable_rows.rs"]
 mod unreadable_rows;
 #[path = "sqlite/upgrade.rs"]
@@ -183,6 +185,7 @@ async fn migrations_coexist_with_application_migrations() {
             "_durable_migrations",
             "_sqlx_migrations",
             "durable_idempotency",
+            "durable_steps",
             "durable_tasks",
             "users"
         ]

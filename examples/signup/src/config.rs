@@ -30,6 +30,9 @@ pub(crate) struct Config {
     /// commits, before its response is sent (for the crash test of idempotent retries); off
     /// by default.
     pub(crate) crash_after_signup_commit: bool,
+    /// `ONBOARD_PAUSE_AFTER_STEP=N`: onboarding attempts wait after their step N until
+    /// stopped (for the crash test); unset: no pause.
+    pub(crate) onboard_pause_after_step: Option<u8>,
 }
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
@@ -78,6 +81,7 @@ impl Config {
             max_backlog: optional("MAX_BACKLOG")?,
             chaos_tasks: var("CHAOS_TASKS", 0u8)? == 1,
             crash_after_signup_commit: var("CRASH_AFTER_SIGNUP_COMMIT", 0u8)? == 1,
+            onboard_pause_after_step: optional("ONBOARD_PAUSE_AFTER_STEP")?,
         })
     }
 }

@@ -8,7 +8,11 @@
 //! cargo run -p example-signup
 //! curl -i -X POST localhost:3000/signup -H 'content-type: application/json' -d '{"email":"ada@example.com"}'
 //! curl -i localhost:3000/tasks/<task_id from the answer>   # waits (up to 10 s) until the email is sent
+//! curl -i -X POST localhost:3000/onboard -H 'content-type: application/json' -d '{"email":"ada@example.com"}'
 //! ```
+//!
+//! `/onboard` runs a task of three steps, each once per task, completed in the transaction
+//! that records the onboarding (`onboarding.rs`).
 //!
 //! Environment: `DATABASE_URL` (default `sqlite://signup.db`; `postgres://...` works too),
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
@@ -22,12 +26,14 @@
 //! after a timeout gets the first answer again (header `Idempotent-Replayed: true`), never a
 //! second user or a second email — even when the process died between the commit and the
 //! response.
+//! `ONBOARD_PAUSE_AFTER_STEP` (unset; `N` makes onboarding attempts wait after step N).
 
 mod chaos;
 mod config;
 mod db;
 mod email;
 mod object;
+mod onboarding;
 mod routes;
 
 use axum::routing::{get, post};
@@ -40,6 +46,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::Config;
 use crate::db::Db;
 use crate::email::{Mailer, SendWelcomeEmail};
+use crate::onboarding::{OnboardUser, Onboarding};
 
 #[tokio::main]
 async fn main() {
@@ -79,7 +86,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         delay: config.email_delay,
         fail_rate: config.email_fail_rate,
     };
-    let mut registry = Registry::new().register::<SendWelcomeEmail>(mailer);
+    let onboarding = Onboarding {
+        db: db.clone(),
+        pause_after_step: config.onboard_pause_after_step,
+    };
+    let mut registry = Registry::new()
+        .register::<SendWelcomeEmail>(mailer)
+        .register::<OnboardUser>(onboarding);
     if config.chaos_tasks {
         registry = chaos::register(registry);
     }
@@ -102,6 +115,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // it in its own transaction (`Durable::respond_in`).
         .route("/signup", post(routes::signup).layer(Idempotency::new()))
         .route("/invite", post(routes::invite))
+        .route("/onboard", post(onboarding::onboard))
         .route("/tasks/{id}", get(routes::task))
         .route("/health", get(routes::health));
     if config.chaos_tasks {

@@ -10,6 +10,7 @@ use futures_util::FutureExt;
 use super::shared::Shared;
 use super::slots::Running;
 use crate::registry::Attempt;
+use crate::steps::AttemptScope;
 use crate::store::{ClaimedTask, Fence, Outcome, Settle};
 
 impl Shared {
@@ -38,6 +39,7 @@ impl Shared {
                     soft: self.soft.child_token(),
                     hard: self.hard.child_token(),
                     settling: false,
+                    flags: Arc::default(),
                 });
             }
         }
@@ -119,10 +121,19 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
     } else {
         shared.release(&fence);
     }
-    if let Err(panic) = AssertUnwindSafe(settle(&shared, &task, outcome))
-        .catch_unwind()
-        .await
-    {
+    let settling = async {
+        let outcome = if running.flags.completion_written() {
+            // Written in the application's transaction: the row says whether it committed.
+            match super::written::check(&shared, &task, outcome).await {
+                Some(outcome) => outcome,
+                None => return,
+            }
+        } else {
+            outcome
+        };
+        settle(&shared, &task, outcome).await;
+    };
+    if let Err(panic) = AssertUnwindSafe(settling).catch_unwind().await {
         // The slot is still freed; the row comes back when its lease expires.
         tracing::error!(task_id = %fence.id, attempt = fence.attempt, panic = %crate::error::panic_message(&*panic),
             "recording a task's outcome panicked");
@@ -156,6 +167,11 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Ende
         // own token below.
         cancel: running.soft.child_token(),
         client: shared.client.clone(),
+        scope: Arc::new(AttemptScope::new(
+            fence,
+            Arc::clone(&shared.store),
+            Arc::clone(&running.flags),
+        )),
     };
     if running.hard.is_cancelled() {
         // Started as shutdown forces its way out: run none of the task's code.
@@ -204,6 +220,11 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Ende
         () = running.hard.cancelled() => return stopped(shared, &fence),
         result = timed => result,
     };
+    if running.flags.lease_lost() {
+        // A fenced write of its own (a step's checkpoint, a completion in a transaction)
+        // found the task taken over: nothing more to write for it.
+        return Ended::LeaseLost;
+    }
     match result {
         Ok(Ok(Ok(()))) => Ended::Completed,
         // An attempt that gave up because the runtime asked it to stop (shutdown, or its
@@ -329,7 +350,12 @@ async fn settle_as(
 
 /// Performs a fenced write, retrying store errors with backoff for up to one lease. Returns
 /// `Some(applied)`, or `None` if the store stayed unreachable.
-async fn write<F, Fut>(shared: &Shared, fence: &Fence, what: &'static str, op: F) -> Option<bool>
+pub(super) async fn write<F, Fut>(
+    shared: &Shared,
+    fence: &Fence,
+    what: &'static str,
+    op: F,
+) -> Option<bool>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = crate::Result<bool>>,

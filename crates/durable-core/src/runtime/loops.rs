@@ -128,7 +128,9 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken)
                 let still: std::collections::HashSet<Fence> = still.into_iter().collect();
                 for fence in held.iter().filter(|f| !still.contains(f)) {
                     let running = shared.slots().get(fence).cloned();
-                    if let Some(running) = running {
+                    // An attempt that completed the task in its own transaction no longer
+                    // holds the row because it finished it, not because it lost it.
+                    if let Some(running) = running.filter(|r| !r.flags.completion_written()) {
                         tracing::warn!(task_id = %fence.id, attempt = fence.attempt,
                             "lease lost (expired and taken over); stopping this attempt");
                         shared.lost().insert(*fence);

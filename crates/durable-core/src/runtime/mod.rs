@@ -13,6 +13,7 @@ mod shared;
 mod shutdown;
 mod slots;
 mod stats;
+mod written;
 
 pub use builder::RuntimeBuilder;
 pub use handle::Runtime;

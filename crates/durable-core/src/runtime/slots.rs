@@ -17,6 +17,9 @@ pub(crate) struct Running {
     pub(crate) hard: CancellationToken,
     /// The attempt finished executing and gave its slot back; its outcome is being written.
     pub(crate) settling: bool,
+    /// What the attempt's own writes said (a completion in the application's transaction, a
+    /// refused fenced write), shared with its context.
+    pub(crate) flags: std::sync::Arc<crate::steps::AttemptFlags>,
 }
 
 /// Occupied capacity: running attempts plus reservations for inserts in flight.
@@ -186,6 +189,7 @@ mod tests {
             soft: CancellationToken::new(),
             hard: CancellationToken::new(),
             settling: false,
+            flags: std::sync::Arc::default(),
         };
         for attempt in [1, 2] {
             slots.take("default", 1);

@@ -7,7 +7,8 @@
 //!   claim), leases (heartbeats, the start mark of a last attempt, the sweep of expired
 //!   ones), the backlog and cross-process wakeups;
 //! - [`AdminStore`], **inspection and administration**: migrations, reading rows and
-//!   counts, cancelling, pruning.
+//!   counts, cancelling, pruning;
+//! - [`StepStore`], the **checkpoints of steps** ([`TaskContext::step`](crate::TaskContext::step)).
 //!
 //! Together they make a [`Store`], the bound applications use (`Runtime::builder(store, ..)`,
 //! `Client::new(store)`); it is implemented for every type that implements both.
@@ -22,6 +23,7 @@ mod list;
 mod record;
 mod rows;
 mod shared;
+mod steps;
 mod worker;
 
 pub use admin::AdminStore;
@@ -31,6 +33,7 @@ pub use idempotency::{KeyClaim, KeyTake, ResponseRecord, StoredResponse};
 pub use list::{ListQuery, MAX_LIST_LIMIT};
 pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
+pub use steps::{StepRecord, StepStore};
 pub use worker::{CommitMode, Wakeups, WorkerStore};
 
 pub use crate::unique::UniqueRow;
@@ -38,8 +41,9 @@ pub use crate::unique::UniqueRow;
 /// Re-exported so backends implement [`WorkerStore`] and [`AdminStore`] with the same macro.
 pub use async_trait::async_trait;
 
-/// A complete storage backend: the worker protocol and administration. Implemented for every
-/// type that implements [`WorkerStore`] and [`AdminStore`]; use it as the bound of code that
+/// A complete storage backend: the worker protocol, administration and step checkpoints.
+/// Implemented for every type that implements [`WorkerStore`], [`AdminStore`] and
+/// [`StepStore`]; use it as the bound of code that
 /// takes any store.
 ///
 /// # Examples
@@ -53,6 +57,6 @@ pub use async_trait::async_trait;
 ///     Ok(())
 /// }
 /// ```
-pub trait Store: WorkerStore + AdminStore {}
+pub trait Store: WorkerStore + AdminStore + StepStore {}
 
-impl<T: WorkerStore + AdminStore> Store for T {}
+impl<T: WorkerStore + AdminStore + StepStore> Store for T {}

@@ -31,6 +31,10 @@ const SQLITE: &[(i64, &str)] = &[
         7,
         "5e2424d85abb24fd34a1e8b554a4b21a352dce1a5b31ca23e4bac6ddf9962476fb7a2adcc427144fb3fc63a3db785a87",
     ),
+    (
+        4,
+        "411303ff6026924751db3ba46c3e394c74676ff4f7669f3b9c5da60a7d6bc24261ed4bde4f0fcc4a4bd78e164fdcb625",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -50,6 +54,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         7,
         "1cbf64e8765482d5bb254686212c3c66d50e121608896977c1a84a4e580676d6f83cdcf8cad9920a9e5e9939405cf731",
+    ),
+    (
+        4,
+        "add7e9dc27643d7fb6767ee595a76962b80562cd6cf0ec0c325a1ad71ab55b48361068e96c11beba243df16475bae339",
     ),
 ];
 

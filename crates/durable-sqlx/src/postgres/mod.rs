@@ -55,6 +55,7 @@ mod search_path;
 #[macro_use]
 mod sql;
 mod unique;
+mod steps;
 mod worker;
 
 use std::time::Duration;
@@ -68,6 +69,7 @@ pub use builder::PostgresStoreBuilder;
 use builder::{quote_ident, Source};
 pub(crate) use idempotency::record_on;
 pub(crate) use rows::insert_on;
+pub(crate) use steps::{complete_on, save_step_on};
 
 /// The `application_name` of the store's connections unless the URL or the builder sets one.
 pub const DEFAULT_APPLICATION_NAME: &str = "axum-durable";

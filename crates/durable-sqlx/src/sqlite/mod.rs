@@ -17,6 +17,7 @@ mod plan;
 mod rows;
 mod script;
 mod unique;
+mod steps;
 mod worker;
 mod writer_owner;
 
@@ -30,6 +31,7 @@ use crate::util::detached;
 pub use builder::{Durability, SqliteStoreBuilder};
 pub(crate) use encode::insert_on;
 pub(crate) use idempotency::record_on;
+pub(crate) use steps::{complete_on, save_step_on};
 use writer_owner::{Holder, WriterOwner};
 
 #[derive(Debug)]

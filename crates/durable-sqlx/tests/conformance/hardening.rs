@@ -315,6 +315,19 @@ impl AdminStore for Faulty {
     }
 }
 
+#[async_trait]
+impl durable_core::store::StepStore for Faulty {
+    async fn steps(
+        &self,
+        id: TaskId,
+    ) -> durable_core::Result<Vec<durable_core::store::StepRecord>> {
+        self.inner.steps(id).await
+    }
+    async fn save_step(&self, f: &Fence, name: &str, output: &str) -> durable_core::Result<bool> {
+        self.inner.save_step(f, name, output).await
+    }
+}
+
 /// Sleeps until cancelled (or a minute) on its first attempt; later attempts finish at once.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Sticky;

@@ -8,6 +8,7 @@ pub mod attempts;
 pub mod hardening;
 pub mod idempotency;
 pub mod runtime;
+pub mod steps;
 pub mod store;
 pub mod tasks;
 pub mod unique;
@@ -157,6 +158,19 @@ macro_rules! conformance_tests {
             insert_committed_after_a_forced_shutdown_is_handed_back,
             a_last_attempt_is_marked_started_before_it_runs,
             claim_landing_after_the_hand_back_starts_nothing);
+        $crate::conformance_tests!(@steps $make;
+            steps_run_once_per_task, duplicate_step_names_fail_the_task,
+            step_checkpoints_are_fenced_and_pruned, zombie_completion_never_commits,
+            uncommitted_completion_is_a_failed_attempt, step_in_commits_with_its_rows);
+    };
+    (@steps $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::steps::$case(&db).await;
+            }
+        )*
     };
     (@store $make:path; $($case:ident),* $(,)?) => {
         $(

@@ -779,6 +779,19 @@ impl AdminStore for Counting {
     }
 }
 
+#[async_trait]
+impl durable_core::store::StepStore for Counting {
+    async fn steps(
+        &self,
+        id: TaskId,
+    ) -> durable_core::Result<Vec<durable_core::store::StepRecord>> {
+        self.inner.steps(id).await
+    }
+    async fn save_step(&self, f: &Fence, name: &str, output: &str) -> durable_core::Result<bool> {
+        self.inner.save_step(f, name, output).await
+    }
+}
+
 /// An idle runtime with default settings makes about one store call per poll interval and
 /// does not spin.
 pub async fn idle_runtime_is_quiet(db: &impl TestDb) {

@@ -175,3 +175,21 @@ impl AdminStore for FaultyStore {
             .await
     }
 }
+
+#[async_trait]
+impl durable_core::store::StepStore for FaultyStore {
+    async fn steps(
+        &self,
+        id: TaskId,
+    ) -> durable_core::Result<Vec<durable_core::store::StepRecord>> {
+        self.inner().steps(id).await
+    }
+    async fn save_step(
+        &self,
+        fence: &Fence,
+        name: &str,
+        output: &str,
+    ) -> durable_core::Result<bool> {
+        self.inner().save_step(fence, name, output).await
+    }
+}

@@ -10,6 +10,22 @@ use durable_core::store::{ClaimRequest, NewTask};
 use durable_core::{TaskState, WorkerId};
 use sqlx::PgPool;
 
+/// The versions of this build's embedded migrations, in order (read from its migrations
+/// folder, so the tests follow each new migration).
+pub(crate) fn embedded_versions() -> Vec<i64> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+        .expect("the migrations folder")
+        .filter_map(|entry| {
+            let name = entry.expect("a folder entry").file_name();
+            let name = name.to_string_lossy();
+            name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 /// This build's schema version: its newest embedded migration.
 const THIS_VERSION: i64 = 3;
 
@@ -52,7 +68,7 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), THIS_VERSION + 1, Some(THIS_VERSION)).await;
+    apply_newer_migration(db.pool(), this_version() + 1, Some(this_version())).await;
 
     let restarted = db.store_named("restarted").await;
     restarted

@@ -14,6 +14,22 @@ use sqlx::SqlitePool;
 use crate::conformance::row;
 use crate::conformance::Writes as _;
 
+/// The versions of this build's embedded migrations, in order (read from its migrations
+/// folder, so the tests follow each new migration).
+pub(crate) fn embedded_versions() -> Vec<i64> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+        .expect("the migrations folder")
+        .filter_map(|entry| {
+            let name = entry.expect("a folder entry").file_name();
+            let name = name.to_string_lossy();
+            name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 /// This build's schema version: its newest embedded migration.
 const THIS_VERSION: i64 = 3;
 
@@ -70,7 +86,12 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), THIS_VERSION + 1, Some(THIS_VERSION)).await;
+    apply_newer_migration(
+        first.writer_pool(),
+        this_version() + 1,
+        Some(this_version()),
+    )
+    .await;
 
     let restarted = SqliteStore::connect(&url).await.expect("connect");
     restarted
