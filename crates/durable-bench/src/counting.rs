@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use durable_core::store::{
+    CancelOutcome,
     async_trait, AdminStore, CommitMode, Fence, ListQuery, Outcome, RescueReport, StateCounts,
     Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
@@ -124,6 +125,11 @@ impl WorkerStore for CountingStore {
         self.inner.heartbeat(held, lease).await
     }
 
+    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.count("cancel_requested", held.len());
+        self.inner.cancel_requested(held).await
+    }
+
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         self.count("mark_started", 1);
         self.inner.mark_started(fence).await
@@ -160,7 +166,7 @@ impl AdminStore for CountingStore {
         self.inner.migrate().await
     }
 
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<CancelOutcome> {
         self.count("cancel", 1);
         self.inner.cancel(id).await
     }

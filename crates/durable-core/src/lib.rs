@@ -70,7 +70,7 @@ mod task;
 mod writer;
 
 pub use client::{Client, EnqueueOptions};
-pub use context::TaskContext;
+pub use context::{CancelReason, TaskContext};
 pub use error::{Error, Result, TaskError};
 pub use ids::{TaskId, WorkerId};
 pub use registry::Registry;

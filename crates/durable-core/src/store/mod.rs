@@ -16,6 +16,7 @@
 
 mod admin;
 mod batch;
+mod cancel;
 mod claim;
 mod list;
 mod record;
@@ -25,11 +26,12 @@ mod worker;
 
 pub use admin::AdminStore;
 pub use batch::{Outcome, Settle, WriteBatch, WriteOutcome};
+pub use cancel::CancelOutcome;
 pub use claim::{ClaimRequest, Fence, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SCAN};
 pub use list::{ListQuery, MAX_LIST_LIMIT};
 pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
-pub use worker::{CommitMode, Wakeups, WorkerStore};
+pub use worker::{CommitMode, Wakeup, Wakeups, WorkerStore};
 
 /// Re-exported so backends implement [`WorkerStore`] and [`AdminStore`] with the same macro.
 pub use async_trait::async_trait;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use durable_core::TaskId;
 use durable_core::store::{
     async_trait, CommitMode, Fence, RescueReport, WorkerStore, WriteBatch, WriteOutcome,
     UNCLAIMABLE_SCAN,
@@ -136,6 +137,10 @@ impl WorkerStore for SqliteStore {
         )
     }
 
+    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.cancel_requested_among(held).await
+    }
+
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         let fences = fences_json(std::slice::from_ref(fence));
         to_core(
@@ -164,6 +169,12 @@ impl WorkerStore for SqliteStore {
             self.transaction("rescue", move |conn| {
                 Box::pin(async move {
                     let now = now_ms();
+                    let cancelled = sqlx::query(super::cancel::RESCUE_CANCEL)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(Error::db("rescue"))?
+                        .rows_affected();
                     let failed = sqlx::query(sql::RESCUE_FAIL)
                         .bind(now)
                         .execute(&mut *conn)
@@ -176,7 +187,11 @@ impl WorkerStore for SqliteStore {
                         .await
                         .map_err(Error::db("rescue"))?
                         .rows_affected();
-                    Ok(RescueReport { requeued, failed })
+                    Ok(RescueReport {
+                        requeued,
+                        failed,
+                        cancelled,
+                    })
                 })
             })
             .await,
