@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod attempts;
+pub mod cancel;
 pub mod hardening;
 pub mod runtime;
 pub mod store;
@@ -139,6 +140,12 @@ macro_rules! conformance_tests {
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
             cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
             shutdown_drains_tasks_committed_after_the_last_claim);
+        $crate::conformance_tests!(@cancel $make;
+            cancel_pending_never_runs, cancel_running_fires_the_token_and_ends_cancelled,
+            another_instance_cancels_a_running_task, rescue_of_a_cancel_requested_row_cancels_it,
+            outcomes_of_a_cancel_requested_task,
+            snooze_keeps_the_attempt_and_runs_again_after_the_delay,
+            snoozing_forever_with_one_attempt_still_runs_again);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;
@@ -174,6 +181,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::attempts::$case(&db).await;
+            }
+        )*
+    };
+    (@cancel $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::cancel::$case(&db).await;
             }
         )*
     };
