@@ -23,6 +23,10 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         "f8fd70bb1cc536042e52de21400060bb49b0f645803cf6eae7ff4d80ce867015f490874b2a491a98a4bf1e0e10303852",
     ),
+    (
+        5,
+        "0303f71df31161c5b5c47b21c0be3189ddadb703b6426f4b586a9c6ef83ae3913782c338d51d1f940b52358a608be53d",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -34,6 +38,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         2,
         "ce1b7169f459b1786c90007680636b349c7208cda433b1c319e6a367a0a5b7a9b481c99803b2b0d6177d2fcd589ec586",
+    ),
+    (
+        5,
+        "36516c852c6299a6b8d249cd5f8f8cb29b522f738a52d770dac1e385c8cb2feb4cfbf50a71cefcc902ae7ad30927b66e",
     ),
 ];
 

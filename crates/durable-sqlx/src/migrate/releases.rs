@@ -1,23 +1,32 @@
-//! Three releases on one database, through the real migrator: this one; the next, whose
-//! migration 3 declares compatibility with this one; and the one after, whose migration 4
-//! declares none with older builds. Instances of each start in turn, as in a rollout and a
-//! rollback.
+//! Three releases on one database, through the real migrator: this one (its last migration
+//! numbered N); the next, whose migration N+1 declares compatibility with this one; and the
+//! one after, whose migration N+2 declares none with older builds. Instances of each start
+//! in turn, as in a rollout and a rollback.
 
 use sqlx::migrate::{Migration, MigrationType};
 use sqlx::SqlSafeStr as _;
 
 use crate::error::Error;
 
-/// Migration 3 of the next release: a nullable column, which builds of version 2 ignore.
-const NEXT: &str = "-- durable:compatible-from 2\n\
-                    -- A nullable column: version 2 builds leave it NULL.\n\
-                    ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n";
-/// Migration 4 of the release after: one that only builds of version 4 handle.
-const AFTER: &str = "-- durable:compatible-from 4\n\
-                     ALTER TABLE durable_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'x';\n";
+/// Migration N+1 of the next release: a nullable column, which builds of version N ignore.
+fn next_sql(this: i64) -> String {
+    format!(
+        "-- durable:compatible-from {this}\n\
+         -- A nullable column: version {this} builds leave it NULL.\n\
+         ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n"
+    )
+}
+
+/// Migration N+2 of the release after: one that only builds of its own version handle.
+fn after_sql(after: i64) -> String {
+    format!(
+        "-- durable:compatible-from {after}\n\
+         ALTER TABLE durable_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'x';\n"
+    )
+}
 
 /// `base` with `sql` as one more migration.
-fn release(base: &[Migration], version: i64, sql: &'static str) -> Vec<Migration> {
+fn release(base: &[Migration], version: i64, sql: String) -> Vec<Migration> {
     let mut migrations = base.to_vec();
     migrations.push(Migration::new(
         version,
@@ -33,25 +42,29 @@ fn release(base: &[Migration], version: i64, sql: &'static str) -> Vec<Migration
 macro_rules! roll_forward_and_back {
     ($this:expr, $run:expr, $records:expr, $use_store:expr) => {{
         let this: &[Migration] = $this;
-        let next = release(this, 3, NEXT);
-        let after = release(&next, 4, AFTER);
+        let version = this.last().map_or(0, |m| m.version);
+        let next = release(this, version + 1, next_sql(version));
+        let after = release(&next, version + 2, after_sql(version + 2));
         $run(this).await.expect("this release, on a fresh database");
         $run(&next).await.expect("the next release");
         $run(this)
             .await
             .expect("an instance of this release restarting after the next one migrated");
-        assert_eq!($records.await, [(1, 1), (2, 2), (3, 2)]);
+        let records = $records.await;
+        assert_eq!(records.len(), this.len() + 1, "{records:?}");
+        assert_eq!(records[..2], [(1, 1), (2, 2)]);
+        assert_eq!(records.last(), Some(&(version + 1, version)));
         $use_store.await;
 
         $run(&after).await.expect("the release after");
-        for (build, supported) in [(this, 2), (&next[..], 3)] {
+        for (build, supported) in [(this, version), (&next[..], version + 1)] {
             match $run(build).await {
                 Err(Error::IncompatibleSchema {
-                    applied: 4,
-                    required: 4,
+                    applied,
+                    required,
                     supported: s,
-                }) if s == supported => {}
-                other => panic!("release {supported} against migration 4: {other:?}"),
+                }) if s == supported && applied == version + 2 && required == version + 2 => {}
+                other => panic!("release {supported} against migration {}: {other:?}", version + 2),
             }
         }
         $run(&after).await.expect("the release after, again");
