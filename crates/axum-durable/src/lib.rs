@@ -169,9 +169,10 @@ pub use extract::{Durable, MissingDurableLayer};
 pub use layer::{DurableLayer, DurableService, ResponseFuture};
 pub use shutdown::{serve, serve_with_signals, shutdown_signal};
 
+pub use durable_core::store::CancelOutcome;
 pub use durable_core::{
-    Backoff, CancellationToken, Client, EnqueueOptions, Registry, Runtime, Task, TaskContext,
-    TaskError, TaskId, TaskOptions, TaskState,
+    Backoff, CancelReason, CancellationToken, Client, EnqueueOptions, Registry, Runtime, Task,
+    TaskContext, TaskError, TaskId, TaskOptions, TaskState,
 };
 
 /// Turns an `async fn(state, args...)` into a [`Task`]: see the `durable-macros` crate.

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use durable_core::store::{
-    CancelOutcome,
-    async_trait, AdminStore, CommitMode, Fence, ListQuery, Outcome, RescueReport, StateCounts,
-    Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, CancelOutcome, CommitMode, Fence, ListQuery, Outcome, RescueReport,
+    StateCounts, Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::TaskId;
 

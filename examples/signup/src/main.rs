@@ -8,10 +8,13 @@
 //! cargo run -p example-signup
 //! curl -i -X POST localhost:3000/signup -H 'content-type: application/json' -d '{"email":"ada@example.com"}'
 //! curl -i localhost:3000/tasks/<task_id from the answer>   # waits (up to 10 s) until the email is sent
+//! curl -i -X POST localhost:3000/tasks/<task_id>/cancel    # cancels it if not sent yet
 //! ```
 //!
 //! Environment: `DATABASE_URL` (default `sqlite://signup.db`; `postgres://...` works too),
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
+//! `EMAIL_RELAY_WARMUP_MS` (0: email tasks snooze, using no attempt, until the simulated mail
+//! relay is up this long after start),
 //! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`,
 //! `MAX_BACKLOG` (unset: no load shedding; else 503 + `Retry-After` while more tasks are
 //! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`).
@@ -67,6 +70,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         db: db.clone(),
         delay: config.email_delay,
         fail_rate: config.email_fail_rate,
+        relay_ready_at: tokio::time::Instant::now() + config.email_relay_warmup,
     };
     let mut registry = Registry::new().register::<SendWelcomeEmail>(mailer);
     if config.chaos_tasks {
@@ -90,6 +94,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/signup", post(routes::signup))
         .route("/invite", post(routes::invite))
         .route("/tasks/{id}", get(routes::task))
+        .route("/tasks/{id}/cancel", post(routes::cancel))
         .route("/health", get(routes::health));
     if config.chaos_tasks {
         app = app.merge(chaos::routes());

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    AdminStore, CancelOutcome, CommitMode, Fence, ListQuery, RescueReport, StateCounts, TaskRecord, Wakeups,
-    WorkerStore, WriteBatch, WriteOutcome,
+    AdminStore, CancelOutcome, CommitMode, Fence, ListQuery, RescueReport, StateCounts, TaskRecord,
+    Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use crate::error::Result;
 use crate::ids::TaskId;

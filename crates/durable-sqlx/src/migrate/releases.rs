@@ -64,7 +64,10 @@ macro_rules! roll_forward_and_back {
                     required,
                     supported: s,
                 }) if s == supported && applied == version + 2 && required == version + 2 => {}
-                other => panic!("release {supported} against migration {}: {other:?}", version + 2),
+                other => panic!(
+                    "release {supported} against migration {}: {other:?}",
+                    version + 2
+                ),
             }
         }
         $run(&after).await.expect("the release after, again");

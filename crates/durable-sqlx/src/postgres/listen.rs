@@ -123,8 +123,10 @@ async fn pump(
                     Ok(id) => {
                         let _ = senders.cancel.try_send(TaskId::from_uuid(id));
                     }
-                    Err(_) => tracing::debug!(payload = notification.payload(),
-                        "ignoring a cancellation notification that names no task"),
+                    Err(_) => tracing::debug!(
+                        payload = notification.payload(),
+                        "ignoring a cancellation notification that names no task"
+                    ),
                 }
             }
             Ok(Some(_)) => wake_up(wake),

@@ -35,7 +35,10 @@ impl WorkerStore for PostgresStore {
         // Cancellations each name a task: room for a burst.
         let (cancel, cancels) = mpsc::channel(CANCEL_BUFFER);
         let options = (*self.pool.connect_options()).clone();
-        tokio::spawn(listen::listen_loop(options, listen::Senders { wake, cancel }));
+        tokio::spawn(listen::listen_loop(
+            options,
+            listen::Senders { wake, cancel },
+        ));
         let wakes = futures_util::stream::unfold(wakes, |mut rx| async move {
             rx.recv().await.map(|()| (Wakeup::Due, rx))
         });

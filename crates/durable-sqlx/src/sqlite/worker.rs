@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use durable_core::TaskId;
 use durable_core::store::{
     async_trait, CommitMode, Fence, RescueReport, WorkerStore, WriteBatch, WriteOutcome,
     UNCLAIMABLE_SCAN,
 };
+use durable_core::TaskId;
 
 use super::combined::combined_write;
 use super::cycle::Cycle;

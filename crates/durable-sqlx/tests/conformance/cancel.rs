@@ -10,8 +10,8 @@ use durable_core::store::{
     CancelOutcome, ClaimRequest, NewTask, Outcome, RescueReport, Settle, Store, WriteBatch,
 };
 use durable_core::{
-    CancelReason, Client, EnqueueOptions, Registry, Runtime, Task, TaskContext, TaskError,
-    TaskId, TaskOptions, TaskState, WorkerId,
+    CancelReason, Client, EnqueueOptions, Registry, Runtime, Task, TaskContext, TaskError, TaskId,
+    TaskOptions, TaskState, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -180,7 +180,10 @@ pub async fn cancel_pending_never_runs(db: &impl TestDb) {
         CancelOutcome::AlreadyFinished
     );
     assert_eq!(
-        rt.client().cancel(TaskId::new()).await.expect("cancel unknown"),
+        rt.client()
+            .cancel(TaskId::new())
+            .await
+            .expect("cancel unknown"),
         CancelOutcome::NotFound
     );
     rt.shutdown(Duration::from_secs(2)).await;
@@ -435,7 +438,10 @@ pub async fn snooze_keeps_the_attempt_and_runs_again_after_the_delay(db: &impl T
     for pair in runs.windows(2) {
         let gap = pair[1].0 - pair[0].0;
         // The store's clock and this one may differ by a millisecond's rounding.
-        assert!(gap + Duration::from_millis(5) >= delay, "ran again after {gap:?}");
+        assert!(
+            gap + Duration::from_millis(5) >= delay,
+            "ran again after {gap:?}"
+        );
     }
     rt.shutdown(Duration::from_secs(2)).await;
 }

@@ -764,10 +764,7 @@ impl AdminStore for Counting {
     async fn migrate(&self) -> durable_core::Result<()> {
         self.inner.migrate().await
     }
-    async fn cancel(
-        &self,
-        id: TaskId,
-    ) -> durable_core::Result<durable_core::store::CancelOutcome> {
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<durable_core::store::CancelOutcome> {
         self.inner.cancel(id).await
     }
     async fn prune(&self, o: Duration, l: u32) -> durable_core::Result<u64> {

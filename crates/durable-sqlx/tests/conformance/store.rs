@@ -394,7 +394,10 @@ pub async fn cancel_only_pending(db: &impl TestDb) {
     let a = task("work");
     let b = task("work");
     store.insert(&[a.clone(), b.clone()]).await.expect("insert");
-    assert_eq!(store.cancel(a.id).await.expect("cancel"), CancelOutcome::Cancelled);
+    assert_eq!(
+        store.cancel(a.id).await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
     assert_eq!(row(&store, a.id).await.state, TaskState::Cancelled);
     assert_eq!(
         store.cancel(a.id).await.expect("cancel twice"),
@@ -641,7 +644,10 @@ pub async fn write_combines_completions_inserts_and_claim(db: &impl TestDb) {
         // Leave the rest pending for good: cancel them so the next claim starts clean.
         let claimed_ids: HashSet<_> = got.iter().map(|c| c.id).collect();
         for t in pending.iter().filter(|t| !claimed_ids.contains(&t.id)) {
-            assert_eq!(store.cancel(t.id).await.expect("cancel"), CancelOutcome::Cancelled);
+            assert_eq!(
+                store.cancel(t.id).await.expect("cancel"),
+                CancelOutcome::Cancelled
+            );
         }
         let done: Vec<_> = got
             .iter()
