@@ -118,15 +118,14 @@ async fn pump(
     loop {
         match listener.try_recv().await {
             Ok(Some(notification)) if notification.channel() == cancel_channel => {
-                match notification.payload().parse::<uuid::Uuid>() {
+                if let Ok(id) = notification.payload().parse::<uuid::Uuid>() {
                     // Full (a burst of cancellations): the heartbeat finds the rest.
-                    Ok(id) => {
-                        let _ = senders.cancel.try_send(TaskId::from_uuid(id));
-                    }
-                    Err(_) => tracing::debug!(
+                    let _ = senders.cancel.try_send(TaskId::from_uuid(id));
+                } else {
+                    tracing::debug!(
                         payload = notification.payload(),
                         "ignoring a cancellation notification that names no task"
-                    ),
+                    );
                 }
             }
             Ok(Some(_)) => wake_up(wake),

@@ -23,7 +23,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// reason each one was stopped for.
 #[derive(Debug, Default, Clone)]
 struct Seen {
-    runs: Arc<Mutex<HashMap<String, Vec<(Instant, u32)>>>>,
+    runs: Runs,
     reasons: Arc<Mutex<HashMap<String, Option<CancelReason>>>>,
 }
 
@@ -42,10 +42,19 @@ impl Seen {
             .cloned()
             .unwrap_or_default()
     }
-    fn reason(&self, key: &str) -> Option<Option<CancelReason>> {
-        self.reasons.lock().expect("seen").get(key).copied()
+    /// The reason `key` saw once its token fired (`None`: none, or not fired yet).
+    fn reason(&self, key: &str) -> Option<CancelReason> {
+        self.reasons
+            .lock()
+            .expect("seen")
+            .get(key)
+            .copied()
+            .flatten()
     }
 }
+
+/// Runs per key: when each started, and at which attempt.
+type Runs = Arc<Mutex<HashMap<String, Vec<(Instant, u32)>>>>;
 
 /// How a [`Cancellable`] ends once its token fires.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -241,11 +250,7 @@ pub async fn cancel_running_fires_the_token_and_ends_cancelled(db: &impl TestDb)
             );
         }
         if !matches!(end, End::Ignore) {
-            assert_eq!(
-                seen.reason(key),
-                Some(Some(CancelReason::Requested)),
-                "{key}"
-            );
+            assert_eq!(seen.reason(key), Some(CancelReason::Requested), "{key}");
         }
     }
     rt.shutdown(Duration::from_secs(2)).await;
@@ -299,10 +304,7 @@ pub async fn another_instance_cancels_a_running_task(db: &impl TestDb) {
     let took = asked.elapsed();
     assert_eq!(done.state, TaskState::Cancelled, "{:?}", done.last_error);
     assert!(took < bound, "cancelled after {took:?} (lease {lease:?})");
-    assert_eq!(
-        seen.reason("elsewhere"),
-        Some(Some(CancelReason::Requested))
-    );
+    assert_eq!(seen.reason("elsewhere"), Some(CancelReason::Requested));
     other.shutdown(Duration::from_secs(2)).await;
     rt.shutdown(Duration::from_secs(2)).await;
 }
@@ -324,7 +326,10 @@ pub async fn rescue_of_a_cancel_requested_row_cancels_it(db: &impl TestDb) {
         store.cancel(doomed.id).await.expect("cancel"),
         CancelOutcome::Requested
     );
-    let fences: Vec<_> = claimed.iter().map(|c| c.fence()).collect();
+    let fences: Vec<_> = claimed
+        .iter()
+        .map(durable_core::store::ClaimedTask::fence)
+        .collect();
     assert_eq!(
         store.cancel_requested(&fences).await.expect("look"),
         vec![doomed.id],
