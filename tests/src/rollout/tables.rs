@@ -144,7 +144,7 @@ pub async fn read(inspector: &Inspector) -> Result<Tables, sqlx::Error> {
 }
 
 /// The durable migration a newer release of the library would ship: a nullable column, which
-/// builds of this schema version ([`SCHEMA_VERSION`]) neither read nor write, declared
+/// builds of this schema version (5) neither read nor write, declared
 /// compatible with them.
 pub const NEXT_DURABLE_MIGRATION: &str = "-- durable:compatible-from 5\n\
      -- A nullable column: version 5 builds leave it NULL.\n\
