@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::execute::Ended;
 use super::shared::Shared;
 use super::slots::Running;
 use crate::client::Cancels;
@@ -55,5 +56,31 @@ impl Shared {
 impl Cancels for Shared {
     fn cancel_requested(&self, id: TaskId) {
         self.cancel_attempts(id);
+    }
+}
+
+/// Why the runtime stopped an attempt: its lease went elsewhere (nothing to write), its
+/// task's cancellation was requested, or shutdown.
+pub(super) fn stopped(shared: &Shared, fence: &Fence) -> Ended {
+    let requested = shared
+        .slots()
+        .get(fence)
+        .is_some_and(|r| r.requested.load(Ordering::SeqCst));
+    if shared.lease_lost(fence) {
+        Ended::LeaseLost
+    } else if requested {
+        Ended::CancelRequested("cancelled while running".to_owned())
+    } else {
+        Ended::Cancelled
+    }
+}
+
+impl Ended {
+    /// A cancellation's message, from how the attempt itself ended when it returned.
+    pub(super) fn or_cancel(self, message: impl FnOnce() -> String) -> Ended {
+        match self {
+            Ended::CancelRequested(_) => Ended::CancelRequested(message()),
+            other => other,
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use super::cancel::stopped;
 use super::shared::Shared;
 use super::slots::Running;
 use crate::registry::Attempt;
@@ -243,32 +244,6 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Ende
             message: format!("timed out after {}", humanize(limit)),
             permanent: false,
         },
-    }
-}
-
-/// Why the runtime stopped an attempt: its lease went elsewhere (nothing to write), its
-/// task's cancellation was requested, or shutdown.
-fn stopped(shared: &Shared, fence: &Fence) -> Ended {
-    let requested = shared
-        .slots()
-        .get(fence)
-        .is_some_and(|r| r.requested.load(Ordering::SeqCst));
-    if shared.lease_lost(fence) {
-        Ended::LeaseLost
-    } else if requested {
-        Ended::CancelRequested("cancelled while running".to_owned())
-    } else {
-        Ended::Cancelled
-    }
-}
-
-impl Ended {
-    /// A cancellation's message, from how the attempt itself ended when it returned.
-    fn or_cancel(self, message: impl FnOnce() -> String) -> Ended {
-        match self {
-            Ended::CancelRequested(_) => Ended::CancelRequested(message()),
-            other => other,
-        }
     }
 }
 
