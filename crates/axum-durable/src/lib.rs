@@ -173,9 +173,10 @@ pub use idempotency::{Idempotency, IdempotentService};
 pub use layer::{DurableLayer, DurableService, ResponseFuture};
 pub use shutdown::{serve, serve_with_signals, shutdown_signal};
 
+pub use durable_core::store::CancelOutcome;
 pub use durable_core::{
-    Backoff, CancellationToken, Client, EnqueueOptions, Registry, Runtime, Task, TaskContext,
-    TaskError, TaskId, TaskOptions, TaskState, UniqueKey,
+    Backoff, CancelReason, CancellationToken, Client, EnqueueOptions, Registry, Runtime, Task,
+    TaskContext, TaskError, TaskId, TaskOptions, TaskState, UniqueKey,
 };
 
 /// Turns an `async fn(state, args...)` into a [`Task`]: see the `durable-macros` crate.

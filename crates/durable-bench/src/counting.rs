@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, AdminStore, CommitMode, Fence, KeyClaim, KeyTake, ListQuery, Outcome,
-    RescueReport, StateCounts, Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, CancelOutcome, CommitMode, Fence, KeyClaim, KeyTake, ListQuery,
+    Outcome, RescueReport, StateCounts, Store, TaskRecord, Wakeups, WorkerStore, WriteBatch,
+    WriteOutcome,
 };
 use durable_core::TaskId;
 
@@ -124,6 +125,11 @@ impl WorkerStore for CountingStore {
         self.inner.heartbeat(held, lease).await
     }
 
+    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.count("cancel_requested", held.len());
+        self.inner.cancel_requested(held).await
+    }
+
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         self.count("mark_started", 1);
         self.inner.mark_started(fence).await
@@ -175,7 +181,7 @@ impl AdminStore for CountingStore {
         self.inner.migrate().await
     }
 
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<CancelOutcome> {
         self.count("cancel", 1);
         self.inner.cancel(id).await
     }

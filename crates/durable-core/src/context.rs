@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::client::Client;
@@ -19,9 +22,25 @@ pub struct TaskContext<S> {
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) cancel: CancellationToken,
+    /// The runtime's token of this attempt (the parent of `cancel`).
+    pub(crate) stop: CancellationToken,
+    /// Set before `stop` fires when the task's cancellation was requested.
+    pub(crate) requested: Arc<AtomicBool>,
     pub(crate) client: Client,
     /// This attempt's fence, steps and transactional writes (shared with the runtime).
     pub(crate) scope: Arc<AttemptScope>,
+}
+
+/// Why the runtime stopped an attempt ([`TaskContext::cancel_reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// Cancelling the task was requested ([`Client::cancel`]): whatever the attempt returns
+    /// now but `Ok`, the task ends `cancelled` (an `Ok` still makes it `completed`).
+    Requested,
+    /// The runtime is shutting down, or the attempt's lease went to another worker: the
+    /// task is handed back and runs again.
+    Stopped,
 }
 
 impl<S> TaskContext<S> {
@@ -55,9 +74,12 @@ impl<S> TaskContext<S> {
         self.attempt >= self.max_attempts
     }
 
-    /// Fires when the runtime wants this attempt to stop: shutdown after the grace period,
-    /// or the lease was lost to another worker. Stop promptly; an attempt stopped this way is
-    /// requeued, not counted as failed.
+    /// Fires when the runtime wants this attempt to stop: its task's cancellation was
+    /// requested ([`Client::cancel`]), shutdown after the grace period, or the lease was lost
+    /// to another worker ([`cancel_reason`](Self::cancel_reason) tells which). Stop promptly:
+    /// a cancelled task ends `cancelled`; an attempt stopped otherwise is requeued, not
+    /// counted as failed. An attempt that does not stop is dropped after the runtime's cancel
+    /// grace.
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.cancel.cancelled()
     }
@@ -65,6 +87,32 @@ impl<S> TaskContext<S> {
     /// Whether [`cancelled`](Self::cancelled) has fired.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Why the runtime stopped this attempt; `None` while it has not (even if the task
+    /// cancelled its own [`cancellation_token`](Self::cancellation_token)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use durable_core::{CancelReason, TaskContext, TaskError};
+    ///
+    /// async fn run(cx: TaskContext<()>) -> Result<(), TaskError> {
+    ///     cx.cancelled().await;
+    ///     if cx.cancel_reason() == Some(CancelReason::Requested) {
+    ///         // clean up: the task will not run again
+    ///     }
+    ///     Err(TaskError::retryable("stopped"))
+    /// }
+    /// ```
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        if self.requested.load(Ordering::SeqCst) {
+            Some(CancelReason::Requested)
+        } else if self.stop.is_cancelled() {
+            Some(CancelReason::Stopped)
+        } else {
+            None
+        }
     }
 
     /// The token behind [`cancelled`](Self::cancelled), to hand to helpers.

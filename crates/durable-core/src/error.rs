@@ -219,6 +219,8 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// ```
 pub struct TaskError {
     permanent: bool,
+    /// Run again after this long, without using up an attempt ([`TaskError::snooze`]).
+    snooze: Option<std::time::Duration>,
     error: Box<dyn std::error::Error + Send + Sync>,
 }
 
@@ -227,6 +229,7 @@ impl TaskError {
     pub fn retryable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self {
             permanent: false,
+            snooze: None,
             error: error.into(),
         }
     }
@@ -235,8 +238,48 @@ impl TaskError {
     pub fn permanent(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self {
             permanent: true,
+            snooze: None,
             error: error.into(),
         }
+    }
+
+    /// Not a failure: run the task again after `delay`, **without using up an attempt**
+    /// (the row goes back to `pending`, due after `delay`, its `attempts` as before this
+    /// one, its `last_error` kept). For a task that waits for something not ready yet — a
+    /// dependency, a rate limit's window — as often as it needs to: even a task with one
+    /// attempt may snooze forever.
+    ///
+    /// A task whose cancellation was requested ends `cancelled` instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use durable_core::TaskError;
+    /// use std::time::Duration;
+    ///
+    /// fn not_ready_yet() -> Result<(), TaskError> {
+    ///     Err(TaskError::snooze(Duration::from_secs(30)))
+    /// }
+    /// let error = not_ready_yet().unwrap_err();
+    /// assert_eq!(error.snoozed(), Some(Duration::from_secs(30)));
+    /// ```
+    pub fn snooze(delay: std::time::Duration) -> Self {
+        Self {
+            permanent: false,
+            snooze: Some(delay),
+            error: format!("snoozed for {}ms", delay.as_millis()).into(),
+        }
+    }
+
+    /// Like [`snooze`](Self::snooze), until `at` (due at once if `at` has passed). The delay
+    /// is measured on this process's clock when the error is made.
+    pub fn snooze_until(at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self::snooze((at - chrono::Utc::now()).to_std().unwrap_or_default())
+    }
+
+    /// The delay of a [`snooze`](Self::snooze); `None` for a failure.
+    pub fn snoozed(&self) -> Option<std::time::Duration> {
+        self.snooze
     }
 
     /// Whether the task must not be retried.
@@ -263,6 +306,7 @@ impl fmt::Debug for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskError")
             .field("permanent", &self.permanent)
+            .field("snooze", &self.snooze)
             .field("error", &self.error)
             .finish()
     }

@@ -72,7 +72,7 @@ pub mod unique;
 mod writer;
 
 pub use client::{Client, EnqueueOptions};
-pub use context::TaskContext;
+pub use context::{CancelReason, TaskContext};
 pub use error::{Error, Result, TaskError};
 pub use ids::{TaskId, WorkerId};
 pub use registry::Registry;

@@ -18,6 +18,8 @@ pub(crate) struct Attempt {
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) cancel: tokio_util::sync::CancellationToken,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    pub(crate) requested: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) client: crate::client::Client,
     pub(crate) scope: Arc<crate::steps::AttemptScope>,
 }
@@ -46,6 +48,8 @@ impl<T: Task> ErasedTask for Registered<T> {
             attempt: attempt.attempt,
             max_attempts: attempt.max_attempts,
             cancel: attempt.cancel,
+            stop: attempt.stop,
+            requested: attempt.requested,
             client: attempt.client,
             scope: attempt.scope,
         };

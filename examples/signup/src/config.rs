@@ -13,6 +13,9 @@ pub(crate) struct Config {
     pub(crate) email_delay: Duration,
     /// `EMAIL_FAIL_RATE`: chance (0.0–1.0) that one send attempt fails (default 0).
     pub(crate) email_fail_rate: f64,
+    /// `EMAIL_RELAY_WARMUP_MS`: the simulated mail relay accepts mail only this long after
+    /// start; until then email tasks snooze (default 0).
+    pub(crate) email_relay_warmup: Duration,
     /// `SHUTDOWN_GRACE_MS`: how long shutdown waits for running tasks (default 5000).
     pub(crate) shutdown_grace: Duration,
     /// `WORKER_CONCURRENCY`: tasks running at once (default 64).
@@ -75,6 +78,7 @@ impl Config {
             bind: var("BIND", "127.0.0.1:3000".to_owned())?,
             email_delay: Duration::from_millis(var("EMAIL_DELAY_MS", 200)?),
             email_fail_rate,
+            email_relay_warmup: Duration::from_millis(var("EMAIL_RELAY_WARMUP_MS", 0)?),
             shutdown_grace: Duration::from_millis(var("SHUTDOWN_GRACE_MS", 5000)?),
             concurrency: var("WORKER_CONCURRENCY", 64)?,
             lease: Duration::from_millis(var("LEASE_MS", 10_000)?),

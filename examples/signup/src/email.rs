@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum_durable::{Backoff, Task, TaskContext, TaskError, TaskOptions};
+use axum_durable::{Backoff, CancelReason, Task, TaskContext, TaskError, TaskOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
@@ -13,7 +13,12 @@ pub(crate) struct Mailer {
     pub(crate) db: Db,
     pub(crate) delay: Duration,
     pub(crate) fail_rate: f64,
+    /// When the simulated mail relay starts accepting mail (`EMAIL_RELAY_WARMUP_MS`).
+    pub(crate) relay_ready_at: tokio::time::Instant,
 }
+
+/// Longest snooze while the relay is not up: look again at least this often.
+const MAX_SNOOZE: Duration = Duration::from_secs(1);
 
 /// Sends the welcome email to `email`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,10 +37,25 @@ impl Task for SendWelcomeEmail {
             tracing::info!(task_id = %cx.id(), email = %self.email, "welcome email already sent; nothing to do");
             return Ok(());
         }
-        // The simulated SMTP call; shutdown interrupts it instead of waiting it out.
+        // A dependency that is not ready is no failure: snooze, using no attempt, and look
+        // again later (as often as needed: attempts are for errors).
+        let now = tokio::time::Instant::now();
+        if now < mailer.relay_ready_at {
+            let wait = (mailer.relay_ready_at - now).min(MAX_SNOOZE);
+            tracing::info!(task_id = %cx.id(), wait_ms = wait.as_millis() as u64, "mail relay not up yet; snoozing");
+            return Err(TaskError::snooze(wait));
+        }
+        // The simulated SMTP call; a cancellation (`POST /tasks/{id}/cancel`) or a shutdown
+        // interrupts it instead of waiting it out.
         tokio::select! {
             () = tokio::time::sleep(mailer.delay) => {}
-            () = cx.cancelled() => return Err(TaskError::retryable("interrupted by shutdown")),
+            () = cx.cancelled() => {
+                let why = match cx.cancel_reason() {
+                    Some(CancelReason::Requested) => "cancelled",
+                    _ => "interrupted by shutdown",
+                };
+                return Err(TaskError::retryable(why));
+            }
         }
         if mailer.fail_rate > 0.0 && rand::random::<f64>() < mailer.fail_rate {
             return Err(TaskError::retryable(

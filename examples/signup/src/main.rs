@@ -9,6 +9,7 @@
 //! curl -i -X POST localhost:3000/signup -H 'content-type: application/json' -d '{"email":"ada@example.com"}'
 //! curl -i localhost:3000/tasks/<task_id from the answer>   # waits (up to 10 s) until the email is sent
 //! curl -i -X POST localhost:3000/onboard -H 'content-type: application/json' -d '{"email":"ada@example.com"}'
+//! curl -i -X POST localhost:3000/tasks/<task_id>/cancel    # cancels it if not sent yet
 //! ```
 //!
 //! `/onboard` runs a task of three steps, each once per task, completed in the transaction
@@ -16,6 +17,8 @@
 //!
 //! Environment: `DATABASE_URL` (default `sqlite://signup.db`; `postgres://...` works too),
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
+//! `EMAIL_RELAY_WARMUP_MS` (0: email tasks snooze, using no attempt, until the simulated mail
+//! relay is up this long after start),
 //! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`,
 //! `MAX_BACKLOG` (unset: no load shedding; else 503 + `Retry-After` while more tasks are
 //! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`),
@@ -85,6 +88,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         db: db.clone(),
         delay: config.email_delay,
         fail_rate: config.email_fail_rate,
+        relay_ready_at: tokio::time::Instant::now() + config.email_relay_warmup,
     };
     let onboarding = Onboarding {
         db: db.clone(),
@@ -117,6 +121,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/invite", post(routes::invite))
         .route("/onboard", post(onboarding::onboard))
         .route("/tasks/{id}", get(routes::task))
+        .route("/tasks/{id}/cancel", post(routes::cancel))
         .route("/health", get(routes::health));
     if config.chaos_tasks {
         app = app.merge(chaos::routes());

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use axum_durable::{Durable, TaskId};
+use axum_durable::{CancelOutcome, Durable, TaskId};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,6 +115,28 @@ pub(crate) async fn task(durable: Durable, Path(id): Path<String>) -> Response {
         }))
         .into_response(),
     }
+}
+
+/// `POST /tasks/{id}/cancel`: cancels a task. A pending one is cancelled at once (`200`,
+/// `"cancelled"`); a running one is asked to stop (`202`, `"requested"`: `GET /tasks/{id}`
+/// reports how it ended — `cancelled`, or `completed` if the email went out first); a
+/// finished one is left as it is (`409`).
+pub(crate) async fn cancel(durable: Durable, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<TaskId>() else {
+        return problem(StatusCode::BAD_REQUEST, "not a task id");
+    };
+    let (status, outcome) = match durable.client().cancel(id).await {
+        Ok(CancelOutcome::Cancelled) => (StatusCode::OK, "cancelled"),
+        Ok(CancelOutcome::Requested) => (StatusCode::ACCEPTED, "requested"),
+        Ok(CancelOutcome::AlreadyFinished) => (StatusCode::CONFLICT, "already_finished"),
+        Ok(CancelOutcome::NotFound) => return problem(StatusCode::NOT_FOUND, "no such task"),
+        Ok(other) => {
+            tracing::warn!(task_id = %id, outcome = ?other, "unexpected cancel outcome");
+            (StatusCode::OK, "unknown")
+        }
+        Err(error) => return axum_durable::Error::from(error).into_response(),
+    };
+    (status, Json(json!({ "task_id": id, "outcome": outcome }))).into_response()
 }
 
 /// Spawns the email task with the buffered `try_spawn`: stored by the layer before the 202.

@@ -144,19 +144,26 @@ pub async fn read(inspector: &Inspector) -> Result<Tables, sqlx::Error> {
 }
 
 /// The durable migration a newer release of the library would ship: a nullable column, which
-/// builds of schema version 2 neither read nor write, declared compatible with them.
-pub const NEXT_DURABLE_MIGRATION: &str = "-- durable:compatible-from 2\n\
-     -- A nullable column: version 2 builds leave it NULL.\n\
+/// builds of this schema version (5) neither read nor write, declared
+/// compatible with them.
+pub const NEXT_DURABLE_MIGRATION: &str = "-- durable:compatible-from 5\n\
+     -- A nullable column: version 5 builds leave it NULL.\n\
      ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n";
 
-/// Applies [`NEXT_DURABLE_MIGRATION`] as migration 3 and records it in `_durable_migrations`
-/// the way the library's migrator does (checksum, `compatible_from` 2), in one transaction:
-/// what the first instance of a build on a newer library would do at start. Every later
-/// start of a build of schema version 2 then goes through the migrator's "newer but
-/// compatible" path.
+/// The library's schema version in this build: its newest migration.
+const SCHEMA_VERSION: i64 = 5;
+
+/// The next release's schema version.
+const NEXT_SCHEMA_VERSION: i64 = SCHEMA_VERSION + 1;
+
+/// Applies [`NEXT_DURABLE_MIGRATION`] as the next migration and records it in
+/// `_durable_migrations` the way the library's migrator does (checksum, `compatible_from`
+/// this version), in one transaction: what the first instance of a build on a newer library
+/// would do at start. Every later start of a build of this schema version then goes through
+/// the migrator's "newer but compatible" path.
 pub async fn apply_next_durable_migration(inspector: &Inspector) -> Result<(), sqlx::Error> {
     let migration = Migration::new(
-        3,
+        NEXT_SCHEMA_VERSION,
         "next release".into(),
         MigrationType::Simple,
         sqlx::AssertSqlSafe(NEXT_DURABLE_MIGRATION).into_sql_str(),
@@ -164,7 +171,7 @@ pub async fn apply_next_durable_migration(inspector: &Inspector) -> Result<(), s
     );
     let record = "INSERT INTO _durable_migrations \
          (version, description, success, checksum, execution_time, compatible_from) \
-         VALUES (3, 'next release', TRUE, $1, 0, 2)";
+         VALUES ($2, 'next release', TRUE, $1, 0, $3)";
     match inspector {
         Inspector::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -173,6 +180,8 @@ pub async fn apply_next_durable_migration(inspector: &Inspector) -> Result<(), s
                 .await?;
             sqlx::query(record)
                 .bind(&*migration.checksum)
+                .bind(NEXT_SCHEMA_VERSION)
+                .bind(SCHEMA_VERSION)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await
@@ -184,6 +193,8 @@ pub async fn apply_next_durable_migration(inspector: &Inspector) -> Result<(), s
                 .await?;
             sqlx::query(record)
                 .bind(&*migration.checksum)
+                .bind(NEXT_SCHEMA_VERSION)
+                .bind(SCHEMA_VERSION)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await

@@ -11,7 +11,7 @@ use super::volatile::{run as run_volatile, VolatileFuture};
 
 use crate::error::Result;
 use crate::ids::TaskId;
-use crate::store::{NewTask, Store, TaskRecord};
+use crate::store::{CancelOutcome, NewTask, Store, TaskRecord};
 use crate::task::Task;
 use crate::writer::{LocalRuntime, Writer};
 
@@ -153,13 +153,45 @@ impl Client {
         }
     }
 
-    /// Cancels a `pending` task. Returns whether it was still pending.
-    pub async fn cancel(&self, id: TaskId) -> Result<bool> {
-        let cancelled = self.inner.store.cancel(id).await?;
-        if cancelled {
-            self.inner.waiters.finished(id);
+    /// Cancels task `id`, from any process: a `pending` task becomes `cancelled` and never
+    /// runs ([`CancelOutcome::Cancelled`]). For a running one the request is recorded
+    /// ([`CancelOutcome::Requested`]) and the attempt's token fires
+    /// ([`TaskContext::cancelled`](crate::TaskContext::cancelled), with
+    /// [`CancelReason::Requested`](crate::CancelReason::Requested)) on whichever instance
+    /// runs it: at once on this client's runtime and, on PostgreSQL, on the others (a
+    /// `NOTIFY`); within a heartbeat interval otherwise. The task then ends `cancelled` —
+    /// however the attempt ends (an error, a timeout, a snooze, its token, a shutdown, its
+    /// worker dying), except `Ok`: a completed attempt did the work and stays `completed`.
+    /// [`wait`](Self::wait) reports the final state.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use durable_core::{Client, TaskId, TaskState};
+    /// # use durable_core::store::CancelOutcome;
+    /// # async fn demo(client: Client, id: TaskId) -> durable_core::Result<()> {
+    /// match client.cancel(id).await? {
+    ///     CancelOutcome::Cancelled => println!("it will never run"),
+    ///     CancelOutcome::Requested => {
+    ///         let done = client.wait(id).await?; // `cancelled`, or `completed` if it finished
+    ///         println!("ended {}", done.state);
+    ///     }
+    ///     CancelOutcome::AlreadyFinished | CancelOutcome::NotFound | _ => {}
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        let outcome = self.inner.store.cancel(id).await?;
+        match outcome {
+            CancelOutcome::Cancelled => self.inner.waiters.finished(id),
+            CancelOutcome::Requested => {
+                if let Some(cancels) = self.inner.link.get().and_then(|l| l.cancels.upgrade()) {
+                    cancels.cancel_requested(id);
+                }
+            }
+            _ => {}
         }
-        Ok(cancelled)
+        Ok(outcome)
     }
 
     /// Task `id` reached a final state in this process (its runtime wrote it).

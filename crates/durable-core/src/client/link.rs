@@ -53,6 +53,15 @@ pub(crate) struct Link {
     pub(crate) hard: CancellationToken,
     /// The application's runtime.
     pub(crate) handle: tokio::runtime::Handle,
+    /// Stops the runtime's attempts of a task whose cancellation was requested here.
+    pub(crate) cancels: std::sync::Weak<dyn Cancels>,
+}
+
+/// The runtime's side of a cancellation requested through its own client: its attempts of
+/// the task are stopped at once, without waiting for a wakeup or a heartbeat.
+pub(crate) trait Cancels: Send + Sync {
+    /// Cancelling task `id` was recorded in the store.
+    fn cancel_requested(&self, id: TaskId);
 }
 
 /// The waiters of this client, by task: told at once when this process's runtime writes a

@@ -24,4 +24,4 @@ pub use handle::Client;
 pub use options::EnqueueOptions;
 pub use row::MAX_NAME_BYTES;
 
-pub(crate) use link::{Link, Wake};
+pub(crate) use link::{Cancels, Link, Wake};

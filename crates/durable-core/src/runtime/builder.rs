@@ -17,7 +17,7 @@ use super::stats::Stats;
 use crate::client::{Client, Link, Wake, DEFAULT_MAX_PAYLOAD_BYTES};
 use crate::ids::WorkerId;
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{Store, Wakeup};
 use crate::writer::LocalRuntime;
 
 impl Runtime {
@@ -223,6 +223,7 @@ impl RuntimeBuilder {
             tracker: shared.tracker.clone(),
             hard: shared.hard.clone(),
             handle: shared.handle.clone(),
+            cancels: Arc::downgrade(&shared) as Weak<dyn crate::client::Cancels>,
         };
         if !client.attach(local, link) {
             tracing::warn!("client already dispatches to another runtime; local dispatch disabled for this one");
@@ -263,7 +264,8 @@ async fn forward_wakeups(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => return,
             wakeup = wakeups.next() => match wakeup {
-                Some(()) => shared.wake.notify(),
+                Some(Wakeup::Due) => shared.wake.notify(),
+                Some(Wakeup::Cancel(id)) => shared.cancel_attempts(id),
                 None => return,
             },
         }

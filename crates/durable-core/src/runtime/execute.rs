@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use super::cancel::stopped;
 use super::shared::Shared;
 use super::slots::Running;
 use crate::registry::Attempt;
@@ -38,6 +39,7 @@ impl Shared {
                     queue: task.queue.clone(),
                     soft: self.soft.child_token(),
                     hard: self.hard.child_token(),
+                    requested: Arc::default(),
                     settling: false,
                     flags: Arc::default(),
                 });
@@ -84,6 +86,11 @@ pub(crate) enum Ended {
     BadRow(String),
     /// Stopped by shutdown: handed back by the shutdown requeue.
     Cancelled,
+    /// Ended otherwise than completed after its task's cancellation was requested: written
+    /// `cancelled`, with how it ended.
+    CancelRequested(String),
+    /// The task asked to run again after this long, without using up the attempt.
+    Snoozed(Duration),
     /// The lease went to another worker: nothing to write.
     LeaseLost,
     /// A last attempt whose start could not be recorded (the store stayed unreachable): it
@@ -166,6 +173,8 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Ende
         // itself; whether the attempt was stopped by the runtime is read from the runtime's
         // own token below.
         cancel: running.soft.child_token(),
+        stop: running.soft.clone(),
+        requested: Arc::clone(&running.requested),
         client: shared.client.clone(),
         scope: Arc::new(AttemptScope::new(
             fence,
@@ -227,9 +236,23 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Ende
     }
     match result {
         Ok(Ok(Ok(()))) => Ended::Completed,
+        // Asked to stop because its task was cancelled: however it ended, it is cancelled
+        // (a snooze or an error would run it again).
+        Ok(_) | Err(_) if running.requested.load(Ordering::SeqCst) => stopped(shared, &fence)
+            .or_cancel(|| match &result {
+                Ok(Ok(Err(error))) => error.to_string(),
+                Ok(Err(panic)) => {
+                    format!("task panicked: {}", crate::error::panic_message(&**panic))
+                }
+                Err(limit) => format!("timed out after {}", humanize(*limit)),
+                Ok(Ok(Ok(()))) => String::new(),
+            }),
         // An attempt that gave up because the runtime asked it to stop (shutdown, or its
         // lease was lost) is handed back, not failed.
         Ok(Ok(Err(_)) | Err(_)) if running.soft.is_cancelled() => stopped(shared, &fence),
+        Ok(Ok(Err(error))) if error.snoozed().is_some() => {
+            Ended::Snoozed(error.snoozed().unwrap_or_default())
+        }
         Ok(Ok(Err(error))) => Ended::Failed {
             message: error.to_string(),
             permanent: error.is_permanent(),
@@ -242,15 +265,6 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Ende
             message: format!("timed out after {}", humanize(limit)),
             permanent: false,
         },
-    }
-}
-
-/// Why the runtime stopped an attempt: its lease went elsewhere, or shutdown.
-fn stopped(shared: &Shared, fence: &Fence) -> Ended {
-    if shared.lease_lost(fence) {
-        Ended::LeaseLost
-    } else {
-        Ended::Cancelled
     }
 }
 
@@ -322,6 +336,22 @@ async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Ended) {
         }
         Ended::Cancelled => {
             tracing::info!(task_id = %id, task_name = name, attempt, "task stopped by shutdown; will be requeued");
+        }
+        Ended::CancelRequested(message) => {
+            let error = format!("cancelled: {message}");
+            let applied = settle_as(shared, fence, "cancel", Outcome::Cancelled { error }).await;
+            if applied == Some(true) {
+                shared.client.finished(id);
+                tracing::info!(task_id = %id, task_name = name, attempt, how = %message, "task cancelled");
+            }
+        }
+        Ended::Snoozed(delay) => {
+            let applied = settle_as(shared, fence, "snooze", Outcome::Snoozed { delay }).await;
+            if applied == Some(true) {
+                shared.wake_at(delay);
+                tracing::debug!(task_id = %id, task_name = name, attempt,
+                    snooze_ms = delay.as_millis() as u64, "task snoozed");
+            }
         }
         Ended::LeaseLost => {
             tracing::warn!(task_id = %id, task_name = name, attempt, "task stopped: its lease was lost to another worker");

@@ -122,6 +122,9 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken)
         }
         match shared.store.heartbeat(&held, shared.config.lease).await {
             Ok(still) => {
+                // Cancellations requested elsewhere: other processes tell this one nothing
+                // (SQLite), or a `NOTIFY` was missed.
+                shared.check_cancels(&still).await;
                 if still.len() == held.len() {
                     continue;
                 }

@@ -4,6 +4,7 @@
 //! [`TaskTracker`]: tokio_util::task::TaskTracker
 
 mod builder;
+mod cancel;
 mod dispatch;
 mod execute;
 mod handle;

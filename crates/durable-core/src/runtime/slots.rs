@@ -15,6 +15,8 @@ pub(crate) struct Running {
     pub(crate) soft: CancellationToken,
     /// Forced: the runner drops the task's future.
     pub(crate) hard: CancellationToken,
+    /// Set (before `soft` fires) when the task's cancellation was requested.
+    pub(crate) requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The attempt finished executing and gave its slot back; its outcome is being written.
     pub(crate) settling: bool,
     /// What the attempt's own writes said (a completion in the application's transaction, a
@@ -188,6 +190,7 @@ mod tests {
             queue: "default".to_owned(),
             soft: CancellationToken::new(),
             hard: CancellationToken::new(),
+            requested: std::sync::Arc::default(),
             settling: false,
             flags: std::sync::Arc::default(),
         };

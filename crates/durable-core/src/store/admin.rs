@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{ListQuery, StateCounts, TaskRecord};
+use super::{CancelOutcome, ListQuery, StateCounts, TaskRecord};
 use crate::error::Result;
 use crate::ids::TaskId;
 
@@ -29,8 +29,14 @@ pub trait AdminStore: Send + Sync + fmt::Debug + 'static {
     /// Counts rows per state.
     async fn counts(&self) -> Result<StateCounts>;
 
-    /// Cancels a `pending` task: it never runs. Returns whether it was pending.
-    async fn cancel(&self, id: TaskId) -> Result<bool>;
+    /// Cancels a task: a `pending` one becomes `cancelled` at once and never runs
+    /// ([`CancelOutcome::Cancelled`]); for a `processing` one the request is recorded
+    /// ([`CancelOutcome::Requested`]) and the runtime running it stops that attempt (told at
+    /// once where the store can: PostgreSQL sends a `NOTIFY`; otherwise at the runtime's next
+    /// heartbeat, through [`WorkerStore::cancel_requested`](super::WorkerStore::cancel_requested)).
+    /// The attempt's end then makes the row `cancelled` — an error, a timeout, its token, a
+    /// shutdown's hand-back, an expired lease — except a completion, which stays `completed`.
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome>;
 
     /// Deletes up to `limit` `completed`/`cancelled` rows finished more than `older_than` ago;
     /// returns how many. `failed` rows are kept for inspection.

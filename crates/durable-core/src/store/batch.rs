@@ -32,7 +32,9 @@ pub struct WriteBatch<'a> {
     pub responses: &'a [ResponseRecord],
     /// Attempts that succeeded: marked `completed` (the common outcome, written in bulk).
     pub complete: &'a [Fence],
-    /// Attempts that ended otherwise: retried, failed, or handed back by a shutdown.
+    /// Attempts that ended otherwise: retried, failed, cancelled, snoozed, or handed back by a
+    /// shutdown. A task whose cancellation was requested ends `cancelled` whichever of these
+    /// its attempt writes.
     pub settle: &'a [Settle],
     /// A claim made after the inserts, so it sees them.
     pub claim: Option<&'a ClaimRequest>,
@@ -112,6 +114,19 @@ pub enum Outcome {
     /// (`attempts` stays) and `last_error` says the task was stopped by shutdown N times; if
     /// that was its last attempt the row is `failed` instead of `pending`.
     Requeued,
+    /// `cancelled`, with `error` as the row's `last_error`: the attempt ended (an error, a
+    /// timeout, its token) after its task's cancellation was requested.
+    Cancelled {
+        /// How the attempt ended.
+        error: String,
+    },
+    /// Back to `pending`, due after `delay`, with the attempt **not** counted (`attempts`
+    /// back to what it was before the claim) and `last_error` kept: the task asked to run
+    /// again later ([`TaskError::snooze`](crate::TaskError::snooze)).
+    Snoozed {
+        /// How long until the task is due again.
+        delay: Duration,
+    },
 }
 
 /// One attempt's [`Outcome`], and the fence it is written under.

@@ -119,4 +119,6 @@ pub struct RescueReport {
     pub requeued: u64,
     /// Rows whose lease expired on a last attempt that had started, now `failed`.
     pub failed: u64,
+    /// Rows whose lease expired while their cancellation was requested, now `cancelled`.
+    pub cancelled: u64,
 }

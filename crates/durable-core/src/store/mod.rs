@@ -17,6 +17,7 @@
 
 mod admin;
 mod batch;
+mod cancel;
 mod claim;
 mod idempotency;
 mod list;
@@ -28,13 +29,14 @@ mod worker;
 
 pub use admin::AdminStore;
 pub use batch::{Outcome, Settle, WriteBatch, WriteOutcome};
+pub use cancel::CancelOutcome;
 pub use claim::{ClaimRequest, Fence, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SCAN};
 pub use idempotency::{KeyClaim, KeyTake, ResponseRecord, StoredResponse};
 pub use list::{ListQuery, MAX_LIST_LIMIT};
 pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
 pub use steps::{StepRecord, StepStore};
-pub use worker::{CommitMode, Wakeups, WorkerStore};
+pub use worker::{CommitMode, Wakeup, Wakeups, WorkerStore};
 
 pub use crate::unique::UniqueRow;
 

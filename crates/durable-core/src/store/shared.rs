@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    AdminStore, CommitMode, Fence, KeyClaim, KeyTake, ListQuery, RescueReport, StateCounts,
-    TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    AdminStore, CancelOutcome, CommitMode, Fence, KeyClaim, KeyTake, ListQuery, RescueReport,
+    StateCounts, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use crate::error::Result;
 use crate::ids::TaskId;
@@ -32,6 +32,9 @@ impl<S: WorkerStore + ?Sized> WorkerStore for Arc<S> {
     }
     async fn mark_started(&self, fence: &Fence) -> Result<bool> {
         (**self).mark_started(fence).await
+    }
+    async fn cancel_requested(&self, held: &[Fence]) -> Result<Vec<TaskId>> {
+        (**self).cancel_requested(held).await
     }
     async fn rescue_expired(&self) -> Result<RescueReport> {
         (**self).rescue_expired().await
@@ -70,7 +73,7 @@ impl<S: AdminStore + ?Sized> AdminStore for Arc<S> {
     async fn counts(&self) -> Result<StateCounts> {
         (**self).counts().await
     }
-    async fn cancel(&self, id: TaskId) -> Result<bool> {
+    async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
         (**self).cancel(id).await
     }
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64> {

@@ -8,6 +8,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 
 use super::{Fence, KeyClaim, KeyTake, RescueReport, WriteBatch, WriteOutcome};
 use crate::error::Result;
+use crate::ids::TaskId;
 
 /// How a store commits concurrent writes: a fact about the backend that the client's writer
 /// plans its cycles around ([`WorkerStore::commit_mode`]).
@@ -26,9 +27,20 @@ pub enum CommitMode {
     Parallel,
 }
 
-/// Wakeups from other processes: one item each time tasks may have become due that this
-/// process did not write ([`WorkerStore::wakeups`]).
-pub type Wakeups = BoxStream<'static, ()>;
+/// Wakeups from other processes ([`WorkerStore::wakeups`]).
+pub type Wakeups = BoxStream<'static, Wakeup>;
+
+/// One wakeup from another process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wakeup {
+    /// Tasks may have become due that this process did not write: claim now.
+    Due,
+    /// Cancelling this task was requested while an attempt runs it
+    /// ([`AdminStore::cancel`](super::AdminStore::cancel)): the runtime running it stops
+    /// that attempt.
+    Cancel(TaskId),
+}
 
 /// The worker protocol: writing tasks and attempts' outcomes, claiming, holding and rescuing
 /// leases. Implemented by `durable-sqlx` for SQLite and PostgreSQL; its conformance suite pins
@@ -50,8 +62,10 @@ pub trait WorkerStore: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Cross-process wakeups, for as long as the stream is kept: the runtime takes it when it
-    /// starts and drops it when it stops. A hint only — the runtime keeps polling. The default
-    /// never yields (one process per database, as with SQLite); PostgreSQL yields on `NOTIFY`.
+    /// starts and drops it when it stops. A hint only — the runtime keeps polling, and looks
+    /// for cancellations at each heartbeat ([`cancel_requested`](Self::cancel_requested)).
+    /// The default never yields (one process per database, as with SQLite); PostgreSQL yields
+    /// on `NOTIFY`.
     fn wakeups(&self) -> Wakeups {
         futures_util::stream::pending().boxed()
     }
@@ -73,6 +87,16 @@ pub trait WorkerStore: Send + Sync + fmt::Debug + 'static {
     /// Called by a runtime's heartbeat loop.
     async fn heartbeat(&self, held: &[Fence], lease: Duration) -> Result<Vec<Fence>>;
 
+    /// The tasks among `held` whose cancellation was requested
+    /// ([`AdminStore::cancel`](super::AdminStore::cancel) on a `processing` row): the runtime
+    /// stops their attempts. Called by a runtime's heartbeat loop after each heartbeat, so a
+    /// cancellation reaches an attempt of another process within a heartbeat interval even
+    /// without wakeups. The default finds none; a wrapper store must delegate it.
+    async fn cancel_requested(&self, held: &[Fence]) -> Result<Vec<TaskId>> {
+        let _ = held;
+        Ok(Vec::new())
+    }
+
     /// Records that an attempt is starting its task's code (the row's `attempt_started_at`).
     /// Claims and rows inserted already claimed leave it unset, so a lease that expires on a
     /// task's **last** attempt tells [`rescue_expired`](Self::rescue_expired) whether that
@@ -88,7 +112,8 @@ pub trait WorkerStore: Send + Sync + fmt::Debug + 'static {
     /// Sweeps rows whose lease expired (their worker died): back to `pending` (the attempt
     /// counted), or, on their last attempt, `failed` if that attempt was marked started
     /// ([`mark_started`](Self::mark_started)) and back to `pending` with the attempt *not*
-    /// counted if it never started. Called by a runtime's claim loop.
+    /// counted if it never started. A row whose cancellation was requested becomes
+    /// `cancelled` instead. Called by a runtime's claim loop.
     async fn rescue_expired(&self) -> Result<RescueReport>;
 
     /// Called by the [`Client`](crate::Client), in the caller's task, before it hands an

@@ -35,6 +35,10 @@ const SQLITE: &[(i64, &str)] = &[
         4,
         "411303ff6026924751db3ba46c3e394c74676ff4f7669f3b9c5da60a7d6bc24261ed4bde4f0fcc4a4bd78e164fdcb625",
     ),
+    (
+        5,
+        "0303f71df31161c5b5c47b21c0be3189ddadb703b6426f4b586a9c6ef83ae3913782c338d51d1f940b52358a608be53d",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -58,6 +62,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         4,
         "add7e9dc27643d7fb6767ee595a76962b80562cd6cf0ec0c325a1ad71ab55b48361068e96c11beba243df16475bae339",
+    ),
+    (
+        5,
+        "36516c852c6299a6b8d249cd5f8f8cb29b522f738a52d770dac1e385c8cb2feb4cfbf50a71cefcc902ae7ad30927b66e",
     ),
 ];
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, AdminStore, ListQuery, StateCounts, TaskRecord, MAX_LIST_LIMIT,
+    async_trait, AdminStore, CancelOutcome, ListQuery, StateCounts, TaskRecord, MAX_LIST_LIMIT,
 };
 use durable_core::{TaskId, TaskState};
 
@@ -41,16 +41,11 @@ impl AdminStore for PostgresStore {
         PostgresStore::migrate(self).await.map_err(Into::into)
     }
 
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
-        self.run("cancel", move |pool| async move {
-            let done = sqlx::query(sql::CANCEL)
-                .bind(id.as_uuid())
-                .execute(&pool)
-                .await
-                .map_err(Error::db("cancel"))?;
-            Ok(done.rows_affected() == 1)
-        })
-        .await
+    /// One statement: a `pending` row is `cancelled`; a `processing` one records the request
+    /// and sends a `NOTIFY` on the cancellation channel, so the instance running it stops the
+    /// attempt at once.
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<CancelOutcome> {
+        self.cancel_task(id).await
     }
 
     async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {

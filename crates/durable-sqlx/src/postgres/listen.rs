@@ -2,8 +2,10 @@
 //!
 //! One connection per listening runtime, outside the store's pool, with the same connect
 //! options (so the same `search_path`, hence the same channel, and the same
-//! `application_name`). A notification only means "look now": it carries nothing, may be
-//! lost while the connection is down, and the runtime polls anyway.
+//! `application_name`). A notification on the wakeup channel only means "look now": it
+//! carries nothing, may be lost while the connection is down, and the runtime polls anyway.
+//! The same connection listens on the cancellation channel, whose notifications carry a task
+//! id (a lost one is found by the runtime's heartbeat instead).
 
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+
+use durable_core::TaskId;
 
 use super::sql;
 
@@ -20,8 +24,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// backoff again.
 const HEALTHY: Duration = Duration::from_secs(10);
 
+/// Where the notifications go: one wakeup slot, and the cancelled task ids.
+pub(super) struct Senders {
+    pub(super) wake: mpsc::Sender<()>,
+    pub(super) cancel: mpsc::Sender<TaskId>,
+}
+
 /// Listens until the receiving side of `wake` is dropped, reconnecting with backoff.
-pub(super) async fn listen_loop(options: PgConnectOptions, wake: mpsc::Sender<()>) {
+pub(super) async fn listen_loop(options: PgConnectOptions, senders: Senders) {
+    let wake = &senders.wake;
     let mut backoff = FIRST_BACKOFF;
     let mut reconnecting = false;
     loop {
@@ -40,18 +51,18 @@ pub(super) async fn listen_loop(options: PgConnectOptions, wake: mpsc::Sender<()
             opened = open(&pool) => opened,
         };
         let error = match opened {
-            Ok((mut listener, channel)) => {
+            Ok((mut listener, channel, cancel_channel)) => {
                 let since = Instant::now();
                 if reconnecting {
                     tracing::info!(%channel, "LISTEN connection re-established");
                     // Notifications sent while it was down are lost: look once.
-                    wake_up(&wake);
+                    wake_up(wake);
                 } else {
                     tracing::debug!(%channel, "listening for task wakeups");
                 }
                 let ended = tokio::select! {
                     () = wake.closed() => None,
-                    error = pump(&mut listener, &wake, &channel) => Some(error),
+                    error = pump(&mut listener, &senders, &channel, &cancel_channel) => Some(error),
                 };
                 drop(listener);
                 if since.elapsed() >= HEALTHY {
@@ -80,21 +91,43 @@ pub(super) async fn listen_loop(options: PgConnectOptions, wake: mpsc::Sender<()
     }
 }
 
-/// Connects, asks the server for the channel of this `search_path`, and `LISTEN`s on it.
-async fn open(pool: &PgPool) -> Result<(PgListener, String), sqlx::Error> {
+/// Connects, asks the server for the channels of this `search_path`, and `LISTEN`s on them.
+async fn open(pool: &PgPool) -> Result<(PgListener, String, String), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     let channel: String = sqlx::query_scalar(sql::CHANNEL)
         .fetch_one(&mut listener)
         .await?;
-    listener.listen(&channel).await?;
-    Ok((listener, channel))
+    let cancel_channel: String = sqlx::query_scalar(super::cancel::CANCEL_CHANNEL)
+        .fetch_one(&mut listener)
+        .await?;
+    listener
+        .listen_all([channel.as_str(), cancel_channel.as_str()])
+        .await?;
+    Ok((listener, channel, cancel_channel))
 }
 
 /// Wakes the runtime per notification until the connection fails for good. A dropped
 /// connection that `PgListener` re-establishes by itself (re-`LISTEN`ing) also wakes once.
-async fn pump(listener: &mut PgListener, wake: &mpsc::Sender<()>, channel: &str) -> sqlx::Error {
+async fn pump(
+    listener: &mut PgListener,
+    senders: &Senders,
+    channel: &str,
+    cancel_channel: &str,
+) -> sqlx::Error {
+    let wake = &senders.wake;
     loop {
         match listener.try_recv().await {
+            Ok(Some(notification)) if notification.channel() == cancel_channel => {
+                if let Ok(id) = notification.payload().parse::<uuid::Uuid>() {
+                    // Full (a burst of cancellations): the heartbeat finds the rest.
+                    let _ = senders.cancel.try_send(TaskId::from_uuid(id));
+                } else {
+                    tracing::debug!(
+                        payload = notification.payload(),
+                        "ignoring a cancellation notification that names no task"
+                    );
+                }
+            }
             Ok(Some(_)) => wake_up(wake),
             Ok(None) => {
                 tracing::info!(%channel, "LISTEN connection dropped and re-established");

@@ -45,6 +45,7 @@
 
 mod admin;
 mod builder;
+mod cancel;
 mod claim;
 mod explain;
 mod idempotency;

@@ -88,6 +88,12 @@ impl PostgresStore {
                         requeue.push(fence);
                         continue;
                     }
+                    Outcome::Cancelled { error } => {
+                        super::cancel::write_cancelled(&pool, &fence, &error).await?
+                    }
+                    Outcome::Snoozed { delay } => {
+                        super::cancel::write_snoozed(&pool, &fence, delay).await?
+                    }
                     // A variant this store does not know: leave the row to its lease.
                     _ => continue,
                 };

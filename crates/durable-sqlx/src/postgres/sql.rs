@@ -146,14 +146,14 @@ pub(super) const REQUEUE: &str = concat!(
     "WITH moved AS (",
     fenced!(
         "t.id, t.state";
-        "state = CASE WHEN ",
+        "state = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled' WHEN ",
         requeue_kills!(),
         " THEN 'failed' ELSE 'pending' END,
     attempts = CASE WHEN t.requeues >= $4::int4 THEN t.attempts ELSE t.attempts - 1 END,
     run_at = CASE WHEN ",
         requeue_kills!(),
         " THEN t.run_at ELSE now() END,
-    finished_at = CASE WHEN ",
+    finished_at = CASE WHEN t.cancel_requested_at IS NOT NULL OR ",
         requeue_kills!(),
         " THEN now() END,
     lease_owner = CASE WHEN ",
@@ -181,12 +181,15 @@ pub(super) const MARK_STARTED: &str = "
 UPDATE durable_tasks SET attempt_started_at = now(), updated_at = now()
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
-/// $1 id, $2 owner, $3 attempt, $4 delay ms, $5 error. Notifies when due at once.
+/// $1 id, $2 owner, $3 attempt, $4 delay ms, $5 error. Notifies when due at once. A row whose
+/// cancellation was requested is `cancelled` instead (so are a failure's and a requeue's).
 pub(super) const RETRY: &str = concat!(
     "
 WITH moved AS (
     UPDATE durable_tasks
-    SET state = 'pending', run_at = now() + $4::int8 * interval '1 millisecond',
+    SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        run_at = now() + $4::int8 * interval '1 millisecond',
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
         last_error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
     RETURNING run_at
@@ -200,7 +203,8 @@ FROM moved"
 /// $1 id, $2 owner, $3 attempt, $4 error.
 pub(super) const FAIL: &str = "
 UPDATE durable_tasks
-SET state = 'failed', last_error = $4, lease_expires_at = NULL, finished_at = now(),
+SET state = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
+    last_error = $4, lease_expires_at = NULL, finished_at = now(),
     updated_at = now()
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
@@ -211,8 +215,8 @@ macro_rules! expiry_kills {
     };
 }
 
-/// Rows whose lease expired: back to `pending` (due now) or, on a last attempt that had
-/// started, `failed`; a last attempt that never started is handed back not counted. Rows
+/// Rows whose lease expired: `cancelled` if their cancellation was requested, back to
+/// `pending` (due now) or, on a last attempt that had started, `failed`; a last attempt that never started is handed back not counted. Rows
 /// locked by a concurrent write (a late heartbeat or completion) are skipped and looked at
 /// again by the next sweep. Notifies when it requeued any.
 pub(super) const RESCUE: &str = concat!(
@@ -224,7 +228,7 @@ WITH expired AS MATERIALIZED (
 ),
 moved AS (
     UPDATE durable_tasks AS t
-    SET state = CASE WHEN ",
+    SET state = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled' WHEN ",
     expiry_kills!(),
     " THEN 'failed' ELSE 'pending' END,
         attempts = CASE WHEN t.attempts >= t.max_attempts AND t.attempt_started_at IS NULL
@@ -232,7 +236,7 @@ moved AS (
         run_at = CASE WHEN ",
     expiry_kills!(),
     " THEN t.run_at ELSE now() END,
-        finished_at = CASE WHEN ",
+        finished_at = CASE WHEN t.cancel_requested_at IS NOT NULL OR ",
     expiry_kills!(),
     " THEN now() END,
         lease_owner = CASE WHEN ",
@@ -256,19 +260,15 @@ moved AS (
 ),
 c AS (
     SELECT count(*) FILTER (WHERE state = 'pending') AS requeued,
-           count(*) FILTER (WHERE state = 'failed') AS failed
+           count(*) FILTER (WHERE state = 'failed') AS failed,
+           count(*) FILTER (WHERE state = 'cancelled') AS cancelled
     FROM moved
 )
-SELECT requeued, failed, CASE WHEN requeued > 0 THEN pg_notify(",
+SELECT requeued, failed, cancelled, CASE WHEN requeued > 0 THEN pg_notify(",
     channel!(),
     ", '')::text END AS notified
 FROM c"
 );
-
-/// $1 id.
-pub(super) const CANCEL: &str = "
-UPDATE durable_tasks SET state = 'cancelled', finished_at = now(), updated_at = now()
-WHERE id = $1 AND state = 'pending'";
 
 /// $1 age in ms, $2 limit. Bounded, oldest first, skipping rows someone else has locked.
 pub(super) const PRUNE: &str = "

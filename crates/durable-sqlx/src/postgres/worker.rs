@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, Fence, KeyClaim, KeyTake, RescueReport, Wakeups, WorkerStore, WriteBatch,
-    WriteOutcome,
+    async_trait, Fence, KeyClaim, KeyTake, RescueReport, Wakeup, Wakeups, WorkerStore,
+    WriteBatch, WriteOutcome,
 };
 use durable_core::{TaskId, WorkerId};
 use futures_util::StreamExt;
@@ -16,6 +16,9 @@ use super::rows::{attempt_i32, count, fence_columns, insert_on, pooled};
 use super::{listen, ms, sql, PostgresStore};
 use crate::error::Error;
 
+/// Cancellation notifications held for the runtime at most (more are found by its heartbeat).
+const CANCEL_BUFFER: usize = 256;
+
 #[async_trait]
 impl WorkerStore for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -26,16 +29,26 @@ impl WorkerStore for PostgresStore {
     /// the pool) yields once per notification. When the connection drops it is
     /// re-established with backoff (100 ms doubling to 10 s), re-`LISTEN`s, and yields once
     /// in case notifications were missed meanwhile. The task ends when the stream is dropped.
+    /// Cancellation notifications ([`Wakeup::Cancel`]) come on the same connection.
     fn wakeups(&self) -> Wakeups {
         // One slot: wakeups that arrive while one is pending are one wakeup.
-        let (tx, rx) = mpsc::channel(1);
+        let (wake, wakes) = mpsc::channel(1);
+        // Cancellations each name a task: room for a burst.
+        let (cancel, cancels) = mpsc::channel(CANCEL_BUFFER);
         let options = (*self.pool.connect_options()).clone();
-        tokio::spawn(listen::listen_loop(options, tx));
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
-        )
-        .boxed()
+        tokio::spawn(listen::listen_loop(
+            options,
+            listen::Senders { wake, cancel },
+        ));
+        let wakes = futures_util::stream::unfold(wakes, |mut rx| async move {
+            rx.recv().await.map(|()| (Wakeup::Due, rx))
+        });
+        let cancels = futures_util::stream::unfold(cancels, |mut rx| async move {
+            rx.recv().await.map(|id| (Wakeup::Cancel(id), rx))
+        });
+        // Ends when the listener does (its wakeup sender dropped): the cancellations' stream
+        // ends with it.
+        futures_util::stream::select(wakes, cancels).boxed()
     }
 
     /// The parts run at once on separate pooled connections — completions, then the other
@@ -147,6 +160,10 @@ impl WorkerStore for PostgresStore {
         .await
     }
 
+    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.cancel_requested_among(held).await
+    }
+
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         let fence = *fence;
         self.run("mark started", move |pool| async move {
@@ -170,9 +187,11 @@ impl WorkerStore for PostgresStore {
                 .map_err(Error::db("rescue"))?;
             let requeued: i64 = row.try_get("requeued").map_err(Error::db("rescue"))?;
             let failed: i64 = row.try_get("failed").map_err(Error::db("rescue"))?;
+            let cancelled: i64 = row.try_get("cancelled").map_err(Error::db("rescue"))?;
             Ok(RescueReport {
                 requeued: requeued as u64,
                 failed: failed as u64,
+                cancelled: cancelled as u64,
             })
         })
         .await

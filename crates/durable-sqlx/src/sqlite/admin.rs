@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, AdminStore, ListQuery, StateCounts, TaskRecord, MAX_LIST_LIMIT,
+    async_trait, AdminStore, CancelOutcome, ListQuery, StateCounts, TaskRecord, MAX_LIST_LIMIT,
 };
 use durable_core::{TaskId, TaskState};
 
@@ -36,21 +36,11 @@ impl AdminStore for SqliteStore {
         to_core(SqliteStore::migrate(self).await)
     }
 
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
-        to_core(
-            self.transaction("cancel", move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(sql::CANCEL)
-                        .bind(id.to_string())
-                        .bind(now_ms())
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(Error::db("cancel"))?;
-                    Ok(done.rows_affected() == 1)
-                })
-            })
-            .await,
-        )
+    /// A `pending` row is `cancelled`; a `processing` one records the request, which the
+    /// runtime running it finds at its next heartbeat (at once when it shares this store's
+    /// client).
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<CancelOutcome> {
+        self.cancel_task(id).await
     }
 
     async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {

@@ -6,6 +6,7 @@ mod sql;
 
 mod admin;
 mod builder;
+mod cancel;
 mod combined;
 mod cycle;
 mod encode;

@@ -118,6 +118,18 @@ impl SqliteStore {
                                 requeue.push(*fence);
                                 continue;
                             }
+                            Outcome::Cancelled { error } => {
+                                if super::cancel::write_cancelled(conn, fence, now, error).await? {
+                                    applied.push(fence.id);
+                                }
+                                continue;
+                            }
+                            Outcome::Snoozed { delay } => {
+                                if super::cancel::write_snoozed(conn, fence, now, *delay).await? {
+                                    applied.push(fence.id);
+                                }
+                                continue;
+                            }
                             // A variant this store does not know: leave the row to its lease.
                             _ => continue,
                         };

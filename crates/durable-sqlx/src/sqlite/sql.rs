@@ -200,16 +200,22 @@ pub(super) const CYCLE: [&str; 8] = [
     ),
 ];
 
-/// ?1 fence (one-element array), ?2 now, ?3 run_at, ?4 error.
+/// ?1 fence (one-element array), ?2 now, ?3 run_at, ?4 error. A row whose cancellation was
+/// requested is `cancelled` instead (so are a failure's and a requeue's).
 pub(super) const RETRY: &str = concat!(
-    "UPDATE durable_tasks SET state = 'pending', run_at = ?3, last_error = ?4, lease_owner = NULL,
-     lease_expires_at = NULL, updated_at = ?2 WHERE ",
+    "UPDATE durable_tasks
+     SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+     finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE ?2 END,
+     run_at = ?3, last_error = ?4, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
+     WHERE ",
     fenced!()
 );
 
 /// ?1 fence (one-element array), ?2 now, ?3 error.
 pub(super) const FAIL: &str = concat!(
-    "UPDATE durable_tasks SET state = 'failed', last_error = ?3, lease_expires_at = NULL,
+    "UPDATE durable_tasks
+     SET state = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
+     last_error = ?3, lease_expires_at = NULL,
      finished_at = ?2, updated_at = ?2 WHERE ",
     fenced!()
 );
@@ -219,10 +225,12 @@ pub(super) const FAIL: &str = concat!(
 /// dead. (SET expressions read the row as it was before the update.)
 pub(super) const REQUEUE: &str = concat!(
     "UPDATE durable_tasks SET
-    state = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+    state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+        WHEN requeues >= ?3 AND attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
     attempts = CASE WHEN requeues >= ?3 THEN attempts ELSE attempts - 1 END,
     run_at = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN run_at ELSE ?2 END,
-    finished_at = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN ?2 END,
+    finished_at = CASE WHEN cancel_requested_at IS NOT NULL
+        OR requeues >= ?3 AND attempts >= max_attempts THEN ?2 END,
     lease_owner = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN lease_owner END,
     last_error = CASE WHEN requeues < ?3 THEN last_error
         WHEN attempts >= max_attempts THEN ",
@@ -276,11 +284,6 @@ SET state = 'pending', run_at = ?1, updated_at = ?1, lease_owner = NULL, lease_e
     " END
 WHERE state = 'processing' AND lease_expires_at < ?1"
 );
-
-/// ?1 id, ?2 now.
-pub(super) const CANCEL: &str = "
-UPDATE durable_tasks SET state = 'cancelled', finished_at = ?2, updated_at = ?2
-WHERE id = ?1 AND state = 'pending'";
 
 /// ?1 cutoff, ?2 limit.
 pub(super) const PRUNE: &str = "

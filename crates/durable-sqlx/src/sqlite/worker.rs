@@ -6,6 +6,7 @@ use durable_core::store::{
     async_trait, CommitMode, Fence, KeyClaim, KeyTake, RescueReport, WorkerStore, WriteBatch,
     WriteOutcome, UNCLAIMABLE_SCAN,
 };
+use durable_core::TaskId;
 
 use super::combined::combined_write;
 use super::cycle::Cycle;
@@ -161,6 +162,10 @@ impl WorkerStore for SqliteStore {
         )
     }
 
+    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.cancel_requested_among(held).await
+    }
+
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         let fences = fences_json(std::slice::from_ref(fence));
         to_core(
@@ -189,6 +194,12 @@ impl WorkerStore for SqliteStore {
             self.transaction("rescue", move |conn| {
                 Box::pin(async move {
                     let now = now_ms();
+                    let cancelled = sqlx::query(super::cancel::RESCUE_CANCEL)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(Error::db("rescue"))?
+                        .rows_affected();
                     let failed = sqlx::query(sql::RESCUE_FAIL)
                         .bind(now)
                         .execute(&mut *conn)
@@ -201,7 +212,11 @@ impl WorkerStore for SqliteStore {
                         .await
                         .map_err(Error::db("rescue"))?
                         .rows_affected();
-                    Ok(RescueReport { requeued, failed })
+                    Ok(RescueReport {
+                        requeued,
+                        failed,
+                        cancelled,
+                    })
                 })
             })
             .await,

@@ -255,6 +255,10 @@ impl WorkerStore for Faulty {
         }
         self.inner.heartbeat(held, lease).await
     }
+    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.inner.cancel_requested(held).await
+    }
+
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         self.inner.mark_started(fence).await
     }
@@ -298,7 +302,7 @@ impl AdminStore for Faulty {
     async fn migrate(&self) -> durable_core::Result<()> {
         self.inner.migrate().await
     }
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<durable_core::store::CancelOutcome> {
         self.inner.cancel(id).await
     }
     async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {

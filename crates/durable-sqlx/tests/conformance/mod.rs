@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod attempts;
+pub mod cancel;
 pub mod hardening;
 pub mod idempotency;
 pub mod runtime;
@@ -142,12 +143,22 @@ macro_rules! conformance_tests {
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
             cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
             shutdown_drains_tasks_committed_after_the_last_claim);
-        $crate::conformance_tests!(@unique $make; unique_dedups_while_pending_and_processing, unique_states_decide_when_the_key_is_free, unique_period_holds_completed_tasks_until_the_period_ends, unique_rows_in_one_batch, unique_race_through_the_writer, unique_race_in_user_transactions, unique_dedup_starts_nothing_and_keeps_capacity);
+        $crate::conformance_tests!(@unique $make;
+            unique_dedups_while_pending_and_processing, unique_states_decide_when_the_key_is_free,
+            unique_period_holds_completed_tasks_until_the_period_ends, unique_rows_in_one_batch,
+            unique_race_through_the_writer, unique_race_in_user_transactions,
+            unique_dedup_starts_nothing_and_keeps_capacity);
         $crate::conformance_tests!(@idempotency $make;
             idempotency_first_running_mismatch_then_replay, idempotency_release_lets_a_retry_run,
             idempotency_expired_keys_run_as_new_and_are_purged,
             idempotency_lock_expiry_hands_the_key_over,
             idempotency_record_and_tasks_commit_together);
+        $crate::conformance_tests!(@cancel $make;
+            cancel_pending_never_runs, cancel_running_fires_the_token_and_ends_cancelled,
+            another_instance_cancels_a_running_task, rescue_of_a_cancel_requested_row_cancels_it,
+            outcomes_of_a_cancel_requested_task,
+            snooze_keeps_the_attempt_and_runs_again_after_the_delay,
+            snoozing_forever_with_one_attempt_still_runs_again);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;
@@ -163,75 +174,13 @@ macro_rules! conformance_tests {
             step_checkpoints_are_fenced_and_pruned, zombie_completion_never_commits,
             uncommitted_completion_is_a_failed_attempt, step_in_commits_with_its_rows);
     };
-    (@steps $make:path; $($case:ident),* $(,)?) => {
+    // Each module's cases: `@module $make; case, ...` runs `conformance::module::case`.
+    (@$module:ident $make:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let Some(db) = $make().await else { return };
-                conformance::steps::$case(&db).await;
-            }
-        )*
-    };
-    (@store $make:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $make().await else { return };
-                conformance::store::$case(&db).await;
-            }
-        )*
-    };
-    (@hardening $make:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $make().await else { return };
-                conformance::hardening::$case(&db).await;
-            }
-        )*
-    };
-    (@attempts $make:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $make().await else { return };
-                conformance::attempts::$case(&db).await;
-            }
-        )*
-    };
-    (@unique $make:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $make().await else { return };
-                conformance::unique::$case(&db).await;
-            }
-        )*
-    };
-    (@idempotency $make:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $make().await else { return };
-                conformance::idempotency::$case(&db).await;
-            }
-        )*
-    };
-    (@wait $make:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $make().await else { return };
-                conformance::wait::$case(&db).await;
-            }
-        )*
-    };
-    (@runtime $make:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(db) = $make().await else { return };
-                conformance::runtime::$case(&db).await;
+                conformance::$module::$case(&db).await;
             }
         )*
     };

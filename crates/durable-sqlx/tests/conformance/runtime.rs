@@ -733,6 +733,9 @@ impl WorkerStore for Counting {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.heartbeat(f, l).await
     }
+    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.inner.cancel_requested(held).await
+    }
     async fn mark_started(&self, f: &Fence) -> durable_core::Result<bool> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.mark_started(f).await
@@ -761,7 +764,7 @@ impl AdminStore for Counting {
     async fn migrate(&self) -> durable_core::Result<()> {
         self.inner.migrate().await
     }
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<durable_core::store::CancelOutcome> {
         self.inner.cancel(id).await
     }
     async fn prune(&self, o: Duration, l: u32) -> durable_core::Result<u64> {
@@ -827,7 +830,10 @@ pub async fn cancelled_task_never_runs(db: &impl TestDb) {
         )
         .await
         .expect("enqueue");
-    assert!(client.cancel(id).await.expect("cancel"));
+    assert_eq!(
+        client.cancel(id).await.expect("cancel"),
+        durable_core::store::CancelOutcome::Cancelled
+    );
     let rt = builder(Arc::clone(&store), &probe).start();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(probe.runs("never"), 0);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use durable_core::store::{ClaimRequest, ClaimedTask, NewTask, Store, WriteBatch};
+use durable_core::store::{CancelOutcome, ClaimRequest, ClaimedTask, NewTask, Store, WriteBatch};
 use durable_core::{TaskId, TaskState, WorkerId};
 
 use super::Writes;
@@ -394,14 +394,26 @@ pub async fn cancel_only_pending(db: &impl TestDb) {
     let a = task("work");
     let b = task("work");
     store.insert(&[a.clone(), b.clone()]).await.expect("insert");
-    assert!(store.cancel(a.id).await.expect("cancel"));
+    assert_eq!(
+        store.cancel(a.id).await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
     assert_eq!(row(&store, a.id).await.state, TaskState::Cancelled);
-    assert!(!store.cancel(a.id).await.expect("cancel twice"));
+    assert_eq!(
+        store.cancel(a.id).await.expect("cancel twice"),
+        CancelOutcome::AlreadyFinished
+    );
     let c = claim_all(&store, WorkerId::new(), 10).await;
     assert_eq!(c.len(), 1, "a cancelled task is never claimed");
-    assert!(
-        !store.cancel(b.id).await.expect("cancel processing"),
-        "processing cannot be cancelled"
+    assert_eq!(
+        store.cancel(b.id).await.expect("cancel processing"),
+        CancelOutcome::Requested,
+        "a processing task's cancellation is requested, not done"
+    );
+    assert_eq!(row(&store, b.id).await.state, TaskState::Processing);
+    assert_eq!(
+        store.cancel(TaskId::new()).await.expect("cancel unknown"),
+        CancelOutcome::NotFound
     );
 }
 
@@ -632,7 +644,10 @@ pub async fn write_combines_completions_inserts_and_claim(db: &impl TestDb) {
         // Leave the rest pending for good: cancel them so the next claim starts clean.
         let claimed_ids: HashSet<_> = got.iter().map(|c| c.id).collect();
         for t in pending.iter().filter(|t| !claimed_ids.contains(&t.id)) {
-            assert!(store.cancel(t.id).await.expect("cancel"));
+            assert_eq!(
+                store.cancel(t.id).await.expect("cancel"),
+                CancelOutcome::Cancelled
+            );
         }
         let done: Vec<_> = got
             .iter()
@@ -831,7 +846,10 @@ pub async fn unclaimable_counts_waiting_unknown_types(db: &impl TestDb) {
         cancelled.clone(),
     ];
     store.insert(&rows).await.expect("insert");
-    assert!(store.cancel(cancelled.id).await.expect("cancel"));
+    assert_eq!(
+        store.cancel(cancelled.id).await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
     let known = ["work".to_owned()];
     assert_eq!(
         store

@@ -57,7 +57,10 @@ pub async fn wait_returns_the_final_state(db: &impl TestDb) {
         let client = client.clone();
         async move { client.wait(id).await }
     });
-    assert!(client.cancel(id).await.expect("cancel"));
+    assert_eq!(
+        client.cancel(id).await.expect("cancel"),
+        durable_core::store::CancelOutcome::Cancelled
+    );
     let done = tokio::time::timeout(WAIT, waiting)
         .await
         .expect("woken by the cancel")

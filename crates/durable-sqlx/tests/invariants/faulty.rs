@@ -91,6 +91,10 @@ impl WorkerStore for FaultyStore {
         answer
     }
 
+    async fn cancel_requested(&self, held: &[Fence]) -> Result<Vec<TaskId>> {
+        self.inner().cancel_requested(held).await
+    }
+
     async fn mark_started(&self, fence: &Fence) -> Result<bool> {
         let (inner, fence) = (self.inner(), *fence);
         self.call(Method::MarkStarted, async move {
@@ -143,7 +147,7 @@ impl AdminStore for FaultyStore {
         self.inner().migrate().await
     }
 
-    async fn cancel(&self, id: TaskId) -> Result<bool> {
+    async fn cancel(&self, id: TaskId) -> Result<durable_core::store::CancelOutcome> {
         let inner = self.inner();
         self.call(Method::Cancel, async move { inner.cancel(id).await })
             .await

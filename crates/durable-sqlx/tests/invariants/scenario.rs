@@ -210,7 +210,10 @@ impl World {
                 };
                 let (producer, cancels) = (self.producer.clone(), Arc::clone(&self.cancels));
                 self.background.spawn(async move {
-                    if matches!(producer.cancel(id).await, Ok(true)) {
+                    if matches!(
+                        producer.cancel(id).await,
+                        Ok(durable_core::store::CancelOutcome::Cancelled)
+                    ) {
                         lock(&cancels).push((id, Instant::now()));
                     }
                 });

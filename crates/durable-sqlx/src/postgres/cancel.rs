@@ -1,0 +1,150 @@
+//! Cancellation and snoozing on PostgreSQL: cancelling a task (a `pending` row at once, a
+//! `processing` one by recording the request and notifying the instances), finding the
+//! requests among held attempts, and the `cancelled` and snoozed outcomes.
+//!
+//! A request reaches the instance running the attempt through a `NOTIFY` on a channel of
+//! its own (`durable_cancel.<schema>`, the task id as payload), listened to on the same
+//! connection as the wakeups; the heartbeat's look ([`CANCEL_REQUESTED`]) is the fallback
+//! when a notification is lost.
+
+use durable_core::store::{CancelOutcome, Fence};
+use durable_core::TaskId;
+use sqlx::{PgPool, Row};
+
+use super::rows::{attempt_i32, clean_text, fence_columns};
+use super::{ms, PostgresStore};
+use crate::error::Error;
+
+/// The cancellation channel's name, asked of the server by the listener (same rule as the
+/// wakeup channel: one per schema, from the session's `search_path`).
+pub(super) const CANCEL_CHANNEL: &str = "SELECT left('durable_cancel.' || current_schema(), 63)";
+
+/// $1 id. A `pending` row becomes `cancelled`; a `processing` one records the request (the
+/// first one's time is kept) and notifies the instances with the task id. `moved` is the
+/// state after the update (none: the row is neither), `found` the state before it (none: no
+/// such row). SET expressions read the row as it was.
+const CANCEL: &str = "
+WITH moved AS (
+    UPDATE durable_tasks
+    SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
+        finished_at = CASE WHEN state = 'pending' THEN now() ELSE finished_at END,
+        cancel_requested_at = CASE WHEN state = 'processing'
+            THEN coalesce(cancel_requested_at, now()) END,
+        updated_at = now()
+    WHERE id = $1::uuid AND state IN ('pending', 'processing')
+    RETURNING id, state
+),
+notified AS (
+    SELECT pg_notify(left('durable_cancel.' || current_schema(), 63), id::text)
+    FROM moved WHERE state = 'processing'
+)
+SELECT (SELECT state FROM moved) AS moved,
+    (SELECT state FROM durable_tasks WHERE id = $1::uuid) AS found,
+    (SELECT count(*) FROM notified) AS notified";
+
+/// $1 ids. The held rows whose cancellation was requested.
+const CANCEL_REQUESTED: &str = "
+SELECT id FROM durable_tasks
+WHERE id = ANY($1::uuid[]) AND state = 'processing' AND cancel_requested_at IS NOT NULL";
+
+/// $1 id, $2 owner, $3 attempt, $4 error. An attempt of a cancel-requested task ended.
+pub(super) const CANCELLED: &str = "
+UPDATE durable_tasks
+SET state = 'cancelled', last_error = $4, lease_expires_at = NULL, finished_at = now(),
+    updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
+
+/// $1 id, $2 owner, $3 attempt, $4 delay ms. Back to `pending` without counting the attempt
+/// (`cancelled` if its cancellation was requested meanwhile); notifies when due at once.
+pub(super) const SNOOZE: &str = "
+WITH moved AS (
+    UPDATE durable_tasks
+    SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
+        run_at = now() + $4::int8 * interval '1 millisecond',
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        lease_owner = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE lease_owner END,
+        lease_expires_at = NULL, updated_at = now()
+    WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
+    RETURNING state, run_at
+)
+SELECT count(*) AS n,
+    CASE WHEN bool_or(state = 'pending' AND run_at <= now())
+        THEN pg_notify(left('durable_tasks.' || current_schema(), 63), '')::text END AS notified
+FROM moved";
+
+impl PostgresStore {
+    /// [`AdminStore::cancel`](durable_core::store::AdminStore::cancel).
+    pub(super) async fn cancel_task(&self, id: TaskId) -> durable_core::Result<CancelOutcome> {
+        self.run("cancel", move |pool| async move {
+            let row = sqlx::query(CANCEL)
+                .bind(id.as_uuid())
+                .fetch_one(&pool)
+                .await
+                .map_err(Error::db("cancel"))?;
+            let moved: Option<String> = row.try_get("moved").map_err(Error::db("cancel"))?;
+            let found: Option<String> = row.try_get("found").map_err(Error::db("cancel"))?;
+            Ok(match (moved.as_deref(), found) {
+                (Some("cancelled"), _) => CancelOutcome::Cancelled,
+                (Some(_), _) => CancelOutcome::Requested,
+                (None, Some(_)) => CancelOutcome::AlreadyFinished,
+                (None, None) => CancelOutcome::NotFound,
+            })
+        })
+        .await
+    }
+
+    /// [`WorkerStore::cancel_requested`](durable_core::store::WorkerStore::cancel_requested).
+    pub(super) async fn cancel_requested_among(
+        &self,
+        held: &[Fence],
+    ) -> durable_core::Result<Vec<TaskId>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, _, _) = fence_columns(held);
+        self.run("cancel requested", move |pool| async move {
+            let ids: Vec<uuid::Uuid> = sqlx::query_scalar(CANCEL_REQUESTED)
+                .bind(ids)
+                .fetch_all(&pool)
+                .await
+                .map_err(Error::db("cancel requested"))?;
+            Ok(ids.into_iter().map(TaskId::from_uuid).collect())
+        })
+        .await
+    }
+}
+
+/// Writes a `cancelled` outcome (fenced); whether it applied.
+pub(super) async fn write_cancelled(
+    pool: &PgPool,
+    fence: &Fence,
+    error: &str,
+) -> crate::error::Result<bool> {
+    let done = sqlx::query(CANCELLED)
+        .bind(fence.id.as_uuid())
+        .bind(fence.owner.as_uuid())
+        .bind(attempt_i32(fence.attempt))
+        .bind(clean_text(error))
+        .execute(pool)
+        .await
+        .map_err(Error::db("cancelled"))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Writes a snooze (fenced); whether it applied.
+pub(super) async fn write_snoozed(
+    pool: &PgPool,
+    fence: &Fence,
+    delay: std::time::Duration,
+) -> crate::error::Result<bool> {
+    let n: i64 = sqlx::query_scalar(SNOOZE)
+        .bind(fence.id.as_uuid())
+        .bind(fence.owner.as_uuid())
+        .bind(attempt_i32(fence.attempt))
+        .bind(ms(delay))
+        .fetch_one(pool)
+        .await
+        .map_err(Error::db("snooze"))?;
+    Ok(n == 1)
+}
