@@ -103,6 +103,16 @@ pub enum Error {
     )]
     InsideWriterTransaction,
 
+    /// A periodic schedule that cannot be used: a cron expression that does not parse
+    /// ([`Schedule::cron`](crate::periodic::Schedule::cron)).
+    #[error("invalid schedule `{schedule}`: {reason}")]
+    InvalidSchedule {
+        /// The schedule as given.
+        schedule: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
     /// [`Client::wait`](crate::Client::wait) for a task the store does not hold: never
     /// stored, or pruned after it finished (see the runtime's retention).
     #[error("task {id} is not in the store: it was never stored, or was pruned after it finished")]

@@ -5,7 +5,8 @@
 //! - [`WorkerStore`], the **worker protocol**: what a [`Runtime`](crate::Runtime) and its
 //!   client's writer need — write cycles ([`WorkerStore::write`]: inserts, outcomes and a
 //!   claim), leases (heartbeats, the start mark of a last attempt, the sweep of expired
-//!   ones), the backlog and cross-process wakeups;
+//!   ones), the backlog and cross-process wakeups — and, through its supertrait
+//!   [`ScheduleStore`], the store's clock and the progress of periodic schedules;
 //! - [`AdminStore`], **inspection and administration**: migrations, reading rows and
 //!   counts, cancelling, pruning.
 //!
@@ -20,6 +21,7 @@ mod claim;
 mod list;
 mod record;
 mod rows;
+mod schedule;
 mod shared;
 mod worker;
 
@@ -29,6 +31,7 @@ pub use claim::{ClaimRequest, Fence, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SC
 pub use list::{ListQuery, MAX_LIST_LIMIT};
 pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
+pub use schedule::{ScheduleAdvance, ScheduleRow, ScheduleStore};
 pub use worker::{CommitMode, Wakeups, WorkerStore};
 
 /// Re-exported so backends implement [`WorkerStore`] and [`AdminStore`] with the same macro.

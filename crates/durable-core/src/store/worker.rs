@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::{Fence, RescueReport, WriteBatch, WriteOutcome};
+use super::{Fence, RescueReport, ScheduleStore, WriteBatch, WriteOutcome};
 use crate::error::Result;
 
 /// How a store commits concurrent writes: a fact about the backend that the client's writer
@@ -40,7 +40,7 @@ pub type Wakeups = BoxStream<'static, ()>;
 /// still holds the row. Times are taken from the store's own clock (the database's, for a
 /// server) so instances with skewed clocks agree.
 #[async_trait]
-pub trait WorkerStore: Send + Sync + fmt::Debug + 'static {
+pub trait WorkerStore: ScheduleStore + Send + Sync + fmt::Debug + 'static {
     /// Short backend name for logs ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 
