@@ -115,7 +115,10 @@ impl Schedule {
     pub fn latest_at(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match &self.kind {
             Kind::Every(period) => {
-                let at = t.timestamp_millis().div_euclid(*period).checked_mul(*period)?;
+                let at = t
+                    .timestamp_millis()
+                    .div_euclid(*period)
+                    .checked_mul(*period)?;
                 DateTime::from_timestamp_millis(at)
             }
             Kind::Cron { cron, zone, .. } => cron

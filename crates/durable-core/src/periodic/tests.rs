@@ -112,7 +112,10 @@ fn catch_up_policies_choose_among_due_occurrences() {
     let much_later = ms(3_000 + 61_000);
     assert!(CatchUp::Skip.select(&due, much_later).is_empty());
     assert_eq!(CatchUp::Latest.select(&due, much_later), [ms(3_000)]);
-    assert_eq!(CatchUp::AllUpTo(2).select(&due, now), [ms(2_000), ms(3_000)]);
+    assert_eq!(
+        CatchUp::AllUpTo(2).select(&due, now),
+        [ms(2_000), ms(3_000)]
+    );
     assert_eq!(CatchUp::AllUpTo(10).select(&due, now), due);
     assert_eq!(CatchUp::AllUpTo(0).select(&due, now), [ms(3_000)]);
     assert!(CatchUp::Latest.select(&[], now).is_empty());

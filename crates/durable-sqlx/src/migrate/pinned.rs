@@ -23,6 +23,10 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         "f8fd70bb1cc536042e52de21400060bb49b0f645803cf6eae7ff4d80ce867015f490874b2a491a98a4bf1e0e10303852",
     ),
+    (
+        6,
+        "932dbb911c0069b561e6c813616766ad5ab9016329eccfeae5980db0da18dfa7d667b1d3a969ca25a6c9642171808766",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -34,6 +38,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         2,
         "ce1b7169f459b1786c90007680636b349c7208cda433b1c319e6a367a0a5b7a9b481c99803b2b0d6177d2fcd589ec586",
+    ),
+    (
+        6,
+        "5e394a1f6629be9aeae84ab4c20f7ca2ed11c50380e3ebbf3ea63eea3c2a1fa3bf41f3fcb9c0702bec1670ca85ea824d",
     ),
 ];
 

@@ -1,23 +1,32 @@
 //! Three releases on one database, through the real migrator: this one; the next, whose
-//! migration 3 declares compatibility with this one; and the one after, whose migration 4
-//! declares none with older builds. Instances of each start in turn, as in a rollout and a
-//! rollback.
+//! migration declares compatibility with schema 2 (so with this one); and the one after,
+//! whose migration declares none with older builds. Instances of each start in turn, as in a
+//! rollout and a rollback. The releases' versions follow this build's newest migration.
 
 use sqlx::migrate::{Migration, MigrationType};
 use sqlx::SqlSafeStr as _;
 
 use crate::error::Error;
 
-/// Migration 3 of the next release: a nullable column, which builds of version 2 ignore.
-const NEXT: &str = "-- durable:compatible-from 2\n\
-                    -- A nullable column: version 2 builds leave it NULL.\n\
-                    ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n";
-/// Migration 4 of the release after: one that only builds of version 4 handle.
-const AFTER: &str = "-- durable:compatible-from 4\n\
-                     ALTER TABLE durable_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'x';\n";
+/// The next release's migration: a nullable column, which builds of version 2 and later
+/// ignore.
+fn next_sql() -> String {
+    "-- durable:compatible-from 2\n\
+     -- A nullable column: version 2 builds leave it NULL.\n\
+     ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n"
+        .to_owned()
+}
+
+/// The migration of the release after: one that only builds of its own version handle.
+fn after_sql(version: i64) -> String {
+    format!(
+        "-- durable:compatible-from {version}\n\
+         ALTER TABLE durable_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'x';\n"
+    )
+}
 
 /// `base` with `sql` as one more migration.
-fn release(base: &[Migration], version: i64, sql: &'static str) -> Vec<Migration> {
+fn release(base: &[Migration], version: i64, sql: String) -> Vec<Migration> {
     let mut migrations = base.to_vec();
     migrations.push(Migration::new(
         version,
@@ -33,25 +42,32 @@ fn release(base: &[Migration], version: i64, sql: &'static str) -> Vec<Migration
 macro_rules! roll_forward_and_back {
     ($this:expr, $run:expr, $records:expr, $use_store:expr) => {{
         let this: &[Migration] = $this;
-        let next = release(this, 3, NEXT);
-        let after = release(&next, 4, AFTER);
+        let newest = this.iter().map(|m| m.version).max().expect("migrations");
+        let (next_version, after_version) = (newest + 1, newest + 2);
+        let next = release(this, next_version, next_sql());
+        let after = release(&next, after_version, after_sql(after_version));
         $run(this).await.expect("this release, on a fresh database");
         $run(&next).await.expect("the next release");
         $run(this)
             .await
             .expect("an instance of this release restarting after the next one migrated");
-        assert_eq!($records.await, [(1, 1), (2, 2), (3, 2)]);
+        let mut expected: Vec<(i64, i64)> = this
+            .iter()
+            .map(|m| (m.version, super::compatible_from(m).expect("declared")))
+            .collect();
+        expected.push((next_version, 2));
+        assert_eq!($records.await, expected);
         $use_store.await;
 
         $run(&after).await.expect("the release after");
-        for (build, supported) in [(this, 2), (&next[..], 3)] {
+        for (build, supported) in [(this, newest), (&next[..], next_version)] {
             match $run(build).await {
                 Err(Error::IncompatibleSchema {
-                    applied: 4,
-                    required: 4,
+                    applied,
+                    required,
                     supported: s,
-                }) if s == supported => {}
-                other => panic!("release {supported} against migration 4: {other:?}"),
+                }) if s == supported && applied == after_version && required == after_version => {}
+                other => panic!("release {supported} against migration {after_version}: {other:?}"),
             }
         }
         $run(&after).await.expect("the release after, again");

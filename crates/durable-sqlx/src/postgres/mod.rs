@@ -50,6 +50,7 @@ mod explain;
 mod listen;
 mod parts;
 mod rows;
+mod schedule;
 mod search_path;
 mod sql;
 mod worker;

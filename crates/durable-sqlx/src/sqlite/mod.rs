@@ -14,6 +14,7 @@ mod parts;
 #[cfg(test)]
 mod plan;
 mod rows;
+mod schedule;
 mod script;
 mod worker;
 mod writer_owner;

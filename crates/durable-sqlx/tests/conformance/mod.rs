@@ -6,6 +6,7 @@
 
 pub mod attempts;
 pub mod hardening;
+pub mod periodic;
 pub mod runtime;
 pub mod store;
 pub mod tasks;
@@ -139,6 +140,10 @@ macro_rules! conformance_tests {
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
             cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
             shutdown_drains_tasks_committed_after_the_last_claim);
+        $crate::conformance_tests!(@periodic $make;
+            store_clock_is_current, schedule_rows_compare_and_set,
+            concurrent_advances_enqueue_each_occurrence_once, catch_up_policies_after_a_gap,
+            runtimes_share_a_schedule_without_a_leader);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;
@@ -174,6 +179,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::attempts::$case(&db).await;
+            }
+        )*
+    };
+    (@periodic $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::periodic::$case(&db).await;
             }
         )*
     };
