@@ -329,6 +329,7 @@ async fn migrations_coexist_with_application_migrations() {
         [
             "_durable_migrations",
             "_sqlx_migrations",
+            "durable_schedules",
             "durable_tasks",
             "users"
         ]
@@ -342,7 +343,7 @@ async fn migrations_coexist_with_application_migrations() {
 }
 
 /// The versions of the store's embedded migrations.
-const EMBEDDED_MIGRATIONS: [i64; 2] = [1, 2];
+const EMBEDDED_MIGRATIONS: [i64; 3] = [1, 2, 6];
 
 /// Four instances starting at once on a fresh schema: every `migrate()` succeeds (sqlx's
 /// advisory lock serializes them) and the migration is applied once.

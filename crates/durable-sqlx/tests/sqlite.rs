@@ -151,6 +151,7 @@ async fn migrations_coexist_with_application_migrations() {
         [
             "_durable_migrations",
             "_sqlx_migrations",
+            "durable_schedules",
             "durable_tasks",
             "users"
         ]

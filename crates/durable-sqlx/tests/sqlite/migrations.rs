@@ -15,7 +15,15 @@ use crate::conformance::row;
 use crate::conformance::Writes as _;
 
 /// This build's schema version: its newest embedded migration.
-const THIS_VERSION: i64 = 2;
+const THIS_VERSION: i64 = 6;
+
+/// The versions of this build's embedded migrations.
+const EMBEDDED: [i64; 3] = [1, 2, 6];
+
+/// The versions a newer release applied, after this build's.
+fn with_newer(newer: &[i64]) -> Vec<i64> {
+    EMBEDDED.iter().chain(newer).copied().collect()
+}
 
 async fn migrated(url: &str) -> SqliteStore {
     let store = SqliteStore::connect(url).await.expect("connect");
@@ -64,7 +72,7 @@ async fn applied_versions(pool: &SqlitePool) -> Vec<i64> {
 }
 
 /// A rollout (or a rollback) restarts an instance of this version after a newer one applied
-/// migration 3, which declares itself compatible with version 2: it starts and works.
+/// the next migration, which declares itself compatible with this version: it starts and works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_build_starts_against_a_compatible_newer_schema() {
     let file = SqliteFile::new();
@@ -79,7 +87,7 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
         .expect("an older build starts against a schema compatible with it");
     assert_eq!(
         applied_versions(restarted.writer_pool()).await,
-        [1, 2, 3],
+        with_newer(&[THIS_VERSION + 1]),
         "nothing re-applied"
     );
     let task = NewTask::new("work", "{}");
@@ -101,13 +109,19 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     assert_eq!(row(&store, task.id).await.state, TaskState::Processing);
 }
 
-/// Migration 3 needs version 3 or newer: this version refuses to start, naming both.
+/// The next migration needs its own version or newer: this version refuses to start, naming
+/// both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_build_refuses_an_incompatible_newer_schema() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, Some(3)).await;
+    apply_newer_migration(
+        first.writer_pool(),
+        THIS_VERSION + 1,
+        Some(THIS_VERSION + 1),
+    )
+    .await;
 
     let error = SqliteStore::connect(&url)
         .await
@@ -117,9 +131,9 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
         .expect_err("an incompatible newer schema is refused")
         .to_string();
     assert!(
-        error.contains("at version 3")
-            && error.contains("schema version 3 or newer")
-            && error.contains("this build's schema version is 2"),
+        error.contains(&format!("at version {}", THIS_VERSION + 1))
+            && error.contains(&format!("schema version {} or newer", THIS_VERSION + 1))
+            && error.contains(&format!("this build's schema version is {THIS_VERSION}")),
         "{error}"
     );
 }
@@ -131,16 +145,22 @@ async fn every_newer_migration_must_accept_this_version() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, Some(3)).await;
-    apply_newer_migration(first.writer_pool(), 4, Some(2)).await;
+    apply_newer_migration(
+        first.writer_pool(),
+        THIS_VERSION + 1,
+        Some(THIS_VERSION + 1),
+    )
+    .await;
+    apply_newer_migration(first.writer_pool(), THIS_VERSION + 2, Some(2)).await;
 
     let error = first
         .migrate()
         .await
-        .expect_err("migration 3 needs version 3")
+        .expect_err("the next migration needs its own version")
         .to_string();
     assert!(
-        error.contains("at version 4") && error.contains("schema version 3 or newer"),
+        error.contains(&format!("at version {}", THIS_VERSION + 2))
+            && error.contains(&format!("schema version {} or newer", THIS_VERSION + 1)),
         "{error}"
     );
 }
@@ -152,7 +172,7 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, None).await;
+    apply_newer_migration(first.writer_pool(), THIS_VERSION + 1, None).await;
 
     let error = first
         .migrate()
@@ -160,8 +180,8 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
         .expect_err("no declaration: incompatible")
         .to_string();
     assert!(
-        error.contains("schema version 3 or newer")
-            && error.contains("this build's schema version is 2"),
+        error.contains(&format!("schema version {} or newer", THIS_VERSION + 1))
+            && error.contains(&format!("this build's schema version is {THIS_VERSION}")),
         "{error}"
     );
 }
@@ -254,7 +274,7 @@ async fn stores_migrating_one_fresh_file_at_once_all_succeed() {
             let migrated = handle.await.expect("join");
             stores.push(migrated.unwrap_or_else(|e| panic!("round {round}: {e}")));
         }
-        assert_eq!(applied_versions(stores[0].writer_pool()).await, [1, 2]);
+        assert_eq!(applied_versions(stores[0].writer_pool()).await, EMBEDDED);
     }
 }
 
@@ -372,6 +392,6 @@ async fn processes_migrating_one_fresh_file_at_once_all_succeed() {
         );
         let a = a.unwrap_or_else(|e| panic!("round {round}: {e}"));
         b.unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(applied_versions(a.writer_pool()).await, [1, 2]);
+        assert_eq!(applied_versions(a.writer_pool()).await, EMBEDDED);
     }
 }
