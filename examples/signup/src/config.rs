@@ -26,6 +26,13 @@ pub(crate) struct Config {
     /// `CHAOS_TASKS=1`: also register and route the failure-injection tasks of `chaos.rs`
     /// (for the failure-mode runner); off by default.
     pub(crate) chaos_tasks: bool,
+    /// `DIGEST_EVERY_MS`: run the signup digest every this many milliseconds instead of on
+    /// `DIGEST_CRON` (unset by default).
+    pub(crate) digest_every: Option<Duration>,
+    /// `DIGEST_CRON`: when the signup digest runs (default `0 9 * * MON-FRI`).
+    pub(crate) digest_cron: String,
+    /// `DIGEST_TZ`: the IANA time zone `DIGEST_CRON` is read in (default `UTC`).
+    pub(crate) digest_tz: axum_durable::periodic::chrono_tz::Tz,
 }
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
@@ -73,6 +80,9 @@ impl Config {
             lease: Duration::from_millis(var("LEASE_MS", 10_000)?),
             max_backlog: optional("MAX_BACKLOG")?,
             chaos_tasks: var("CHAOS_TASKS", 0u8)? == 1,
+            digest_every: optional("DIGEST_EVERY_MS")?.map(Duration::from_millis),
+            digest_cron: var("DIGEST_CRON", "0 9 * * MON-FRI".to_owned())?,
+            digest_tz: var("DIGEST_TZ", axum_durable::periodic::chrono_tz::UTC)?,
         })
     }
 }

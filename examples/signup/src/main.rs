@@ -14,11 +14,14 @@
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
 //! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`,
 //! `MAX_BACKLOG` (unset: no load shedding; else 503 + `Retry-After` while more tasks are
-//! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`).
+//! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`),
+//! `DIGEST_CRON` (`0 9 * * MON-FRI`) in `DIGEST_TZ` (`UTC`), or `DIGEST_EVERY_MS`: when the
+//! periodic signup digest runs.
 
 mod chaos;
 mod config;
 mod db;
+mod digest;
 mod email;
 mod object;
 mod routes;
@@ -32,6 +35,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::digest::SignupDigest;
 use crate::email::{Mailer, SendWelcomeEmail};
 
 #[tokio::main]
@@ -68,7 +72,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         delay: config.email_delay,
         fail_rate: config.email_fail_rate,
     };
-    let mut registry = Registry::new().register::<SendWelcomeEmail>(mailer);
+    // The digest is periodic: every instance runs its schedule, the database picks the one
+    // that enqueues each occurrence.
+    let mut registry = Registry::new()
+        .register::<SendWelcomeEmail>(mailer)
+        .register::<SignupDigest>(db.clone())
+        .periodic(digest::periodic(&config)?);
     if config.chaos_tasks {
         registry = chaos::register(registry);
     }
