@@ -55,7 +55,7 @@ mod schedule;
 mod tests;
 
 pub use register::{Occurrence, Periodic};
-pub use schedule::{CatchUp, Schedule, SKIP_TOLERANCE};
+pub use schedule::{CatchUp, Schedule, MAX_CATCH_UP, SKIP_TOLERANCE};
 
 /// The time-zone database schedules are read in (`chrono_tz::Europe::Paris`...).
 pub use chrono_tz;

@@ -165,7 +165,7 @@ impl Schedule {
 
 /// How far [`Schedule::due`] counts the occurrences it drops: an exact count of a long
 /// outage of a per-second cron is not worth the time.
-pub(crate) const COUNT_LIMIT: u64 = 100_000;
+pub(crate) const COUNT_LIMIT: u64 = 10_000;
 
 fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
@@ -217,10 +217,15 @@ pub enum CatchUp {
     /// The latest due occurrence, however late; the ones before it are dropped. For work that
     /// only needs to have run since (a cache refresh, a cleanup).
     Latest,
-    /// Every due occurrence, up to the `n` latest (at least one); older ones are dropped. For
-    /// work owed once per occurrence (a per-hour report).
+    /// Every due occurrence, up to the `n` latest (at least one, at most
+    /// [`MAX_CATCH_UP`]); older ones are dropped. For work owed once per occurrence (a
+    /// per-hour report).
     AllUpTo(u32),
 }
+
+/// Most occurrences one schedule enqueues at once ([`CatchUp::AllUpTo`] is clamped to it):
+/// their rows are inserted in one transaction.
+pub const MAX_CATCH_UP: u32 = 10_000;
 
 /// How late an occurrence may be found and still run under [`CatchUp::Skip`].
 pub const SKIP_TOLERANCE: Duration = Duration::from_secs(60);
@@ -230,7 +235,7 @@ impl CatchUp {
     pub(crate) fn keep(self) -> usize {
         match self {
             CatchUp::Skip | CatchUp::Latest => 1,
-            CatchUp::AllUpTo(n) => usize::try_from(n.max(1)).unwrap_or(usize::MAX),
+            CatchUp::AllUpTo(n) => usize::try_from(n.clamp(1, MAX_CATCH_UP)).unwrap_or(1),
         }
     }
 

@@ -120,3 +120,44 @@ fn catch_up_policies_choose_among_due_occurrences() {
     assert_eq!(CatchUp::AllUpTo(0).select(&due, now), [ms(3_000)]);
     assert!(CatchUp::Latest.select(&[], now).is_empty());
 }
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Nightly;
+
+impl crate::Task for Nightly {
+    const NAME: &'static str = "periodic_test_nightly";
+    type State = ();
+    async fn run(self, _cx: crate::TaskContext<()>) -> Result<(), crate::TaskError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn schedules_are_named_after_their_task_unless_named() {
+    let every = Schedule::every(Duration::from_secs(60));
+    let registry = crate::Registry::new()
+        .periodic(super::Periodic::of(every.clone(), Nightly))
+        .periodic(super::Periodic::of(every, Nightly).name("nightly_eu"));
+    assert_eq!(
+        registry.periodic_names(),
+        ["periodic_test_nightly", "nightly_eu"]
+    );
+}
+
+#[test]
+#[should_panic(expected = "added twice")]
+fn a_schedule_name_is_used_once() {
+    let every = Schedule::every(Duration::from_secs(60));
+    let _ = crate::Registry::new()
+        .periodic(super::Periodic::of(every.clone(), Nightly))
+        .periodic(super::Periodic::of(every, Nightly));
+}
+
+#[test]
+fn catch_up_is_bounded() {
+    assert_eq!(
+        CatchUp::AllUpTo(u32::MAX).keep(),
+        super::MAX_CATCH_UP as usize
+    );
+    assert_eq!(CatchUp::AllUpTo(0).keep(), 1);
+}

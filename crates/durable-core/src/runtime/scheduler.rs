@@ -36,8 +36,14 @@ pub(crate) async fn scheduler_loop(shared: Arc<Shared>, stop: CancellationToken)
     let mut retry = FIRST_RETRY;
     loop {
         let pause = match pass(&shared, &schedules, &names).await {
-            Ok(pause) => {
+            Ok((pause, false)) => {
                 retry = FIRST_RETRY;
+                pause
+            }
+            Ok((pause, true)) => {
+                // A schedule failed (logged): the others keep their times, it is retried.
+                let pause = pause.min(retry);
+                retry = (retry * 2).min(MAX_RETRY);
                 pause
             }
             Err(error) => {
@@ -56,12 +62,19 @@ pub(crate) async fn scheduler_loop(shared: Arc<Shared>, stop: CancellationToken)
 }
 
 /// One pass: reads the store's clock and the schedules' rows, advances each schedule with due
-/// occurrences; returns how long to wait for the next occurrence.
-async fn pass(shared: &Shared, schedules: &[Arc<Periodic>], names: &[String]) -> Result<Duration> {
+/// occurrences; returns how long to wait for the next occurrence, and whether a schedule
+/// failed (logged; one schedule's failure, such as a task too large to store, does not hold
+/// the others up).
+async fn pass(
+    shared: &Shared,
+    schedules: &[Arc<Periodic>],
+    names: &[String],
+) -> Result<(Duration, bool)> {
     let store = &shared.store;
     let now = to_millis(store.now().await?);
     let rows = store.schedules(names).await?;
     let mut next: Option<DateTime<Utc>> = None;
+    let mut failed = false;
     for periodic in schedules {
         let spec = periodic.schedule.to_string();
         let through = match rows.iter().find(|r| r.name == periodic.name) {
@@ -75,7 +88,13 @@ async fn pass(shared: &Shared, schedules: &[Arc<Periodic>], names: &[String]) ->
                 now
             }
             Some(row) => {
-                advance(shared, periodic, row.enqueued_through, now, &spec).await?;
+                if let Err(error) =
+                    advance(shared, periodic, row.enqueued_through, now, &spec).await
+                {
+                    tracing::warn!(schedule = %periodic.name, %error,
+                        "periodic schedule: could not enqueue its due occurrences; retrying");
+                    failed = true;
+                }
                 now.max(row.enqueued_through)
             }
         };
@@ -84,10 +103,11 @@ async fn pass(shared: &Shared, schedules: &[Arc<Periodic>], names: &[String]) ->
         }
     }
     let poll = shared.config.poll_interval;
-    Ok(next
+    let pause = next
         .and_then(|at| (at - now).to_std().ok())
         .map_or(poll, |wait| wait.min(poll))
-        .max(Duration::from_millis(1)))
+        .max(Duration::from_millis(1));
+    Ok((pause, failed))
 }
 
 /// Enqueues the due occurrences of one schedule (through `now`) that its catch-up policy
@@ -117,6 +137,7 @@ async fn advance(
     }
     let dropped = earlier + (due.len() - chosen.len()) as u64;
     if dropped > 0 {
+        // `dropped` is counted up to a bound (a lower bound past it).
         tracing::warn!(schedule = %periodic.name, dropped, policy = ?periodic.catch_up,
             since = %through, "periodic schedule: missed occurrences dropped by its catch-up policy");
     }
