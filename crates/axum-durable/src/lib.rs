@@ -203,6 +203,9 @@ pub use durable_macros::task;
 
 /// The core crate, for everything not re-exported at the top level.
 pub use durable_core as core;
+
+/// Periodic tasks: [`periodic::Schedule`], [`periodic::Periodic`], [`periodic::CatchUp`].
+pub use durable_core::periodic;
 /// The sqlx stores crate.
 pub use durable_sqlx as stores;
 pub use durable_sqlx::{enqueue_in, DetachedCommit, EnqueueConnection, TransactionSource};

@@ -61,6 +61,7 @@ mod context;
 mod error;
 mod ids;
 mod names;
+pub mod periodic;
 mod registry;
 mod retry;
 pub mod runtime;

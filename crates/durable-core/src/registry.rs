@@ -77,6 +77,8 @@ impl<T: Task> ErasedTask for Registered<T> {
 #[derive(Clone, Default)]
 pub struct Registry {
     tasks: HashMap<&'static str, Arc<dyn ErasedTask>>,
+    /// Periodic schedules ([`Registry::periodic`]), in the order added.
+    pub(crate) periodic: Vec<Arc<crate::periodic::Periodic>>,
 }
 
 impl Registry {

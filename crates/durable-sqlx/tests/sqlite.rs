@@ -186,6 +186,7 @@ async fn migrations_coexist_with_application_migrations() {
             "_sqlx_migrations",
             "durable_idempotency",
             "durable_steps",
+            "durable_schedules",
             "durable_tasks",
             "users"
         ]

@@ -36,6 +36,13 @@ pub(crate) struct Config {
     /// `ONBOARD_PAUSE_AFTER_STEP=N`: onboarding attempts wait after their step N until
     /// stopped (for the crash test); unset: no pause.
     pub(crate) onboard_pause_after_step: Option<u8>,
+    /// `DIGEST_EVERY_MS`: run the signup digest every this many milliseconds instead of on
+    /// `DIGEST_CRON` (unset by default).
+    pub(crate) digest_every: Option<Duration>,
+    /// `DIGEST_CRON`: when the signup digest runs (default `0 9 * * MON-FRI`).
+    pub(crate) digest_cron: String,
+    /// `DIGEST_TZ`: the IANA time zone `DIGEST_CRON` is read in (default `UTC`).
+    pub(crate) digest_tz: axum_durable::periodic::chrono_tz::Tz,
 }
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
@@ -86,6 +93,9 @@ impl Config {
             chaos_tasks: var("CHAOS_TASKS", 0u8)? == 1,
             crash_after_signup_commit: var("CRASH_AFTER_SIGNUP_COMMIT", 0u8)? == 1,
             onboard_pause_after_step: optional("ONBOARD_PAUSE_AFTER_STEP")?,
+            digest_every: optional("DIGEST_EVERY_MS")?.map(Duration::from_millis),
+            digest_cron: var("DIGEST_CRON", "0 9 * * MON-FRI".to_owned())?,
+            digest_tz: var("DIGEST_TZ", axum_durable::periodic::chrono_tz::UTC)?,
         })
     }
 }

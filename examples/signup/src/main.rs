@@ -29,11 +29,16 @@
 //! after a timeout gets the first answer again (header `Idempotent-Replayed: true`), never a
 //! second user or a second email — even when the process died between the commit and the
 //! response.
+//!
 //! `ONBOARD_PAUSE_AFTER_STEP` (unset; `N` makes onboarding attempts wait after step N).
+//!
+//! `DIGEST_CRON` (`0 9 * * MON-FRI`) in `DIGEST_TZ` (`UTC`), or `DIGEST_EVERY_MS`: when the
+//! periodic signup digest runs.
 
 mod chaos;
 mod config;
 mod db;
+mod digest;
 mod email;
 mod object;
 mod onboarding;
@@ -48,6 +53,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::digest::SignupDigest;
 use crate::email::{Mailer, SendWelcomeEmail};
 use crate::onboarding::{OnboardUser, Onboarding};
 
@@ -94,9 +100,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         db: db.clone(),
         pause_after_step: config.onboard_pause_after_step,
     };
+    // The digest is periodic: every instance runs its schedule, the database picks the one
+    // that enqueues each occurrence.
     let mut registry = Registry::new()
         .register::<SendWelcomeEmail>(mailer)
-        .register::<OnboardUser>(onboarding);
+        .register::<OnboardUser>(onboarding)
+        .register::<SignupDigest>(db.clone())
+        .periodic(digest::periodic(&config)?);
     if config.chaos_tasks {
         registry = chaos::register(registry);
     }

@@ -243,6 +243,11 @@ impl RuntimeBuilder {
             maintenance.clone(),
         ));
         loops.spawn(forward_wakeups(Arc::clone(&shared), maintenance.clone()));
+        // Stops when shutdown begins: no occurrence is enqueued by an instance on its way out.
+        loops.spawn(super::scheduler::scheduler_loop(
+            Arc::clone(&shared),
+            shared.stopping.clone(),
+        ));
         loops.close();
         tracing::info!(owner = %shared.owner, backend = shared.store.backend(),
             concurrency = shared.config.concurrency, lease_ms = shared.config.lease.as_millis() as u64,

@@ -9,6 +9,7 @@ mod dispatch;
 mod execute;
 mod handle;
 mod loops;
+mod scheduler;
 mod settings;
 mod shared;
 mod shutdown;

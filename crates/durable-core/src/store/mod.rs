@@ -5,7 +5,8 @@
 //! - [`WorkerStore`], the **worker protocol**: what a [`Runtime`](crate::Runtime) and its
 //!   client's writer need — write cycles ([`WorkerStore::write`]: inserts, outcomes and a
 //!   claim), leases (heartbeats, the start mark of a last attempt, the sweep of expired
-//!   ones), the backlog and cross-process wakeups;
+//!   ones), the backlog and cross-process wakeups — and, through its supertrait
+//!   [`ScheduleStore`], the store's clock and the progress of periodic schedules;
 //! - [`AdminStore`], **inspection and administration**: migrations, reading rows and
 //!   counts, cancelling, pruning;
 //! - [`StepStore`], the **checkpoints of steps** ([`TaskContext::step`](crate::TaskContext::step)).
@@ -23,6 +24,7 @@ mod idempotency;
 mod list;
 mod record;
 mod rows;
+mod schedule;
 mod shared;
 mod steps;
 mod worker;
@@ -35,6 +37,7 @@ pub use idempotency::{KeyClaim, KeyTake, ResponseRecord, StoredResponse};
 pub use list::{ListQuery, MAX_LIST_LIMIT};
 pub use record::{StateCounts, TaskRecord};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
+pub use schedule::{ScheduleAdvance, ScheduleRow, ScheduleStore};
 pub use steps::{StepRecord, StepStore};
 pub use worker::{CommitMode, Wakeup, Wakeups, WorkerStore};
 

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use super::{
     AdminStore, CancelOutcome, CommitMode, Fence, KeyClaim, KeyTake, ListQuery, RescueReport,
-    StateCounts, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    ScheduleAdvance, ScheduleRow, ScheduleStore, StateCounts, TaskRecord, Wakeups, WorkerStore,
+    WriteBatch, WriteOutcome,
 };
 use crate::error::Result;
 use crate::ids::TaskId;
@@ -78,5 +79,18 @@ impl<S: AdminStore + ?Sized> AdminStore for Arc<S> {
     }
     async fn prune(&self, older_than: Duration, limit: u32) -> Result<u64> {
         (**self).prune(older_than, limit).await
+    }
+}
+
+#[async_trait]
+impl<S: ScheduleStore + Send + Sync + ?Sized> ScheduleStore for Arc<S> {
+    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        (**self).now().await
+    }
+    async fn schedules(&self, names: &[String]) -> Result<Vec<ScheduleRow>> {
+        (**self).schedules(names).await
+    }
+    async fn advance_schedule(&self, advance: ScheduleAdvance<'_>) -> Result<bool> {
+        (**self).advance_schedule(advance).await
     }
 }

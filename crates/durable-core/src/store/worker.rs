@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::{Fence, KeyClaim, KeyTake, RescueReport, WriteBatch, WriteOutcome};
+use super::{Fence, KeyClaim, KeyTake, RescueReport, ScheduleStore, WriteBatch, WriteOutcome};
 use crate::error::Result;
 use crate::ids::TaskId;
 
@@ -52,7 +52,7 @@ pub enum Wakeup {
 /// still holds the row. Times are taken from the store's own clock (the database's, for a
 /// server) so instances with skewed clocks agree.
 #[async_trait]
-pub trait WorkerStore: Send + Sync + fmt::Debug + 'static {
+pub trait WorkerStore: ScheduleStore + Send + Sync + fmt::Debug + 'static {
     /// Short backend name for logs ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 

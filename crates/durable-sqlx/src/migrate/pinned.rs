@@ -39,6 +39,10 @@ const SQLITE: &[(i64, &str)] = &[
         5,
         "0303f71df31161c5b5c47b21c0be3189ddadb703b6426f4b586a9c6ef83ae3913782c338d51d1f940b52358a608be53d",
     ),
+    (
+        6,
+        "932dbb911c0069b561e6c813616766ad5ab9016329eccfeae5980db0da18dfa7d667b1d3a969ca25a6c9642171808766",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -66,6 +70,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         5,
         "36516c852c6299a6b8d249cd5f8f8cb29b522f738a52d770dac1e385c8cb2feb4cfbf50a71cefcc902ae7ad30927b66e",
+    ),
+    (
+        6,
+        "5e394a1f6629be9aeae84ab4c20f7ca2ed11c50380e3ebbf3ea63eea3c2a1fa3bf41f3fcb9c0702bec1670ca85ea824d",
     ),
 ];
 

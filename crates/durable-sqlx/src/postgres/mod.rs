@@ -52,6 +52,7 @@ mod idempotency;
 mod listen;
 mod parts;
 mod rows;
+mod schedule;
 mod search_path;
 #[macro_use]
 mod sql;

@@ -16,6 +16,7 @@ mod parts;
 #[cfg(test)]
 mod plan;
 mod rows;
+mod schedule;
 mod script;
 mod unique;
 mod steps;

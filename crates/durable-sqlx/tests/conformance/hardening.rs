@@ -599,3 +599,23 @@ pub async fn claim_landing_after_the_hand_back_starts_nothing(db: &impl TestDb) 
         "no task code ran after the hand-back"
     );
 }
+
+/// Periodic schedules pass straight through.
+#[durable_core::store::async_trait]
+impl durable_core::store::ScheduleStore for Faulty {
+    async fn now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+        self.inner.now().await
+    }
+    async fn schedules(
+        &self,
+        names: &[String],
+    ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
+        self.inner.schedules(names).await
+    }
+    async fn advance_schedule(
+        &self,
+        advance: durable_core::store::ScheduleAdvance<'_>,
+    ) -> durable_core::Result<bool> {
+        self.inner.advance_schedule(advance).await
+    }
+}

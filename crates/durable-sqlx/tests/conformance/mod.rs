@@ -8,6 +8,7 @@ pub mod attempts;
 pub mod cancel;
 pub mod hardening;
 pub mod idempotency;
+pub mod periodic;
 pub mod runtime;
 pub mod steps;
 pub mod store;
@@ -159,6 +160,10 @@ macro_rules! conformance_tests {
             outcomes_of_a_cancel_requested_task,
             snooze_keeps_the_attempt_and_runs_again_after_the_delay,
             snoozing_forever_with_one_attempt_still_runs_again);
+        $crate::conformance_tests!(@periodic $make;
+            store_clock_is_current, schedule_rows_compare_and_set,
+            concurrent_advances_enqueue_each_occurrence_once, catch_up_policies_after_a_gap,
+            runtimes_share_a_schedule_without_a_leader);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;

@@ -923,3 +923,23 @@ pub async fn shutdown_drains_tasks_committed_after_the_last_claim(db: &impl Test
         3
     );
 }
+
+/// Periodic schedules pass straight through.
+#[durable_core::store::async_trait]
+impl durable_core::store::ScheduleStore for Counting {
+    async fn now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+        self.inner.now().await
+    }
+    async fn schedules(
+        &self,
+        names: &[String],
+    ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
+        self.inner.schedules(names).await
+    }
+    async fn advance_schedule(
+        &self,
+        advance: durable_core::store::ScheduleAdvance<'_>,
+    ) -> durable_core::Result<bool> {
+        self.inner.advance_schedule(advance).await
+    }
+}

@@ -195,5 +195,22 @@ impl durable_core::store::StepStore for FaultyStore {
         output: &str,
     ) -> durable_core::Result<bool> {
         self.inner().save_step(fence, name, output).await
+/// Periodic schedules pass straight through.
+#[durable_core::store::async_trait]
+impl durable_core::store::ScheduleStore for FaultyStore {
+    async fn now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+        self.inner().now().await
+    }
+    async fn schedules(
+        &self,
+        names: &[String],
+    ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
+        self.inner().schedules(names).await
+    }
+    async fn advance_schedule(
+        &self,
+        advance: durable_core::store::ScheduleAdvance<'_>,
+    ) -> durable_core::Result<bool> {
+        self.inner().advance_schedule(advance).await
     }
 }
