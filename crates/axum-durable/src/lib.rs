@@ -163,6 +163,8 @@ mod inflight;
 mod layer;
 mod scope;
 mod shutdown;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::Error;
 pub use extract::{Durable, MissingDurableLayer};

@@ -38,6 +38,7 @@
 
 #[macro_use]
 mod sql_messages;
+mod clock;
 mod enqueue;
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -49,6 +50,9 @@ pub mod sqlite;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use enqueue::{
     enqueue_in, enqueue_in_with, BoxFuture, DetachedCommit, EnqueueConnection, TransactionSource,

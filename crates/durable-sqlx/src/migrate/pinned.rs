@@ -23,6 +23,10 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         "f8fd70bb1cc536042e52de21400060bb49b0f645803cf6eae7ff4d80ce867015f490874b2a491a98a4bf1e0e10303852",
     ),
+    (
+        8,
+        "cbab30a00171041137e6aaef32867776fec9cdda83a3a03b5c3740b0218a90995337c402d6e7a0d76a81ae838f10dbd7",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -34,6 +38,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         2,
         "ce1b7169f459b1786c90007680636b349c7208cda433b1c319e6a367a0a5b7a9b481c99803b2b0d6177d2fcd589ec586",
+    ),
+    (
+        8,
+        "7a0e46e110625dbb55e004f50d4aaf4295f536fed255cea9c51e2645c3efe4ec7fc0c0aacfccaa6b78547360dcc4d6b1",
     ),
 ];
 

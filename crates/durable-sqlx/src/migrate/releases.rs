@@ -1,23 +1,29 @@
-//! Three releases on one database, through the real migrator: this one; the next, whose
-//! migration 3 declares compatibility with this one; and the one after, whose migration 4
-//! declares none with older builds. Instances of each start in turn, as in a rollout and a
-//! rollback.
+//! Three releases on one database, through the real migrator: this one (schema version `v`,
+//! its newest migration); the next, whose migration `v + 1` declares compatibility with this
+//! one; and the one after, whose migration `v + 2` declares none with older builds. Instances
+//! of each start in turn, as in a rollout and a rollback. Versions count from this build's
+//! newest migration, so the test holds as migrations are added.
 
 use sqlx::migrate::{Migration, MigrationType};
 use sqlx::SqlSafeStr as _;
 
 use crate::error::Error;
 
-/// Migration 3 of the next release: a nullable column, which builds of version 2 ignore.
+/// The next release's migration: a nullable column, which builds of version 2 on ignore.
 const NEXT: &str = "-- durable:compatible-from 2\n\
-                    -- A nullable column: version 2 builds leave it NULL.\n\
+                    -- A nullable column: older builds leave it NULL.\n\
                     ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n";
-/// Migration 4 of the release after: one that only builds of version 4 handle.
-const AFTER: &str = "-- durable:compatible-from 4\n\
-                     ALTER TABLE durable_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'x';\n";
+
+/// The migration `version` of the release after: one that only builds of its version handle.
+fn after_sql(version: i64) -> String {
+    format!(
+        "-- durable:compatible-from {version}\n\
+         ALTER TABLE durable_tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'x';\n"
+    )
+}
 
 /// `base` with `sql` as one more migration.
-fn release(base: &[Migration], version: i64, sql: &'static str) -> Vec<Migration> {
+fn release(base: &[Migration], version: i64, sql: String) -> Vec<Migration> {
     let mut migrations = base.to_vec();
     migrations.push(Migration::new(
         version,
@@ -33,25 +39,30 @@ fn release(base: &[Migration], version: i64, sql: &'static str) -> Vec<Migration
 macro_rules! roll_forward_and_back {
     ($this:expr, $run:expr, $records:expr, $use_store:expr) => {{
         let this: &[Migration] = $this;
-        let next = release(this, 3, NEXT);
-        let after = release(&next, 4, AFTER);
+        let v = this.last().map_or(0, |m| m.version);
+        let next = release(this, v + 1, NEXT.to_owned());
+        let after = release(&next, v + 2, after_sql(v + 2));
         $run(this).await.expect("this release, on a fresh database");
+        let mut shipped = $records.await;
+        assert_eq!(shipped.first(), Some(&(1, 1)));
+        assert_eq!(shipped.last().map(|r| r.0), Some(v));
         $run(&next).await.expect("the next release");
         $run(this)
             .await
             .expect("an instance of this release restarting after the next one migrated");
-        assert_eq!($records.await, [(1, 1), (2, 2), (3, 2)]);
+        shipped.push((v + 1, 2));
+        assert_eq!($records.await, shipped);
         $use_store.await;
 
         $run(&after).await.expect("the release after");
-        for (build, supported) in [(this, 2), (&next[..], 3)] {
+        for (build, supported) in [(this, v), (&next[..], v + 1)] {
             match $run(build).await {
                 Err(Error::IncompatibleSchema {
-                    applied: 4,
-                    required: 4,
+                    applied,
+                    required,
                     supported: s,
-                }) if s == supported => {}
-                other => panic!("release {supported} against migration 4: {other:?}"),
+                }) if s == supported && applied == v + 2 && required == v + 2 => {}
+                other => panic!("release {supported} against migration {}: {other:?}", v + 2),
             }
         }
         $run(&after).await.expect("the release after, again");

@@ -1,6 +1,5 @@
 //! Encoding rows, fences and claims for the cycle statements.
 
-use chrono::Utc;
 use durable_core::store::{ClaimRequest, Fence, NewTask, WriteBatch};
 use serde_json::json;
 use sqlx::sqlite::SqliteArguments;
@@ -9,10 +8,6 @@ use sqlx::SqliteConnection;
 use super::{script, sql};
 use crate::error::{Error, Result};
 use crate::util::millis;
-
-pub(crate) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
 
 pub(super) fn fences_json(fences: &[Fence]) -> String {
     serde_json::Value::Array(
@@ -80,10 +75,14 @@ pub(super) fn rows_json(tasks: &[NewTask], now: i64) -> Result<String> {
 
 /// Inserts rows on any SQLite connection (a caller's transaction included), all or none: a
 /// batch too large for one statement ([`chunks`](crate::util::chunks)) is written in
-/// several inside a savepoint (a transaction if the connection has none).
-pub(crate) async fn insert_on(conn: &mut SqliteConnection, tasks: &[NewTask]) -> Result<()> {
+/// several inside a savepoint (a transaction if the connection has none). `now` is the
+/// store's clock.
+pub(crate) async fn insert_on(
+    conn: &mut SqliteConnection,
+    tasks: &[NewTask],
+    now: i64,
+) -> Result<()> {
     use sqlx::Connection as _;
-    let now = now_ms();
     match crate::util::chunks(tasks).as_slice() {
         [] => Ok(()),
         [one] => insert_json(conn, rows_json(one, now)?, now).await,
