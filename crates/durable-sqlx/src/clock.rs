@@ -2,7 +2,7 @@
 //!
 //! In production it is the system clock (SQLite: read on the application's side) or the
 //! database's (PostgreSQL: `durable_now()`, which is `now()`). A test moves it forward with a
-//! [`TestClock`](crate::testing::TestClock) (feature `testing`): every clone of a store
+//! [`TestClock`](crate::testing::TestClock): every clone of a store
 //! shares one offset, so delays, retries' backoff, leases and anything else the store
 //! compares with "now" move together.
 
@@ -40,7 +40,6 @@ impl Clock {
     }
 
     /// Moves the clock forward by `ms`; returns the new offset.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn advance_ms(&self, ms: i64) -> i64 {
         self.offset_ms
             .fetch_add(ms, Ordering::Relaxed)

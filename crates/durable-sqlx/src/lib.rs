@@ -51,7 +51,6 @@ pub mod sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
-#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use enqueue::{

@@ -1,4 +1,4 @@
-//! Moving a store's time forward in tests (feature `testing`).
+//! Moving a store's time forward in tests.
 //!
 //! A [`TestClock`] is taken from a store ([`SqliteStore::test_clock`](crate::sqlite::SqliteStore::test_clock),
 //! `PostgresStore::test_clock`) and moves the time that store's statements take as "now":

@@ -74,6 +74,12 @@ impl PgDb {
     }
 }
 
+impl conformance::clock::ClockDb for PgDb {
+    fn clock(&self) -> durable_sqlx::testing::TestClock {
+        self.store.test_clock()
+    }
+}
+
 impl TestDb for PgDb {
     fn store(&self) -> Arc<dyn Store> {
         Arc::new(self.store.clone())
@@ -338,11 +344,8 @@ async fn migrations_coexist_with_application_migrations() {
             .fetch_all(db.pool())
             .await
             .expect("versions");
-    assert_eq!(ours, EMBEDDED_MIGRATIONS, "each applied once");
+    assert_eq!(ours, migrations::embedded_versions(), "each applied once");
 }
-
-/// The versions of the store's embedded migrations.
-const EMBEDDED_MIGRATIONS: [i64; 2] = [1, 2];
 
 /// Four instances starting at once on a fresh schema: every `migrate()` succeeds (sqlx's
 /// advisory lock serializes them) and the migration is applied once.
@@ -372,7 +375,11 @@ async fn concurrent_migrate_from_four_pools() {
             .fetch_all(stores[0].pool())
             .await
             .expect("migrations");
-    assert_eq!(applied, EMBEDDED_MIGRATIONS, "each applied once");
+    assert_eq!(
+        applied,
+        migrations::embedded_versions(),
+        "each applied once"
+    );
     let in_schema: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'durable_tasks')",
     )

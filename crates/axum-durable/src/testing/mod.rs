@@ -26,7 +26,7 @@
 //!
 //! use axum::{body::Body, http::Request, http::StatusCode, routing::post, Router};
 //! use axum_durable::testing::TestDurable;
-//! use axum_durable::{Durable, Registry, Task, TaskContext, TaskError};
+//! use axum_durable::{Backoff, Durable, Registry, Task, TaskContext, TaskError, TaskOptions};
 //! use serde::{Deserialize, Serialize};
 //! use tower::ServiceExt as _;
 //!
@@ -44,6 +44,10 @@
 //!             return Err(TaskError::retryable("the email provider timed out"));
 //!         }
 //!         Ok(())
+//!     }
+//!
+//!     fn options() -> TaskOptions {
+//!         TaskOptions::default().backoff(Backoff::constant(Duration::from_secs(600)))
 //!     }
 //! }
 //!
@@ -68,7 +72,7 @@
 //!
 //! let first = t.run_until_idle().await; // the first attempt fails: a retry is scheduled
 //! assert_eq!(first.retrying.len(), 1);
-//! t.clock().advance(Duration::from_secs(3600)).await.unwrap(); // past any backoff
+//! t.clock().advance(Duration::from_secs(600)).await.unwrap(); // the retry is due
 //! let second = t.run_until_idle().await;
 //! assert_eq!(second.completed.len(), 1);
 //! assert_eq!(calls.load(Ordering::SeqCst), 2);

@@ -24,6 +24,9 @@ impl<S: WorkerStore + ?Sized> WorkerStore for Arc<S> {
     fn wakeups(&self) -> Wakeups {
         (**self).wakeups()
     }
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (**self).now()
+    }
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         (**self).write(batch).await
     }

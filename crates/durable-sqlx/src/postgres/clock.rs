@@ -20,7 +20,6 @@ fn definition(offset_ms: i64) -> String {
 /// Makes `durable_now()` answer `now()` plus `offset_ms`, in the first schema of the pool's
 /// `search_path` (where the migrations created it). Plans that inlined the old definition
 /// are invalidated by PostgreSQL.
-#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) async fn set_durable_now(pool: &PgPool, offset_ms: i64) -> Result<()> {
     let pool = pool.clone();
     detached("advance the clock", async move {

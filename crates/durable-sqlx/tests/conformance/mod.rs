@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod attempts;
+pub mod clock;
 pub mod hardening;
 pub mod runtime;
 pub mod store;
@@ -139,6 +140,10 @@ macro_rules! conformance_tests {
             concurrent_enqueuers_and_workers, enqueue_from_task, idle_runtime_is_quiet,
             cancelled_task_never_runs, shutdown_during_claim_drains_claimed_tasks,
             shutdown_drains_tasks_committed_after_the_last_claim);
+        $crate::conformance_tests!(@clock $make;
+            advance_makes_a_delayed_task_due, advance_makes_a_retry_due,
+            advance_expires_a_lease_for_rescue,
+            runtime_runs_delayed_tasks_and_retries_after_advance);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;
@@ -174,6 +179,15 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(db) = $make().await else { return };
                 conformance::attempts::$case(&db).await;
+            }
+        )*
+    };
+    (@clock $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = $make().await else { return };
+                conformance::clock::$case(&db).await;
             }
         )*
     };

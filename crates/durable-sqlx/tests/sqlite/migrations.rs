@@ -14,8 +14,25 @@ use sqlx::SqlitePool;
 use crate::conformance::row;
 use crate::conformance::Writes as _;
 
+/// The versions of this build's embedded migrations, read from the migrations folder (so
+/// the tests hold as migrations are added).
+pub(crate) fn embedded_versions() -> Vec<i64> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut versions: Vec<i64> = std::fs::read_dir(folder)
+        .expect("the migrations folder")
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 /// This build's schema version: its newest embedded migration.
-const THIS_VERSION: i64 = 2;
+fn this_version() -> i64 {
+    embedded_versions().last().copied().expect("a migration")
+}
 
 async fn migrated(url: &str) -> SqliteStore {
     let store = SqliteStore::connect(url).await.expect("connect");
@@ -64,13 +81,14 @@ async fn applied_versions(pool: &SqlitePool) -> Vec<i64> {
 }
 
 /// A rollout (or a rollback) restarts an instance of this version after a newer one applied
-/// migration 3, which declares itself compatible with version 2: it starts and works.
+/// the next migration, which declares itself compatible with this version: it starts and works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_build_starts_against_a_compatible_newer_schema() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), THIS_VERSION + 1, Some(THIS_VERSION)).await;
+    let v = this_version();
+    apply_newer_migration(first.writer_pool(), v + 1, Some(v)).await;
 
     let restarted = SqliteStore::connect(&url).await.expect("connect");
     restarted
@@ -79,7 +97,7 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
         .expect("an older build starts against a schema compatible with it");
     assert_eq!(
         applied_versions(restarted.writer_pool()).await,
-        [1, 2, 3],
+        [embedded_versions(), vec![v + 1]].concat(),
         "nothing re-applied"
     );
     let task = NewTask::new("work", "{}");
@@ -101,13 +119,15 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     assert_eq!(row(&store, task.id).await.state, TaskState::Processing);
 }
 
-/// Migration 3 needs version 3 or newer: this version refuses to start, naming both.
+/// The next migration needs its own version or newer: this version refuses to start, naming
+/// both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_build_refuses_an_incompatible_newer_schema() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, Some(3)).await;
+    let v = this_version();
+    apply_newer_migration(first.writer_pool(), v + 1, Some(v + 1)).await;
 
     let error = SqliteStore::connect(&url)
         .await
@@ -117,9 +137,9 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
         .expect_err("an incompatible newer schema is refused")
         .to_string();
     assert!(
-        error.contains("at version 3")
-            && error.contains("schema version 3 or newer")
-            && error.contains("this build's schema version is 2"),
+        error.contains(&format!("at version {}", v + 1))
+            && error.contains(&format!("schema version {} or newer", v + 1))
+            && error.contains(&format!("this build's schema version is {v}")),
         "{error}"
     );
 }
@@ -131,16 +151,18 @@ async fn every_newer_migration_must_accept_this_version() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, Some(3)).await;
-    apply_newer_migration(first.writer_pool(), 4, Some(2)).await;
+    let v = this_version();
+    apply_newer_migration(first.writer_pool(), v + 1, Some(v + 1)).await;
+    apply_newer_migration(first.writer_pool(), v + 2, Some(v)).await;
 
     let error = first
         .migrate()
         .await
-        .expect_err("migration 3 needs version 3")
+        .expect_err("the first newer migration needs its own version")
         .to_string();
     assert!(
-        error.contains("at version 4") && error.contains("schema version 3 or newer"),
+        error.contains(&format!("at version {}", v + 2))
+            && error.contains(&format!("schema version {} or newer", v + 1)),
         "{error}"
     );
 }
@@ -152,7 +174,8 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), 3, None).await;
+    let v = this_version();
+    apply_newer_migration(first.writer_pool(), v + 1, None).await;
 
     let error = first
         .migrate()
@@ -160,8 +183,8 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
         .expect_err("no declaration: incompatible")
         .to_string();
     assert!(
-        error.contains("schema version 3 or newer")
-            && error.contains("this build's schema version is 2"),
+        error.contains(&format!("schema version {} or newer", v + 1))
+            && error.contains(&format!("this build's schema version is {v}")),
         "{error}"
     );
 }
@@ -254,7 +277,10 @@ async fn stores_migrating_one_fresh_file_at_once_all_succeed() {
             let migrated = handle.await.expect("join");
             stores.push(migrated.unwrap_or_else(|e| panic!("round {round}: {e}")));
         }
-        assert_eq!(applied_versions(stores[0].writer_pool()).await, [1, 2]);
+        assert_eq!(
+            applied_versions(stores[0].writer_pool()).await,
+            embedded_versions()
+        );
     }
 }
 
@@ -372,6 +398,6 @@ async fn processes_migrating_one_fresh_file_at_once_all_succeed() {
         );
         let a = a.unwrap_or_else(|e| panic!("round {round}: {e}"));
         b.unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(applied_versions(a.writer_pool()).await, [1, 2]);
+        assert_eq!(applied_versions(a.writer_pool()).await, embedded_versions());
     }
 }
