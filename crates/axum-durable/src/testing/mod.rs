@@ -47,7 +47,8 @@
 //!     }
 //!
 //!     fn options() -> TaskOptions {
-//!         TaskOptions::default().backoff(Backoff::constant(Duration::from_secs(600)))
+//!         // Ten minutes between attempts, exactly (no jitter).
+//!         TaskOptions::default().backoff(Backoff::constant(Duration::from_secs(600)).jitter(0.0))
 //!     }
 //! }
 //!
