@@ -16,7 +16,7 @@ pub(crate) struct Mailer {
 }
 
 /// Sends the welcome email to `email`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SendWelcomeEmail {
     pub(crate) email: String,
 }

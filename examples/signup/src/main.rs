@@ -22,6 +22,8 @@ mod db;
 mod email;
 mod object;
 mod routes;
+#[cfg(test)]
+mod tests;
 
 use axum::routing::{get, post};
 use axum::Router;
