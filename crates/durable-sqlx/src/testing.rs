@@ -70,6 +70,8 @@ impl TestClock {
     ///
     /// PostgreSQL: redefining `durable_now()` failed (a lost connection, or a schema not
     /// migrated to version 8); the clock is then left where it was.
+    // Async for PostgreSQL, which redefines a function; a SQLite-only build awaits nothing.
+    #[cfg_attr(not(feature = "postgres"), allow(clippy::unused_async))]
     pub async fn advance(&self, by: Duration) -> Result<()> {
         let ms = crate::util::delay_ms(by);
         match &self.backend {

@@ -104,7 +104,7 @@ pub struct TestDurable {
     clock: TestClock,
     idle_timeout: Duration,
     /// Removes the temporary SQLite file when the harness is dropped.
-    _file: Option<temp::TempFile>,
+    file: Option<temp::TempFile>,
 }
 
 /// The store, concretely: a runtime is started on it for each `run_until_idle`.
@@ -142,7 +142,7 @@ impl TestDurable {
         let file = temp::TempFile::new();
         let store = durable_sqlx::sqlite::SqliteStore::connect(file.url()).await?;
         let mut harness = Self::with_sqlite(store, registry).await?;
-        harness._file = Some(file);
+        harness.file = Some(file);
         Ok(harness)
     }
 
@@ -202,7 +202,7 @@ impl TestDurable {
             client,
             clock,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            _file: None,
+            file: None,
         }
     }
 
