@@ -166,6 +166,8 @@ mod inflight;
 mod layer;
 mod scope;
 mod shutdown;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::Error;
 pub use extract::{Durable, MissingDurableLayer};
@@ -231,7 +233,8 @@ pub mod __private {
 }
 
 // The README's examples, compiled (and, unless `no_run`, run) as doctests: a snippet that
-// stops compiling against the API fails the tests.
-#[cfg(doctest)]
+// stops compiling against the API fails the tests. Its "Testing your handlers" section uses
+// the `testing` feature, so they are compiled with it (`--all-features`, as CI runs them).
+#[cfg(all(doctest, feature = "testing"))]
 #[doc = include_str!("../../../README.md")]
 mod readme {}

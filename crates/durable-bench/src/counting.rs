@@ -224,8 +224,8 @@ impl durable_core::store::StepStore for CountingStore {
 /// Periodic schedules pass straight through.
 #[durable_core::store::async_trait]
 impl durable_core::store::ScheduleStore for CountingStore {
-    async fn now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
-        self.inner.now().await
+    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+        self.inner.database_now().await
     }
     async fn schedules(
         &self,

@@ -36,10 +36,11 @@ pub trait AttemptConnection: Send {
 #[async_trait]
 impl AttemptConnection for sqlx::SqliteConnection {
     async fn complete_attempt(&mut self, fence: &Fence) -> Result<bool> {
-        crate::sqlite::complete_on(self, fence).await
+        // No store here to ask: the system clock (what a test clock moves is the store's).
+        crate::sqlite::complete_on(self, fence, crate::clock::system_now_ms()).await
     }
     async fn save_step(&mut self, fence: &Fence, name: &str, output: &str) -> Result<bool> {
-        crate::sqlite::save_step_on(self, fence, name, output).await
+        crate::sqlite::save_step_on(self, fence, name, output, crate::clock::system_now_ms()).await
     }
 }
 

@@ -43,6 +43,7 @@ mod sql_messages;
 #[macro_use]
 mod unique;
 mod attempt;
+mod clock;
 mod enqueue;
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -57,6 +58,8 @@ pub mod sqlite;
 pub mod postgres;
 
 pub use attempt::{complete_in, step_in, AttemptConnection};
+pub mod testing;
+
 pub use enqueue::{
     enqueue_in, enqueue_in_with, BoxFuture, DetachedCommit, EnqueueConnection, TransactionSource,
 };

@@ -19,7 +19,7 @@ pub trait ResponseConnection: Send {
 #[async_trait]
 impl ResponseConnection for sqlx::SqliteConnection {
     async fn record_responses(&mut self, records: &[ResponseRecord]) -> Result<()> {
-        crate::sqlite::record_on(self, records).await
+        crate::sqlite::record_on(self, records, crate::clock::system_now_ms()).await
     }
 }
 

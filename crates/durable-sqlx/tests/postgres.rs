@@ -8,6 +8,8 @@
 //! Without the variable the tests are skipped with a message on stderr, unless `CI` is set:
 //! then they fail, because CI must run them.
 
+#[path = "postgres/clock_plans.rs"]
+mod clock_plans;
 mod conformance;
 #[path = "postgres/migrations.rs"]
 mod migrations;
@@ -105,6 +107,12 @@ impl conformance::unique::UserTransactions for PgDb {
     }
     fn concurrent(&self) -> bool {
         true
+    }
+}
+
+impl conformance::clock::ClockDb for PgDb {
+    fn clock(&self) -> durable_sqlx::testing::TestClock {
+        self.store.test_clock()
     }
 }
 
@@ -377,9 +385,6 @@ async fn migrations_coexist_with_application_migrations() {
             .expect("versions");
     assert_eq!(ours, migrations::embedded_versions(), "each applied once");
 }
-
-/// The versions of the store's embedded migrations.
-const EMBEDDED_MIGRATIONS: [i64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
 /// Four instances starting at once on a fresh schema: every `migrate()` succeeds (sqlx's
 /// advisory lock serializes them) and the migration is applied once.

@@ -28,6 +28,13 @@ struct SqliteDb {
     _file: durable_testkit::SqliteFile,
     url: String,
     store: Arc<dyn Store>,
+    clock: durable_sqlx::testing::TestClock,
+}
+
+impl conformance::clock::ClockDb for SqliteDb {
+    fn clock(&self) -> durable_sqlx::testing::TestClock {
+        self.clock.clone()
+    }
 }
 
 impl TestDb for SqliteDb {
@@ -81,6 +88,7 @@ async fn sqlite_db() -> SqliteDb {
     SqliteDb {
         _file: file,
         url,
+        clock: store.test_clock(),
         store: Arc::new(store),
     }
 }

@@ -21,7 +21,7 @@ pub(crate) struct Mailer {
 const MAX_SNOOZE: Duration = Duration::from_secs(1);
 
 /// Sends the welcome email to `email`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SendWelcomeEmail {
     pub(crate) email: String,
 }

@@ -43,6 +43,8 @@ mod email;
 mod object;
 mod onboarding;
 mod routes;
+#[cfg(test)]
+mod tests;
 
 use axum::routing::{get, post};
 use axum::Router;

@@ -109,7 +109,9 @@ impl Client {
     /// checks are the same on every backend, so a task that enqueues on SQLite also enqueues
     /// on PostgreSQL.
     pub fn prepare<T: Task>(&self, task: &T, options: &EnqueueOptions) -> Result<NewTask> {
-        row::build(task, options, self.inner.max_payload_bytes)
+        // A delay counts from the store's "now" (moved by a test clock, if any).
+        let now = self.inner.store.now();
+        row::build(task, options, self.inner.max_payload_bytes, now)
     }
 
     /// Writes prepared rows through the writer, all or none; returns once committed, with

@@ -30,6 +30,7 @@ pub(crate) fn build<T: Task>(
     task: &T,
     options: &EnqueueOptions,
     max_payload_bytes: usize,
+    now: DateTime<Utc>,
 ) -> Result<NewTask> {
     // Task names are global: a second type under this name would run this one's rows.
     crate::names::claim::<T>(T::NAME)?;
@@ -46,10 +47,14 @@ pub(crate) fn build<T: Task>(
     }
     let run_at = match (options.run_at, options.delay) {
         (Some(at), _) => Some(at),
-        (None, Some(delay)) => Some(after_delay(delay).map_err(|reason| Error::InvalidTask {
-            name: T::NAME.to_owned(),
-            reason,
-        })?),
+        (None, Some(delay)) => {
+            Some(
+                after_delay(delay, now).map_err(|reason| Error::InvalidTask {
+                    name: T::NAME.to_owned(),
+                    reason,
+                })?,
+            )
+        }
         (None, None) => None,
     };
     let defaults = T::options();
@@ -138,11 +143,14 @@ fn check_run_at(at: DateTime<Utc>) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The run time `delay` from now, or why there is none: past the end of year 9999.
-pub(crate) fn after_delay(delay: Duration) -> std::result::Result<DateTime<Utc>, String> {
+/// The run time `delay` after `now`, or why there is none: past the end of year 9999.
+pub(crate) fn after_delay(
+    delay: Duration,
+    now: DateTime<Utc>,
+) -> std::result::Result<DateTime<Utc>, String> {
     chrono::Duration::from_std(delay)
         .ok()
-        .and_then(|d| Utc::now().checked_add_signed(d))
+        .and_then(|d| now.checked_add_signed(d))
         .filter(|at| *at <= latest())
         .ok_or_else(|| {
             format!("a delay of {delay:?} ends after the year 9999, the latest run time allowed")
@@ -209,8 +217,8 @@ mod tests {
         assert!(check_run_at(earliest()).is_ok());
         assert!(check_run_at(latest() + chrono::Duration::milliseconds(1)).is_err());
         assert!(check_run_at(earliest() - chrono::Duration::milliseconds(1)).is_err());
-        assert!(after_delay(Duration::MAX).is_err());
-        assert!(after_delay(Duration::from_secs(300_000 * 366 * 86_400)).is_err());
-        assert!(after_delay(Duration::from_secs(60)).is_ok());
+        assert!(after_delay(Duration::MAX, Utc::now()).is_err());
+        assert!(after_delay(Duration::from_secs(300_000 * 366 * 86_400), Utc::now()).is_err());
+        assert!(after_delay(Duration::from_secs(60), Utc::now()).is_ok());
     }
 }

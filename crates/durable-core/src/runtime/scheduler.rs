@@ -71,7 +71,7 @@ async fn pass(
     names: &[String],
 ) -> Result<(Duration, bool)> {
     let store = &shared.store;
-    let now = to_millis(store.now().await?);
+    let now = to_millis(store.database_now().await?);
     let rows = store.schedules(names).await?;
     let mut next: Option<DateTime<Utc>> = None;
     let mut failed = false;

@@ -109,7 +109,7 @@ impl<'a> ScheduleAdvance<'a> {
 pub trait ScheduleStore: Send + Sync {
     /// The store's current time: the database's clock for a server (PostgreSQL `now()`), so
     /// instances whose clocks disagree compute the same due occurrences.
-    async fn now(&self) -> Result<DateTime<Utc>>;
+    async fn database_now(&self) -> Result<DateTime<Utc>>;
 
     /// The rows of the schedules named in `names` that exist (in no particular order).
     async fn schedules(&self, names: &[String]) -> Result<Vec<ScheduleRow>>;

@@ -25,6 +25,9 @@ impl<S: WorkerStore + ?Sized> WorkerStore for Arc<S> {
     fn wakeups(&self) -> Wakeups {
         (**self).wakeups()
     }
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (**self).now()
+    }
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         (**self).write(batch).await
     }
@@ -84,8 +87,8 @@ impl<S: AdminStore + ?Sized> AdminStore for Arc<S> {
 
 #[async_trait]
 impl<S: ScheduleStore + Send + Sync + ?Sized> ScheduleStore for Arc<S> {
-    async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
-        (**self).now().await
+    async fn database_now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        (**self).database_now().await
     }
     async fn schedules(&self, names: &[String]) -> Result<Vec<ScheduleRow>> {
         (**self).schedules(names).await

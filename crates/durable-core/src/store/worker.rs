@@ -61,6 +61,14 @@ pub trait WorkerStore: ScheduleStore + Send + Sync + fmt::Debug + 'static {
         CommitMode::Parallel
     }
 
+    /// The wall-clock time the store's statements take as "now", read on the application's
+    /// side: a client turns an enqueue's `delay` into a run time with it. The default is the
+    /// system clock; a store whose time a test moved forward (a test clock) answers that
+    /// moved time, so a delay counts from the same "now" as the rows it is compared with.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+
     /// Cross-process wakeups, for as long as the stream is kept: the runtime takes it when it
     /// starts and drops it when it stops. A hint only — the runtime keeps polling, and looks
     /// for cancellations at each heartbeat ([`cancel_requested`](Self::cancel_requested)).

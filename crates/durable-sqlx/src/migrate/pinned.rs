@@ -43,6 +43,10 @@ const SQLITE: &[(i64, &str)] = &[
         6,
         "932dbb911c0069b561e6c813616766ad5ab9016329eccfeae5980db0da18dfa7d667b1d3a969ca25a6c9642171808766",
     ),
+    (
+        8,
+        "cbab30a00171041137e6aaef32867776fec9cdda83a3a03b5c3740b0218a90995337c402d6e7a0d76a81ae838f10dbd7",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -74,6 +78,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         6,
         "5e394a1f6629be9aeae84ab4c20f7ca2ed11c50380e3ebbf3ea63eea3c2a1fa3bf41f3fcb9c0702bec1670ca85ea824d",
+    ),
+    (
+        8,
+        "7a0e46e110625dbb55e004f50d4aaf4295f536fed255cea9c51e2645c3efe4ec7fc0c0aacfccaa6b78547360dcc4d6b1",
     ),
 ];
 

@@ -27,10 +27,10 @@ const CANCEL: &str = "
 WITH moved AS (
     UPDATE durable_tasks
     SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
-        finished_at = CASE WHEN state = 'pending' THEN now() ELSE finished_at END,
+        finished_at = CASE WHEN state = 'pending' THEN durable_now() ELSE finished_at END,
         cancel_requested_at = CASE WHEN state = 'processing'
-            THEN coalesce(cancel_requested_at, now()) END,
-        updated_at = now()
+            THEN coalesce(cancel_requested_at, durable_now()) END,
+        updated_at = durable_now()
     WHERE id = $1::uuid AND state IN ('pending', 'processing')
     RETURNING id, state
 ),
@@ -50,8 +50,8 @@ WHERE id = ANY($1::uuid[]) AND state = 'processing' AND cancel_requested_at IS N
 /// $1 id, $2 owner, $3 attempt, $4 error. An attempt of a cancel-requested task ended.
 pub(super) const CANCELLED: &str = "
 UPDATE durable_tasks
-SET state = 'cancelled', last_error = $4, lease_expires_at = NULL, finished_at = now(),
-    updated_at = now()
+SET state = 'cancelled', last_error = $4, lease_expires_at = NULL, finished_at = durable_now(),
+    updated_at = durable_now()
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
 /// $1 id, $2 owner, $3 attempt, $4 delay ms. Back to `pending` without counting the attempt
@@ -61,15 +61,15 @@ WITH moved AS (
     UPDATE durable_tasks
     SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
         attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
-        run_at = now() + $4::int8 * interval '1 millisecond',
-        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        run_at = durable_now() + $4::int8 * interval '1 millisecond',
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE durable_now() END,
         lease_owner = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE lease_owner END,
-        lease_expires_at = NULL, updated_at = now()
+        lease_expires_at = NULL, updated_at = durable_now()
     WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
     RETURNING state, run_at
 )
 SELECT count(*) AS n,
-    CASE WHEN bool_or(state = 'pending' AND run_at <= now())
+    CASE WHEN bool_or(state = 'pending' AND run_at <= durable_now())
         THEN pg_notify(left('durable_tasks.' || current_schema(), 63), '')::text END AS notified
 FROM moved";
 

@@ -1,5 +1,5 @@
 //! Idempotency keys on PostgreSQL: taking a key, recording responses with a request's tasks,
-//! releasing and purging keys. Every time comes from the database's `now()`.
+//! releasing and purging keys. Every time comes from the database's clock (`durable_now()`).
 
 use durable_core::store::{KeyClaim, KeyTake, NewTask, ResponseRecord, StoredResponse};
 use durable_core::TaskId;
@@ -15,15 +15,15 @@ use crate::error::{Error, Result};
 const TAKE: &str = "
 INSERT INTO durable_idempotency (key_hash, fingerprint, state, token, locked_until,
     created_at, expires_at)
-VALUES ($1, $2, 'running', $3, now() + $4::float8 * interval '1 millisecond', now(),
-    now() + $5::float8 * interval '1 millisecond')
+VALUES ($1, $2, 'running', $3, durable_now() + $4::float8 * interval '1 millisecond', durable_now(),
+    durable_now() + $5::float8 * interval '1 millisecond')
 ON CONFLICT (key_hash) DO UPDATE SET
     fingerprint = excluded.fingerprint, state = 'running', token = excluded.token,
     locked_until = excluded.locked_until, status = NULL, headers = NULL, body = NULL,
     created_at = excluded.created_at, expires_at = excluded.expires_at
-WHERE durable_idempotency.expires_at <= now()
+WHERE durable_idempotency.expires_at <= durable_now()
    OR (durable_idempotency.state = 'running'
-       AND durable_idempotency.locked_until <= now()
+       AND durable_idempotency.locked_until <= durable_now()
        AND durable_idempotency.fingerprint = excluded.fingerprint)
 RETURNING token";
 
@@ -36,8 +36,8 @@ SELECT fingerprint, state, status, headers, body FROM durable_idempotency WHERE 
 const RECORD: &str = "
 UPDATE durable_idempotency AS k
 SET state = 'completed', status = r.status, headers = r.headers,
-    body = CASE WHEN r.stored THEN r.body END, locked_until = now(),
-    expires_at = now() + r.keep_ms::float8 * interval '1 millisecond'
+    body = CASE WHEN r.stored THEN r.body END, locked_until = durable_now(),
+    expires_at = durable_now() + r.keep_ms::float8 * interval '1 millisecond'
 FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::bytea[], $6::bool[],
     $7::int8[]) AS r(key_hash, token, status, headers, body, stored, keep_ms)
 WHERE k.key_hash = r.key_hash AND k.token = r.token AND k.state = 'running'";
@@ -48,7 +48,7 @@ DELETE FROM durable_idempotency WHERE key_hash = $1 AND token = $2 AND state = '
 /// Bounded, and skipping rows another purge holds.
 const PURGE: &str = "
 DELETE FROM durable_idempotency WHERE key_hash IN (
-    SELECT key_hash FROM durable_idempotency WHERE expires_at <= now()
+    SELECT key_hash FROM durable_idempotency WHERE expires_at <= durable_now()
     LIMIT $1 FOR UPDATE SKIP LOCKED)";
 
 /// Records responses on `conn` (inside the caller's transaction): every key must still be

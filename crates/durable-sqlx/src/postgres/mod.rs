@@ -6,8 +6,9 @@
 //! - **Batches** are one statement each: `insert` binds typed arrays and `unnest`s them;
 //!   `heartbeat`, `complete` and `requeue` take every fence at once. Every worker write is
 //!   fenced on `(id, lease_owner, attempts)` and `state = 'processing'`.
-//! - **Times** come from the database's clock (`now()`), so instances with skewed clocks agree
-//!   on leases. (A `run_at` given at enqueue is the application's absolute time.)
+//! - **Times** come from the database's clock (`durable_now()`, which is `now()` unless a
+//!   test clock moved it), so instances with skewed clocks agree on leases. (A `run_at`
+//!   given at enqueue is the application's absolute time.)
 //! - **Wakeups** across instances: an insert of due rows sends one `NOTIFY` per transaction;
 //!   [`wakeups`](durable_core::store::WorkerStore::wakeups) keeps a `LISTEN` connection
 //!   (re-established with backoff) and wakes the runtime. A hint only: the runtime keeps polling.
@@ -47,6 +48,7 @@ mod admin;
 mod builder;
 mod cancel;
 mod claim;
+mod clock;
 mod explain;
 mod idempotency;
 mod listen;
@@ -70,6 +72,7 @@ use crate::util::detached;
 pub use builder::PostgresStoreBuilder;
 use builder::{quote_ident, Source};
 pub(crate) use idempotency::record_on;
+pub(crate) use clock::set_durable_now;
 pub(crate) use rows::insert_on;
 pub(crate) use steps::{complete_on, save_step_on};
 
@@ -108,6 +111,9 @@ fn ms(d: Duration) -> i64 {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The offset a test clock moved `durable_now()` by, for the times computed on the
+    /// application's side (a client's delays). Zero in production.
+    pub(crate) clock: crate::clock::Clock,
 }
 
 impl PostgresStore {
@@ -143,7 +149,10 @@ impl PostgresStore {
     /// (`search_path`, `application_name`) are the store's; the `LISTEN` connection is opened
     /// with the same options, outside the pool.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            clock: crate::clock::Clock::default(),
+        }
     }
 
     /// The connection pool, for the application's own queries.

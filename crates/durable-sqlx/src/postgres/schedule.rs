@@ -18,22 +18,22 @@ WHERE name = ANY($1::text[])";
 /// $1 name, $2 enqueued through, $3 spec. Creates the row unless it exists.
 const CREATE: &str = "
 INSERT INTO durable_schedules (name, enqueued_through, spec, created_at, updated_at)
-VALUES ($1, $2, $3, now(), now())
+VALUES ($1, $2, $3, durable_now(), durable_now())
 ON CONFLICT (name) DO NOTHING";
 
 /// $1 name, $2 the value read, $3 the new value, $4 spec. Moves the row only if it still
 /// holds the value read: of two instances racing, the second one's update waits for the
 /// first one's commit, then matches nothing.
 const ADVANCE: &str = "
-UPDATE durable_schedules SET enqueued_through = $3, spec = $4, updated_at = now()
+UPDATE durable_schedules SET enqueued_through = $3, spec = $4, updated_at = durable_now()
 WHERE name = $1 AND enqueued_through = $2";
 
 #[async_trait]
 impl ScheduleStore for PostgresStore {
     /// The database's `now()`: every instance reads the same clock.
-    async fn now(&self) -> durable_core::Result<DateTime<Utc>> {
+    async fn database_now(&self) -> durable_core::Result<DateTime<Utc>> {
         pooled(self.pool(), "read the clock", async |conn| {
-            sqlx::query_scalar("SELECT now()")
+            sqlx::query_scalar("SELECT durable_now()")
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(Error::db("read the clock"))

@@ -1,8 +1,10 @@
 //! PostgreSQL statements. Lists (rows, fences, queue names) are bound as typed arrays and
 //! read with `unnest`, so a batch is one statement with a fixed number of parameters.
 //!
-//! Every time comes from the database's clock (`now()`, the start of the statement's
-//! transaction), so instances whose clocks disagree still agree on leases. Durations are
+//! Every time comes from the database's clock through `durable_now()` (migration 8: `now()`,
+//! the start of the statement's transaction; inlined by the planner, so it costs nothing and
+//! the claim indexes still apply), so instances whose clocks disagree still agree on leases.
+//! A test clock redefines that function in the store's schema to move the store's time. Durations are
 //! bound as whole milliseconds (`int8`).
 //!
 //! Names are unqualified: they resolve through the connection's `search_path`.
@@ -35,11 +37,11 @@ WITH inserted AS (
         r.priority,
         CASE WHEN r.owner IS NULL THEN 0 ELSE 1 END,
         r.max_attempts,
-        coalesce(r.run_at, now()),
+        coalesce(r.run_at, durable_now()),
         r.owner,
-        CASE WHEN r.owner IS NOT NULL THEN now() + r.lease_ms * interval '1 millisecond' END,
-        CASE WHEN r.owner IS NOT NULL THEN now() END,
-        now(), now()
+        CASE WHEN r.owner IS NOT NULL THEN durable_now() + r.lease_ms * interval '1 millisecond' END,
+        CASE WHEN r.owner IS NOT NULL THEN durable_now() END,
+        durable_now(), durable_now()
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[],
                 $7::timestamptz[], $8::uuid[], $9::int8[])
         AS r(id, name, queue, payload, priority, max_attempts, run_at, owner, lease_ms)
@@ -48,7 +50,7 @@ WITH inserted AS (
 SELECT pg_notify(",
     channel!(),
     ", '')::text AS notified
-FROM (SELECT 1 FROM inserted WHERE state = 'pending' AND run_at <= now() LIMIT 1) AS due"
+FROM (SELECT 1 FROM inserted WHERE state = 'pending' AND run_at <= durable_now() LIMIT 1) AS due"
 );
 
 /// The claim: a materialized CTE picks at most `LIMIT` due pending rows of the known task
@@ -63,7 +65,7 @@ macro_rules! claim {
             "
 WITH due AS MATERIALIZED (
     SELECT id FROM durable_tasks
-    WHERE state = 'pending' AND run_at <= now() AND name = ANY($4::text[])",
+    WHERE state = 'pending' AND run_at <= durable_now() AND name = ANY($4::text[])",
             $filter,
             "
     ORDER BY priority DESC, run_at, id
@@ -72,8 +74,8 @@ WITH due AS MATERIALIZED (
 )
 UPDATE durable_tasks AS t
 SET state = 'processing', attempts = t.attempts + 1, lease_owner = $1,
-    lease_expires_at = now() + $2::int8 * interval '1 millisecond',
-    started_at = now(), attempt_started_at = NULL, updated_at = now()
+    lease_expires_at = durable_now() + $2::int8 * interval '1 millisecond',
+    started_at = durable_now(), attempt_started_at = NULL, updated_at = durable_now()
 FROM due
 WHERE t.id = due.id
 RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts"
@@ -121,13 +123,13 @@ RETURNING ",
 /// $1-$3 fences, $4 lease ms.
 pub(super) const HEARTBEAT: &str = fenced!(
     "t.id, t.lease_owner, t.attempts";
-    "lease_expires_at = now() + $4::int8 * interval '1 millisecond', updated_at = now()"
+    "lease_expires_at = durable_now() + $4::int8 * interval '1 millisecond', updated_at = durable_now()"
 );
 
 /// $1-$3 fences.
 pub(super) const COMPLETE: &str = fenced!(
     "t.id";
-    "state = 'completed', lease_expires_at = NULL, finished_at = now(), updated_at = now()"
+    "state = 'completed', lease_expires_at = NULL, finished_at = durable_now(), updated_at = durable_now()"
 );
 
 /// Whether a requeue is past the limit ($4) and of the task's last attempt: it kills the row.
@@ -152,10 +154,10 @@ pub(super) const REQUEUE: &str = concat!(
     attempts = CASE WHEN t.requeues >= $4::int4 THEN t.attempts ELSE t.attempts - 1 END,
     run_at = CASE WHEN ",
         requeue_kills!(),
-        " THEN t.run_at ELSE now() END,
+        " THEN t.run_at ELSE durable_now() END,
     finished_at = CASE WHEN t.cancel_requested_at IS NOT NULL OR ",
         requeue_kills!(),
-        " THEN now() END,
+        " THEN durable_now() END,
     lease_owner = CASE WHEN ",
         requeue_kills!(),
         " THEN t.lease_owner END,
@@ -166,7 +168,7 @@ pub(super) const REQUEUE: &str = concat!(
         ELSE ",
         requeue_counted!("t.", "$4::int4"),
         " END,
-    requeues = t.requeues + 1, lease_expires_at = NULL, updated_at = now()"
+    requeues = t.requeues + 1, lease_expires_at = NULL, updated_at = durable_now()"
     ),
     ")
 SELECT coalesce(array_agg(id), '{}') AS ids,
@@ -178,7 +180,7 @@ FROM moved"
 
 /// $1 id, $2 owner, $3 attempt.
 pub(super) const MARK_STARTED: &str = "
-UPDATE durable_tasks SET attempt_started_at = now(), updated_at = now()
+UPDATE durable_tasks SET attempt_started_at = durable_now(), updated_at = durable_now()
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
 /// $1 id, $2 owner, $3 attempt, $4 delay ms, $5 error. Notifies when due at once. A row whose
@@ -188,13 +190,13 @@ pub(super) const RETRY: &str = concat!(
 WITH moved AS (
     UPDATE durable_tasks
     SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
-        run_at = now() + $4::int8 * interval '1 millisecond',
-        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
-        last_error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+        run_at = durable_now() + $4::int8 * interval '1 millisecond',
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE durable_now() END,
+        last_error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = durable_now()
     WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
     RETURNING run_at
 )
-SELECT count(*) AS n, CASE WHEN bool_or(run_at <= now()) THEN pg_notify(",
+SELECT count(*) AS n, CASE WHEN bool_or(run_at <= durable_now()) THEN pg_notify(",
     channel!(),
     ", '')::text END AS notified
 FROM moved"
@@ -204,8 +206,8 @@ FROM moved"
 pub(super) const FAIL: &str = "
 UPDATE durable_tasks
 SET state = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
-    last_error = $4, lease_expires_at = NULL, finished_at = now(),
-    updated_at = now()
+    last_error = $4, lease_expires_at = NULL, finished_at = durable_now(),
+    updated_at = durable_now()
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
 /// Whether an expired lease kills its row: the task's last attempt, which had started.
@@ -223,7 +225,7 @@ pub(super) const RESCUE: &str = concat!(
     "
 WITH expired AS MATERIALIZED (
     SELECT id FROM durable_tasks
-    WHERE state = 'processing' AND lease_expires_at < now()
+    WHERE state = 'processing' AND lease_expires_at < durable_now()
     FOR UPDATE SKIP LOCKED
 ),
 moved AS (
@@ -235,15 +237,15 @@ moved AS (
             THEN t.attempts - 1 ELSE t.attempts END,
         run_at = CASE WHEN ",
     expiry_kills!(),
-    " THEN t.run_at ELSE now() END,
+    " THEN t.run_at ELSE durable_now() END,
         finished_at = CASE WHEN t.cancel_requested_at IS NOT NULL OR ",
     expiry_kills!(),
-    " THEN now() END,
+    " THEN durable_now() END,
         lease_owner = CASE WHEN ",
     expiry_kills!(),
     " THEN t.lease_owner END,
         lease_expires_at = NULL,
-        updated_at = now(),
+        updated_at = durable_now(),
         last_error = CASE WHEN t.attempts < t.max_attempts THEN ",
     lease_expired!("t."),
     "
@@ -275,7 +277,7 @@ pub(super) const PRUNE: &str = "
 WITH doomed AS MATERIALIZED (
     SELECT id FROM durable_tasks
     WHERE state IN ('completed', 'cancelled')
-      AND finished_at < now() - $1::int8 * interval '1 millisecond'
+      AND finished_at < durable_now() - $1::int8 * interval '1 millisecond'
     ORDER BY finished_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -310,7 +312,7 @@ pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks 
 
 /// Due pending rows, counted on the partial claim index (which holds `run_at`).
 pub(super) const BACKLOG: &str =
-    "SELECT count(*) FROM durable_tasks WHERE state = 'pending' AND run_at <= now()";
+    "SELECT count(*) FROM durable_tasks WHERE state = 'pending' AND run_at <= durable_now()";
 
 /// $1 wait in ms, $2 known task names, $3 rows to look at. The first rows due for at least
 /// the wait, in claim order (the claim index, bounded), then the names among them that are
@@ -318,7 +320,7 @@ pub(super) const BACKLOG: &str =
 pub(super) const UNCLAIMABLE: &str = "
 SELECT name, count(*) AS n FROM (
     SELECT name FROM durable_tasks
-    WHERE state = 'pending' AND run_at <= now() - $1::int8 * interval '1 millisecond'
+    WHERE state = 'pending' AND run_at <= durable_now() - $1::int8 * interval '1 millisecond'
     ORDER BY priority DESC, run_at, id
     LIMIT $3
 ) AS due

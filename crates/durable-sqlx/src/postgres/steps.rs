@@ -26,8 +26,8 @@ const STEPS: &str =
 /// $1 id, $2 owner, $3 attempt. The runtime's completion, for one fence (the lease owner
 /// stays, as with every completion, so the row tells who completed it).
 const COMPLETE: &str = "
-UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL, finished_at = now(),
-    updated_at = now()
+UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL, finished_at = durable_now(),
+    updated_at = durable_now()
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
 /// Writes a step's checkpoint on `conn`, fenced; `false` when the attempt lost its task.

@@ -27,7 +27,7 @@ WITH r AS (
     SELECT u.*,
         CASE WHEN u.period_ms IS NULL THEN u.ukey
              ELSE 'p' || u.period_ms || '.'
-                  || (floor(extract(epoch FROM now()) * 1000)::int8 / u.period_ms)
+                  || (floor(extract(epoch FROM durable_now()) * 1000)::int8 / u.period_ms)
                   || '/' || u.ukey
         END AS stored_key
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[],
@@ -44,11 +44,11 @@ WITH r AS (
         r.priority,
         CASE WHEN r.owner IS NULL THEN 0 ELSE 1 END,
         r.max_attempts,
-        coalesce(r.run_at, now()),
+        coalesce(r.run_at, durable_now()),
         r.owner,
-        CASE WHEN r.owner IS NOT NULL THEN now() + r.lease_ms * interval '1 millisecond' END,
-        CASE WHEN r.owner IS NOT NULL THEN now() END,
-        now(), now(),
+        CASE WHEN r.owner IS NOT NULL THEN durable_now() + r.lease_ms * interval '1 millisecond' END,
+        CASE WHEN r.owner IS NOT NULL THEN durable_now() END,
+        durable_now(), durable_now(),
         r.stored_key, r.ustates
     FROM r
     ORDER BY r.ord
@@ -59,7 +59,7 @@ WITH r AS (
 ), woke AS (
     SELECT pg_notify(",
     channel!(),
-    ", '') FROM inserted WHERE state = 'pending' AND run_at <= now() LIMIT 1
+    ", '') FROM inserted WHERE state = 'pending' AND run_at <= durable_now() LIMIT 1
 )
 SELECT r.id, r.stored_key, i.id IS NOT NULL AS inserted, (SELECT count(*) FROM woke) AS woke
 FROM r LEFT JOIN inserted AS i ON i.id = r.id"

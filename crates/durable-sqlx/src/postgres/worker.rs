@@ -25,6 +25,12 @@ impl WorkerStore for PostgresStore {
         "postgres"
     }
 
+    /// The system clock plus what a test clock moved `durable_now()` by. (The statements
+    /// themselves take the database's clock.)
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// A task holding a `LISTEN` connection (opened with the pool's connect options, outside
     /// the pool) yields once per notification. When the connection drops it is
     /// re-established with backoff (100 ms doubling to 10 s), re-`LISTEN`s, and yields once

@@ -7,7 +7,6 @@ use durable_core::store::{
 };
 use durable_core::{TaskId, TaskState};
 
-use super::encode::now_ms;
 use super::rows::record_from_row;
 use super::{sql, to_core, SqliteStore};
 use crate::error::{Error, Result};
@@ -44,11 +43,12 @@ impl AdminStore for SqliteStore {
     }
 
     async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("prune", move |conn| {
                 Box::pin(async move {
                     let done = sqlx::query(sql::PRUNE)
-                        .bind(now_ms() - millis(older_than))
+                        .bind(clock.now_ms() - millis(older_than))
                         .bind(i64::from(limit))
                         .execute(&mut *conn)
                         .await

@@ -165,6 +165,7 @@ impl SqliteStoreBuilder {
                 writer,
                 reader,
                 owner,
+                clock: crate::clock::Clock::default(),
             }),
         })
     }

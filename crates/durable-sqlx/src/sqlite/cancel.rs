@@ -7,7 +7,7 @@ use durable_core::store::{CancelOutcome, Fence};
 use durable_core::TaskId;
 use sqlx::SqliteConnection;
 
-use super::encode::{fences_json, now_ms};
+use super::encode::fences_json;
 use super::rows::parse_id;
 use super::{to_core, SqliteStore};
 use crate::error::{Error, Result};
@@ -76,13 +76,14 @@ WHERE state = 'processing' AND lease_expires_at < ?1 AND cancel_requested_at IS 
 impl SqliteStore {
     /// [`AdminStore::cancel`](durable_core::store::AdminStore::cancel).
     pub(super) async fn cancel_task(&self, id: TaskId) -> durable_core::Result<CancelOutcome> {
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("cancel", move |conn| {
                 Box::pin(async move {
                     let id = id.to_string();
                     let moved: Option<String> = sqlx::query_scalar(CANCEL)
                         .bind(&id)
-                        .bind(now_ms())
+                        .bind(clock.now_ms())
                         .fetch_optional(&mut *conn)
                         .await
                         .map_err(Error::db("cancel"))?;

@@ -6,9 +6,10 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::combined::{Combined, WriteFailure};
-use super::encode::{claim_args, fences_json, insert_json, names_json, now_ms};
+use super::encode::{claim_args, fences_json, insert_json, names_json};
 use super::rows::{claimed_rows, fail_unreadable, parse_id};
 use super::sql;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::util::millis;
 
@@ -67,18 +68,19 @@ pub(super) fn fences_among<E>(
 
 /// After a cycle's `COMMIT`: nothing may fail the cycle any more. Claimed rows that cannot be
 /// read are failed on their own (a failure to do so only logged: they come back when their
-/// lease expires); the others go to the worker.
+/// lease expires); the others go to the worker. `now` is the store's clock.
 pub(super) async fn settle_claimed(
     conn: &mut SqliteConnection,
     claim: Option<&ClaimRequest>,
     rows: &[&SqliteRow],
+    now: i64,
 ) -> Vec<ClaimedTask> {
     let Some(request) = claim else {
         return Vec::new();
     };
     let (claimed, unreadable) = claimed_rows(rows.iter().copied(), request.owner);
     if !unreadable.is_empty() {
-        if let Err(error) = fail_unreadable(conn, request.owner, &unreadable).await {
+        if let Err(error) = fail_unreadable(conn, request.owner, &unreadable, now).await {
             tracing::warn!(%error, "could not mark unreadable claimed rows failed; \
                 they come back when their lease expires");
         }
@@ -104,15 +106,16 @@ pub(super) fn classify(operation: &'static str, error: sqlx::Error) -> WriteFail
     }
 }
 
-/// Claims per `request` on the writer connection, inside the caller's transaction.
+/// Claims per `request` on the writer connection, inside the caller's transaction, at
+/// `now` (the store's clock).
 pub(super) async fn claim_on(
     conn: &mut SqliteConnection,
     request: &ClaimRequest,
+    now: i64,
 ) -> Result<Vec<ClaimedTask>> {
     if request.is_empty() {
         return Ok(Vec::new());
     }
-    let now = now_ms();
     let expires = now + millis(request.lease);
     let owner = request.owner.to_string();
     let names = names_json(&request.names)?;
@@ -134,7 +137,7 @@ pub(super) async fn claim_on(
             .await
             .map_err(Error::db("claim"))?;
         let (got, unreadable) = claimed_rows(&rows, request.owner);
-        fail_unreadable(conn, request.owner, &unreadable).await?;
+        fail_unreadable(conn, request.owner, &unreadable, now).await?;
         remaining -= got.len();
         claimed.extend(got);
     }
@@ -158,20 +161,22 @@ pub(super) async fn claim_on(
             .await
             .map_err(Error::db("claim"))?;
         let (got, unreadable) = claimed_rows(&rows, request.owner);
-        fail_unreadable(conn, request.owner, &unreadable).await?;
+        fail_unreadable(conn, request.owner, &unreadable, now).await?;
         claimed.extend(got);
     }
     Ok(claimed)
 }
 
-/// Completes the fenced attempts (`fences` as JSON) inside the caller's transaction.
+/// Completes the fenced attempts (`fences` as JSON) inside the caller's transaction, at
+/// `now` (the store's clock).
 pub(super) async fn complete_on(
     conn: &mut SqliteConnection,
     fences: String,
+    now: i64,
 ) -> Result<Vec<TaskId>> {
     let rows = sqlx::query(sql::COMPLETE)
         .bind(fences)
-        .bind(now_ms())
+        .bind(now)
         .fetch_all(&mut *conn)
         .await
         .map_err(Error::db("complete"))?;
@@ -203,6 +208,8 @@ pub(super) struct Cycle {
     pub(super) operation: &'static str,
     pub(super) fences: Vec<Fence>,
     pub(super) claim: Option<ClaimRequest>,
+    /// The store's clock, read once the connection is held.
+    pub(super) clock: Clock,
 }
 
 impl Cycle {
@@ -214,8 +221,9 @@ impl Cycle {
         mut args: SqliteArguments,
     ) -> std::result::Result<Combined, WriteFailure> {
         let mut conn = self.acquire().await?;
+        let now = self.clock.now_ms();
         if let Some(claim) = &self.claim {
-            claim_args(&mut args, claim, now_ms()).map_err(WriteFailure::Whole)?;
+            claim_args(&mut args, claim, now).map_err(WriteFailure::Whole)?;
         }
         let result = sqlx::query_with(script, args).fetch_all(&mut *conn).await;
         let returned = settle_script(&mut conn, self.operation, result).await?;
@@ -225,7 +233,7 @@ impl Cycle {
         let changed = count_row
             .first()
             .and_then(|row| row.try_get::<i64, _>(0).ok());
-        let claimed = settle_claimed(&mut conn, self.claim.as_ref(), &claim_rows).await;
+        let claimed = settle_claimed(&mut conn, self.claim.as_ref(), &claim_rows, now).await;
         let completed = if self.fences.is_empty() {
             Ok(Vec::new())
         } else if changed == i64::try_from(self.fences.len()).ok() {
@@ -251,7 +259,7 @@ impl Cycle {
         };
         let mut conn = self.acquire().await?;
         // After the wait for the connection, so the claim sees rows committed meanwhile.
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let index = usize::from(fences.is_some())
             | usize::from(rows.is_some()) << 1
             | usize::from(self.claim.is_some()) << 2;
@@ -277,7 +285,7 @@ impl Cycle {
             &self.fences,
             completions.iter().map(|row| row.try_get::<String, _>(0)),
         );
-        let claimed = settle_claimed(&mut conn, self.claim.as_ref(), &claim_rows).await;
+        let claimed = settle_claimed(&mut conn, self.claim.as_ref(), &claim_rows, now).await;
         Ok((Ok(completed), claimed))
     }
 
@@ -297,7 +305,7 @@ impl Cycle {
         let completed = if self.fences.is_empty() {
             Vec::new()
         } else {
-            complete_on(&mut tx, fences_json(&self.fences))
+            complete_on(&mut tx, fences_json(&self.fences), now)
                 .await
                 .map_err(WriteFailure::Part)?
         };
@@ -307,7 +315,7 @@ impl Cycle {
                 .map_err(WriteFailure::Part)?;
         }
         let claimed = match &self.claim {
-            Some(request) => claim_on(&mut tx, request)
+            Some(request) => claim_on(&mut tx, request, self.clock.now_ms())
                 .await
                 .map_err(WriteFailure::Part)?,
             None => Vec::new(),

@@ -1,6 +1,5 @@
 //! Encoding rows, fences and claims for the cycle statements.
 
-use chrono::Utc;
 use durable_core::store::{ClaimRequest, Fence, NewTask, WriteBatch};
 use durable_core::TaskId;
 use serde_json::json;
@@ -10,10 +9,6 @@ use sqlx::SqliteConnection;
 use super::{script, sql};
 use crate::error::{Error, Result};
 use crate::util::millis;
-
-pub(crate) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
 
 pub(super) fn fences_json(fences: &[Fence]) -> String {
     serde_json::Value::Array(
@@ -91,24 +86,25 @@ pub(super) fn rows_json<'a>(
 
 /// Inserts rows on any SQLite connection (a caller's transaction included), all or none: a
 /// batch too large for one statement ([`chunks`](crate::util::chunks)) is written in
-/// several inside a savepoint (a transaction if the connection has none).
+/// several inside a savepoint (a transaction if the connection has none). `now` is the
+/// store's clock.
 ///
 /// Returns one id per row: its own, or the id of the task holding its unique key.
 pub(crate) async fn insert_on(
     conn: &mut SqliteConnection,
     tasks: &[NewTask],
+    now: i64,
 ) -> Result<Vec<TaskId>> {
     if crate::unique::any_unique(tasks) {
-        return super::unique::insert_unique(conn, tasks).await;
+        return super::unique::insert_unique(conn, tasks, now).await;
     }
-    insert_plain(conn, tasks).await?;
+    insert_plain(conn, tasks, now).await?;
     Ok(tasks.iter().map(|t| t.id).collect())
 }
 
 /// Inserts rows without unique keys.
-async fn insert_plain(conn: &mut SqliteConnection, tasks: &[NewTask]) -> Result<()> {
+async fn insert_plain(conn: &mut SqliteConnection, tasks: &[NewTask], now: i64) -> Result<()> {
     use sqlx::Connection as _;
-    let now = now_ms();
     match crate::util::chunks(tasks).as_slice() {
         [] => Ok(()),
         [one] => insert_json(conn, rows_json(*one, now)?, now).await,

@@ -1,11 +1,11 @@
 //! Idempotency keys on SQLite: taking a key, recording a response with a request's tasks,
-//! releasing and purging keys. Times are Unix ms from [`now_ms`].
+//! releasing and purging keys. Times are Unix ms from the store's clock.
 
 use durable_core::store::{KeyClaim, KeyTake, NewTask, ResponseRecord, StoredResponse};
 use durable_core::TaskId;
 use sqlx::{Row, SqliteConnection};
 
-use super::encode::{insert_on, now_ms};
+use super::encode::insert_on;
 use super::{to_core, SqliteStore};
 use crate::error::{Error, Result};
 use crate::util::millis;
@@ -52,9 +52,9 @@ DELETE FROM durable_idempotency WHERE key_hash IN (
 pub(crate) async fn record_on(
     conn: &mut SqliteConnection,
     records: &[ResponseRecord],
+    now: i64,
 ) -> Result<()> {
     for record in records {
-        let now = now_ms();
         let response = &record.response;
         let done = sqlx::query(RECORD)
             .bind(i64::from(response.status))
@@ -83,11 +83,13 @@ impl SqliteStore {
     ) -> durable_core::Result<Vec<TaskId>> {
         let tasks = tasks.to_vec();
         let records = records.to_vec();
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("insert", move |conn| {
                 Box::pin(async move {
-                    let survivors = insert_on(conn, &tasks).await?;
-                    record_on(conn, &records).await?;
+                    let now = clock.now_ms();
+                    let survivors = insert_on(conn, &tasks, now).await?;
+                    record_on(conn, &records, now).await?;
                     Ok(survivors)
                 })
             })
@@ -100,10 +102,11 @@ impl SqliteStore {
         take: &KeyTake,
     ) -> durable_core::Result<KeyClaim> {
         let take = take.clone();
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("take idempotency key", move |conn| {
                 Box::pin(async move {
-                    let now = now_ms();
+                    let now = clock.now_ms();
                     let holder: Option<String> = sqlx::query_scalar(TAKE)
                         .bind(&take.key_hash)
                         .bind(&take.fingerprint)
@@ -170,11 +173,12 @@ impl SqliteStore {
     }
 
     pub(super) async fn purge_idempotency_keys(&self, limit: u32) -> durable_core::Result<u64> {
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("purge idempotency keys", move |conn| {
                 Box::pin(async move {
                     let done = sqlx::query(PURGE)
-                        .bind(now_ms())
+                        .bind(clock.now_ms())
                         .bind(i64::from(limit))
                         .execute(&mut *conn)
                         .await

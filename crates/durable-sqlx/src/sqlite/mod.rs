@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::util::detached;
 pub use builder::{Durability, SqliteStoreBuilder};
@@ -42,6 +43,8 @@ pub(super) struct Pools {
     pub(super) reader: SqlitePool,
     /// Who holds a transaction from [`SqliteStore::begin`] on the writer connection.
     pub(super) owner: Arc<WriterOwner>,
+    /// The time every statement takes as "now" (moved only by a test clock).
+    pub(super) clock: Clock,
 }
 
 /// Task store on one SQLite file (or `sqlite::memory:` for tests).
@@ -128,6 +131,12 @@ impl SqliteStore {
             Ok(tx)
         })
         .await
+    }
+
+    /// The store's "now" in Unix milliseconds: every time it writes or compares is taken
+    /// from here (the system clock, plus what a test clock moved it by).
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// Runs one write transaction detached from the caller.

@@ -9,7 +9,7 @@ use durable_core::store::{
 use durable_core::TaskId;
 
 use super::cycle::{claim_on, complete_on};
-use super::encode::{fences_json, insert_on, now_ms};
+use super::encode::{fences_json, insert_on};
 use super::{sql, to_core, SqliteStore};
 use crate::error::Error;
 
@@ -60,9 +60,10 @@ impl SqliteStore {
     /// each row's surviving id.
     pub(crate) async fn insert_rows(&self, tasks: &[NewTask]) -> durable_core::Result<Vec<TaskId>> {
         let tasks = tasks.to_vec();
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("insert", move |conn| {
-                Box::pin(async move { insert_on(conn, &tasks).await })
+                Box::pin(async move { insert_on(conn, &tasks, clock.now_ms()).await })
             })
             .await,
         )
@@ -73,9 +74,10 @@ impl SqliteStore {
         request: &ClaimRequest,
     ) -> durable_core::Result<Vec<ClaimedTask>> {
         let request = request.clone();
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("claim", move |conn| {
-                Box::pin(async move { claim_on(conn, &request).await })
+                Box::pin(async move { claim_on(conn, &request, clock.now_ms()).await })
             })
             .await,
         )
@@ -83,9 +85,10 @@ impl SqliteStore {
 
     async fn complete_fences(&self, fences: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
         let fences = fences_json(fences);
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("complete", move |conn| {
-                Box::pin(async move { complete_on(conn, fences).await })
+                Box::pin(async move { complete_on(conn, fences, clock.now_ms()).await })
             })
             .await,
         )
@@ -96,10 +99,11 @@ impl SqliteStore {
     /// one statement for all.
     pub(super) async fn settle(&self, outcomes: &[Settle]) -> durable_core::Result<Vec<TaskId>> {
         let outcomes = outcomes.to_vec();
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("settle", move |conn| {
                 Box::pin(async move {
-                    let now = now_ms();
+                    let now = clock.now_ms();
                     let mut applied = Vec::new();
                     let mut requeue = Vec::new();
                     for Settle { fence, outcome } in &outcomes {

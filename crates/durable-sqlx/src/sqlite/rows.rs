@@ -9,7 +9,6 @@ use durable_core::{TaskId, TaskState, WorkerId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::encode::now_ms;
 use super::sql;
 use crate::error::{Error, Result};
 
@@ -73,6 +72,7 @@ pub(super) async fn fail_unreadable(
     conn: &mut SqliteConnection,
     owner: WorkerId,
     rows: &[Unreadable],
+    now: i64,
 ) -> Result<()> {
     for row in rows {
         tracing::error!(reason = %row.reason, rowid = ?row.rowid,
@@ -81,7 +81,7 @@ pub(super) async fn fail_unreadable(
         sqlx::query(sql::FAIL_UNREADABLE)
             .bind(rowid)
             .bind(owner.to_string())
-            .bind(now_ms())
+            .bind(now)
             .bind(crate::sql_messages::unreadable_row(&row.reason))
             .execute(&mut *conn)
             .await

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use durable_core::store::{async_trait, ScheduleAdvance, ScheduleRow, ScheduleStore};
 
-use super::encode::{insert_on, names_json, now_ms};
+use super::encode::{insert_on, names_json};
 use super::rows::from_ms;
 use super::{to_core, SqliteStore};
 use crate::error::Error;
@@ -31,8 +31,8 @@ WHERE name = ?1 AND enqueued_through = ?2";
 impl ScheduleStore for SqliteStore {
     /// This process's clock (SQLite has no other): one process per file, or processes on one
     /// machine.
-    async fn now(&self) -> durable_core::Result<DateTime<Utc>> {
-        Ok(from_ms(now_ms()))
+    async fn database_now(&self) -> durable_core::Result<DateTime<Utc>> {
+        Ok(from_ms(self.now_ms()))
     }
 
     async fn schedules(&self, names: &[String]) -> durable_core::Result<Vec<ScheduleRow>> {
@@ -55,10 +55,11 @@ impl ScheduleStore for SqliteStore {
         let from = advance.from.map(|t| t.timestamp_millis());
         let to = advance.to.timestamp_millis();
         let tasks = advance.tasks.to_vec();
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("advance schedule", move |conn| {
                 Box::pin(async move {
-                    let now = now_ms();
+                    let now = clock.now_ms();
                     let query = match from {
                         None => sqlx::query(CREATE)
                             .bind(&name)
@@ -79,7 +80,7 @@ impl ScheduleStore for SqliteStore {
                         .rows_affected()
                         == 1;
                     if moved {
-                        insert_on(conn, &tasks).await?;
+                        insert_on(conn, &tasks, now).await?;
                     }
                     Ok(moved)
                 })

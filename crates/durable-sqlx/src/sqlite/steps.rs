@@ -5,7 +5,6 @@ use durable_core::store::{async_trait, Fence, StepRecord, StepStore};
 use durable_core::TaskId;
 use sqlx::SqliteConnection;
 
-use super::encode::now_ms;
 use super::{to_core, SqliteStore};
 use crate::error::{Error, Result};
 
@@ -32,6 +31,7 @@ pub(crate) async fn save_step_on(
     fence: &Fence,
     name: &str,
     output: &str,
+    now: i64,
 ) -> Result<bool> {
     let done = sqlx::query(SAVE_STEP)
         .bind(fence.id.to_string())
@@ -39,7 +39,7 @@ pub(crate) async fn save_step_on(
         .bind(i64::from(fence.attempt))
         .bind(name)
         .bind(output)
-        .bind(now_ms())
+        .bind(now)
         .execute(conn)
         .await
         .map_err(Error::db("save step"))?;
@@ -47,12 +47,16 @@ pub(crate) async fn save_step_on(
 }
 
 /// Completes the attempt `fence` on `conn`, fenced; `false` when it lost its task.
-pub(crate) async fn complete_on(conn: &mut SqliteConnection, fence: &Fence) -> Result<bool> {
+pub(crate) async fn complete_on(
+    conn: &mut SqliteConnection,
+    fence: &Fence,
+    now: i64,
+) -> Result<bool> {
     let done = sqlx::query(COMPLETE)
         .bind(fence.id.to_string())
         .bind(fence.owner.to_string())
         .bind(i64::from(fence.attempt))
-        .bind(now_ms())
+        .bind(now)
         .execute(conn)
         .await
         .map_err(Error::db("complete in transaction"))?;
@@ -86,9 +90,10 @@ impl StepStore for SqliteStore {
     ) -> durable_core::Result<bool> {
         self.inner.owner.check().await?;
         let (fence, name, output) = (*fence, name.to_owned(), output.to_owned());
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("save step", move |conn| {
-                Box::pin(async move { save_step_on(conn, &fence, &name, &output).await })
+                Box::pin(async move { save_step_on(conn, &fence, &name, &output, clock.now_ms()).await })
             })
             .await,
         )

@@ -11,7 +11,7 @@ use durable_core::store::NewTask;
 use durable_core::TaskId;
 use sqlx::{Connection as _, SqliteConnection};
 
-use super::encode::{now_ms, rows_json};
+use super::encode::rows_json;
 use super::rows::parse_id;
 use crate::error::{Error, Result};
 use crate::unique::Resolve;
@@ -47,11 +47,11 @@ WHERE unique_key IN (SELECT value FROM json_each(?1)) AND ",
 pub(super) async fn insert_unique(
     conn: &mut SqliteConnection,
     tasks: &[NewTask],
+    now: i64,
 ) -> Result<Vec<TaskId>> {
     let mut tx = conn.begin().await.map_err(Error::db("insert"))?;
     let mut resolve = Resolve::new(tasks);
     while let Some(round) = resolve.next_round()? {
-        let now = now_ms();
         let mut inserted = Vec::with_capacity(round.len());
         for chunk in round.chunks(CHUNK) {
             let ids: Vec<String> = sqlx::query_scalar(INSERT_UNIQUE)

@@ -10,7 +10,7 @@ use durable_core::TaskId;
 
 use super::combined::combined_write;
 use super::cycle::Cycle;
-use super::encode::{bound_cycle_args, fences_json, names_json, now_ms, rows_json};
+use super::encode::{bound_cycle_args, fences_json, names_json, rows_json};
 use super::rows::fence_from_row;
 use super::{script, sql, to_core, SqliteStore};
 use crate::error::Error;
@@ -24,7 +24,7 @@ impl SqliteStore {
         if batch.is_empty() {
             return WriteOutcome::empty();
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let claim = batch.claim.filter(|c| !c.is_empty()).cloned();
         let operation = match (batch.complete.is_empty(), batch.insert.is_empty(), &claim) {
             (false, true, None) => "complete",
@@ -75,6 +75,7 @@ impl SqliteStore {
                 operation,
                 fences: batch.complete.to_vec(),
                 claim,
+                clock: self.inner.clock.clone(),
             };
             return combined_write(self, batch, cycle.bound(script, args)).await;
         }
@@ -90,6 +91,7 @@ impl SqliteStore {
             operation,
             fences: batch.complete.to_vec(),
             claim,
+            clock: self.inner.clock.clone(),
         };
         if capped {
             combined_write(self, batch, cycle.stepwise(rows, now)).await
@@ -109,6 +111,10 @@ impl WorkerStore for SqliteStore {
     /// of SQLite's (not on a runtime's I/O driver).
     fn commit_mode(&self) -> CommitMode {
         CommitMode::Serial
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
     }
 
     /// The cycle — completions, inserts and the claim — in one transaction, then the other
@@ -144,10 +150,11 @@ impl WorkerStore for SqliteStore {
             return Ok(Vec::new());
         }
         let fences = fences_json(held);
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("heartbeat", move |conn| {
                 Box::pin(async move {
-                    let now = now_ms();
+                    let now = clock.now_ms();
                     let rows = sqlx::query(sql::HEARTBEAT)
                         .bind(fences)
                         .bind(now + millis(lease))
@@ -168,12 +175,13 @@ impl WorkerStore for SqliteStore {
 
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         let fences = fences_json(std::slice::from_ref(fence));
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("mark started", move |conn| {
                 Box::pin(async move {
                     let done = sqlx::query(sql::MARK_STARTED)
                         .bind(fences)
-                        .bind(now_ms())
+                        .bind(clock.now_ms())
                         .execute(&mut *conn)
                         .await
                         .map_err(Error::db("mark started"))?;
@@ -190,10 +198,11 @@ impl WorkerStore for SqliteStore {
     }
 
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
+        let clock = self.inner.clock.clone();
         to_core(
             self.transaction("rescue", move |conn| {
                 Box::pin(async move {
-                    let now = now_ms();
+                    let now = clock.now_ms();
                     let cancelled = sqlx::query(super::cancel::RESCUE_CANCEL)
                         .bind(now)
                         .execute(&mut *conn)
@@ -225,7 +234,7 @@ impl WorkerStore for SqliteStore {
 
     async fn backlog(&self) -> durable_core::Result<u64> {
         let n: i64 = sqlx::query_scalar(sql::BACKLOG)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .fetch_one(&self.inner.reader)
             .await
             .map_err(Error::db("backlog"))?;
@@ -238,7 +247,7 @@ impl WorkerStore for SqliteStore {
         waiting: Duration,
     ) -> durable_core::Result<Vec<(String, u64)>> {
         let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(sql::UNCLAIMABLE)
-            .bind(now_ms().saturating_sub(millis(waiting)))
+            .bind(self.now_ms().saturating_sub(millis(waiting)))
             .bind(names_json(known)?)
             .bind(i64::from(UNCLAIMABLE_SCAN))
             .fetch_all(&self.inner.reader)

@@ -603,8 +603,8 @@ pub async fn claim_landing_after_the_hand_back_starts_nothing(db: &impl TestDb) 
 /// Periodic schedules pass straight through.
 #[durable_core::store::async_trait]
 impl durable_core::store::ScheduleStore for Faulty {
-    async fn now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
-        self.inner.now().await
+    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+        self.inner.database_now().await
     }
     async fn schedules(
         &self,

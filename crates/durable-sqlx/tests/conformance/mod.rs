@@ -6,6 +6,7 @@
 
 pub mod attempts;
 pub mod cancel;
+pub mod clock;
 pub mod hardening;
 pub mod idempotency;
 pub mod periodic;
@@ -164,6 +165,10 @@ macro_rules! conformance_tests {
             store_clock_is_current, schedule_rows_compare_and_set,
             concurrent_advances_enqueue_each_occurrence_once, catch_up_policies_after_a_gap,
             runtimes_share_a_schedule_without_a_leader);
+        $crate::conformance_tests!(@clock $make;
+            advance_makes_a_delayed_task_due, advance_makes_a_retry_due,
+            advance_expires_a_lease_for_rescue,
+            runtime_runs_delayed_tasks_and_retries_after_advance);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;

@@ -70,10 +70,10 @@ async fn through(store: &Arc<dyn Store>, name: &str) -> Option<DateTime<Utc>> {
 pub async fn store_clock_is_current(db: &impl TestDb) {
     let store = db.store();
     let before = Utc::now() - TimeDelta::seconds(5);
-    let now = store.now().await.expect("now");
+    let now = store.database_now().await.expect("now");
     let after = Utc::now() + TimeDelta::seconds(5);
     assert!(before < now && now < after, "{before} < {now} < {after}");
-    let later = store.now().await.expect("now");
+    let later = store.database_now().await.expect("now");
     assert!(
         later >= now,
         "the clock does not go back: {now} then {later}"
@@ -84,7 +84,7 @@ pub async fn store_clock_is_current(db: &impl TestDb) {
 /// advancing it from a stale value writes nothing — neither the row nor the tasks.
 pub async fn schedule_rows_compare_and_set(db: &impl TestDb) {
     let store = db.store();
-    let start = ms(store.now().await.expect("now"));
+    let start = ms(store.database_now().await.expect("now"));
     assert!(store
         .schedules(&["digest".to_owned()])
         .await
@@ -131,7 +131,7 @@ pub async fn schedule_rows_compare_and_set(db: &impl TestDb) {
 pub async fn concurrent_advances_enqueue_each_occurrence_once(db: &impl TestDb) {
     let a = db.store();
     let b = db.another().await;
-    let start = ms(a.now().await.expect("now"));
+    let start = ms(a.database_now().await.expect("now"));
     let (x, y) = tokio::join!(
         a.advance_schedule(ScheduleAdvance::new("race", None, start, "every 1s")),
         b.advance_schedule(ScheduleAdvance::new("race", None, start, "every 1s")),
@@ -173,7 +173,7 @@ pub async fn concurrent_advances_enqueue_each_occurrence_once(db: &impl TestDb) 
 /// policy says, and moves the schedule past every due occurrence.
 pub async fn catch_up_policies_after_a_gap(db: &impl TestDb) {
     let store = db.store();
-    let now = ms(store.now().await.expect("now"));
+    let now = ms(store.database_now().await.expect("now"));
     let second = Schedule::every(Duration::from_secs(1));
     // Three schedules that last ran 10 s ago, and a daily one 3 days ago.
     let gap = now - TimeDelta::seconds(10);

@@ -927,8 +927,8 @@ pub async fn shutdown_drains_tasks_committed_after_the_last_claim(db: &impl Test
 /// Periodic schedules pass straight through.
 #[durable_core::store::async_trait]
 impl durable_core::store::ScheduleStore for Counting {
-    async fn now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
-        self.inner.now().await
+    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+        self.inner.database_now().await
     }
     async fn schedules(
         &self,

@@ -198,8 +198,8 @@ impl durable_core::store::StepStore for FaultyStore {
 /// Periodic schedules pass straight through.
 #[durable_core::store::async_trait]
 impl durable_core::store::ScheduleStore for FaultyStore {
-    async fn now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
-        self.inner().now().await
+    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+        self.inner().database_now().await
     }
     async fn schedules(
         &self,

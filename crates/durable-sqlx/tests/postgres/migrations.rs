@@ -10,15 +10,14 @@ use durable_core::store::{ClaimRequest, NewTask};
 use durable_core::{TaskState, WorkerId};
 use sqlx::PgPool;
 
-/// The versions of this build's embedded migrations, in order (read from its migrations
-/// folder, so the tests follow each new migration).
+/// The versions of this build's embedded migrations, read from the migrations folder (so
+/// the tests hold as migrations are added).
 pub(crate) fn embedded_versions() -> Vec<i64> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
-    let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut versions: Vec<i64> = std::fs::read_dir(folder)
         .expect("the migrations folder")
         .filter_map(|entry| {
-            let name = entry.expect("a folder entry").file_name();
-            let name = name.to_string_lossy();
+            let name = entry.ok()?.file_name().into_string().ok()?;
             name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
         })
         .collect();
@@ -27,7 +26,9 @@ pub(crate) fn embedded_versions() -> Vec<i64> {
 }
 
 /// This build's schema version: its newest embedded migration.
-const THIS_VERSION: i64 = 3;
+fn this_version() -> i64 {
+    embedded_versions().last().copied().expect("a migration")
+}
 
 /// What a newer release leaves behind: its schema change, and its row in the migrations
 /// table with the oldest schema version it declares compatible (`None`: no declaration).
@@ -68,7 +69,8 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), this_version() + 1, Some(this_version())).await;
+    let v = this_version();
+    apply_newer_migration(db.pool(), v + 1, Some(v)).await;
 
     let restarted = db.store_named("restarted").await;
     restarted
@@ -77,7 +79,7 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
         .expect("an older build starts against a schema compatible with it");
     assert_eq!(
         applied_versions(db.pool()).await,
-        (1..=THIS_VERSION + 1).collect::<Vec<_>>(),
+        [embedded_versions(), vec![v + 1]].concat(),
         "nothing re-applied"
     );
     let task = NewTask::new("work", "{}");
@@ -104,14 +106,15 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     assert_eq!(state, TaskState::Processing);
 }
 
-/// The next migration needs its own version or newer: this version refuses to start,
-/// naming both.
+/// The next migration needs its own version or newer: this version refuses to start, naming
+/// both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_build_refuses_an_incompatible_newer_schema() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), THIS_VERSION + 1, Some(THIS_VERSION + 1)).await;
+    let v = this_version();
+    apply_newer_migration(db.pool(), v + 1, Some(v + 1)).await;
 
     let error = db
         .store_named("restarted")
@@ -121,32 +124,32 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
         .expect_err("an incompatible newer schema is refused")
         .to_string();
     assert!(
-        error.contains(&format!("at version {}", THIS_VERSION + 1))
-            && error.contains(&format!("schema version {} or newer", THIS_VERSION + 1))
-            && error.contains(&format!("this build's schema version is {THIS_VERSION}")),
+        error.contains(&format!("at version {}", v + 1))
+            && error.contains(&format!("schema version {} or newer", v + 1))
+            && error.contains(&format!("this build's schema version is {v}")),
         "{error}"
     );
 }
 
-/// Every newer migration must accept this version: the next one does not, though the one
-/// after does.
+/// Every newer migration must accept this version: the next does not, though the one after does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_newer_migration_must_accept_this_version() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), THIS_VERSION + 1, Some(THIS_VERSION + 1)).await;
-    apply_newer_migration(db.pool(), THIS_VERSION + 2, Some(THIS_VERSION)).await;
+    let v = this_version();
+    apply_newer_migration(db.pool(), v + 1, Some(v + 1)).await;
+    apply_newer_migration(db.pool(), v + 2, Some(v)).await;
 
     let error = db
         .store
         .migrate()
         .await
-        .expect_err("the next migration needs its own version")
+        .expect_err("the first newer migration needs its own version")
         .to_string();
     assert!(
-        error.contains(&format!("at version {}", THIS_VERSION + 2))
-            && error.contains(&format!("schema version {} or newer", THIS_VERSION + 1)),
+        error.contains(&format!("at version {}", v + 2))
+            && error.contains(&format!("schema version {} or newer", v + 1)),
         "{error}"
     );
 }
@@ -158,7 +161,8 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
     let Some(db) = crate::pg_db_or_skip().await else {
         return;
     };
-    apply_newer_migration(db.pool(), THIS_VERSION + 1, None).await;
+    let v = this_version();
+    apply_newer_migration(db.pool(), v + 1, None).await;
 
     let error = db
         .store
@@ -167,8 +171,8 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
         .expect_err("no declaration: incompatible")
         .to_string();
     assert!(
-        error.contains(&format!("schema version {} or newer", THIS_VERSION + 1))
-            && error.contains(&format!("this build's schema version is {THIS_VERSION}")),
+        error.contains(&format!("schema version {} or newer", v + 1))
+            && error.contains(&format!("this build's schema version is {v}")),
         "{error}"
     );
 }

@@ -14,15 +14,14 @@ use sqlx::SqlitePool;
 use crate::conformance::row;
 use crate::conformance::Writes as _;
 
-/// The versions of this build's embedded migrations, in order (read from its migrations
-/// folder, so the tests follow each new migration).
+/// The versions of this build's embedded migrations, read from the migrations folder (so
+/// the tests hold as migrations are added).
 pub(crate) fn embedded_versions() -> Vec<i64> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    let mut versions: Vec<i64> = std::fs::read_dir(&dir)
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut versions: Vec<i64> = std::fs::read_dir(folder)
         .expect("the migrations folder")
         .filter_map(|entry| {
-            let name = entry.expect("a folder entry").file_name();
-            let name = name.to_string_lossy();
+            let name = entry.ok()?.file_name().into_string().ok()?;
             name.strip_suffix(".sql")?.split('_').next()?.parse().ok()
         })
         .collect();
@@ -31,7 +30,9 @@ pub(crate) fn embedded_versions() -> Vec<i64> {
 }
 
 /// This build's schema version: its newest embedded migration.
-const THIS_VERSION: i64 = 3;
+fn this_version() -> i64 {
+    embedded_versions().last().copied().expect("a migration")
+}
 
 async fn migrated(url: &str) -> SqliteStore {
     let store = SqliteStore::connect(url).await.expect("connect");
@@ -86,12 +87,8 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(
-        first.writer_pool(),
-        this_version() + 1,
-        Some(this_version()),
-    )
-    .await;
+    let v = this_version();
+    apply_newer_migration(first.writer_pool(), v + 1, Some(v)).await;
 
     let restarted = SqliteStore::connect(&url).await.expect("connect");
     restarted
@@ -100,7 +97,7 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
         .expect("an older build starts against a schema compatible with it");
     assert_eq!(
         applied_versions(restarted.writer_pool()).await,
-        (1..=THIS_VERSION + 1).collect::<Vec<_>>(),
+        [embedded_versions(), vec![v + 1]].concat(),
         "nothing re-applied"
     );
     let task = NewTask::new("work", "{}");
@@ -122,19 +119,15 @@ async fn an_older_build_starts_against_a_compatible_newer_schema() {
     assert_eq!(row(&store, task.id).await.state, TaskState::Processing);
 }
 
-/// The next migration needs its own version or newer: this version refuses to start,
-/// naming both.
+/// The next migration needs its own version or newer: this version refuses to start, naming
+/// both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_build_refuses_an_incompatible_newer_schema() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(
-        first.writer_pool(),
-        THIS_VERSION + 1,
-        Some(THIS_VERSION + 1),
-    )
-    .await;
+    let v = this_version();
+    apply_newer_migration(first.writer_pool(), v + 1, Some(v + 1)).await;
 
     let error = SqliteStore::connect(&url)
         .await
@@ -144,9 +137,9 @@ async fn an_older_build_refuses_an_incompatible_newer_schema() {
         .expect_err("an incompatible newer schema is refused")
         .to_string();
     assert!(
-        error.contains(&format!("at version {}", THIS_VERSION + 1))
-            && error.contains(&format!("schema version {} or newer", THIS_VERSION + 1))
-            && error.contains(&format!("this build's schema version is {THIS_VERSION}")),
+        error.contains(&format!("at version {}", v + 1))
+            && error.contains(&format!("schema version {} or newer", v + 1))
+            && error.contains(&format!("this build's schema version is {v}")),
         "{error}"
     );
 }
@@ -158,22 +151,18 @@ async fn every_newer_migration_must_accept_this_version() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(
-        first.writer_pool(),
-        THIS_VERSION + 1,
-        Some(THIS_VERSION + 1),
-    )
-    .await;
-    apply_newer_migration(first.writer_pool(), THIS_VERSION + 2, Some(THIS_VERSION)).await;
+    let v = this_version();
+    apply_newer_migration(first.writer_pool(), v + 1, Some(v + 1)).await;
+    apply_newer_migration(first.writer_pool(), v + 2, Some(v)).await;
 
     let error = first
         .migrate()
         .await
-        .expect_err("the next migration needs its own version")
+        .expect_err("the first newer migration needs its own version")
         .to_string();
     assert!(
-        error.contains(&format!("at version {}", THIS_VERSION + 2))
-            && error.contains(&format!("schema version {} or newer", THIS_VERSION + 1)),
+        error.contains(&format!("at version {}", v + 2))
+            && error.contains(&format!("schema version {} or newer", v + 1)),
         "{error}"
     );
 }
@@ -185,7 +174,8 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
     let file = SqliteFile::new();
     let url = file.url();
     let first = migrated(&url).await;
-    apply_newer_migration(first.writer_pool(), THIS_VERSION + 1, None).await;
+    let v = this_version();
+    apply_newer_migration(first.writer_pool(), v + 1, None).await;
 
     let error = first
         .migrate()
@@ -193,8 +183,8 @@ async fn a_newer_migration_without_a_declaration_is_refused() {
         .expect_err("no declaration: incompatible")
         .to_string();
     assert!(
-        error.contains(&format!("schema version {} or newer", THIS_VERSION + 1))
-            && error.contains(&format!("this build's schema version is {THIS_VERSION}")),
+        error.contains(&format!("schema version {} or newer", v + 1))
+            && error.contains(&format!("this build's schema version is {v}")),
         "{error}"
     );
 }
@@ -289,7 +279,7 @@ async fn stores_migrating_one_fresh_file_at_once_all_succeed() {
         }
         assert_eq!(
             applied_versions(stores[0].writer_pool()).await,
-            (1..=THIS_VERSION).collect::<Vec<_>>()
+            embedded_versions()
         );
     }
 }
@@ -408,9 +398,6 @@ async fn processes_migrating_one_fresh_file_at_once_all_succeed() {
         );
         let a = a.unwrap_or_else(|e| panic!("round {round}: {e}"));
         b.unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(
-            applied_versions(a.writer_pool()).await,
-            (1..=THIS_VERSION).collect::<Vec<_>>()
-        );
+        assert_eq!(applied_versions(a.writer_pool()).await, embedded_versions());
     }
 }
