@@ -48,8 +48,7 @@ pub use async_trait::async_trait;
 
 /// A complete storage backend: the worker protocol, administration and step checkpoints.
 /// Implemented for every type that implements [`WorkerStore`], [`AdminStore`] and
-/// [`StepStore`]; use it as the bound of code that
-/// takes any store.
+/// [`StepStore`]; use it as the bound of code that takes any store.
 ///
 /// # Examples
 ///
