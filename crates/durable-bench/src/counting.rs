@@ -86,6 +86,9 @@ impl WorkerStore for CountingStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.now()
+    }
 
     fn commit_mode(&self) -> CommitMode {
         self.inner.commit_mode()
@@ -221,6 +224,9 @@ impl durable_core::store::StepStore for CountingStore {
         output: &str,
     ) -> durable_core::Result<bool> {
         self.inner.save_step(fence, name, output).await
+    }
+}
+
 /// Periodic schedules pass straight through.
 #[durable_core::store::async_trait]
 impl durable_core::store::ScheduleStore for CountingStore {

@@ -1,8 +1,6 @@
 //! What a running task sees: its state, its identity and a way to stop early (its steps
 //! are in `crate::steps`).
 
-use std::sync::Arc;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

@@ -139,6 +139,7 @@ pub enum Error {
         id: crate::ids::TaskId,
         /// The attempt that lost it.
         attempt: u32,
+    },
     /// A periodic schedule that cannot be used: a cron expression that does not parse
     /// ([`Schedule::cron`](crate::periodic::Schedule::cron)).
     #[error("invalid schedule `{schedule}`: {reason}")]

@@ -27,6 +27,7 @@ async fn harness(dir: &tempfile::TempDir) -> (Db, TestDurable) {
         db: db.clone(),
         delay: Duration::ZERO,
         fail_rate: 0.0,
+        relay_ready_at: tokio::time::Instant::now(),
     };
     let registry = Registry::new().register::<SendWelcomeEmail>(mailer);
     let t = TestDurable::with_sqlite(store, registry)

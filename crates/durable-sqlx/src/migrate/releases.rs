@@ -47,7 +47,7 @@ macro_rules! roll_forward_and_back {
         let next = release(this, v + 1, next_sql(v));
         let after = release(&next, v + 2, after_sql(v + 2));
         $run(this).await.expect("this release, on a fresh database");
-        let mut shipped = $records.await;
+        let shipped = $records.await;
         assert_eq!(shipped.first(), Some(&(1, 1)));
         assert_eq!(shipped.last().map(|r| r.0), Some(v));
         $run(&next).await.expect("the next release");

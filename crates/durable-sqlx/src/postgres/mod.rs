@@ -58,8 +58,8 @@ mod schedule;
 mod search_path;
 #[macro_use]
 mod sql;
-mod unique;
 mod steps;
+mod unique;
 mod worker;
 
 use std::time::Duration;
@@ -71,8 +71,8 @@ use crate::error::{Error, Result};
 use crate::util::detached;
 pub use builder::PostgresStoreBuilder;
 use builder::{quote_ident, Source};
-pub(crate) use idempotency::record_on;
 pub(crate) use clock::set_durable_now;
+pub(crate) use idempotency::record_on;
 pub(crate) use rows::insert_on;
 pub(crate) use steps::{complete_on, save_step_on};
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, Fence, KeyClaim, KeyTake, RescueReport, Wakeup, Wakeups, WorkerStore,
-    WriteBatch, WriteOutcome,
+    async_trait, Fence, KeyClaim, KeyTake, RescueReport, Wakeup, Wakeups, WorkerStore, WriteBatch,
+    WriteOutcome,
 };
 use durable_core::{TaskId, WorkerId};
 use futures_util::StreamExt;

@@ -18,8 +18,8 @@ mod plan;
 mod rows;
 mod schedule;
 mod script;
-mod unique;
 mod steps;
+mod unique;
 mod worker;
 mod writer_owner;
 

@@ -93,7 +93,9 @@ impl StepStore for SqliteStore {
         let clock = self.inner.clock.clone();
         to_core(
             self.transaction("save step", move |conn| {
-                Box::pin(async move { save_step_on(conn, &fence, &name, &output, clock.now_ms()).await })
+                Box::pin(
+                    async move { save_step_on(conn, &fence, &name, &output, clock.now_ms()).await },
+                )
             })
             .await,
         )

@@ -245,6 +245,9 @@ impl WorkerStore for Faulty {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.now()
+    }
 
     fn commit_mode(&self) -> CommitMode {
         self.inner.commit_mode()

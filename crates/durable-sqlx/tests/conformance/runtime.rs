@@ -715,6 +715,9 @@ impl WorkerStore for Counting {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.now()
+    }
     fn wakeups(&self) -> Wakeups {
         self.inner.wakeups()
     }

@@ -339,6 +339,9 @@ impl WorkerStore for NoRenewal {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.now()
+    }
     fn commit_mode(&self) -> CommitMode {
         self.inner.commit_mode()
     }
@@ -353,6 +356,9 @@ impl WorkerStore for NoRenewal {
     }
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         self.inner.mark_started(fence).await
+    }
+    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
+        self.inner.cancel_requested(held).await
     }
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
         self.inner.rescue_expired().await
@@ -386,7 +392,7 @@ impl AdminStore for NoRenewal {
     async fn counts(&self) -> durable_core::Result<StateCounts> {
         self.inner.counts().await
     }
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<bool> {
+    async fn cancel(&self, id: TaskId) -> durable_core::Result<durable_core::store::CancelOutcome> {
         self.inner.cancel(id).await
     }
     async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
@@ -521,4 +527,23 @@ pub async fn step_in_commits_with_its_rows(db: &impl TxDb) {
     assert_eq!(app.rows(id).await, ["attempt-2", "order-row"]);
     let steps = store.steps(id).await.expect("steps");
     assert_eq!(steps, [StepRecord::new("order", "\"order-row\"", 1)]);
+}
+
+#[async_trait]
+impl durable_core::store::ScheduleStore for NoRenewal {
+    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+        self.inner.database_now().await
+    }
+    async fn schedules(
+        &self,
+        names: &[String],
+    ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
+        self.inner.schedules(names).await
+    }
+    async fn advance_schedule(
+        &self,
+        advance: durable_core::store::ScheduleAdvance<'_>,
+    ) -> durable_core::Result<bool> {
+        self.inner.advance_schedule(advance).await
+    }
 }

@@ -34,6 +34,9 @@ impl WorkerStore for FaultyStore {
     fn backend(&self) -> &'static str {
         self.inner().backend()
     }
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner().now()
+    }
 
     fn commit_mode(&self) -> CommitMode {
         self.inner().commit_mode()
@@ -195,6 +198,9 @@ impl durable_core::store::StepStore for FaultyStore {
         output: &str,
     ) -> durable_core::Result<bool> {
         self.inner().save_step(fence, name, output).await
+    }
+}
+
 /// Periodic schedules pass straight through.
 #[durable_core::store::async_trait]
 impl durable_core::store::ScheduleStore for FaultyStore {
