@@ -38,6 +38,7 @@
 
 #[macro_use]
 mod sql_messages;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod clock;
 mod enqueue;
 mod error;
@@ -51,6 +52,7 @@ pub mod sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod testing;
 
 pub use enqueue::{
