@@ -299,3 +299,35 @@ async fn advance_past_a_lease_hands_a_task_back(t: TestDurable, calls: Calls) {
     assert_eq!(record.state, TaskState::Completed);
     assert_eq!(calls.0.load(Ordering::SeqCst), 1);
 }
+
+/// `TestDurable::postgres` makes a schema of its own, where the tasks are stored and run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_constructor_uses_a_fresh_schema() {
+    let Some(url) = durable_testkit::database_url() else {
+        return;
+    };
+    let calls = Calls::default();
+    let t = TestDurable::postgres(&url, registry(&calls))
+        .await
+        .expect("harness");
+    let pool = t
+        .postgres_store()
+        .expect("a PostgreSQL harness")
+        .pool()
+        .clone();
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(&pool)
+        .await
+        .expect("schema");
+    assert!(schema.starts_with("durable_test_"), "{schema}");
+    t.client().enqueue(Link { left: 1 }).await.expect("enqueue");
+    assert_eq!(t.run_until_idle().await.completed.len(), 2);
+    assert_eq!(calls.0.load(Ordering::SeqCst), 2);
+    drop(t);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&pool)
+    .await
+    .expect("drop the schema");
+}

@@ -43,6 +43,7 @@ mod sql_messages;
 #[macro_use]
 mod unique;
 mod attempt;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod clock;
 mod enqueue;
 mod error;
@@ -57,8 +58,10 @@ pub mod sqlite;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
-pub use attempt::{complete_in, step_in, AttemptConnection};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod testing;
+
+pub use attempt::{complete_in, step_in, AttemptConnection};
 
 pub use enqueue::{
     enqueue_in, enqueue_in_with, BoxFuture, DetachedCommit, EnqueueConnection, TransactionSource,

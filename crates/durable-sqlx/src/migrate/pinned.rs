@@ -81,7 +81,7 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (
         8,
-        "7a0e46e110625dbb55e004f50d4aaf4295f536fed255cea9c51e2645c3efe4ec7fc0c0aacfccaa6b78547360dcc4d6b1",
+        "227f6c9faecd55c66ad5815672fd500398a501fd5b8be49f0abfd65e5837430cbd2f3f323b35667a3540f1180a7446ec",
     ),
 ];
 
