@@ -193,8 +193,8 @@ async fn migrations_coexist_with_application_migrations() {
             "_durable_migrations",
             "_sqlx_migrations",
             "durable_idempotency",
-            "durable_steps",
             "durable_schedules",
+            "durable_steps",
             "durable_tasks",
             "users"
         ]

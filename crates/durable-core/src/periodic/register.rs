@@ -10,8 +10,10 @@ use super::{CatchUp, Schedule};
 use crate::client::{Client, EnqueueOptions};
 use crate::error::Result;
 use crate::registry::Registry;
+use crate::state::TaskState;
 use crate::store::NewTask;
 use crate::task::Task;
+use crate::unique::UniqueKey;
 
 /// One occurrence of a schedule: what the task factory of a [`Periodic`] receives. Put
 /// [`at`](Self::at) in the task's fields when the task must know which occurrence it runs
@@ -152,7 +154,25 @@ impl Periodic {
 /// The row of one occurrence's task: due at the occurrence's instant. Every occurrence row is
 /// built here, so what identifies an occurrence in the table is decided in one place.
 fn occurrence_row<T: Task>(client: &Client, task: &T, occurrence: &Occurrence) -> Result<NewTask> {
-    client.prepare(task, &EnqueueOptions::new().run_at(occurrence.at))
+    // The compare-and-set of the schedule's row makes one instance enqueue each occurrence;
+    // the unique key (task type + schedule + instant, held in every state) is the second
+    // lock on the same door: an occurrence row can never be stored twice while it exists.
+    let key = UniqueKey::new(format!(
+        "periodic:{}:{}",
+        occurrence.schedule,
+        occurrence.at.timestamp_millis()
+    ))
+    .states(&[
+        TaskState::Pending,
+        TaskState::Processing,
+        TaskState::Completed,
+        TaskState::Failed,
+        TaskState::Cancelled,
+    ]);
+    client.prepare(
+        task,
+        &EnqueueOptions::new().run_at(occurrence.at).unique(key),
+    )
 }
 
 impl fmt::Debug for Periodic {
