@@ -27,7 +27,8 @@ pub(super) struct Columns {
 }
 
 impl Columns {
-    fn of(tasks: &[NewTask]) -> Self {
+    /// The columns of `tasks`, in order.
+    pub(super) fn of<'t>(tasks: impl IntoIterator<Item = &'t NewTask>) -> Self {
         let mut c = Self::default();
         for t in tasks {
             c.ids.push(*t.id.as_uuid());
@@ -43,7 +44,24 @@ impl Columns {
         }
         c
     }
+    /// Binds the columns as `$1..$9` of an insert statement ([`sql::INSERT`] and the unique
+    /// insert), in the order both take them.
+    pub(super) fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.ids)
+            .bind(&self.names)
+            .bind(&self.queues)
+            .bind(&self.payloads)
+            .bind(&self.priorities)
+            .bind(&self.max_attempts)
+            .bind(&self.run_at)
+            .bind(&self.owners)
+            .bind(&self.lease_ms)
+    }
 }
+
+/// A statement with its arguments being bound.
+pub(super) type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Inserts rows on any PostgreSQL connection (a caller's transaction included), in one
 /// statement that also sends the wakeup `NOTIFY` (delivered at commit) when a row is due.
@@ -78,16 +96,7 @@ async fn insert_plain(conn: &mut PgConnection, tasks: &[NewTask]) -> Result<()> 
 /// One insert statement (see [`sql::INSERT`]).
 pub(super) async fn insert_statement(conn: &mut PgConnection, tasks: &[NewTask]) -> Result<()> {
     let c = Columns::of(tasks);
-    sqlx::query(sql::INSERT)
-        .bind(&c.ids)
-        .bind(&c.names)
-        .bind(&c.queues)
-        .bind(&c.payloads)
-        .bind(&c.priorities)
-        .bind(&c.max_attempts)
-        .bind(&c.run_at)
-        .bind(&c.owners)
-        .bind(&c.lease_ms)
+    c.bind(sqlx::query(sql::INSERT))
         .execute(conn)
         .await
         .map_err(Error::db("insert"))?;

@@ -13,7 +13,7 @@ use durable_core::TaskId;
 use sqlx::{Connection as _, PgConnection, Row};
 use uuid::Uuid;
 
-use super::ms;
+use super::rows::Columns as RowColumns;
 use crate::error::{Error, Result};
 use crate::unique::Resolve;
 
@@ -71,18 +71,9 @@ const HOLDERS: &str = concat!(
     unique_live!()
 );
 
-/// The rows' columns for [`INSERT_UNIQUE`].
-#[derive(Default)]
+/// The rows' columns for [`INSERT_UNIQUE`]: an insert's, and the unique keys'.
 struct Columns {
-    ids: Vec<Uuid>,
-    names: Vec<String>,
-    queues: Vec<String>,
-    payloads: Vec<String>,
-    priorities: Vec<i16>,
-    max_attempts: Vec<i32>,
-    run_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
-    owners: Vec<Option<Uuid>>,
-    lease_ms: Vec<Option<i64>>,
+    rows: RowColumns,
     keys: Vec<Option<String>>,
     states: Vec<Option<i32>>,
     periods: Vec<Option<i64>>,
@@ -90,23 +81,13 @@ struct Columns {
 
 impl Columns {
     fn of(tasks: &[&NewTask]) -> Self {
-        let mut c = Self::default();
-        for t in tasks {
-            c.ids.push(*t.id.as_uuid());
-            c.names.push(t.name.clone());
-            c.queues.push(t.queue.clone());
-            c.payloads.push(t.payload.clone());
-            c.priorities.push(t.priority);
-            c.max_attempts
-                .push(i32::try_from(t.max_attempts.max(1)).unwrap_or(i32::MAX));
-            c.run_at.push(t.run_at);
-            c.owners.push(t.claimed_by.map(|l| *l.owner.as_uuid()));
-            c.lease_ms.push(t.claimed_by.map(|l| ms(l.lease)));
-            c.keys.push(t.unique.as_ref().map(|u| u.key.clone()));
-            c.states.push(t.unique.as_ref().map(|u| u.states));
-            c.periods.push(t.unique.as_ref().and_then(|u| u.period_ms));
+        let unique = || tasks.iter().map(|t| t.unique.as_ref());
+        Self {
+            rows: RowColumns::of(tasks.iter().copied()),
+            keys: unique().map(|u| u.map(|u| u.key.clone())).collect(),
+            states: unique().map(|u| u.map(|u| u.states)).collect(),
+            periods: unique().map(|u| u.and_then(|u| u.period_ms)).collect(),
         }
-        c
     }
 }
 
@@ -123,16 +104,9 @@ pub(super) async fn insert_unique(
         let mut stored: HashMap<TaskId, String> = HashMap::new();
         for chunk in round.chunks(CHUNK) {
             let c = Columns::of(chunk);
-            let rows = sqlx::query(INSERT_UNIQUE)
-                .bind(&c.ids)
-                .bind(&c.names)
-                .bind(&c.queues)
-                .bind(&c.payloads)
-                .bind(&c.priorities)
-                .bind(&c.max_attempts)
-                .bind(&c.run_at)
-                .bind(&c.owners)
-                .bind(&c.lease_ms)
+            let rows = c
+                .rows
+                .bind(sqlx::query(INSERT_UNIQUE))
                 .bind(&c.keys)
                 .bind(&c.states)
                 .bind(&c.periods)
