@@ -208,8 +208,8 @@ async fn rollout(backend: Backend) {
     .await;
 
     let mut instances = [first, second];
-    // Release 2 also runs on a newer library, whose durable migration 3 declares
-    // compatibility with schema version 2: its first instance applies it, and every
+    // Release 2 also runs on a newer library, whose next durable migration declares
+    // compatibility with this schema version: its first instance applies it, and every
     // instance started from then on (release 1 during the rollback too) starts through the
     // migrator's "newer but compatible" path.
     tables::apply_next_durable_migration(&inspector)
