@@ -86,7 +86,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let failed = db
         .store()
         .list(&ListQuery::new(10).state(TaskState::Failed))
-        .await?;
+        .await?
+        .tasks;
     for task in &failed {
         tracing::warn!(task_id = %task.id, task_name = %task.name, error = ?task.last_error,
             "failed task waiting for an operator");

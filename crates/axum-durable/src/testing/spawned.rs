@@ -33,10 +33,9 @@ impl TestDurable {
                 .list(&query)
                 .await
                 .unwrap_or_else(|e| panic!("reading the stored tasks failed: {e}"));
-            let full = page.len() == MAX_LIST_LIMIT as usize;
-            after = page.last().map(|r| r.id);
-            all.extend(page);
-            if !full {
+            after = page.next;
+            all.extend(page.tasks);
+            if after.is_none() {
                 return all;
             }
         }

@@ -8,7 +8,8 @@
 //!   ones), the backlog and cross-process wakeups — and, through its supertrait
 //!   [`ScheduleStore`], the store's clock and the progress of periodic schedules;
 //! - [`AdminStore`], **inspection and administration**: migrations, reading rows and
-//!   counts, cancelling, pruning;
+//!   counts and statistics, the operator's actions (retry, cancel, delete, requeue),
+//!   pruning;
 //! - [`StepStore`], the **checkpoints of steps** ([`TaskContext::step`](crate::TaskContext::step)).
 //!
 //! Together they make a [`Store`], the bound applications use (`Runtime::builder(store, ..)`,
@@ -16,6 +17,7 @@
 //! `durable-sqlx` provides SQLite and PostgreSQL backends; its conformance suite pins the
 //! behaviour every backend must have.
 
+mod action;
 mod admin;
 mod batch;
 mod cancel;
@@ -26,18 +28,21 @@ mod record;
 mod rows;
 mod schedule;
 mod shared;
+mod stats;
 mod steps;
 mod worker;
 
+pub use action::{ActionOutcome, RetryFailed, Seen, StuckQuery};
 pub use admin::AdminStore;
 pub use batch::{Outcome, Settle, WriteBatch, WriteOutcome};
 pub use cancel::CancelOutcome;
 pub use claim::{ClaimRequest, Fence, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SCAN};
 pub use idempotency::{KeyClaim, KeyTake, ResponseRecord, StoredResponse};
-pub use list::{ListQuery, MAX_LIST_LIMIT};
-pub use record::{StateCounts, TaskRecord};
+pub use list::{ListQuery, Page, MAX_LIST_LIMIT, SEARCH_SCAN};
+pub use record::{AttemptError, StateCounts, TaskRecord, MAX_ERRORS};
 pub use rows::{ClaimedTask, LocalClaim, NewTask, DEFAULT_QUEUE};
 pub use schedule::{ScheduleAdvance, ScheduleRow, ScheduleStore};
+pub use stats::{Count, QueueCounts, Stats, ThroughputBucket, COUNT_BOUND};
 pub use steps::{StepRecord, StepStore};
 pub use worker::{CommitMode, Wakeup, Wakeups, WorkerStore};
 

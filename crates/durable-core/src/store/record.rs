@@ -36,6 +36,14 @@ pub struct TaskRecord {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Message of the last failed attempt.
     pub last_error: Option<String>,
+    /// The failed attempts, oldest first (the most recent [`MAX_ERRORS`] of them).
+    pub errors: Vec<AttemptError>,
+    /// The unique key held by this row, if it was enqueued with one.
+    pub unique_key: Option<String>,
+    /// When the current (or last) attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When a cancellation was requested while it ran.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
     /// Insert time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -69,9 +77,47 @@ impl TaskRecord {
             lease_owner: None,
             lease_expires_at: None,
             last_error: None,
+            errors: Vec::new(),
+            unique_key: None,
+            started_at: None,
+            cancel_requested_at: None,
             created_at: epoch,
             updated_at: epoch,
             finished_at: None,
+        }
+    }
+}
+
+/// Most failed attempts a row keeps in [`TaskRecord::errors`] (the oldest are dropped).
+pub const MAX_ERRORS: usize = 20;
+
+/// One failed attempt of a task, as kept in its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttemptError {
+    /// The attempt's number (1 for the first).
+    pub attempt: u32,
+    /// When it failed.
+    pub at: DateTime<Utc>,
+    /// The worker that ran it.
+    pub worker: Option<WorkerId>,
+    /// The error's message (the `Display` of its chain).
+    pub message: String,
+}
+
+impl AttemptError {
+    /// An entry of the error history.
+    pub fn new(
+        attempt: u32,
+        at: DateTime<Utc>,
+        worker: Option<WorkerId>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            attempt,
+            at,
+            worker,
+            message: message.into(),
         }
     }
 }

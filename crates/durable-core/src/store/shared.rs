@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use chrono::{DateTime, Utc};
+
 use super::{
-    AdminStore, CancelOutcome, CommitMode, Fence, KeyClaim, KeyTake, ListQuery, RescueReport,
-    ScheduleAdvance, ScheduleRow, ScheduleStore, StateCounts, TaskRecord, Wakeups, WorkerStore,
-    WriteBatch, WriteOutcome,
+    ActionOutcome, AdminStore, CancelOutcome, CommitMode, Fence, KeyClaim, KeyTake, ListQuery,
+    Page, RescueReport, RetryFailed, ScheduleAdvance, ScheduleRow, ScheduleStore, Seen,
+    StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket, Wakeups, WorkerStore, WriteBatch,
+    WriteOutcome,
 };
 use crate::error::Result;
-use crate::ids::TaskId;
+use crate::ids::{TaskId, WorkerId};
 
 #[async_trait]
 impl<S: WorkerStore + ?Sized> WorkerStore for Arc<S> {
@@ -71,11 +74,35 @@ impl<S: AdminStore + ?Sized> AdminStore for Arc<S> {
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>> {
         (**self).get(id).await
     }
-    async fn list(&self, query: &ListQuery) -> Result<Vec<TaskRecord>> {
+    async fn list(&self, query: &ListQuery) -> Result<Page> {
         (**self).list(query).await
     }
     async fn counts(&self) -> Result<StateCounts> {
         (**self).counts().await
+    }
+    async fn stats(&self) -> Result<Stats> {
+        (**self).stats().await
+    }
+    async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<ThroughputBucket>> {
+        (**self).throughput(since).await
+    }
+    async fn add_throughput(&self, worker: WorkerId, buckets: &[ThroughputBucket]) -> Result<()> {
+        (**self).add_throughput(worker, buckets).await
+    }
+    async fn retry(&self, id: TaskId, seen: Option<Seen>) -> Result<ActionOutcome> {
+        (**self).retry(id, seen).await
+    }
+    async fn retry_failed(&self, which: &RetryFailed) -> Result<u64> {
+        (**self).retry_failed(which).await
+    }
+    async fn delete(&self, id: TaskId, seen: Option<Seen>) -> Result<ActionOutcome> {
+        (**self).delete(id, seen).await
+    }
+    async fn requeue(&self, id: TaskId, seen: Option<Seen>) -> Result<ActionOutcome> {
+        (**self).requeue(id, seen).await
+    }
+    async fn requeue_stuck(&self, which: &StuckQuery) -> Result<u64> {
+        (**self).requeue_stuck(which).await
     }
     async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
         (**self).cancel(id).await

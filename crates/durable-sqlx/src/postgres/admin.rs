@@ -73,7 +73,7 @@ impl AdminStore for PostgresStore {
         .await
     }
 
-    async fn list(&self, query: &ListQuery) -> durable_core::Result<Vec<TaskRecord>> {
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<durable_core::store::Page> {
         let query = query.clone();
         self.run("list", move |pool| async move {
             let rows = sqlx::query(sql::LIST)
@@ -85,7 +85,11 @@ impl AdminStore for PostgresStore {
                 .fetch_all(&pool)
                 .await
                 .map_err(Error::db("list"))?;
-            rows.iter().map(record_from_row).collect()
+            let tasks: Vec<TaskRecord> = rows.iter().map(record_from_row).collect::<Result<_>>()?;
+            let next = (tasks.len() == query.limit as usize)
+                .then(|| tasks.last().map(|t| t.id))
+                .flatten();
+            Ok(durable_core::store::Page::new(tasks, next))
         })
         .await
     }
@@ -99,5 +103,62 @@ impl AdminStore for PostgresStore {
             crate::util::state_counts(rows)
         })
         .await
+    }
+    async fn stats(&self) -> durable_core::Result<durable_core::store::Stats> {
+        Err(pending_impl("stats"))
+    }
+    async fn throughput(
+        &self,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> durable_core::Result<Vec<durable_core::store::ThroughputBucket>> {
+        Err(pending_impl("throughput"))
+    }
+    async fn add_throughput(
+        &self,
+        _worker: durable_core::WorkerId,
+        _buckets: &[durable_core::store::ThroughputBucket],
+    ) -> durable_core::Result<()> {
+        Err(pending_impl("add_throughput"))
+    }
+    async fn retry(
+        &self,
+        _id: TaskId,
+        _seen: Option<durable_core::store::Seen>,
+    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
+        Err(pending_impl("retry"))
+    }
+    async fn retry_failed(
+        &self,
+        _which: &durable_core::store::RetryFailed,
+    ) -> durable_core::Result<u64> {
+        Err(pending_impl("retry_failed"))
+    }
+    async fn delete(
+        &self,
+        _id: TaskId,
+        _seen: Option<durable_core::store::Seen>,
+    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
+        Err(pending_impl("delete"))
+    }
+    async fn requeue(
+        &self,
+        _id: TaskId,
+        _seen: Option<durable_core::store::Seen>,
+    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
+        Err(pending_impl("requeue"))
+    }
+    async fn requeue_stuck(
+        &self,
+        _which: &durable_core::store::StuckQuery,
+    ) -> durable_core::Result<u64> {
+        Err(pending_impl("requeue_stuck"))
+    }
+}
+
+// SCAFFOLD (admin-api branch only): replaced by the real statements before anything lands.
+fn pending_impl(operation: &'static str) -> durable_core::Error {
+    durable_core::Error::Store {
+        operation,
+        source: "not implemented yet".into(),
     }
 }

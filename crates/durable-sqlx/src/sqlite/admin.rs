@@ -69,7 +69,7 @@ impl AdminStore for SqliteStore {
         to_core(row.as_ref().map(record_from_row).transpose())
     }
 
-    async fn list(&self, query: &ListQuery) -> durable_core::Result<Vec<TaskRecord>> {
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<durable_core::store::Page> {
         let rows = sqlx::query(sql::LIST)
             .bind(query.state.map(TaskState::as_str))
             .bind(query.name.as_deref())
@@ -79,7 +79,11 @@ impl AdminStore for SqliteStore {
             .fetch_all(&self.inner.reader)
             .await
             .map_err(Error::db("list"))?;
-        to_core(rows.iter().map(record_from_row).collect())
+        let tasks: Vec<TaskRecord> = to_core(rows.iter().map(record_from_row).collect())?;
+        let next = (tasks.len() == query.limit as usize)
+            .then(|| tasks.last().map(|t| t.id))
+            .flatten();
+        Ok(durable_core::store::Page::new(tasks, next))
     }
 
     async fn counts(&self) -> durable_core::Result<StateCounts> {
@@ -88,5 +92,62 @@ impl AdminStore for SqliteStore {
             .await
             .map_err(Error::db("counts"))?;
         to_core(crate::util::state_counts(rows))
+    }
+    async fn stats(&self) -> durable_core::Result<durable_core::store::Stats> {
+        Err(pending_impl("stats"))
+    }
+    async fn throughput(
+        &self,
+        _since: chrono::DateTime<chrono::Utc>,
+    ) -> durable_core::Result<Vec<durable_core::store::ThroughputBucket>> {
+        Err(pending_impl("throughput"))
+    }
+    async fn add_throughput(
+        &self,
+        _worker: durable_core::WorkerId,
+        _buckets: &[durable_core::store::ThroughputBucket],
+    ) -> durable_core::Result<()> {
+        Err(pending_impl("add_throughput"))
+    }
+    async fn retry(
+        &self,
+        _id: TaskId,
+        _seen: Option<durable_core::store::Seen>,
+    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
+        Err(pending_impl("retry"))
+    }
+    async fn retry_failed(
+        &self,
+        _which: &durable_core::store::RetryFailed,
+    ) -> durable_core::Result<u64> {
+        Err(pending_impl("retry_failed"))
+    }
+    async fn delete(
+        &self,
+        _id: TaskId,
+        _seen: Option<durable_core::store::Seen>,
+    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
+        Err(pending_impl("delete"))
+    }
+    async fn requeue(
+        &self,
+        _id: TaskId,
+        _seen: Option<durable_core::store::Seen>,
+    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
+        Err(pending_impl("requeue"))
+    }
+    async fn requeue_stuck(
+        &self,
+        _which: &durable_core::store::StuckQuery,
+    ) -> durable_core::Result<u64> {
+        Err(pending_impl("requeue_stuck"))
+    }
+}
+
+// SCAFFOLD (admin-api branch only): replaced by the real statements before anything lands.
+fn pending_impl(operation: &'static str) -> durable_core::Error {
+    durable_core::Error::Store {
+        operation,
+        source: "not implemented yet".into(),
     }
 }

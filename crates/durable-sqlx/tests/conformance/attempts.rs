@@ -37,7 +37,10 @@ pub async fn requeue_counts_attempts_past_its_limit(db: &impl TestDb) {
     for n in 1..=REQUEUE_LIMIT {
         let c = claim_one(&store, LEASE).await;
         assert_eq!(c.attempt, 1, "requeue {n} did not count the attempt");
-        assert_eq!(store.requeue(&[c.fence()]).await.expect("requeue"), 1);
+        assert_eq!(
+            store.requeue_attempts(&[c.fence()]).await.expect("requeue"),
+            1
+        );
         let r = row(&store, t.id).await;
         assert_eq!(
             (r.state, r.attempts, r.requeues),
@@ -47,7 +50,10 @@ pub async fn requeue_counts_attempts_past_its_limit(db: &impl TestDb) {
     }
     // Past the limit: the interrupted attempt counts.
     let c = claim_one(&store, LEASE).await;
-    assert_eq!(store.requeue(&[c.fence()]).await.expect("requeue"), 1);
+    assert_eq!(
+        store.requeue_attempts(&[c.fence()]).await.expect("requeue"),
+        1
+    );
     let r = row(&store, t.id).await;
     assert_eq!(
         (r.state, r.attempts, r.requeues),
@@ -62,7 +68,10 @@ pub async fn requeue_counts_attempts_past_its_limit(db: &impl TestDb) {
     // The last attempt, stopped by shutdown once more: dead.
     let c = claim_one(&store, LEASE).await;
     assert_eq!(c.attempt, 2);
-    assert_eq!(store.requeue(&[c.fence()]).await.expect("requeue"), 1);
+    assert_eq!(
+        store.requeue_attempts(&[c.fence()]).await.expect("requeue"),
+        1
+    );
     let r = row(&store, t.id).await;
     assert_eq!(
         (r.state, r.attempts, r.requeues),
@@ -84,7 +93,10 @@ pub async fn requeue_counts_attempts_past_its_limit(db: &impl TestDb) {
         "a failed row is not claimed"
     );
     // A stale fence changes nothing, the counter included.
-    assert_eq!(store.requeue(&[c.fence()]).await.expect("requeue"), 0);
+    assert_eq!(
+        store.requeue_attempts(&[c.fence()]).await.expect("requeue"),
+        0
+    );
     assert_eq!(row(&store, t.id).await.requeues, REQUEUE_LIMIT + 2);
 }
 

@@ -74,7 +74,7 @@ pub async fn advance_makes_a_retry_due(db: &impl ClockDb) {
     let first = store.claim(&claim_request()).await.expect("claim");
     assert_eq!(first.len(), 1);
     assert!(store
-        .retry(&first[0].fence(), HOUR, "planned failure")
+        .retry_attempt(&first[0].fence(), HOUR, "planned failure")
         .await
         .expect("retry"));
     assert_eq!(backlog(&store).await, 0, "waiting out its backoff");

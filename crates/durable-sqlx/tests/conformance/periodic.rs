@@ -44,7 +44,8 @@ async fn ticks(store: &Arc<dyn Store>) -> Vec<DateTime<Utc>> {
     let rows = store
         .list(&ListQuery::new(1_000).name(Tick::NAME))
         .await
-        .expect("list");
+        .expect("list")
+        .tasks;
     let mut at: Vec<DateTime<Utc>> = rows
         .iter()
         .map(|r| {

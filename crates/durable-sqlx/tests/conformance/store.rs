@@ -207,7 +207,7 @@ pub async fn fencing_rejects_stale_worker(db: &impl TestDb) {
         .is_empty());
     assert!(!store.fail(&fence_a, "stale").await.expect("fail a"));
     assert!(!store
-        .retry(&fence_a, Duration::ZERO, "stale")
+        .retry_attempt(&fence_a, Duration::ZERO, "stale")
         .await
         .expect("retry a"));
     assert!(store
@@ -215,7 +215,10 @@ pub async fn fencing_rejects_stale_worker(db: &impl TestDb) {
         .await
         .expect("hb a")
         .is_empty());
-    assert_eq!(store.requeue(&[fence_a]).await.expect("requeue a"), 0);
+    assert_eq!(
+        store.requeue_attempts(&[fence_a]).await.expect("requeue a"),
+        0
+    );
     let r = row(&store, t.id).await;
     assert_eq!(
         (r.state, r.attempts, r.lease_owner),
@@ -282,7 +285,7 @@ pub async fn retry_returns_to_pending_later(db: &impl TestDb) {
         .expect("insert");
     let c = claim_all(&store, WorkerId::new(), 1).await.remove(0);
     assert!(store
-        .retry(&c.fence(), Duration::from_millis(300), "smtp 451")
+        .retry_attempt(&c.fence(), Duration::from_millis(300), "smtp 451")
         .await
         .expect("retry"));
     let r = row(&store, t.id).await;
@@ -326,7 +329,7 @@ pub async fn requeue_does_not_count_attempt(db: &impl TestDb) {
         .iter()
         .map(durable_core::store::ClaimedTask::fence)
         .collect();
-    assert_eq!(store.requeue(&fences).await.expect("requeue"), 3);
+    assert_eq!(store.requeue_attempts(&fences).await.expect("requeue"), 3);
     for f in &fences {
         let r = row(&store, f.id).await;
         assert_eq!((r.state, r.attempts), (TaskState::Pending, 0));
@@ -549,7 +552,7 @@ pub async fn two_stores_fencing_interleaving(db: &impl TestDb) {
         .expect("stale complete")
         .is_empty());
     assert!(!one
-        .retry(&a.fence(), Duration::ZERO, "x")
+        .retry_attempt(&a.fence(), Duration::ZERO, "x")
         .await
         .expect("stale retry"));
     assert_eq!(
@@ -753,7 +756,7 @@ pub async fn backlog_counts_due_rows_only(db: &impl TestDb) {
         "processing is not backlog"
     );
     assert!(store
-        .retry(&claimed[0].fence(), Duration::from_secs(3600), "later")
+        .retry_attempt(&claimed[0].fence(), Duration::from_secs(3600), "later")
         .await
         .expect("retry"));
     assert_eq!(
@@ -901,11 +904,11 @@ pub async fn list_filters_and_pages_in_id_order(db: &impl TestDb) {
     let mut query = ListQuery::new(10);
     loop {
         let page = store.list(&query).await.expect("list");
-        assert!(page.len() <= 10);
-        paged.extend(page.iter().map(|r| r.id));
-        match page.last() {
-            Some(last) if page.len() == 10 => query = query.after(last.id),
-            _ => break,
+        assert!(page.tasks.len() <= 10);
+        paged.extend(page.tasks.iter().map(|r| r.id));
+        match page.next {
+            Some(next) => query = query.after(next),
+            None => break,
         }
     }
     assert_eq!(paged, ids, "every row once, in creation order");
@@ -913,7 +916,8 @@ pub async fn list_filters_and_pages_in_id_order(db: &impl TestDb) {
     let reports = store
         .list(&ListQuery::new(100).name("report"))
         .await
-        .expect("list");
+        .expect("list")
+        .tasks;
     assert_eq!(reports.len(), 5);
     assert!(reports
         .iter()
@@ -921,12 +925,14 @@ pub async fn list_filters_and_pages_in_id_order(db: &impl TestDb) {
     let slow = store
         .list(&ListQuery::new(100).queue("slow").state(TaskState::Pending))
         .await
-        .expect("list");
+        .expect("list")
+        .tasks;
     assert_eq!(slow.len(), 5);
     let failed = store
         .list(&ListQuery::new(100).state(TaskState::Failed))
         .await
-        .expect("list");
+        .expect("list")
+        .tasks;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].id, claimed[0].id);
     assert_eq!(failed[0].last_error.as_deref(), Some("boom"));
@@ -937,11 +943,13 @@ pub async fn list_filters_and_pages_in_id_order(db: &impl TestDb) {
                 .name("work"),
         )
         .await
-        .expect("list");
+        .expect("list")
+        .tasks;
     assert_eq!(processing.len(), 1);
     assert!(store
         .list(&ListQuery::new(100).name("nothing"))
         .await
         .expect("list")
+        .tasks
         .is_empty());
 }

@@ -49,7 +49,8 @@ async fn rows_of(store: &Arc<dyn Store>, key: &str) -> Vec<durable_core::store::
     let all = store
         .list(&ListQuery::new(500).name("work"))
         .await
-        .expect("list");
+        .expect("list")
+        .tasks;
     all.into_iter()
         .filter(|r| {
             serde_json::from_str::<serde_json::Value>(&r.payload)

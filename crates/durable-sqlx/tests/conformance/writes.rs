@@ -21,11 +21,11 @@ pub trait Writes {
     /// Completes `fences`; the ids whose write applied.
     async fn complete(&self, fences: &[Fence]) -> Result<Vec<TaskId>>;
     /// Retries `fence` after `delay`; whether it applied.
-    async fn retry(&self, fence: &Fence, delay: Duration, error: &str) -> Result<bool>;
+    async fn retry_attempt(&self, fence: &Fence, delay: Duration, error: &str) -> Result<bool>;
     /// Fails `fence`; whether it applied.
     async fn fail(&self, fence: &Fence, error: &str) -> Result<bool>;
     /// Hands `fences` back as a shutdown does; the rows changed.
-    async fn requeue(&self, fences: &[Fence]) -> Result<u64>;
+    async fn requeue_attempts(&self, fences: &[Fence]) -> Result<u64>;
 }
 
 #[async_trait]
@@ -44,7 +44,7 @@ impl<S: WorkerStore + ?Sized> Writes for S {
             .await
             .completed
     }
-    async fn retry(&self, fence: &Fence, delay: Duration, error: &str) -> Result<bool> {
+    async fn retry_attempt(&self, fence: &Fence, delay: Duration, error: &str) -> Result<bool> {
         let outcome = Outcome::Retry {
             delay,
             error: error.to_owned(),
@@ -57,7 +57,7 @@ impl<S: WorkerStore + ?Sized> Writes for S {
         };
         settle_one(self, Settle::new(*fence, outcome)).await
     }
-    async fn requeue(&self, fences: &[Fence]) -> Result<u64> {
+    async fn requeue_attempts(&self, fences: &[Fence]) -> Result<u64> {
         let outcomes: Vec<Settle> = fences
             .iter()
             .map(|f| Settle::new(*f, Outcome::Requeued))
