@@ -70,7 +70,11 @@ pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
                 // Failed for a reason not tied to the data, unless the store's own error
                 // (further down the chain) says the rows were refused.
                 durable_core::Error::Store { .. } => {
-                    return !chain_has(error, durable_sqlx::Error::is_rejection);
+                    return !chain_has(
+                        error,
+                        durable_sqlx::Error::is_rejection,
+                        durable_sqlx::Error::sqlx_is_rejection,
+                    );
                 }
                 _ => return false,
             }
@@ -78,21 +82,29 @@ pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(store) = error.downcast_ref::<durable_sqlx::Error>() {
             return store.is_unavailable();
         }
+        if let Some(database) = error.downcast_ref::<durable_sqlx::sqlx::Error>() {
+            return durable_sqlx::Error::sqlx_is_unavailable(database);
+        }
         next = error.source();
     }
     false
 }
 
-/// Whether a `durable_sqlx::Error` in `error`'s source chain satisfies `test`.
+/// Whether a `durable_sqlx::Error` in `error`'s source chain satisfies `test`, or an
+/// `sqlx::Error` satisfies `test_sqlx` (a converted store error carries sqlx's own).
 fn chain_has(
     error: &(dyn std::error::Error + 'static),
     test: fn(&durable_sqlx::Error) -> bool,
+    test_sqlx: fn(&durable_sqlx::sqlx::Error) -> bool,
 ) -> bool {
     let mut next = error.source();
     while let Some(error) = next {
         if error
             .downcast_ref::<durable_sqlx::Error>()
             .is_some_and(test)
+            || error
+                .downcast_ref::<durable_sqlx::sqlx::Error>()
+                .is_some_and(test_sqlx)
         {
             return true;
         }

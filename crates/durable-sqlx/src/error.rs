@@ -121,18 +121,7 @@ impl Error {
 
     /// Whether the error means the database is unavailable rather than the request bad.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Error::Database {
-                source: sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Tls(_),
-                ..
-            }
-        ) || matches!(self, Error::Database { source: sqlx::Error::Database(e), .. }
-            if e.code().is_some_and(|c| is_unavailable_code(&c)))
+        matches!(self, Error::Database { source, .. } if Self::sqlx_is_unavailable(source))
     }
 
     /// Whether the database refused the data itself — a constraint, a trigger, a value it
@@ -143,9 +132,26 @@ impl Error {
     /// `SQLITE_TOOBIG`, `SQLITE_MISMATCH` and `SQLITE_RANGE`; a value sqlx cannot encode.
     /// Becomes [`durable_core::Error::Rejected`].
     pub fn is_rejection(&self) -> bool {
-        let Error::Database { source, .. } = self else {
-            return false;
-        };
+        matches!(self, Error::Database { source, .. } if Self::sqlx_is_rejection(source))
+    }
+
+    /// [`is_unavailable`](Self::is_unavailable) for an error as sqlx reports it: a
+    /// [`durable_core::Error::Store`] converted from this crate carries the sqlx error itself
+    /// as its source.
+    pub fn sqlx_is_unavailable(source: &sqlx::Error) -> bool {
+        match source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(e) => e.code().is_some_and(|c| is_unavailable_code(&c)),
+            _ => false,
+        }
+    }
+
+    /// [`is_rejection`](Self::is_rejection) for an error as sqlx reports it.
+    pub fn sqlx_is_rejection(source: &sqlx::Error) -> bool {
         match source {
             sqlx::Error::Encode(_) => true,
             sqlx::Error::Database(e) => refused_by_database(&**e),
@@ -178,13 +184,16 @@ impl From<Error> for durable_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Task(inner) => inner,
-            Error::Database { operation, .. } if e.is_rejection() => {
-                durable_core::Error::rejected(operation, e)
+            // The core error names the operation; its source is what the database answered
+            // (this crate's wrapper would name the operation a second time).
+            Error::Database { operation, source } if Error::sqlx_is_rejection(&source) => {
+                durable_core::Error::rejected(operation, source)
+            }
+            Error::Database { operation, source } => durable_core::Error::store(operation, source),
+            Error::Join { operation, reason } => {
+                durable_core::Error::store(operation, format!("did not finish: {reason}"))
             }
             Error::UniqueUnresolved { .. } => durable_core::Error::store("enqueue", e),
-            Error::Database { operation, .. } | Error::Join { operation, .. } => {
-                durable_core::Error::store(operation, e)
-            }
             Error::Migrate(_)
             | Error::IncompatibleSchema { .. }
             | Error::MigrationChanged { .. }
@@ -232,5 +241,37 @@ mod tests {
         for code in ["19", "2067", "23505", "22P02", "42601", "54000"] {
             assert!(!is_unavailable_code(code), "{code}");
         }
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::Error;
+
+    /// Each layer names its context once: the core error says which operation, the source
+    /// says what the database answered (not "during insert" again).
+    #[test]
+    fn converted_errors_name_their_operation_once() {
+        let store: durable_core::Error = Error::Database {
+            operation: "insert",
+            source: sqlx::Error::PoolTimedOut,
+        }
+        .into();
+        let text = store.to_string();
+        assert_eq!(text.matches("insert").count(), 1, "{text}");
+        assert!(
+            text.starts_with("task store error during insert: "),
+            "{text}"
+        );
+        assert!(store.is_transient());
+
+        let join: durable_core::Error = Error::Join {
+            operation: "claim",
+            reason: "task panicked".into(),
+        }
+        .into();
+        let text = join.to_string();
+        assert_eq!(text.matches("claim").count(), 1, "{text}");
+        assert!(text.ends_with("task panicked"), "{text}");
     }
 }

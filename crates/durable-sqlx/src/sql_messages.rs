@@ -78,7 +78,10 @@ macro_rules! requeue_dead {
     };
 }
 
-/// The `last_error` of a claimed row the store cannot read (failed without running).
+/// The `last_error` of a claimed row the store cannot read (failed without running). Only
+/// SQLite fails such a row on its own; on PostgreSQL's typed columns no single row can be
+/// unreadable (see the PostgreSQL claim).
+#[cfg(feature = "sqlite")]
 pub(crate) fn unreadable_row(reason: &dyn std::fmt::Display) -> String {
     format!("cannot read the stored task row ({reason}); failed without running")
 }

@@ -223,7 +223,7 @@ impl Gathered {
             Err(error) => {
                 let shared = SharedError::new(error);
                 for done in completers {
-                    let _ = done.send(Err(Error::store("complete", shared.clone())));
+                    let _ = done.send(Err(shared.for_caller("complete")));
                 }
             }
         }
@@ -246,7 +246,7 @@ impl Gathered {
             Err(error) => {
                 let shared = SharedError::new(error);
                 for (_, done) in settlers {
-                    let _ = done.send(Err(Error::store("settle", shared.clone())));
+                    let _ = done.send(Err(shared.for_caller("settle")));
                 }
             }
         }

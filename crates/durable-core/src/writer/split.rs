@@ -25,6 +25,49 @@ impl SharedError {
     pub(super) fn new(error: Error) -> Self {
         Self(Arc::new(error))
     }
+
+    /// The error one caller of the failed write gets: the original's kind and operation
+    /// with its source, so the message names the operation once ("during insert: disk I/O
+    /// error", not "during enqueue: task store error during insert: .."). Errors without a
+    /// source are wrapped as a store error of `operation`.
+    pub(super) fn for_caller(&self, operation: &'static str) -> Error {
+        match &*self.0 {
+            Error::Store { operation, .. } => Error::Store {
+                operation,
+                source: Box::new(SourceOf(Arc::clone(&self.0))),
+            },
+            Error::Rejected { operation, .. } => Error::Rejected {
+                operation,
+                source: Box::new(SourceOf(Arc::clone(&self.0))),
+            },
+            _ => Error::store(operation, self.clone()),
+        }
+    }
+}
+
+/// The source of a shared [`Error::Store`] or [`Error::Rejected`], shown as itself.
+#[derive(Debug)]
+struct SourceOf(Arc<Error>);
+
+impl SourceOf {
+    fn inner(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
+
+impl fmt::Display for SourceOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.inner() {
+            Some(source) => fmt::Display::fmt(source, f),
+            None => fmt::Display::fmt(&self.0, f),
+        }
+    }
+}
+
+impl std::error::Error for SourceOf {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner().and_then(std::error::Error::source)
+    }
 }
 
 impl fmt::Display for SharedError {
@@ -181,6 +224,49 @@ pub(super) fn answer_failed(mut inserters: Vec<Inserter>, error: Error) {
     }
     let shared = SharedError::new(error);
     for inserter in inserters {
-        inserter.answer(Err(Error::store("enqueue", shared.clone())));
+        inserter.answer(Err(shared.for_caller("enqueue")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SharedError;
+    use crate::error::Error;
+
+    /// A write failure shared by a batch's callers reads as the original failure to each
+    /// of them: same kind, one operation, not "during enqueue: during insert: ...".
+    #[test]
+    fn a_shared_failure_keeps_its_kind_and_reads_once() {
+        let shared = SharedError::new(Error::store("insert", "disk I/O error"));
+        let answer = shared.for_caller("enqueue");
+        assert_eq!(
+            answer.to_string(),
+            "task store error during insert: disk I/O error"
+        );
+        assert!(answer.is_transient());
+
+        let shared = SharedError::new(Error::rejected("insert", "CHECK constraint failed"));
+        let answer = shared.for_caller("enqueue");
+        assert!(
+            matches!(
+                answer,
+                Error::Rejected {
+                    operation: "insert",
+                    ..
+                }
+            ),
+            "{answer}"
+        );
+        assert_eq!(
+            answer.to_string(),
+            "the database refused the task during insert: CHECK constraint failed"
+        );
+
+        let shared = SharedError::new(Error::ShuttingDown);
+        let answer = shared.for_caller("enqueue");
+        assert_eq!(
+            answer.to_string(),
+            "task store error during enqueue: the durable runtime is shutting down"
+        );
     }
 }
