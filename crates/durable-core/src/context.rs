@@ -57,6 +57,21 @@ impl<S> TaskContext<S> {
         self.name
     }
 
+    /// When the task was enqueued (from its id, a UUID v7 made by the enqueuing client, to
+    /// the millisecond, on that process's clock); `None` for a row inserted with an id of
+    /// another kind. What users measure first: `Utc::now() - enqueued_at` is how long the
+    /// task waited plus how long it has run.
+    ///
+    /// ```
+    /// # use durable_core::TaskContext;
+    /// fn waited(cx: &TaskContext<()>) -> Option<chrono::TimeDelta> {
+    ///     cx.enqueued_at().map(|at| chrono::Utc::now() - at)
+    /// }
+    /// ```
+    pub fn enqueued_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.id.created_at()
+    }
+
     /// This attempt's number, starting at 1.
     pub fn attempt(&self) -> u32 {
         self.attempt

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -24,6 +25,28 @@ impl TaskId {
     /// The underlying UUID.
     pub const fn as_uuid(&self) -> &Uuid {
         &self.0
+    }
+
+    /// When the id was made, to the millisecond: for a task, when it was enqueued (the
+    /// client makes the id then, on its own clock). `None` for an id that is not a UUID v7
+    /// (one made elsewhere and wrapped with [`from_uuid`](Self::from_uuid)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use durable_core::TaskId;
+    ///
+    /// let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    /// let made = TaskId::new().created_at().expect("a v7 id");
+    /// assert!(made >= before && made <= chrono::Utc::now());
+    /// assert_eq!(TaskId::from_uuid(uuid::Uuid::nil()).created_at(), None);
+    /// ```
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        if self.0.get_version_num() != 7 {
+            return None;
+        }
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
     }
 }
 
@@ -70,6 +93,28 @@ impl WorkerId {
     /// The underlying UUID.
     pub const fn as_uuid(&self) -> &Uuid {
         &self.0
+    }
+
+    /// When the id was made, to the millisecond: for a task, when it was enqueued (the
+    /// client makes the id then, on its own clock). `None` for an id that is not a UUID v7
+    /// (one made elsewhere and wrapped with [`from_uuid`](Self::from_uuid)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use durable_core::TaskId;
+    ///
+    /// let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    /// let made = TaskId::new().created_at().expect("a v7 id");
+    /// assert!(made >= before && made <= chrono::Utc::now());
+    /// assert_eq!(TaskId::from_uuid(uuid::Uuid::nil()).created_at(), None);
+    /// ```
+    pub fn created_at(&self) -> Option<DateTime<Utc>> {
+        if self.0.get_version_num() != 7 {
+            return None;
+        }
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
     }
 }
 

@@ -64,7 +64,12 @@ impl Task for SendWelcomeEmail {
         }
         // Recorded with a unique constraint: two racing runs still produce one row.
         mailer.db.record_sent(&self.email, cx.id()).await?;
-        tracing::info!(task_id = %cx.id(), email = %self.email, attempt = cx.attempt(), "welcome email sent");
+        // From the signup to the email sent: what a user of the example would measure first.
+        let since_signup_ms = cx
+            .enqueued_at()
+            .map(|at| (chrono::Utc::now() - at).num_milliseconds());
+        tracing::info!(task_id = %cx.id(), email = %self.email, attempt = cx.attempt(),
+            since_signup_ms, "welcome email sent");
         Ok(())
     }
 
