@@ -135,6 +135,24 @@ pub(crate) struct RetryArgs {
     pub(crate) limit: Option<u64>,
 }
 
+impl RetryArgs {
+    /// The filters of `--failed` given without it (clap's `requires` does not see them
+    /// beside positional ids).
+    pub(crate) fn misplaced_filter(&self) -> Option<&'static str> {
+        if self.failed {
+            None
+        } else if self.task_type.is_some() {
+            Some("--type")
+        } else if self.queue.is_some() {
+            Some("--queue")
+        } else if self.limit.is_some() {
+            Some("--limit")
+        } else {
+            None
+        }
+    }
+}
+
 /// `prune --older-than`.
 #[derive(Debug, Args)]
 pub(crate) struct PruneArgs {
@@ -179,6 +197,12 @@ mod tests {
         let id = TaskId::new().to_string();
         assert!(Cli::try_parse_from(["durable", "retry", &id, "--failed"]).is_err());
         assert!(Cli::try_parse_from(["durable", "retry", "--failed", "--type", "x"]).is_ok());
-        assert!(Cli::try_parse_from(["durable", "retry", "--type", "x", &id]).is_err());
+        let Command::Retry(args) = Cli::try_parse_from(["durable", "retry", "--type", "x", &id])
+            .unwrap()
+            .command
+        else {
+            panic!("not retry")
+        };
+        assert_eq!(args.misplaced_filter(), Some("--type"));
     }
 }

@@ -1,6 +1,7 @@
 //! The command's error type, its exit codes, and what of it an operator sees.
 
 use std::error::Error as _;
+use std::fmt::Write as _;
 
 use durable_core::TaskId;
 
@@ -77,7 +78,7 @@ impl Error {
         if verbose {
             let mut source = self.source();
             while let Some(cause) = source {
-                out.push_str(&format!("\n  caused by: {cause}"));
+                let _ = write!(out, "\n  caused by: {cause}");
                 source = cause.source();
             }
         } else if self.source().is_some() && self.hides_detail() {

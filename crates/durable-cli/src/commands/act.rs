@@ -4,7 +4,7 @@ use durable_core::store::{ActionOutcome, CancelOutcome};
 use durable_core::{TaskId, TaskState};
 use serde_json::{json, Value};
 
-use super::{Ctx, Tally};
+use super::{print_json, print_text, Ctx, Tally};
 use crate::error::{Error, Result};
 
 /// An action on one task.
@@ -45,8 +45,8 @@ enum Done {
 }
 
 impl Done {
-    fn from_action(action: Action, outcome: ActionOutcome) -> Self {
-        match outcome {
+    fn from_action(action: Action, outcome: &ActionOutcome) -> Self {
+        match *outcome {
             ActionOutcome::NotFound => Done::NotFound,
             ActionOutcome::Conflict { state, attempts } => Done::Conflict { state, attempts },
             ActionOutcome::KeyHeld { holder } => Done::KeyHeld { holder },
@@ -129,9 +129,9 @@ pub(super) async fn each(ctx: &Ctx, action: Action, ids: &[TaskId]) -> Result<Ta
         }
     }
     if ctx.json {
-        ctx.json(&json!({ "action": action.name(), "results": results }))?;
+        print_json(&json!({ "action": action.name(), "results": results }))?;
     } else {
-        ctx.text(&lines)?;
+        print_text(&lines)?;
     }
     Ok(tally)
 }
@@ -158,5 +158,5 @@ async fn apply(ctx: &Ctx, action: Action, id: TaskId) -> Result<Done> {
         }
     };
     let outcome = outcome.map_err(Error::store(action.name()))?;
-    Ok(Done::from_action(action, outcome))
+    Ok(Done::from_action(action, &outcome))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use durable_core::store::{RetryFailed, StuckQuery, MAX_LIST_LIMIT};
 use serde_json::json;
 
-use super::{Ctx, Tally};
+use super::{print_json, print_text, Ctx, Tally};
 use crate::cli::{PruneArgs, RequeueArgs, RetryArgs};
 use crate::error::{Error, Result};
 
@@ -41,9 +41,9 @@ where
 fn report(ctx: &Ctx, action: &str, count: u64, text: &str) -> Result<()> {
     tracing::info!(actor = %ctx.actor, action, count, "operator bulk action");
     if ctx.json {
-        ctx.json(&json!({ "action": action, "count": count }))
+        print_json(&json!({ "action": action, "count": count }))
     } else {
-        ctx.text(text)
+        print_text(text)
     }
 }
 

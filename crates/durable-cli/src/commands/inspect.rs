@@ -6,7 +6,7 @@ use durable_core::store::ListQuery;
 use durable_core::TaskId;
 use serde_json::{json, Map, Value};
 
-use super::{Ctx, Tally};
+use super::{print_json, print_text, Ctx, Tally};
 use crate::cli::ListArgs;
 use crate::error::{Error, Result};
 use crate::render;
@@ -14,14 +14,14 @@ use crate::table::{clip, Table};
 
 /// `stats`: counts per state and per queue, with how each was obtained.
 pub(super) async fn stats(ctx: &Ctx) -> Result<Tally> {
-    let stats = ctx.store.stats().await.map_err(Error::store("stats"))?;
+    let figures = ctx.store.stats().await.map_err(Error::store("stats"))?;
     if ctx.json {
-        let states: Map<String, Value> = stats
+        let states: Map<String, Value> = figures
             .states
             .iter()
             .map(|(state, count)| (state.as_str().to_owned(), render::count(*count)))
             .collect();
-        let queues: Vec<Value> = stats
+        let queues: Vec<Value> = figures
             .queues
             .iter()
             .map(|q| {
@@ -32,11 +32,13 @@ pub(super) async fn stats(ctx: &Ctx) -> Result<Tally> {
                 })
             })
             .collect();
-        ctx.json(&json!({ "states": states, "queues": queues, "due": render::count(stats.due) }))?;
+        print_json(
+            &json!({ "states": states, "queues": queues, "due": render::count(figures.due) }),
+        )?;
         return Ok(Tally::default());
     }
     let mut states = Table::new(["STATE", "COUNT", "HOW"]);
-    for (state, count) in &stats.states {
+    for (state, count) in &figures.states {
         states.row(vec![
             state.to_string(),
             count.to_string(),
@@ -45,15 +47,15 @@ pub(super) async fn stats(ctx: &Ctx) -> Result<Tally> {
     }
     states.row(vec![
         "due now".into(),
-        stats.due.to_string(),
-        stats.due.kind().into(),
+        figures.due.to_string(),
+        figures.due.kind().into(),
     ]);
     let mut out = states.render();
-    if stats.queues.is_empty() {
+    if figures.queues.is_empty() {
         out.push_str("\nno queue has pending or processing tasks\n");
     } else {
         let mut queues = Table::new(["QUEUE", "PENDING", "PROCESSING"]);
-        for q in &stats.queues {
+        for q in &figures.queues {
             queues.row(vec![
                 q.queue.clone(),
                 q.pending.to_string(),
@@ -64,7 +66,7 @@ pub(super) async fn stats(ctx: &Ctx) -> Result<Tally> {
         out.push_str(&queues.render());
     }
     out.push_str("\n(N+: at least N, counting stopped there; ~N: estimated)\n");
-    ctx.text(&out)?;
+    print_text(&out)?;
     Ok(Tally::default())
 }
 
@@ -82,7 +84,7 @@ pub(super) async fn list(ctx: &Ctx, args: &ListArgs) -> Result<Tally> {
     query.after = args.after;
     let page = ctx.store.list(&query).await.map_err(Error::store("list"))?;
     if ctx.json {
-        ctx.json(&json!({
+        print_json(&json!({
             "tasks": page.tasks.iter().map(render::record).collect::<Vec<_>>(),
             "next": page.next.map(|id| id.to_string()),
         }))?;
@@ -123,7 +125,7 @@ pub(super) async fn list(ctx: &Ctx, args: &ListArgs) -> Result<Tally> {
         }
         None => out.push_str("(end of list)\n"),
     }
-    ctx.text(&out)?;
+    print_text(&out)?;
     Ok(Tally::default())
 }
 
@@ -142,7 +144,7 @@ pub(super) async fn show(ctx: &Ctx, id: TaskId) -> Result<Tally> {
     if ctx.json {
         let mut value = render::record(&task);
         value["steps"] = steps.iter().map(|s| render::step(s)).collect();
-        ctx.json(&value)?;
+        print_json(&value)?;
         return Ok(Tally::default());
     }
     let mut out = String::new();
@@ -213,6 +215,6 @@ pub(super) async fn show(ctx: &Ctx, id: TaskId) -> Result<Tally> {
         }
         out.push_str(&table.render());
     }
-    ctx.text(&out)?;
+    print_text(&out)?;
     Ok(Tally::default())
 }

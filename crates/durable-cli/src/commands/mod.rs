@@ -22,25 +22,25 @@ struct Ctx {
     actor: String,
 }
 
-impl Ctx {
-    /// Writes one JSON document on stdout.
-    fn json(&self, value: &Value) -> Result<()> {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, value)?;
+/// Writes one JSON document on stdout.
+fn print_json(value: &Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Writes text on stdout.
+fn print_text(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
         writeln!(out)?;
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Writes text on stdout.
-    fn text(&self, text: &str) -> Result<()> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())?;
-        if !text.ends_with('\n') {
-            writeln!(out)?;
-        }
-        Ok(())
-    }
-
+impl Ctx {
     /// Refuses a bulk action the operator has not confirmed.
     fn confirmed(&self, what: &str) -> Result<()> {
         if self.yes {
@@ -74,6 +74,13 @@ impl Tally {
 
 /// Opens the store and runs the command; returns the exit code of a command that ran.
 pub(crate) async fn run(cli: Cli) -> Result<u8> {
+    if let Command::Retry(args) = &cli.command {
+        if let Some(flag) = args.misplaced_filter() {
+            return Err(Error::Usage(format!(
+                "{flag} applies to retry --failed only"
+            )));
+        }
+    }
     let url = cli.database_url.as_deref().ok_or_else(|| {
         Error::Usage("no database: pass --database-url or set DATABASE_URL".into())
     })?;
@@ -95,9 +102,9 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
             ctx.store.migrate().await.map_err(Error::store("migrate"))?;
             tracing::info!(actor = %ctx.actor, action = "migrate", "migrations applied");
             if ctx.json {
-                ctx.json(&serde_json::json!({ "migrated": true }))?;
+                print_json(&serde_json::json!({ "migrated": true }))?;
             } else {
-                ctx.text("migrations applied")?;
+                print_text("migrations applied")?;
             }
             Tally::default()
         }
