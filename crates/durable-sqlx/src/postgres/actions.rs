@@ -124,7 +124,7 @@ WITH moved AS (
 ), woke AS (
     SELECT pg_notify(",
     channel!(),
-    ", '') FROM (SELECT 1 FROM moved LIMIT 1) AS any
+    ", '') FROM (SELECT 1 FROM moved LIMIT 1) AS one
 )
 SELECT (SELECT count(*) FROM moved) AS n, (SELECT count(*) FROM woke) AS woke"
 );
@@ -190,7 +190,7 @@ WITH stuck AS MATERIALIZED (
 ), woke AS (
     SELECT pg_notify(",
     channel!(),
-    ", '') FROM (SELECT 1 FROM moved WHERE state = 'pending' LIMIT 1) AS any
+    ", '') FROM (SELECT 1 FROM moved WHERE state = 'pending' LIMIT 1) AS one
 )
 SELECT (SELECT count(*) FROM moved) AS n, (SELECT count(*) FROM woke) AS woke"
 );
@@ -206,7 +206,7 @@ const KEY_ROUNDS: usize = crate::unique::MAX_ROUNDS;
 fn key_taken(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
-        .and_then(|e| e.code())
+        .and_then(sqlx::error::DatabaseError::code)
         .is_some_and(|code| code == "23505")
 }
 
