@@ -28,6 +28,10 @@ pub(crate) struct Cli {
     #[arg(long, env = "DURABLE_SCHEMA", global = true)]
     pub(crate) schema: Option<String>,
 
+    /// How long to wait for a PostgreSQL connection before failing (`10s`, `500ms`).
+    #[arg(long, global = true, default_value = "10s")]
+    pub(crate) connect_timeout: humantime::Duration,
+
     /// Machine output: one JSON document per command on stdout.
     #[arg(long, global = true)]
     pub(crate) json: bool,

@@ -39,7 +39,15 @@ fn sqlite_path(url: &str) -> Option<&str> {
 /// Opens the store of `url`. Only `create` (for `migrate`) may create a SQLite file: any
 /// other command on a mistyped path would otherwise leave an empty database behind and
 /// report it empty instead of wrong.
-pub(crate) async fn open(url: &str, schema: Option<&str>, create: bool) -> Result<Arc<dyn Store>> {
+///
+/// `timeout` bounds the wait for a PostgreSQL connection: an unreachable server is retried
+/// until then, not reported at the first refusal (a server restarting accepts soon after).
+pub(crate) async fn open(
+    url: &str,
+    schema: Option<&str>,
+    create: bool,
+    timeout: Duration,
+) -> Result<Arc<dyn Store>> {
     match backend(url) {
         Some(Backend::Sqlite) => {
             if schema.is_some() {
@@ -65,7 +73,7 @@ pub(crate) async fn open(url: &str, schema: Option<&str>, create: bool) -> Resul
             let mut builder = PostgresStore::builder(url)
                 .application_name("durable-cli")
                 .max_connections(2)
-                .acquire_timeout(Duration::from_secs(10));
+                .acquire_timeout(timeout);
             if let Some(schema) = schema {
                 builder = builder.schema(schema);
             }

@@ -72,16 +72,28 @@ impl Done {
         }
     }
 
+    /// The outcome's word in the JSON output and the log.
+    fn label(self) -> &'static str {
+        match self {
+            Done::Changed(_) => "done",
+            Done::NotFound => "not_found",
+            Done::Conflict { .. } => "conflict",
+            Done::KeyHeld { .. } => "key_held",
+        }
+    }
+
     fn json(self, id: TaskId) -> Value {
         match self {
-            Done::Changed(what) => json!({ "id": id.to_string(), "outcome": "done", "done": what }),
-            Done::NotFound => json!({ "id": id.to_string(), "outcome": "not_found" }),
+            Done::Changed(what) => {
+                json!({ "id": id.to_string(), "outcome": self.label(), "done": what })
+            }
+            Done::NotFound => json!({ "id": id.to_string(), "outcome": self.label() }),
             Done::Conflict { state, attempts } => json!({
-                "id": id.to_string(), "outcome": "conflict",
+                "id": id.to_string(), "outcome": self.label(),
                 "state": state.as_str(), "attempts": attempts,
             }),
             Done::KeyHeld { holder } => json!({
-                "id": id.to_string(), "outcome": "key_held", "holder": holder.to_string(),
+                "id": id.to_string(), "outcome": self.label(), "holder": holder.to_string(),
             }),
         }
     }
@@ -113,7 +125,7 @@ pub(super) async fn each(ctx: &Ctx, action: Action, ids: &[TaskId]) -> Result<Ta
             actor = %ctx.actor,
             action = action.name(),
             task = %id,
-            outcome = ?done,
+            outcome = done.label(),
             "operator action"
         );
         match done {

@@ -169,7 +169,7 @@ pub(super) async fn show(ctx: &Ctx, id: TaskId) -> Result<Tally> {
         ("updated at", render::time(task.updated_at)),
         ("finished at", render::time_or_dash(task.finished_at)),
         (
-            "lease owner",
+            "worker",
             task.lease_owner
                 .map_or_else(|| "-".into(), |w| w.to_string()),
         ),

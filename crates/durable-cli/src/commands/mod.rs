@@ -85,7 +85,13 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Error::Usage("no database: pass --database-url or set DATABASE_URL".into())
     })?;
     let create = matches!(cli.command, Command::Migrate);
-    let store = connect::open(url, cli.schema.as_deref(), create).await?;
+    let store = connect::open(
+        url,
+        cli.schema.as_deref(),
+        create,
+        cli.connect_timeout.into(),
+    )
+    .await?;
     let actor = cli
         .actor
         .clone()

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use durable_core::{TaskId, TaskState};
+use durable_core::{EnqueueOptions, TaskId, TaskState};
 use serde_json::Value;
 
-use super::{code, seed, stderr, stdout, wait_for, Db, Endless};
+use super::{code, seed, stderr, stdout, wait_for, Db, Endless, FailingEmail};
 
 fn ids(list: &Value) -> Vec<String> {
     list["tasks"]
@@ -178,6 +178,34 @@ pub async fn act(db: &Db) {
     assert_eq!(deleted["results"][0]["outcome"], "done", "{deleted}");
     assert!(db.get(seeded.failed).await.is_none());
     assert_eq!(code(&db.run(&["delete", &failed])), 3);
+
+    // A retry that would make a second live task of one unique key is refused.
+    let runtime = super::runtime(db);
+    let client = runtime.client();
+    let keyed = |email: &str| FailingEmail {
+        email: email.to_owned(),
+    };
+    let options = || EnqueueOptions::new().unique_key("grace");
+    let dead = client
+        .enqueue_with(keyed("grace@example.com"), options())
+        .await
+        .expect("enqueue keyed");
+    tokio::time::timeout(super::DEADLINE, client.wait(dead))
+        .await
+        .expect("failed in time")
+        .expect("wait");
+    let holder = client
+        .enqueue_with(
+            keyed("grace@example.com"),
+            options().delay(Duration::from_secs(3600)),
+        )
+        .await
+        .expect("enqueue the key's new holder");
+    runtime.shutdown(Duration::from_secs(5)).await;
+    let held = db.json_code(&["retry", &dead.to_string()], 4);
+    assert_eq!(held["results"][0]["outcome"], "key_held", "{held}");
+    assert_eq!(held["results"][0]["holder"], holder.to_string(), "{held}");
+    assert_eq!(db.get(dead).await.expect("row").state, TaskState::Failed);
 }
 
 /// `requeue-stuck` by id and in bulk, and `cancel` of a running task.
