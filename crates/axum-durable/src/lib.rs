@@ -158,6 +158,8 @@
 //! The repository's `docs/RELIABILITY.md` details the model; `docs/POSTGRES.md` covers
 //! several instances on one database.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod backlog;
 mod error;
 mod extract;
