@@ -71,7 +71,7 @@
 //!         }
 //!     })
 //!     .into_router();
-//! Ok(Router::new().nest("/admin", admin))
+//! Ok(Router::new().nest_service("/admin", admin))
 //! # }
 //! ```
 //!
@@ -218,9 +218,11 @@ impl<Access> Admin<Access> {
 }
 
 impl Admin<Decided> {
-    /// The router, to nest under a path of your choice
-    /// (`Router::new().nest("/admin", admin)`); it fits a router of any state.
-    pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
+    /// The router, to mount under a path of your choice with
+    /// `app.nest_service("/admin", admin)` (which, unlike `nest`, also routes `/admin/` to
+    /// the overview, and fits an app of any state). Links and cookies follow the path it is
+    /// mounted at.
+    pub fn into_router(self) -> Router {
         if matches!(self.shared.access, AccessRule::Everyone) {
             tracing::warn!(
                 target: "durable::admin",

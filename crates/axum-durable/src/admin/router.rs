@@ -72,7 +72,7 @@ impl fmt::Debug for Shared {
 }
 
 /// The router: pages, API, login; every route behind the guard.
-pub(crate) fn build<S: Clone + Send + Sync + 'static>(shared: Shared) -> Router<S> {
+pub(crate) fn build(shared: Shared) -> Router {
     let login = shared.login.is_some();
     let shared = Arc::new(shared);
     let mut router = Router::new()

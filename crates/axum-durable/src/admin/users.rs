@@ -136,7 +136,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// # fn app(store: axum_durable::sqlite::SqliteStore) -> axum::Router {
 /// let users = Users::new().user("oncall", "a long passphrase", Role::Actions);
 /// let admin = Admin::new(store).authorize(BasicAuth::new(users)).into_router();
-/// axum::Router::new().nest("/admin", admin)
+/// axum::Router::new().nest_service("/admin", admin)
 /// # }
 /// ```
 #[derive(Debug, Clone)]
