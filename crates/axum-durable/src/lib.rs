@@ -16,6 +16,7 @@
 //!   recorded with the request's tasks ([`Idempotency`]).
 //! - Graceful shutdown in the right order ([`serve`]).
 //! - SQLite embedded by default; PostgreSQL for many instances on one database.
+//! - An admin JSON API and dashboard for operators, safe by default (feature `admin`).
 //!
 //! # Example
 //!
@@ -142,6 +143,8 @@
 //! |---|---|---|
 //! | `sqlite` | [`sqlite::SqliteStore`], on a bundled SQLite | Yes |
 //! | `postgres` | `postgres::PostgresStore` | No |
+//! | `admin` | `admin`: the admin JSON API and dashboard | No |
+//! | `testing` | `testing`: the test harness | No |
 //!
 //! # Guarantees
 //!
