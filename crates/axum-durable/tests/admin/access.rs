@@ -230,7 +230,7 @@ async fn basic_auth_challenges_and_lets_users_in() {
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     assert!(page.headers[header::WWW_AUTHENTICATE]
         .to_str()
-        .unwrap()
+        .expect("ascii")
         .starts_with("Basic"));
     let request = |auth: &'static str| {
         Request::get("/ops/admin/api/tasks")

@@ -2,6 +2,7 @@
 //! CSRF, redaction, escaping, and the actions themselves.
 
 mod access;
+mod operations;
 mod pages;
 mod support;
 
@@ -55,4 +56,7 @@ on_both!(
     crate::access::logout_ends_the_session => logout_ends_the_session,
     crate::pages::payloads_are_redacted_and_escaped => payloads_are_redacted_and_escaped,
     crate::pages::lists_follow_the_contract => lists_follow_the_contract,
+    crate::operations::retry_and_delete_from_the_detail_page => retry_and_delete_from_the_detail_page,
+    crate::operations::retry_failed_of_a_type => retry_failed_of_a_type,
+    crate::operations::the_overview_counts_and_charts => the_overview_counts_and_charts,
 );

@@ -29,7 +29,7 @@ pub(crate) async fn payloads_are_redacted_and_escaped(h: Harness) {
     assert_eq!(
         page.headers["content-security-policy"]
             .to_str()
-            .unwrap()
+            .expect("ascii")
             .split(';')
             .next(),
         Some("default-src 'none'")
