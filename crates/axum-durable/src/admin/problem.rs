@@ -50,14 +50,11 @@ pub(crate) fn internal(
     let id = &id[..16];
     tracing::error!(target: "durable::admin", error_id = id, %error, "{what}");
     let message = format!("{what} failed (error id {id}).");
-    let mut response = answer(api, prefix, StatusCode::INTERNAL_SERVER_ERROR, &message);
+    let status = StatusCode::INTERNAL_SERVER_ERROR;
     if api {
         // The id as a field of its own too, for scripts.
-        response = (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({ "error": message, "error_id": id })),
-        )
-            .into_response();
+        (status, Json(json!({ "error": message, "error_id": id }))).into_response()
+    } else {
+        (status, Html(html::message_page(prefix, status, &message))).into_response()
     }
-    response
 }

@@ -1,9 +1,10 @@
 //! Who gets in and who may act.
 
 use axum::body::Body;
+use axum::http::request::Parts;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use axum_durable::admin::{Admin, BasicAuth, Role, Users};
+use axum_durable::admin::{Admin, Authorize, BasicAuth, Principal, Refusal, Role, Users};
 use axum_durable::TaskState;
 
 use crate::support::{Harness, HOST};
@@ -261,4 +262,50 @@ async fn basic_auth_challenges_and_lets_users_in() {
         .expect("request");
     assert_eq!(h.send(action).await.status, StatusCode::FORBIDDEN);
     assert_eq!(h.state(id).await, Some(TaskState::Pending));
+}
+
+/// A custom authorizer's refusal is a 403; a router open to everyone still checks CSRF.
+#[tokio::test]
+async fn custom_refusals_and_the_open_router() {
+    #[derive(Debug)]
+    struct NobodyOnSundays;
+    impl Authorize for NobodyOnSundays {
+        async fn authorize(&self, _parts: &Parts) -> Result<Principal, Refusal> {
+            Err(Refusal::forbidden())
+        }
+    }
+    let t = axum_durable::testing::TestDurable::new(crate::support::registry())
+        .await
+        .expect("harness");
+    let closed = Router::new().nest_service(
+        "/admin",
+        Admin::new(t.store())
+            .authorize(NobodyOnSundays)
+            .into_router(),
+    );
+    let h = Harness { t, app: closed };
+    assert_eq!(
+        h.get("/admin/api/tasks", "").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(h.get("/admin/", "").await.status, StatusCode::FORBIDDEN);
+
+    let open = Router::new().nest_service(
+        "/admin",
+        Admin::new(h.t.store())
+            .allow_everyone_insecure_local_only()
+            .into_router(),
+    );
+    let h = Harness { t: h.t, app: open };
+    let id = h.enqueue().await;
+    let path = format!("/admin/tasks/{id}/cancel");
+    let fields = [("state", "pending"), ("attempts", "0")];
+    let token = "b".repeat(64);
+    let cookie = format!("durable_admin_csrf={token}");
+    let no_token = h.post_form(&path, "", &fields, &[]).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+    let with_token = [("csrf", token.as_str()), fields[0], fields[1]];
+    let done = h.post_form(&path, &cookie, &with_token, &[]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(h.state(id).await, Some(TaskState::Cancelled));
 }
