@@ -125,10 +125,14 @@ fn buttons(ctx: &RequestCtx, task: &TaskRecord) -> String {
 }
 
 fn fields(task: &TaskRecord) -> String {
-    let lease = task.lease_owner.map_or_else(
-        || "—".to_owned(),
-        |owner| format!("{owner} until {}", maybe_time(task.lease_expires_at)),
-    );
+    // Stores keep the last owner after the attempt ends: say which it is.
+    let lease = match task.lease_owner {
+        Some(owner) if task.state == TaskState::Processing => {
+            format!("{owner} until {}", maybe_time(task.lease_expires_at))
+        }
+        Some(owner) => format!("{owner} (last attempt)"),
+        None => "—".to_owned(),
+    };
     let rows = [
         ("Task type", escape(&task.name)),
         ("Queue", escape(&task.queue)),
