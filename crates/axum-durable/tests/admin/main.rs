@@ -2,6 +2,7 @@
 //! CSRF, redaction, escaping, and the actions themselves.
 
 mod access;
+mod logging;
 mod operations;
 mod pages;
 mod support;
