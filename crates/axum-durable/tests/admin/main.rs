@@ -2,7 +2,6 @@
 //! CSRF, redaction, escaping, and the actions themselves.
 
 mod access;
-mod logging;
 mod operations;
 mod pages;
 mod support;

@@ -1,4 +1,12 @@
 //! Every action is logged under `durable::admin`: who, what, which task, the outcome.
+//!
+//! A test binary of its own: a subscriber set for one thread misses events whose call
+//! sites other tests' threads meet at the same time, so nothing else may run beside it.
+
+// The harness of the admin tests; this test uses part of it.
+#[allow(dead_code)]
+#[path = "admin/support.rs"]
+mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -33,7 +41,7 @@ async fn actions_and_refusals_are_logged() {
     // The runtime runs on this thread only, so the subscriber sees every request.
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let t = axum_durable::testing::TestDurable::new(crate::support::registry())
+    let t = axum_durable::testing::TestDurable::new(support::registry())
         .await
         .expect("harness");
     let h = Harness::new(t);
