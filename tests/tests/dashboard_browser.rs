@@ -7,8 +7,8 @@
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `chromium`, `chromium-driver`); without them
 //! the tests print why and pass, except with `CI` set, where they fail. With
-//! `DURABLE_SCREENSHOT_DIR` set, the test saves `dashboard.png` (the overview) and
-//! `dashboard-task.png` (a failed task) there.
+//! `DURABLE_SCREENSHOT_DIR` set (relative to the workspace root), the test saves
+//! `dashboard.png` (the overview) and `dashboard-task.png` (a failed task) there.
 
 #[path = "dashboard_browser/browser.rs"]
 mod browser;
@@ -113,7 +113,11 @@ async fn sqlite_operator_retries_a_failed_email_in_the_browser() {
     let Some(chromium) = Chromium::find() else {
         return;
     };
-    let shots = std::env::var_os(SCREENSHOT_ENV).map(PathBuf::from);
+    // A relative directory is taken from the workspace root, not this crate's directory
+    // (where `cargo test` runs the test).
+    let shots = std::env::var_os(SCREENSHOT_ENV)
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| durable_tests::binary::workspace_root().join(PathBuf::from(dir)));
     let db = TestDb::create(Backend::Sqlite)
         .await
         .expect("SQLite needs no setup");
