@@ -16,6 +16,7 @@
 //!   recorded with the request's tasks ([`Idempotency`]).
 //! - Graceful shutdown in the right order ([`serve`]).
 //! - SQLite embedded by default; PostgreSQL for many instances on one database.
+//! - An admin JSON API and dashboard for operators, safe by default (feature `admin`).
 //!
 //! # Example
 //!
@@ -142,6 +143,8 @@
 //! |---|---|---|
 //! | `sqlite` | [`sqlite::SqliteStore`], on a bundled SQLite | Yes |
 //! | `postgres` | `postgres::PostgresStore` | No |
+//! | `admin` | `admin`: the admin JSON API and dashboard | No |
+//! | `testing` | `testing`: the test harness | No |
 //!
 //! # Guarantees
 //!
@@ -158,6 +161,8 @@
 //! The repository's `docs/RELIABILITY.md` details the model; `docs/POSTGRES.md` covers
 //! several instances on one database.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod backlog;
 mod error;
 mod extract;

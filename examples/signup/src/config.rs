@@ -43,6 +43,11 @@ pub(crate) struct Config {
     pub(crate) digest_cron: String,
     /// `DIGEST_TZ`: the IANA time zone `DIGEST_CRON` is read in (default `UTC`).
     pub(crate) digest_tz: axum_durable::periodic::chrono_tz::Tz,
+    /// `ADMIN_USER` (default `admin`) and `ADMIN_PASSWORD`: the operator of the dashboard at
+    /// `/admin` (may act); without `ADMIN_PASSWORD` the dashboard is not mounted.
+    pub(crate) admin: Option<(String, String)>,
+    /// `ADMIN_VIEWER_USER` and `ADMIN_VIEWER_PASSWORD`: a read-only user of the dashboard.
+    pub(crate) admin_viewer: Option<(String, String)>,
 }
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
@@ -96,6 +101,11 @@ impl Config {
             digest_every: optional("DIGEST_EVERY_MS")?.map(Duration::from_millis),
             digest_cron: var("DIGEST_CRON", "0 9 * * MON-FRI".to_owned())?,
             digest_tz: var("DIGEST_TZ", axum_durable::periodic::chrono_tz::UTC)?,
+            admin: optional::<String>("ADMIN_PASSWORD")?
+                .map(|password| Ok::<_, String>((var("ADMIN_USER", "admin".to_owned())?, password)))
+                .transpose()?,
+            admin_viewer: optional::<String>("ADMIN_VIEWER_USER")?
+                .zip(optional::<String>("ADMIN_VIEWER_PASSWORD")?),
         })
     }
 }

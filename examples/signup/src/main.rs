@@ -34,7 +34,12 @@
 //!
 //! `DIGEST_CRON` (`0 9 * * MON-FRI`) in `DIGEST_TZ` (`UTC`), or `DIGEST_EVERY_MS`: when the
 //! periodic signup digest runs.
+//!
+//! `ADMIN_PASSWORD` (unset: no dashboard) with `ADMIN_USER` (`admin`), and optionally
+//! `ADMIN_VIEWER_USER` / `ADMIN_VIEWER_PASSWORD` (read-only): the operators' dashboard and
+//! JSON API at `/admin` (log in at `/admin/login`; `admin.rs`).
 
+mod admin;
 mod chaos;
 mod config;
 mod db;
@@ -143,10 +148,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(limit) = config.max_backlog {
         durable = durable.max_backlog(limit);
     }
-    let app = app
-        .with_state(db)
-        .layer(durable)
-        .layer(TraceLayer::new_for_http());
+    let mut app = app.with_state(db.clone());
+    if let Some(admin) = admin::router(&config, &db) {
+        // `nest_service` also routes `/admin/` (the overview), not only `/admin`.
+        app = app.nest_service("/admin", admin);
+    }
+    let app = app.layer(durable).layer(TraceLayer::new_for_http());
 
     let listener = tokio::net::TcpListener::bind(&config.bind).await?;
     tracing::info!(address = %listener.local_addr()?, database = %redact(&config.database_url), "example-signup listening");

@@ -1,0 +1,105 @@
+//! The routes of the admin router and the state they share.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::{Extension, Request};
+use axum::middleware::from_fn_with_state;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use durable_core::store::{AdminStore, StepStore};
+use http::request::Parts;
+
+use super::access::{DynAuthorize, Principal, Refusal};
+use super::guard::{self, RequestCtx};
+use super::login::LoginForm;
+use super::redact::Redactor;
+use super::{api, html, login, problem};
+
+/// What the admin router reads and acts on: rows, counts and steps.
+pub(crate) trait Backend: AdminStore + StepStore {}
+
+impl<T: AdminStore + StepStore> Backend for T {}
+
+/// Who gets in.
+pub(crate) enum AccessRule {
+    /// An [`Authorize`](super::Authorize) decides.
+    Authorizer(Arc<dyn DynAuthorize>),
+    /// Everyone, as an operator (`allow_everyone_insecure_local_only`).
+    Everyone,
+}
+
+impl AccessRule {
+    pub(crate) async fn authorize(&self, parts: &Parts) -> Result<Principal, Refusal> {
+        match self {
+            AccessRule::Authorizer(authorizer) => authorizer.authorize_dyn(parts).await,
+            AccessRule::Everyone => Ok(Principal::operator("anyone (insecure, local only)")),
+        }
+    }
+}
+
+impl fmt::Debug for AccessRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccessRule::Authorizer(_) => "Authorizer",
+            AccessRule::Everyone => "Everyone",
+        })
+    }
+}
+
+/// The state of every admin route.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Backend>,
+    pub(crate) access: AccessRule,
+    pub(crate) login: Option<LoginForm>,
+    pub(crate) redact: Option<Redactor>,
+    pub(crate) page_size: u32,
+    pub(crate) secure_cookies: bool,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .field("access", &self.access)
+            .field("login", &self.login)
+            .field("redact", &self.redact.is_some())
+            .field("page_size", &self.page_size)
+            .field("secure_cookies", &self.secure_cookies)
+            .finish()
+    }
+}
+
+/// The router: pages, API, login; every route behind the guard.
+pub(crate) fn build(shared: Shared) -> Router {
+    let login = shared.login.is_some();
+    let shared = Arc::new(shared);
+    let mut router = Router::new()
+        .route("/", get(html::overview))
+        .route("/tasks", get(html::list))
+        .route("/tasks/{id}", get(html::detail))
+        .route("/tasks/{id}/{action}", post(html::act))
+        .route("/retry-failed", post(html::retry_failed))
+        .route("/api/stats", get(api::stats))
+        .route("/api/throughput", get(api::throughput))
+        .route("/api/tasks", get(api::list))
+        .route("/api/tasks/{id}", get(api::get))
+        .route("/api/tasks/{id}/{action}", post(api::act))
+        .route("/api/retry-failed", post(api::retry_failed))
+        .route("/api/requeue-stuck", post(api::requeue_stuck));
+    if login {
+        router = router
+            .route("/login", get(login::page).post(login::submit))
+            .route("/logout", post(login::logout));
+    }
+    router
+        .fallback(not_found)
+        .layer(from_fn_with_state(shared.clone(), guard::guard))
+        .with_state(shared)
+}
+
+async fn not_found(Extension(ctx): Extension<RequestCtx>, request: Request) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    problem::not_found(api, &ctx.prefix)
+}
