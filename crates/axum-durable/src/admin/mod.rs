@@ -19,7 +19,8 @@
 //! - **Actions are POST only, and CSRF-checked:** the request must carry the token of the
 //!   `durable_admin_csrf` cookie back, in the form's `csrf` field or an `X-CSRF-Token`
 //!   header (double submit), and must not come from another site (`Origin`,
-//!   `Sec-Fetch-Site`). A script may pick any token and send it both ways.
+//!   `Sec-Fetch-Site`). A script may pick any token of 64 hexadecimal characters and send
+//!   it both ways.
 //! - **Actions carry what the operator saw** (state and attempts): an action on a task that
 //!   moved on since answers `409 Conflict` and changes nothing.
 //! - **Every action is logged** with `tracing`, target `durable::admin`: principal, action,
