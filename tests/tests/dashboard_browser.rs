@@ -2,7 +2,8 @@
 //! the `example-signup` binary with the dashboard mounted at `/admin`, on a SQLite file.
 //!
 //! An operator logs in through the form, opens the failed list from the overview, opens a
-//! failed welcome email, presses "retry" and sees the task `pending`; the database agrees.
+//! failed welcome email, presses "retry" and sees the task `pending`; the database and the
+//! JSON API agree.
 //! A logged-out browser is sent to the login page; a read-only user sees no action buttons.
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `chromium`, `chromium-driver`); without them
@@ -89,6 +90,18 @@ async fn wait_state(db: &Inspector, state: &str, n: usize, timeout: Duration) ->
     .await
 }
 
+/// `GET /admin/api/tasks/{id}` as the operator.
+async fn api_task(server: &Server, id: &str) -> serde_json::Value {
+    let response = durable_tests::http::client()
+        .get(server.url(&format!("/admin/api/tasks/{id}")))
+        .basic_auth(OPERATOR.0, Some(OPERATOR.1))
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status(), reqwest::StatusCode::OK, "GET task {id}");
+    response.json().await.expect("a JSON answer")
+}
+
 /// Stops a server the way a deploy does, and checks it went cleanly.
 async fn stop(mut server: Server) {
     let end = server.terminate(Duration::from_secs(10)).await;
@@ -173,6 +186,20 @@ async fn sqlite_operator_retries_a_failed_email_in_the_browser() {
         Some("failed")
     );
     assert_eq!(snapshot.count("completed"), 6);
+    // So does the JSON API (Basic auth with the same user).
+    wait_until(
+        "the JSON API shows the retried task pending",
+        Duration::from_secs(20),
+        async || {
+            let task = api_task(&server, &target).await;
+            if task["state"] == "pending" {
+                Ok(())
+            } else {
+                Err(task)
+            }
+        },
+    )
+    .await;
 
     viewer_cannot_act(&browser, &server, &other).await;
     browser.quit().await;
