@@ -6,10 +6,12 @@
 //! terminates it with real signals ([`Server`]). [`chaos`] is the failure-mode runner built
 //! on them; [`rollout`] holds the traffic, streams and table reads of the rolling-deploy test,
 //! which runs the two-release `example-rollout` instead ([`Program::rollout`]).
+//! [`chromedriver`] runs headless Chromium for the dashboard's browser test.
 
 pub mod backend;
 pub mod binary;
 pub mod chaos;
+pub mod chromedriver;
 pub mod http;
 pub mod inspect;
 pub mod rollout;

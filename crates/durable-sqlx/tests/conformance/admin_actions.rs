@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use durable_core::client::ClientBuilder;
 use durable_core::store::{
-    ActionOutcome, CancelOutcome, ClaimRequest, ClaimedTask, NewTask, RetryFailed, Seen, Store,
-    StuckQuery,
+    ActionOutcome, CancelOutcome, ClaimRequest, ClaimedTask, Fence, NewTask, RetryFailed, Seen,
+    Store, StuckQuery, Wakeup,
 };
 use durable_core::{EnqueueOptions, TaskId, TaskState, WorkerId};
+use futures_util::StreamExt as _;
 
 use super::clock::ClockDb;
 use super::tasks::Work;
@@ -336,4 +337,123 @@ pub async fn admin_requeue_stuck_attempts(db: &impl ClockDb) {
         1
     );
     assert_eq!(row(&store, late[0].id).await.state, TaskState::Pending);
+}
+
+/// A task inserted already running (no wakeup: the row is not due), then failed.
+async fn quietly_failed(store: &Arc<dyn Store>) -> TaskId {
+    let owner = WorkerId::new();
+    let t = NewTask::new("work", "{}").claimed_by(owner, LEASE);
+    store
+        .insert(std::slice::from_ref(&t))
+        .await
+        .expect("insert");
+    let fence = Fence {
+        id: t.id,
+        owner,
+        attempt: 1,
+    };
+    assert!(store.fail(&fence, "boom").await.expect("fail"));
+    t.id
+}
+
+/// A retry and a requeue wake the runtimes waiting on the store (PostgreSQL: a `NOTIFY` to
+/// every instance; SQLite: the runtimes of this process), so the task runs now rather than
+/// at the next poll.
+pub async fn admin_retry_and_requeue_wake_runtimes(db: &impl TestDb) {
+    let store = db.store();
+    let mut wakeups = store.wakeups();
+    // The listener (PostgreSQL) connects in the background: act until a wakeup arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let woken = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no wakeup after a retry"
+        );
+        let id = quietly_failed(&store).await;
+        assert_eq!(
+            store.retry(id, None).await.expect("retry"),
+            ActionOutcome::Done
+        );
+        if let Ok(Some(w)) = tokio::time::timeout(Duration::from_millis(500), wakeups.next()).await
+        {
+            break w;
+        }
+    };
+    assert_eq!(woken, Wakeup::Due);
+    // Drain what earlier rounds sent, then a requeue wakes them too.
+    while tokio::time::timeout(Duration::from_millis(200), wakeups.next())
+        .await
+        .is_ok()
+    {}
+    let owner = WorkerId::new();
+    let t = NewTask::new("work", "{}").claimed_by(owner, LEASE);
+    store
+        .insert(std::slice::from_ref(&t))
+        .await
+        .expect("insert");
+    assert_eq!(
+        store.requeue(t.id, None).await.expect("requeue"),
+        ActionOutcome::Done
+    );
+    let woken = tokio::time::timeout(Duration::from_secs(5), wakeups.next())
+        .await
+        .expect("a requeue's wakeup");
+    assert_eq!(woken, Some(Wakeup::Due));
+}
+
+/// Lease expiry, a shutdown's hand-back past its limit and a cancelled attempt are failed
+/// attempts too: each is in the history; a hand-back within the limit is not.
+pub async fn admin_error_history_of_rescues_and_hand_backs(db: &impl ClockDb) {
+    let store = db.store();
+    let t = NewTask::new("work", "{}").with_max_attempts(10);
+    store
+        .insert(std::slice::from_ref(&t))
+        .await
+        .expect("insert");
+    let owner = WorkerId::new();
+    claim(&store, owner, 1).await;
+    db.clock()
+        .advance(LEASE + Duration::from_secs(1))
+        .await
+        .expect("advance");
+    store.rescue_expired().await.expect("rescue");
+    let r = row(&store, t.id).await;
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.errors[0].worker, Some(owner));
+    assert_eq!(Some(r.errors[0].message.as_str()), r.last_error.as_deref());
+    assert!(
+        r.errors[0].message.contains("lease expired"),
+        "{:?}",
+        r.errors
+    );
+
+    // Hand-backs: the first ones do not count and record nothing; past the limit they do.
+    let mut handed_back = 0;
+    while row(&store, t.id).await.errors.len() == 1 {
+        let c = claim(&store, owner, 1).await;
+        assert_eq!(
+            store
+                .requeue_attempts(&[c[0].fence()])
+                .await
+                .expect("requeue"),
+            1
+        );
+        handed_back += 1;
+        assert!(handed_back <= durable_core::store::REQUEUE_LIMIT + 1);
+    }
+    assert_eq!(handed_back, durable_core::store::REQUEUE_LIMIT + 1);
+    let r = row(&store, t.id).await;
+    assert!(r.errors[1].message.contains("shutdown"), "{:?}", r.errors);
+
+    let c = claim(&store, owner, 1).await;
+    assert_eq!(
+        store.cancel(t.id).await.expect("cancel"),
+        CancelOutcome::Requested
+    );
+    assert!(row(&store, t.id).await.cancel_requested_at.is_some());
+    assert!(store.fail(&c[0].fence(), "stopped").await.expect("fail"));
+    let r = row(&store, t.id).await;
+    assert_eq!(r.state, TaskState::Cancelled);
+    assert_eq!(r.errors.len(), 3);
+    assert_eq!(r.errors[2].message, "stopped");
 }

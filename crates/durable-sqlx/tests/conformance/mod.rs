@@ -188,7 +188,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@admin_actions $make;
             admin_retry_puts_failed_and_cancelled_tasks_back, admin_retry_respects_unique_keys,
             admin_retry_failed_oldest_first, admin_delete_removes_the_task_and_its_steps,
-            admin_requeue_ends_the_running_attempts_fence, admin_requeue_stuck_attempts);
+            admin_requeue_ends_the_running_attempts_fence, admin_requeue_stuck_attempts,
+            admin_retry_and_requeue_wake_runtimes, admin_error_history_of_rescues_and_hand_backs);
         $crate::conformance_tests!(@steps $make;
             steps_run_once_per_task, duplicate_step_names_fail_the_task,
             step_checkpoints_are_fenced_and_pruned, zombie_completion_never_commits,
