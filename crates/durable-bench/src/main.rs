@@ -205,14 +205,7 @@ async fn run(cli: Cli) -> Result<()> {
         SqliteSync::Normal => durable_sqlx::sqlite::Durability::Normal,
     };
     if cli.mode == Mode::HorizonWorker {
-        // A child of `horizon`: its stdout is the protocol to the parent, nothing else.
-        let backend = match cli.backend {
-            BackendChoice::Sqlite => backend::Backend::Sqlite,
-            BackendChoice::Postgres => backend::Backend::Postgres,
-            BackendChoice::All => return Err("a horizon worker runs on one --backend".into()),
-        };
-        return horizon::worker::run(backend, &cli.database_url, sqlite_durability, &cli.horizon)
-            .await;
+        return run_horizon_worker(&cli, sqlite_durability).await;
     }
     let runs = cli.runs.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
     let mut backends = Vec::new();
@@ -302,6 +295,19 @@ async fn run(cli: Cli) -> Result<()> {
         reference::print_ratios(&summary);
     }
     Ok(())
+}
+
+/// A child of `horizon`: its stdout is the protocol to the parent, nothing else.
+async fn run_horizon_worker(
+    cli: &Cli,
+    sqlite_durability: durable_sqlx::sqlite::Durability,
+) -> Result<()> {
+    let backend = match cli.backend {
+        BackendChoice::Sqlite => backend::Backend::Sqlite,
+        BackendChoice::Postgres => backend::Backend::Postgres,
+        BackendChoice::All => return Err("a horizon worker runs on one --backend".into()),
+    };
+    horizon::worker::run(backend, &cli.database_url, sqlite_durability, &cli.horizon).await
 }
 
 fn print_machine(settings: &Settings) {

@@ -165,3 +165,67 @@ impl Disturbance {
         Ok(scans)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use sqlx::ConnectOptions;
+
+    use super::*;
+    use crate::horizon::wal;
+
+    /// Writes `rows` rows of 3 KiB on `conn`, one transaction each (autocheckpoint on).
+    async fn write(conn: &mut SqliteConnection, rows: usize) {
+        for _ in 0..rows {
+            sqlx::query("INSERT INTO durable_tasks (v) VALUES (?)")
+                .bind("x".repeat(3000))
+                .execute(&mut *conn)
+                .await
+                .expect("insert");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_read_transaction_pins_the_sqlite_wal() {
+        let file = durable_testkit::SqliteFile::create("durable-bench-pin", "pin.db")
+            .expect("temporary file");
+        let mut writer = SqliteConnectOptions::from_str(&file.url())
+            .expect("url")
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .expect("open");
+        sqlx::raw_sql("CREATE TABLE durable_tasks (v TEXT)")
+            .execute(&mut writer)
+            .await
+            .expect("create");
+        write(&mut writer, 50).await;
+        let target = Target::Sqlite { url: file.url() };
+        let held = Disturbance::start(Phase::IdleTx, &target, 1, Duration::ZERO)
+            .await
+            .expect("idle transaction");
+        let mut shm = wal::Shm::new(file.path());
+        let pinned = shm.progress().expect("progress").frames;
+        // Well past the autocheckpoint (1,000 pages): without the reader the WAL restarts.
+        write(&mut writer, 2000).await;
+        let grown = shm.progress().expect("progress");
+        assert!(
+            grown.frames > 2000,
+            "the WAL restarted under the reader: {grown:?}"
+        );
+        assert!(
+            grown.backfilled <= pinned,
+            "past the reader: {pinned} {grown:?}"
+        );
+        held.end().await.expect("end");
+        write(&mut writer, 1200).await;
+        let released = shm.progress().expect("progress");
+        assert!(
+            released.frames < grown.frames,
+            "{released:?} after {grown:?}"
+        );
+    }
+}

@@ -144,13 +144,11 @@ impl Fleet {
         self.stdins.clear();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         for (i, child) in self.children.iter_mut().enumerate() {
-            let status = match tokio::time::timeout_at(deadline, child.wait()).await {
-                Ok(status) => status?,
-                Err(_) => {
-                    child.kill().await?;
-                    return Err(format!("worker process {i} did not stop within 30 s").into());
-                }
+            let Ok(status) = tokio::time::timeout_at(deadline, child.wait()).await else {
+                child.kill().await?;
+                return Err(format!("worker process {i} did not stop within 30 s").into());
             };
+            let status = status?;
             if !status.success() {
                 return Err(format!("worker process {i} exited with {status}").into());
             }

@@ -21,7 +21,7 @@ fn bucket(value: u64) -> u32 {
     if value < LINEAR {
         return value as u32;
     }
-    let exponent = 63 - value.leading_zeros(); // floor(log2), at least 6
+    let exponent = value.ilog2(); // at least 6
     let sub = (value >> (exponent - SUB_BITS)) & ((1 << SUB_BITS) - 1);
     LINEAR as u32 + (exponent - 6) * (1 << SUB_BITS) + sub as u32
 }

@@ -15,6 +15,7 @@ mod histogram;
 mod producer;
 mod protocol;
 mod sample;
+mod sampler;
 mod storage;
 mod summary;
 mod wal;
@@ -25,13 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durable_core::{CancellationToken, Client};
-use tokio::time::Instant;
 
 pub(crate) use self::args::Args;
 use self::disturb::{Disturbance, Target};
 use self::fleet::{Fleet, Launch};
 use self::producer::Counters;
 use self::sample::Sample;
+use self::sampler::Sampler;
 use self::storage::Reader;
 use self::summary::PhaseRun;
 use crate::backend::{Backend, BenchStore};
@@ -50,13 +51,6 @@ pub(crate) async fn run(settings: &Settings, args: &Args, passthrough: &[String]
     Ok(())
 }
 
-/// What the sampler compares each sample with.
-struct Previous {
-    at: Instant,
-    offered: u64,
-    inserted: u64,
-}
-
 async fn run_one(
     backend: Backend,
     settings: &Settings,
@@ -65,7 +59,7 @@ async fn run_one(
     mut csv: Option<&mut csv::Csv>,
 ) -> Result<()> {
     let bench = BenchStore::open(backend, &settings.database_url).await?;
-    let (target, mut reader) = match (bench.pg_schema(), bench.sqlite_file()) {
+    let (target, reader) = match (bench.pg_schema(), bench.sqlite_file()) {
         (Some(schema), _) => (
             Target::Postgres {
                 url: settings.database_url.clone(),
@@ -107,73 +101,37 @@ async fn run_one(
         Arc::clone(&counters),
         stop.clone(),
     ));
-    let started = Instant::now();
-    let mut previous = Previous {
-        at: started,
-        offered: 0,
-        inserted: 0,
-    };
+    let mut sampler = Sampler::new(Arc::clone(&counters), reader);
     println!(
         "### horizon, {backend}: samples every {} s ({title})\n",
         args.sample.as_secs_f64()
     );
-    let header = sample::header(backend);
-    println!("| {} |", header.join(" | "));
-    println!("|{}", header.iter().map(|_| " --- |").collect::<String>());
+    sample::print_header(backend);
 
-    let mut samples: Vec<Sample> = Vec::new();
+    let mut taken: Vec<Sample> = Vec::new();
     let mut runs: Vec<PhaseRun> = Vec::new();
-    let mut completed_total = 0;
-    let mut unsuccessful_total = 0;
     for (i, phase) in args.phases.iter().enumerate() {
-        let phase_start = started + args.phase * i as u32;
+        let phase_start = sampler.started + args.phase * i as u32;
         let end = phase_start + args.phase;
-        let start_storage = reader.read().await?;
+        let start = sampler.reader.read().await?;
         let disturbance =
             Disturbance::start(*phase, &target, args.readers, args.reader_pause).await?;
         let mut next = phase_start + args.sample;
         // The last sample may fall short of a full interval: it ends with the phase.
         while next < end + args.sample {
-            let at = next.min(end);
-            tokio::time::sleep_until(at).await;
-            let window = fleet.take();
-            completed_total += window.completed;
-            unsuccessful_total += window.unsuccessful;
-            let now = Instant::now();
-            let seconds = (now - previous.at).as_secs_f64().max(1e-3);
-            let offered = counters.offered.load(Ordering::Relaxed);
-            let inserted = counters.inserted.load(Ordering::Relaxed);
-            let commit = counters.take_commit();
-            let s = Sample {
-                phase: *phase,
-                elapsed_s: (now - started).as_secs_f64(),
-                offered: (offered - previous.offered) as f64 / seconds,
-                inserted: (inserted - previous.inserted) as f64 / seconds,
-                completed: window.completed as f64 / seconds,
-                unsuccessful: window.unsuccessful,
-                claim_p50: window.claim.percentile_ms(50.0),
-                claim_p99: window.claim.percentile_ms(99.0),
-                claim_max: window.claim.max_ms(),
-                commit_p99: commit.percentile_ms(99.0),
-                depth: bench.store.backlog().await?,
-                storage: reader.read().await?,
-            };
-            previous = Previous {
-                at: now,
-                offered,
-                inserted,
-            };
+            tokio::time::sleep_until(next.min(end)).await;
+            let s = sampler.sample(*phase, &fleet, &bench).await?;
             sample::print_row(&s.cells());
             if let Some(csv) = csv.as_deref_mut() {
                 csv.write(backend, &s)?;
             }
-            samples.push(s);
+            taken.push(s);
             next += args.sample;
         }
         let scans = disturbance.end().await?;
         runs.push(PhaseRun {
             phase: *phase,
-            start: start_storage,
+            start,
             scans,
         });
     }
@@ -182,19 +140,17 @@ async fn run_one(
     stop.cancel();
     producer.await??;
     let tail = fleet.stop().await?;
-    completed_total += tail.completed;
-    unsuccessful_total += tail.unsuccessful;
-    reader.close().await?;
-    let offered = counters.offered.load(Ordering::Relaxed);
-    let inserted = counters.inserted.load(Ordering::Relaxed);
-    let failed_batches = counters.failed_batches.load(Ordering::Relaxed);
+    sampler.reader.close().await?;
     bench.close().await?;
-
-    summary::print(backend, &runs, &samples, &title);
+    summary::print(backend, &runs, &taken, &title);
     println!(
-        "- totals: {offered} offered, {inserted} inserted ({failed_batches} batches failed), \
-         {completed_total} completed, {unsuccessful_total} retried or failed; tasks still \
-         pending at the end were not waited for\n"
+        "- totals: {} offered, {} inserted ({} batches failed), {} completed, {} retried or \
+         failed; tasks still pending at the end were not waited for\n",
+        counters.offered.load(Ordering::Relaxed),
+        counters.inserted.load(Ordering::Relaxed),
+        counters.failed_batches.load(Ordering::Relaxed),
+        sampler.completed + tail.completed,
+        sampler.unsuccessful + tail.unsuccessful,
     );
     Ok(())
 }

@@ -37,8 +37,15 @@ pub(crate) struct Sample {
     pub(crate) storage: Storage,
 }
 
+/// Prints the live table's header for `backend`.
+pub(crate) fn print_header(backend: Backend) {
+    let columns = header(backend);
+    println!("| {} |", columns.join(" | "));
+    println!("|{}", columns.iter().map(|_| " --- |").collect::<String>());
+}
+
 /// The live table's columns for `backend`.
-pub(crate) fn header(backend: Backend) -> Vec<&'static str> {
+fn header(backend: Backend) -> Vec<&'static str> {
     let mut columns = vec![
         "phase",
         "t s",

@@ -117,12 +117,14 @@ pub(crate) enum Reader {
         /// The run's schema.
         schema: String,
     },
-    /// A connection to the file, and its path.
+    /// A connection to the file, its path and its WAL index.
     Sqlite {
         /// Monitoring connection.
         conn: SqliteConnection,
         /// The database file.
         path: PathBuf,
+        /// The WAL index, open until [`close`](Reader::close).
+        shm: wal::Shm,
     },
 }
 
@@ -146,7 +148,11 @@ impl Reader {
             .busy_timeout(std::time::Duration::from_secs(10))
             .connect()
             .await?;
-        Ok(Reader::Sqlite { conn, path })
+        Ok(Reader::Sqlite {
+            shm: wal::Shm::new(&path),
+            conn,
+            path,
+        })
     }
 
     /// The storage now.
@@ -176,7 +182,7 @@ impl Reader {
                     xmin_age,
                 })
             }
-            Reader::Sqlite { conn, path } => {
+            Reader::Sqlite { conn, path, shm } => {
                 let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
                     .fetch_one(&mut *conn)
                     .await?;
@@ -193,13 +199,13 @@ impl Reader {
                     wal_bytes: size("-wal"),
                     pages,
                     free_pages,
-                    checkpoint: wal::progress(path)?,
+                    checkpoint: shm.progress()?,
                 })
             }
         }
     }
 
-    /// Closes the connection.
+    /// Closes the connection (and the WAL index: call it once the run's sessions are gone).
     pub(crate) async fn close(self) -> Result<()> {
         match self {
             Reader::Postgres { conn, .. } => conn.close().await?,

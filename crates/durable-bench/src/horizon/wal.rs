@@ -6,7 +6,7 @@
 //! already copied into the database, at byte 96), in the machine's byte order: see
 //! "wal-index format" in SQLite's file format documentation.
 
-use std::io::Read as _;
+use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
 use crate::Result;
@@ -27,27 +27,55 @@ pub(crate) struct Progress {
     pub(crate) backfilled: u32,
 }
 
-/// Reads the progress of the database at `db` (zeros when it has no WAL index, as when no
-/// connection has it open).
-pub(crate) fn progress(db: &Path) -> Result<Progress> {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-shm");
-    let mut file = match std::fs::File::open(Path::new(&name)) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Progress::default())
+/// The WAL index of one database, open for as long as the run's sessions may hold locks.
+///
+/// SQLite's locks on the WAL index are POSIX record locks, and closing *any* descriptor of a
+/// file drops every such lock the process holds on it: opening and closing the `-shm` file
+/// at each sample would silently release the read lock of the parent's reader sessions (and
+/// let other processes checkpoint and restart the WAL under them). So the file is opened
+/// once and closed only when no session of the process is left.
+#[derive(Debug)]
+pub(crate) struct Shm {
+    file: Option<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl Shm {
+    /// The WAL index of the database at `db` (opened at the first read that finds it).
+    pub(crate) fn new(db: &Path) -> Self {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-shm");
+        Self {
+            file: None,
+            path: name.into(),
         }
-        Err(error) => return Err(error.into()),
-    };
-    let mut head = [0u8; N_BACKFILL + 4];
-    if file.read_exact(&mut head).is_err() {
-        return Ok(Progress::default()); // not initialised yet
     }
-    let word = |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    Ok(Progress {
-        frames: word(MX_FRAME),
-        backfilled: word(N_BACKFILL),
-    })
+
+    /// The progress now (zeros before the WAL index exists or is initialised).
+    pub(crate) fn progress(&mut self) -> Result<Progress> {
+        if self.file.is_none() {
+            match std::fs::File::open(&self.path) {
+                Ok(file) => self.file = Some(file),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Progress::default())
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let Some(file) = &self.file else {
+            return Ok(Progress::default());
+        };
+        let mut head = [0u8; N_BACKFILL + 4];
+        if file.read_exact_at(&mut head, 0).is_err() {
+            return Ok(Progress::default()); // not initialised yet
+        }
+        let word =
+            |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        Ok(Progress {
+            frames: word(MX_FRAME),
+            backfilled: word(N_BACKFILL),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -82,7 +110,8 @@ mod tests {
                 .await
                 .expect("insert");
         }
-        let written = progress(file.path()).expect("progress");
+        let mut shm = Shm::new(file.path());
+        let written = shm.progress().expect("progress");
         assert!(written.frames >= 20, "{written:?}");
         assert_eq!(written.backfilled, 0, "no checkpoint ran: {written:?}");
 
@@ -90,7 +119,7 @@ mod tests {
             .execute(&mut conn)
             .await
             .expect("checkpoint");
-        let copied = progress(file.path()).expect("progress");
+        let copied = shm.progress().expect("progress");
         assert_eq!(copied.frames, written.frames);
         assert_eq!(copied.backfilled, written.frames, "{copied:?}");
         conn.close().await.expect("close");
