@@ -106,6 +106,7 @@ async fn run_one(
         "### horizon, {backend}: samples every {} s ({title})\n",
         args.sample.as_secs_f64()
     );
+    println!("_{}_\n", sampler.reader.describe().await?);
     sample::print_header(backend);
 
     let mut taken: Vec<Sample> = Vec::new();

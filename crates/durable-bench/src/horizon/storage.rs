@@ -155,6 +155,28 @@ impl Reader {
         })
     }
 
+    /// What bounds the figures on this server: PostgreSQL's version and whether autovacuum
+    /// runs at all (the task table's own autovacuum settings only apply when it does);
+    /// SQLite's version.
+    pub(crate) async fn describe(&mut self) -> Result<String> {
+        match self {
+            Reader::Postgres { conn, .. } => {
+                let (version, autovacuum): (String, String) = sqlx::query_as(
+                    "SELECT current_setting('server_version'), current_setting('autovacuum')",
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(format!("PostgreSQL {version}, autovacuum {autovacuum}"))
+            }
+            Reader::Sqlite { conn, .. } => {
+                let version: String = sqlx::query_scalar("SELECT sqlite_version()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(format!("SQLite {version}"))
+            }
+        }
+    }
+
     /// The storage now.
     pub(crate) async fn read(&mut self) -> Result<Storage> {
         match self {
