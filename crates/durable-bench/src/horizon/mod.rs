@@ -121,7 +121,7 @@ async fn run_one(
         // The last sample may fall short of a full interval: it ends with the phase.
         while next < end + args.sample {
             tokio::time::sleep_until(next.min(end)).await;
-            let s = sampler.sample(*phase, &fleet, &bench).await?;
+            let s = sampler.sample(*phase, i, &fleet, &bench).await?;
             sample::print_row(&s.cells());
             if let Some(csv) = csv.as_deref_mut() {
                 csv.write(backend, &s)?;
@@ -132,6 +132,7 @@ async fn run_one(
         let scans = disturbance.end().await?;
         runs.push(PhaseRun {
             phase: *phase,
+            step: i,
             start,
             scans,
         });

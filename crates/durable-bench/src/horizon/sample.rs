@@ -13,6 +13,8 @@ pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 pub(crate) struct Sample {
     /// The phase it belongs to.
     pub(crate) phase: Phase,
+    /// That phase's position in the run (a phase may appear more than once).
+    pub(crate) step: usize,
     /// Seconds since the load started (the end of the interval).
     pub(crate) elapsed_s: f64,
     /// Tasks per second the offered rate called for.

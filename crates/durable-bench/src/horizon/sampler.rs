@@ -47,10 +47,12 @@ impl Sampler {
         }
     }
 
-    /// Ends the interval: the sample of `phase` since the previous one.
+    /// Ends the interval: the sample of `phase`, at position `step` of the run, since the
+    /// previous one.
     pub(crate) async fn sample(
         &mut self,
         phase: Phase,
+        step: usize,
         fleet: &Fleet,
         bench: &BenchStore,
     ) -> Result<Sample> {
@@ -64,6 +66,7 @@ impl Sampler {
         let commit = self.counters.take_commit();
         let sample = Sample {
             phase,
+            step,
             elapsed_s: (now - self.started).as_secs_f64(),
             offered: (offered - self.offered) as f64 / seconds,
             inserted: (inserted - self.inserted) as f64 / seconds,

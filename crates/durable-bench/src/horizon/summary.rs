@@ -12,6 +12,8 @@ use crate::stats::{median, num, ratio, Table};
 pub(crate) struct PhaseRun {
     /// Which phase.
     pub(crate) phase: Phase,
+    /// Its position in the run.
+    pub(crate) step: usize,
     /// The storage just before the phase began.
     pub(crate) start: Storage,
     /// Scans the readers made (`rr-readers`).
@@ -51,14 +53,13 @@ pub(crate) fn figures(samples: &[&Sample]) -> PhaseFigures {
 
 /// Prints the per-phase summary and the relations table.
 pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], title: &str) {
-    let of =
-        |phase: Phase| -> Vec<&Sample> { samples.iter().filter(|s| s.phase == phase).collect() };
+    let of = |step: usize| -> Vec<&Sample> { samples.iter().filter(|s| s.step == step).collect() };
     // The reference: the clean phase, else the first one.
     let reference = runs
         .iter()
         .find(|r| r.phase == Phase::Clean)
         .or(runs.first())
-        .map_or(f64::NAN, |r| figures(&of(r.phase)).median);
+        .map_or(f64::NAN, |r| figures(&of(r.step)).median);
     let mut header = vec![
         "phase",
         "samples",
@@ -82,7 +83,7 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
     header.extend_from_slice(extra);
     let mut table = Table::new(format!("horizon, {backend}: phases ({title})"), &header);
     for run in runs {
-        let mine = of(run.phase);
+        let mine = of(run.step);
         let f = figures(&mine);
         let end = mine.last().map(|s| &s.storage);
         let mut row = vec![
@@ -178,7 +179,7 @@ fn print_relations(runs: &[PhaseRun], samples: &[Sample], title: &str) {
             cell(&first.start, &relation.name),
         ];
         for run in runs {
-            let end = samples.iter().rev().find(|s| s.phase == run.phase);
+            let end = samples.iter().rev().find(|s| s.step == run.step);
             row.push(end.map_or("–".to_owned(), |s| cell(&s.storage, &relation.name)));
         }
         table.row(row);
@@ -194,6 +195,7 @@ mod tests {
     fn sample(completed: f64, claim_p99: f64, depth: u64, dead: i64) -> Sample {
         Sample {
             phase: Phase::Clean,
+            step: 0,
             elapsed_s: 5.0,
             offered: 2000.0,
             inserted: 2000.0,
