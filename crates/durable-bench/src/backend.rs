@@ -156,6 +156,14 @@ impl BenchStore {
         }
     }
 
+    /// The SQLite file, if SQLite (other processes open the same store through its URL).
+    pub(crate) fn sqlite_file(&self) -> Option<&SqliteFile> {
+        match &self.kind {
+            Kind::Sqlite { file, .. } => Some(file),
+            Kind::Postgres { .. } => None,
+        }
+    }
+
     /// The PostgreSQL schema, if PostgreSQL.
     pub(crate) fn pg_schema(&self) -> Option<&str> {
         match &self.kind {

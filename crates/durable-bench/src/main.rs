@@ -12,7 +12,9 @@
 //! - `idle`: CPU time and store queries per second of an idle runtime;
 //! - `backlog`: peak memory while working through a large pending backlog;
 //! - `reference`: the raw database limits (single-row transactions, 100-row batches);
-//! - `all`: every mode in turn.
+//! - `all`: every mode in turn;
+//! - `horizon` (not part of `all`): a fixed offered rate through phases that hold the
+//!   vacuum horizon back, with bloat, claim latency and completion rate sampled as it runs.
 //!
 //! Run with `cargo run --release -p durable-bench -- <mode> [--quick] [--runs N]`; see
 //! `docs/BENCHMARKS.md`.
@@ -21,6 +23,7 @@ mod backend;
 mod backlog;
 mod burn_down;
 mod counting;
+mod horizon;
 mod http;
 mod idle;
 mod load;
@@ -84,6 +87,9 @@ pub(crate) struct Cli {
     /// (the documented opt-in: survives a process crash only).
     #[arg(long, value_enum, default_value_t = SqliteSync::Full)]
     pub(crate) sqlite_sync: SqliteSync,
+    /// Options of `horizon`.
+    #[command(flatten)]
+    pub(crate) horizon: horizon::Args,
 }
 
 /// SQLite durability of the stores under test.
@@ -112,6 +118,11 @@ pub(crate) enum Mode {
     Reference,
     /// Every mode in turn.
     All,
+    /// Long horizon: bloat and a held-back vacuum horizon under a fixed offered rate.
+    Horizon,
+    /// A worker process of `horizon` (started by it).
+    #[value(hide = true)]
+    HorizonWorker,
 }
 
 /// Which stores to measure.
@@ -189,6 +200,13 @@ fn main() -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let sqlite_durability = match cli.sqlite_sync {
+        SqliteSync::Full => durable_sqlx::sqlite::Durability::Full,
+        SqliteSync::Normal => durable_sqlx::sqlite::Durability::Normal,
+    };
+    if cli.mode == Mode::HorizonWorker {
+        return run_horizon_worker(&cli, sqlite_durability).await;
+    }
     let runs = cli.runs.unwrap_or(if cli.quick { 1 } else { 3 }).max(1);
     let mut backends = Vec::new();
     if matches!(cli.backend, BackendChoice::Sqlite | BackendChoice::All) {
@@ -219,10 +237,7 @@ async fn run(cli: Cli) -> Result<()> {
         unique: cli.unique,
         idempotency_key: cli.idempotency_key,
     };
-    backend::set_sqlite_durability(match cli.sqlite_sync {
-        SqliteSync::Full => durable_sqlx::sqlite::Durability::Full,
-        SqliteSync::Normal => durable_sqlx::sqlite::Durability::Normal,
-    });
+    backend::set_sqlite_durability(sqlite_durability);
     print_machine(&settings);
     if cli.sqlite_sync == SqliteSync::Normal {
         println!(
@@ -256,7 +271,19 @@ async fn run(cli: Cli) -> Result<()> {
             Mode::Idle => idle::run(&settings, &mut summary).await?,
             Mode::Backlog => backlog::run(&settings, &mut summary).await?,
             Mode::Reference => reference::run(&settings, &mut summary).await?,
-            Mode::All => unreachable!("expanded above"),
+            Mode::Horizon => {
+                let sync = match cli.sqlite_sync {
+                    SqliteSync::Full => "full",
+                    SqliteSync::Normal => "normal",
+                };
+                horizon::run(
+                    &settings,
+                    &cli.horizon,
+                    &horizon::passthrough(&cli.horizon, sync),
+                )
+                .await?;
+            }
+            Mode::All | Mode::HorizonWorker => unreachable!("expanded or handled above"),
         }
         println!(
             "_{:?} took {:.0} s_\n",
@@ -268,6 +295,19 @@ async fn run(cli: Cli) -> Result<()> {
         reference::print_ratios(&summary);
     }
     Ok(())
+}
+
+/// A child of `horizon`: its stdout is the protocol to the parent, nothing else.
+async fn run_horizon_worker(
+    cli: &Cli,
+    sqlite_durability: durable_sqlx::sqlite::Durability,
+) -> Result<()> {
+    let backend = match cli.backend {
+        BackendChoice::Sqlite => backend::Backend::Sqlite,
+        BackendChoice::Postgres => backend::Backend::Postgres,
+        BackendChoice::All => return Err("a horizon worker runs on one --backend".into()),
+    };
+    horizon::worker::run(backend, &cli.database_url, sqlite_durability, &cli.horizon).await
 }
 
 fn print_machine(settings: &Settings) {

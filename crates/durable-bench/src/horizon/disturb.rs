@@ -1,0 +1,231 @@
+//! What holds the horizon back during a phase: sessions of their own (not the store's pools)
+//! that open a snapshot on the task table at the phase's start and keep it to its end.
+//!
+//! On PostgreSQL a `REPEATABLE READ` snapshot keeps `VACUUM` from removing any row version
+//! that became dead after it was taken; on SQLite an open read transaction keeps checkpoints
+//! from copying WAL frames past its snapshot into the database and the WAL from restarting.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use durable_core::CancellationToken;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, SqliteConnection};
+use tokio::task::JoinSet;
+
+use super::args::Phase;
+use crate::Result;
+
+/// Where the run's tables are.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// A schema of a PostgreSQL database.
+    Postgres {
+        /// Server and database.
+        url: String,
+        /// The run's schema.
+        schema: String,
+    },
+    /// A SQLite file.
+    Sqlite {
+        /// `sqlite://` URL of the file.
+        url: String,
+    },
+}
+
+/// A session of its own on the run's tables.
+enum Session {
+    Pg(PgConnection),
+    Lite(SqliteConnection),
+}
+
+impl Session {
+    async fn open(target: &Target) -> Result<Self> {
+        match target {
+            Target::Postgres { url, schema } => {
+                let mut conn = PgConnectOptions::from_str(url)?
+                    .application_name("durable-bench-horizon-reader")
+                    .connect()
+                    .await?;
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SET search_path = \"{}\"",
+                    schema.replace('"', "\"\"")
+                )))
+                .execute(&mut conn)
+                .await?;
+                Ok(Session::Pg(conn))
+            }
+            Target::Sqlite { url } => Ok(Session::Lite(
+                SqliteConnectOptions::from_str(url)?
+                    .busy_timeout(Duration::from_secs(10))
+                    .connect()
+                    .await?,
+            )),
+        }
+    }
+
+    async fn exec(&mut self, sql: &'static str) -> Result<()> {
+        match self {
+            Session::Pg(conn) => sqlx::raw_sql(sql).execute(conn).await.map(drop)?,
+            Session::Lite(conn) => sqlx::raw_sql(sql).execute(conn).await.map(drop)?,
+        }
+        Ok(())
+    }
+
+    /// Opens the snapshot: `BEGIN` and a first read of the task table (PostgreSQL takes a
+    /// `REPEATABLE READ` snapshot at the first statement, SQLite at the first read).
+    async fn begin(&mut self, first_read: &'static str) -> Result<()> {
+        let begin = match self {
+            Session::Pg(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            Session::Lite(_) => "BEGIN",
+        };
+        self.exec(begin).await?;
+        self.exec(first_read).await
+    }
+
+    async fn end(mut self) -> Result<()> {
+        self.exec("ROLLBACK").await?;
+        match self {
+            Session::Pg(conn) => conn.close().await?,
+            Session::Lite(conn) => conn.close().await?,
+        }
+        Ok(())
+    }
+}
+
+/// The read that opens the idle transaction's snapshot.
+const TOUCH: &str = "SELECT 1 FROM durable_tasks LIMIT 1";
+/// A reader's scan of the task table.
+const SCAN: &str = "SELECT count(*) FROM durable_tasks";
+
+/// The sessions of one phase, running until [`end`](Self::end).
+#[derive(Debug)]
+pub(crate) struct Disturbance {
+    stop: CancellationToken,
+    sessions: JoinSet<Result<u64>>,
+}
+
+impl Disturbance {
+    /// Opens the sessions of `phase` (none for `clean` and `recovery`); each has its snapshot
+    /// when this returns.
+    pub(crate) async fn start(
+        phase: Phase,
+        target: &Target,
+        readers: usize,
+        pause: Duration,
+    ) -> Result<Self> {
+        let stop = CancellationToken::new();
+        let mut sessions = JoinSet::new();
+        match phase {
+            Phase::Clean | Phase::Recovery => {}
+            Phase::IdleTx => {
+                let mut session = Session::open(target).await?;
+                session.begin(TOUCH).await?;
+                let stop = stop.clone();
+                sessions.spawn(async move {
+                    stop.cancelled().await;
+                    session.end().await?;
+                    Ok(0)
+                });
+            }
+            Phase::RrReaders => {
+                for _ in 0..readers.max(1) {
+                    let mut session = Session::open(target).await?;
+                    session.begin(SCAN).await?;
+                    let stop = stop.clone();
+                    sessions.spawn(async move {
+                        let mut scans = 1;
+                        loop {
+                            tokio::select! {
+                                () = stop.cancelled() => break,
+                                () = tokio::time::sleep(pause) => {}
+                            }
+                            // A scan is not interrupted by the end of the phase: it is short
+                            // next to one, and the session must be usable to roll back.
+                            session.exec(SCAN).await?;
+                            scans += 1;
+                        }
+                        session.end().await?;
+                        Ok(scans)
+                    });
+                }
+            }
+        }
+        Ok(Self { stop, sessions })
+    }
+
+    /// Ends the sessions (rolls their transactions back); returns the scans the readers made.
+    pub(crate) async fn end(mut self) -> Result<u64> {
+        self.stop.cancel();
+        let mut scans = 0;
+        while let Some(result) = self.sessions.join_next().await {
+            scans += result??;
+        }
+        Ok(scans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    use sqlx::ConnectOptions;
+
+    use super::*;
+    use crate::horizon::wal;
+
+    /// Writes `rows` rows of 3 KiB on `conn`, one transaction each (autocheckpoint on).
+    async fn write(conn: &mut SqliteConnection, rows: usize) {
+        for _ in 0..rows {
+            sqlx::query("INSERT INTO durable_tasks (v) VALUES (?)")
+                .bind("x".repeat(3000))
+                .execute(&mut *conn)
+                .await
+                .expect("insert");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_read_transaction_pins_the_sqlite_wal() {
+        let file = durable_testkit::SqliteFile::create("durable-bench-pin", "pin.db")
+            .expect("temporary file");
+        let mut writer = SqliteConnectOptions::from_str(&file.url())
+            .expect("url")
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .expect("open");
+        sqlx::raw_sql("CREATE TABLE durable_tasks (v TEXT)")
+            .execute(&mut writer)
+            .await
+            .expect("create");
+        write(&mut writer, 50).await;
+        let target = Target::Sqlite { url: file.url() };
+        let held = Disturbance::start(Phase::IdleTx, &target, 1, Duration::ZERO)
+            .await
+            .expect("idle transaction");
+        let mut shm = wal::Shm::new(file.path());
+        let pinned = shm.progress().expect("progress").frames;
+        // Well past the autocheckpoint (1,000 pages): without the reader the WAL restarts.
+        write(&mut writer, 2000).await;
+        let grown = shm.progress().expect("progress");
+        assert!(
+            grown.frames > 2000,
+            "the WAL restarted under the reader: {grown:?}"
+        );
+        assert!(
+            grown.backfilled <= pinned,
+            "past the reader: {pinned} {grown:?}"
+        );
+        held.end().await.expect("end");
+        write(&mut writer, 1200).await;
+        let released = shm.progress().expect("progress");
+        assert!(
+            released.frames < grown.frames,
+            "{released:?} after {grown:?}"
+        );
+    }
+}

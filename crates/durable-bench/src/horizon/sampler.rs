@@ -1,0 +1,87 @@
+//! Taking one sample: the workers' reports, the producer's counters, the queue depth and the
+//! storage, over the interval since the previous sample.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::args::Phase;
+use super::fleet::Fleet;
+use super::producer::Counters;
+use super::sample::Sample;
+use super::storage::Reader;
+use crate::backend::BenchStore;
+use crate::Result;
+
+/// Takes the samples of one run.
+#[derive(Debug)]
+pub(crate) struct Sampler {
+    /// When the load started.
+    pub(crate) started: Instant,
+    /// Reads the storage.
+    pub(crate) reader: Reader,
+    /// Attempts completed in all samples so far.
+    pub(crate) completed: u64,
+    /// Attempts retried or failed in all samples so far.
+    pub(crate) unsuccessful: u64,
+    counters: Arc<Counters>,
+    at: Instant,
+    offered: u64,
+    inserted: u64,
+}
+
+impl Sampler {
+    /// Starts the first interval now.
+    pub(crate) fn new(counters: Arc<Counters>, reader: Reader) -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            reader,
+            completed: 0,
+            unsuccessful: 0,
+            counters,
+            at: now,
+            offered: 0,
+            inserted: 0,
+        }
+    }
+
+    /// Ends the interval: the sample of `phase`, at position `step` of the run, since the
+    /// previous one.
+    pub(crate) async fn sample(
+        &mut self,
+        phase: Phase,
+        step: usize,
+        fleet: &Fleet,
+        bench: &BenchStore,
+    ) -> Result<Sample> {
+        let window = fleet.take();
+        self.completed += window.completed;
+        self.unsuccessful += window.unsuccessful;
+        let now = Instant::now();
+        let seconds = (now - self.at).as_secs_f64().max(1e-3);
+        let offered = self.counters.offered.load(Ordering::Relaxed);
+        let inserted = self.counters.inserted.load(Ordering::Relaxed);
+        let commit = self.counters.take_commit();
+        let sample = Sample {
+            phase,
+            step,
+            elapsed_s: (now - self.started).as_secs_f64(),
+            offered: (offered - self.offered) as f64 / seconds,
+            inserted: (inserted - self.inserted) as f64 / seconds,
+            completed: window.completed as f64 / seconds,
+            unsuccessful: window.unsuccessful,
+            claim_p50: window.claim.percentile_ms(50.0),
+            claim_p99: window.claim.percentile_ms(99.0),
+            claim_max: window.claim.max_ms(),
+            commit_p99: commit.percentile_ms(99.0),
+            depth: bench.store.backlog().await?,
+            storage: self.reader.read().await?,
+        };
+        self.at = now;
+        self.offered = offered;
+        self.inserted = inserted;
+        Ok(sample)
+    }
+}
