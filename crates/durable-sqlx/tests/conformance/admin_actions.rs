@@ -148,6 +148,63 @@ pub async fn admin_retry_respects_unique_keys(db: &impl TestDb) {
     assert_eq!(row(&store, first).await.state, TaskState::Pending);
 }
 
+/// Failed tasks whose unique key a live task holds do not use up the bulk retry's `limit`:
+/// older ones waiting for their key never keep the retryable ones behind them from a retry.
+pub async fn admin_retry_failed_passes_over_held_keys(db: &impl TestDb) {
+    let store = db.store();
+    let client = ClientBuilder::new(db.store()).build();
+    let keyed = || EnqueueOptions::new().unique_key("held");
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let id = client
+            .enqueue_with(Work::new("k"), keyed())
+            .await
+            .expect("enqueue");
+        let c = claim(&store, WorkerId::new(), 1).await;
+        assert_eq!(c[0].id, id);
+        assert!(store.fail(&c[0].fence(), "boom").await.expect("fail"));
+        waiting.push(id);
+    }
+    let holder = client
+        .enqueue_with(Work::new("k"), keyed())
+        .await
+        .expect("enqueue");
+    // Failed after the keyed ones: behind them in the bulk retry's order.
+    let free = failed_task_behind(&store, holder).await;
+
+    assert_eq!(
+        store
+            .retry_failed(&RetryFailed::new(2))
+            .await
+            .expect("bulk"),
+        1,
+        "the free failure is retried though older ones wait for their key"
+    );
+    assert_eq!(row(&store, free).await.state, TaskState::Pending);
+    for id in waiting {
+        assert_eq!(row(&store, id).await.state, TaskState::Failed);
+    }
+    assert_eq!(row(&store, holder).await.state, TaskState::Pending);
+}
+
+/// A failed `work` task without a key, failed after the others; `holder` (pending) is left
+/// unclaimed.
+async fn failed_task_behind(store: &Arc<dyn Store>, holder: TaskId) -> TaskId {
+    let t = NewTask::new("other", "{}");
+    store
+        .insert(std::slice::from_ref(&t))
+        .await
+        .expect("insert");
+    let c = store
+        .claim(&ClaimRequest::new(WorkerId::new(), LEASE, 1, ["other"]))
+        .await
+        .expect("claim");
+    assert_eq!(c[0].id, t.id);
+    assert_ne!(c[0].id, holder);
+    assert!(store.fail(&c[0].fence(), "boom").await.expect("fail"));
+    t.id
+}
+
 /// The bulk retry takes the oldest failures first, `limit` per call, of the chosen type.
 pub async fn admin_retry_failed_oldest_first(db: &impl TestDb) {
     let store = db.store();
