@@ -58,5 +58,6 @@ on_both!(
     crate::pages::lists_follow_the_contract => lists_follow_the_contract,
     crate::operations::retry_and_delete_from_the_detail_page => retry_and_delete_from_the_detail_page,
     crate::operations::retry_failed_of_a_type => retry_failed_of_a_type,
+    crate::operations::retry_failed_form_keeps_the_queue => retry_failed_form_keeps_the_queue,
     crate::operations::the_overview_counts_and_charts => the_overview_counts_and_charts,
 );
