@@ -205,6 +205,62 @@ async fn failed_task_behind(store: &Arc<dyn Store>, holder: TaskId) -> TaskId {
     t.id
 }
 
+/// Operators retrying at once, the same task or two failed tasks of one unique key: exactly
+/// one retry is done, the others answer why not, and one live task holds the key.
+pub async fn admin_concurrent_retries_make_one_live_task(db: &impl TestDb) {
+    let store = db.store();
+    let client = ClientBuilder::new(db.store()).build();
+    for round in 0..5 {
+        let key = format!("race-{round}");
+        let mut failed = Vec::new();
+        for _ in 0..2 {
+            let id = client
+                .enqueue_with(
+                    Work::new("k"),
+                    EnqueueOptions::new().unique_key(key.as_str()),
+                )
+                .await
+                .expect("enqueue");
+            let c = claim(&store, WorkerId::new(), 1).await;
+            assert_eq!(c[0].id, id);
+            assert!(store.fail(&c[0].fence(), "boom").await.expect("fail"));
+            failed.push(id);
+        }
+        let seen = Some(Seen::new(TaskState::Failed, 1));
+        let calls = [failed[0], failed[1], failed[0], failed[1]].map(|id| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.retry(id, seen).await.expect("retry") })
+        });
+        let mut done = 0;
+        for call in calls {
+            match call.await.expect("join") {
+                ActionOutcome::Done => done += 1,
+                ActionOutcome::KeyHeld { holder } => assert!(failed.contains(&holder)),
+                ActionOutcome::Conflict { state, attempts } => {
+                    assert_eq!((state, attempts), (TaskState::Pending, 1));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(done, 1, "round {round}: exactly one retry is done");
+        let mut states = Vec::new();
+        for id in &failed {
+            states.push(row(&store, *id).await.state);
+        }
+        states.sort_by_key(|s| s.as_str());
+        assert_eq!(states, [TaskState::Failed, TaskState::Pending]);
+        // The retried task runs again, and leaves the key to the next round's tasks.
+        let c = claim(&store, WorkerId::new(), 1).await;
+        assert_eq!(c.len(), 1);
+        assert!(failed.contains(&c[0].id));
+        assert_eq!(c[0].attempt, 2);
+        assert_eq!(
+            store.complete(&[c[0].fence()]).await.expect("complete"),
+            [c[0].id]
+        );
+    }
+}
+
 /// The bulk retry takes the oldest failures first, `limit` per call, of the chosen type.
 pub async fn admin_retry_failed_oldest_first(db: &impl TestDb) {
     let store = db.store();

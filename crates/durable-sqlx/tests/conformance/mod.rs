@@ -188,6 +188,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@admin_actions $make;
             admin_retry_puts_failed_and_cancelled_tasks_back, admin_retry_respects_unique_keys,
             admin_retry_failed_oldest_first, admin_retry_failed_passes_over_held_keys,
+            admin_concurrent_retries_make_one_live_task,
             admin_delete_removes_the_task_and_its_steps,
             admin_requeue_ends_the_running_attempts_fence, admin_requeue_stuck_attempts);
         $crate::conformance_tests!(@steps $make;
