@@ -370,3 +370,66 @@ async fn the_open_router_answers_loopback_hosts_only() {
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert_eq!(h.state(id).await, Some(TaskState::Cancelled));
 }
+
+/// Paths and methods off the routes reach nothing without a session, and a read-only user's
+/// POST reaches no action whatever the path's spelling or an override header.
+pub(crate) async fn path_and_method_tricks_reach_nothing(h: Harness) {
+    let id = h.enqueue().await;
+    let tricks = [
+        "/admin//api/tasks".to_owned(),
+        "/admin/api//tasks".to_owned(),
+        "/admin/api/tasks/".to_owned(),
+        "/admin/API/tasks".to_owned(),
+        "/admin/api%2Ftasks".to_owned(),
+        "/admin/./api/tasks".to_owned(),
+        format!("/admin/api/tasks/{id}/"),
+        format!("/admin/tasks/{id}/"),
+        "/admin/login/../api/tasks".to_owned(),
+    ];
+    for method in ["GET", "HEAD", "OPTIONS"] {
+        for path in &tricks {
+            let request = Request::builder()
+                .method(method)
+                .uri(path.as_str())
+                .header(header::HOST, HOST)
+                .body(Body::empty())
+                .expect("request");
+            let reply = h.send(request).await;
+            assert!(
+                matches!(reply.status.as_u16(), 401 | 303),
+                "{method} {path}: {} {}",
+                reply.status,
+                reply.body
+            );
+            assert!(!reply.body.contains(&id.to_string()), "{method} {path}");
+        }
+    }
+    let viewer = h.login("viewer", "viewer-pw").await;
+    let fields = [
+        ("csrf", viewer.csrf.as_str()),
+        ("state", "pending"),
+        ("attempts", "0"),
+    ];
+    for path in [
+        format!("/admin/tasks/{id}/cancel"),
+        format!("/admin/tasks/{id}/cancel/"),
+        format!("/admin//tasks/{id}/cancel"),
+        format!("/admin/tasks/{id}?_method=POST"),
+        "/admin/retry-failed".to_owned(),
+    ] {
+        let reply = h
+            .post_form(
+                &path,
+                &viewer.cookies,
+                &fields,
+                &[("x-http-method-override", "POST")],
+            )
+            .await;
+        assert!(
+            matches!(reply.status.as_u16(), 403 | 404 | 405),
+            "{path}: {}",
+            reply.status
+        );
+    }
+    assert_eq!(h.state(id).await, Some(TaskState::Pending));
+}
