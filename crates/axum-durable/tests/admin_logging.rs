@@ -71,7 +71,25 @@ async fn actions_and_refusals_are_logged() {
     send(operator.cookies.clone(), as_refs(&fields(&operator.csrf))).await;
     assert_eq!(h.state(id).await, Some(TaskState::Cancelled));
 
+    // A user name is the one thing an anonymous client writes into the log: it must not
+    // start a line of its own (a forged entry).
+    let page = h.get("/admin/login", "").await;
+    let csrf = page.cookie("durable_admin_csrf").expect("csrf cookie");
+    let forged = "mallory\nFORGED durable::admin: admin action principal=oncall";
+    h.post_form(
+        "/admin/login",
+        &format!("durable_admin_csrf={csrf}"),
+        &[("csrf", &csrf), ("username", forged), ("password", "guess")],
+        &[],
+    )
+    .await;
+
     let log = String::from_utf8(captured.0.lock().expect("log buffer").clone()).expect("utf-8");
+    assert!(log.contains("admin login refused"), "{log}");
+    assert!(
+        !log.lines().any(|line| line.starts_with("FORGED")),
+        "a user name wrote a line of its own:\n{log}"
+    );
     let refused = log
         .lines()
         .find(|line| line.contains("read-only"))

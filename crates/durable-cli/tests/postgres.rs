@@ -31,6 +31,14 @@ async fn requeue_stuck_and_cancel_running() {
     scenarios::requeue(&db).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_past_a_shared_key() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    scenarios::retry_failed_past_a_shared_key(&db).await;
+}
+
 fn durable(url: &str, schema: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_durable"))
         .args(args)

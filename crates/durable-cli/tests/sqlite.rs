@@ -20,6 +20,11 @@ async fn requeue_stuck_and_cancel_running() {
     scenarios::requeue(&Db::sqlite().await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_past_a_shared_key() {
+    scenarios::retry_failed_past_a_shared_key(&Db::sqlite().await).await;
+}
+
 fn durable(url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_durable"))
         .args(args)

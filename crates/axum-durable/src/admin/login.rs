@@ -173,7 +173,10 @@ pub(crate) async fn submit(
         .users
         .check(&credentials.username, &credentials.password)
     else {
-        tracing::warn!(target: "durable::admin", user = %credentials.username, "admin login refused");
+        // A string field, written quoted and escaped: the name comes from anyone, and must
+        // not start a log line of its own.
+        tracing::warn!(target: "durable::admin", user = credentials.username.as_str(),
+            "admin login refused");
         let mut response = html::login_page(&ctx, true).into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;

@@ -171,7 +171,10 @@ impl Admin<Undecided> {
 
     /// Lets **everyone who can reach the router** see every task and act on it, with no
     /// authentication at all: only for a router bound to localhost on a developer's machine.
-    /// A warning is logged when the router is built. CSRF checks still apply.
+    /// A warning is logged when the router is built. CSRF checks still apply, and only
+    /// requests for a loopback host (`Host: localhost`, `127.0.0.1` or `[::1]`, any port) are
+    /// answered; others get `403 Forbidden`, so that a web page whose name resolves to
+    /// 127.0.0.1 (DNS rebinding) cannot use the router from the developer's browser.
     pub fn allow_everyone_insecure_local_only(self) -> Admin<Decided> {
         self.decide(AccessRule::Everyone, None)
     }

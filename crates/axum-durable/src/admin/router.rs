@@ -34,9 +34,41 @@ impl AccessRule {
     pub(crate) async fn authorize(&self, parts: &Parts) -> Result<Principal, Refusal> {
         match self {
             AccessRule::Authorizer(authorizer) => authorizer.authorize_dyn(parts).await,
-            AccessRule::Everyone => Ok(Principal::operator("anyone (insecure, local only)")),
+            AccessRule::Everyone if loopback_host(parts) => {
+                Ok(Principal::operator("anyone (insecure, local only)"))
+            }
+            AccessRule::Everyone => {
+                tracing::warn!(target: "durable::admin",
+                    host = ?parts.headers.get(http::header::HOST),
+                    "admin request refused: the open router answers requests for localhost only");
+                Err(Refusal::forbidden())
+            }
         }
     }
+}
+
+/// Whether the request names a loopback host (`localhost`, `127.0.0.1`, `[::1]`, any port),
+/// or none (a request made in-process). The open router answers only these: a site whose
+/// name resolves to 127.0.0.1 (DNS rebinding) is same-origin to the browser, so without this
+/// its pages could read every task, and act with a CSRF token they set themselves.
+fn loopback_host(parts: &Parts) -> bool {
+    let host = match parts.headers.get(http::header::HOST) {
+        Some(value) => value.to_str().ok(),
+        None => match parts.uri.authority() {
+            Some(authority) => Some(authority.as_str()),
+            None => return true,
+        },
+    };
+    let Some(host) = host.and_then(|h| h.parse::<http::uri::Authority>().ok()) else {
+        return false;
+    };
+    let name = host.host();
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl fmt::Debug for AccessRule {

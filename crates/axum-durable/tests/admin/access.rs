@@ -264,9 +264,9 @@ async fn basic_auth_challenges_and_lets_users_in() {
     assert_eq!(h.state(id).await, Some(TaskState::Pending));
 }
 
-/// A custom authorizer's refusal is a 403; a router open to everyone still checks CSRF.
+/// A custom authorizer's refusal is a 403.
 #[tokio::test]
-async fn custom_refusals_and_the_open_router() {
+async fn custom_refusals() {
     #[derive(Debug)]
     struct NobodyOnSundays;
     impl Authorize for NobodyOnSundays {
@@ -289,23 +289,147 @@ async fn custom_refusals_and_the_open_router() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(h.get("/admin/", "").await.status, StatusCode::FORBIDDEN);
+}
 
+/// The open router answers requests for a loopback host only. A page of another site whose
+/// name is rebound to 127.0.0.1 (DNS rebinding) is same-origin for the browser: it could read
+/// every task and act, with a CSRF token it set itself. Loopback requests are still
+/// CSRF-checked.
+#[tokio::test]
+async fn the_open_router_answers_loopback_hosts_only() {
+    let t = axum_durable::testing::TestDurable::new(crate::support::registry())
+        .await
+        .expect("harness");
     let open = Router::new().nest_service(
         "/admin",
-        Admin::new(h.t.store())
+        Admin::new(t.store())
             .allow_everyone_insecure_local_only()
             .into_router(),
     );
-    let h = Harness { t: h.t, app: open };
+    let h = Harness { t, app: open };
     let id = h.enqueue().await;
-    let path = format!("/admin/tasks/{id}/cancel");
-    let fields = [("state", "pending"), ("attempts", "0")];
-    let token = "b".repeat(64);
-    let cookie = format!("durable_admin_csrf={token}");
-    let no_token = h.post_form(&path, "", &fields, &[]).await;
-    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
-    let with_token = [("csrf", token.as_str()), fields[0], fields[1]];
-    let done = h.post_form(&path, &cookie, &with_token, &[]).await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let token = "c".repeat(64);
+    let read = |host: &str| {
+        Request::get("/admin/api/tasks")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let cancel = |host: &str, csrf: &str| {
+        Request::post(format!("/admin/api/tasks/{id}/cancel"))
+            .header(header::HOST, host)
+            .header(header::ORIGIN, format!("http://{host}"))
+            .header("sec-fetch-site", "same-origin")
+            .header(header::COOKIE, format!("durable_admin_csrf={csrf}"))
+            .header("x-csrf-token", csrf)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"state":"pending","attempts":0}"#))
+            .expect("request")
+    };
+
+    for rebound in [
+        "evil.example:8080",
+        "evil.example",
+        "localhost.evil.example",
+    ] {
+        let listing = h.send(read(rebound)).await;
+        assert_eq!(
+            listing.status,
+            StatusCode::FORBIDDEN,
+            "{rebound}: {}",
+            listing.body
+        );
+        assert!(!listing.body.contains(&id.to_string()));
+        let acted = h.send(cancel(rebound, &token)).await;
+        assert_eq!(
+            acted.status,
+            StatusCode::FORBIDDEN,
+            "{rebound}: {}",
+            acted.body
+        );
+    }
+    assert_eq!(h.state(id).await, Some(TaskState::Pending));
+
+    for local in [
+        "localhost:8080",
+        "LOCALHOST",
+        "127.0.0.1:3000",
+        "[::1]:8080",
+    ] {
+        let listing = h.send(read(local)).await;
+        assert_eq!(listing.status, StatusCode::OK, "{local}: {}", listing.body);
+    }
+    // Still CSRF-checked on a loopback host.
+    let no_cookie = Request::post(format!("/admin/api/tasks/{id}/cancel"))
+        .header(header::HOST, "localhost:8080")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"state":"pending","attempts":0}"#))
+        .expect("request");
+    assert_eq!(h.send(no_cookie).await.status, StatusCode::FORBIDDEN);
+    let done = h.send(cancel("localhost:8080", &token)).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert_eq!(h.state(id).await, Some(TaskState::Cancelled));
+}
+
+/// Paths and methods off the routes reach nothing without a session, and a read-only user's
+/// POST reaches no action whatever the path's spelling or an override header.
+pub(crate) async fn path_and_method_tricks_reach_nothing(h: Harness) {
+    let id = h.enqueue().await;
+    let tricks = [
+        "/admin//api/tasks".to_owned(),
+        "/admin/api//tasks".to_owned(),
+        "/admin/api/tasks/".to_owned(),
+        "/admin/API/tasks".to_owned(),
+        "/admin/api%2Ftasks".to_owned(),
+        "/admin/./api/tasks".to_owned(),
+        format!("/admin/api/tasks/{id}/"),
+        format!("/admin/tasks/{id}/"),
+        "/admin/login/../api/tasks".to_owned(),
+    ];
+    for method in ["GET", "HEAD", "OPTIONS"] {
+        for path in &tricks {
+            let request = Request::builder()
+                .method(method)
+                .uri(path.as_str())
+                .header(header::HOST, HOST)
+                .body(Body::empty())
+                .expect("request");
+            let reply = h.send(request).await;
+            assert!(
+                matches!(reply.status.as_u16(), 401 | 303),
+                "{method} {path}: {} {}",
+                reply.status,
+                reply.body
+            );
+            assert!(!reply.body.contains(&id.to_string()), "{method} {path}");
+        }
+    }
+    let viewer = h.login("viewer", "viewer-pw").await;
+    let fields = [
+        ("csrf", viewer.csrf.as_str()),
+        ("state", "pending"),
+        ("attempts", "0"),
+    ];
+    for path in [
+        format!("/admin/tasks/{id}/cancel"),
+        format!("/admin/tasks/{id}/cancel/"),
+        format!("/admin//tasks/{id}/cancel"),
+        format!("/admin/tasks/{id}?_method=POST"),
+        "/admin/retry-failed".to_owned(),
+    ] {
+        let reply = h
+            .post_form(
+                &path,
+                &viewer.cookies,
+                &fields,
+                &[("x-http-method-override", "POST")],
+            )
+            .await;
+        assert!(
+            matches!(reply.status.as_u16(), 403 | 404 | 405),
+            "{path}: {}",
+            reply.status
+        );
+    }
+    assert_eq!(h.state(id).await, Some(TaskState::Pending));
 }

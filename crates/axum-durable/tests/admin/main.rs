@@ -54,9 +54,11 @@ on_both!(
     crate::access::actions_need_an_operator_same_origin_and_the_token => actions_need_an_operator_same_origin_and_the_token,
     crate::access::an_api_action_carries_what_was_seen => an_api_action_carries_what_was_seen,
     crate::access::logout_ends_the_session => logout_ends_the_session,
+    crate::access::path_and_method_tricks_reach_nothing => path_and_method_tricks_reach_nothing,
     crate::pages::payloads_are_redacted_and_escaped => payloads_are_redacted_and_escaped,
     crate::pages::lists_follow_the_contract => lists_follow_the_contract,
     crate::operations::retry_and_delete_from_the_detail_page => retry_and_delete_from_the_detail_page,
     crate::operations::retry_failed_of_a_type => retry_failed_of_a_type,
+    crate::operations::retry_failed_form_keeps_the_queue => retry_failed_form_keeps_the_queue,
     crate::operations::the_overview_counts_and_charts => the_overview_counts_and_charts,
 );

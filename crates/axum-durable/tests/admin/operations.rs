@@ -154,3 +154,50 @@ pub(crate) async fn the_overview_counts_and_charts(h: Harness) {
     assert_eq!(throughput.status, StatusCode::OK, "{}", throughput.body);
     assert!(throughput.json()["buckets"].is_array());
 }
+
+/// The form of a failed list filtered by queue retries that queue's failures, and leads back
+/// to the same list (the queue kept), saying how many.
+pub(crate) async fn retry_failed_form_keeps_the_queue(h: Harness) {
+    let id = failed_task(&h).await;
+    let operator = h.login("oncall", "oncall-pw").await;
+    let list = h
+        .get("/admin/tasks?state=failed&queue=default", &operator.cookies)
+        .await;
+    assert!(
+        list.body.contains("name=\"queue\" value=\"default\""),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body.contains("in queue default"),
+        "the button says which failures it retries: {}",
+        list.body
+    );
+    let other = h
+        .post_form(
+            "/admin/retry-failed",
+            &operator.cookies,
+            &[("csrf", &operator.csrf), ("name", ""), ("queue", "other")],
+            &[],
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::SEE_OTHER, "{}", other.body);
+    assert_eq!(
+        other.headers[header::LOCATION],
+        "/admin/tasks?state=failed&retried=0&queue=other"
+    );
+    assert_eq!(h.state(id).await, Some(TaskState::Failed));
+    let done = h
+        .post_form(
+            "/admin/retry-failed",
+            &operator.cookies,
+            &[("csrf", &operator.csrf), ("name", ""), ("queue", "default")],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        done.headers[header::LOCATION],
+        "/admin/tasks?state=failed&retried=1&queue=default"
+    );
+    assert_eq!(h.state(id).await, Some(TaskState::Pending));
+}

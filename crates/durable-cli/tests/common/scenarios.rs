@@ -253,3 +253,88 @@ pub async fn requeue(db: &Db) {
     let finished = db.run(&["requeue-stuck", &task]);
     assert_eq!(code(&finished), 4, "{}", stderr(&finished));
 }
+
+/// `retry --failed` goes on past a batch that came back short because two of its failed
+/// tasks share a unique key (only one of them can be pending): the failures behind that
+/// batch are retried too; only the task whose key is now held stays failed.
+pub async fn retry_failed_past_a_shared_key(db: &Db) {
+    use durable_core::store::{
+        ClaimRequest, ClaimedTask, NewTask, Outcome, Settle, WriteBatch, MAX_LIST_LIMIT,
+    };
+    use durable_core::{Task as _, WorkerId};
+
+    let store = &db.store;
+    let client = durable_core::client::ClientBuilder::new(std::sync::Arc::clone(store)).build();
+    let claim = |limit: usize| {
+        let request = ClaimRequest::new(
+            WorkerId::new(),
+            Duration::from_secs(60),
+            limit,
+            [FailingEmail::NAME],
+        );
+        async move {
+            store
+                .write(WriteBatch::new().claim(&request))
+                .await
+                .claimed
+                .expect("claim")
+        }
+    };
+    let fail = |claimed: Vec<ClaimedTask>| async move {
+        let settles: Vec<Settle> = claimed
+            .iter()
+            .map(|task| {
+                let error = "full".to_owned();
+                Settle::new(task.fence(), Outcome::Failed { error })
+            })
+            .collect();
+        let settled = store
+            .write(WriteBatch::new().settle(&settles))
+            .await
+            .settled
+            .expect("fail");
+        assert_eq!(settled.len(), claimed.len());
+    };
+    // The two oldest failures share a key.
+    let mut keyed = Vec::new();
+    for _ in 0..2 {
+        let id = client
+            .enqueue_with(
+                FailingEmail {
+                    email: "twice@example.com".into(),
+                },
+                EnqueueOptions::new().unique_key("user:twice"),
+            )
+            .await
+            .expect("enqueue keyed");
+        let claimed = claim(1).await;
+        assert_eq!(claimed[0].id, id);
+        fail(claimed).await;
+        keyed.push(id);
+    }
+    // Then as many failures as one batch holds.
+    let plain: Vec<NewTask> = (0..MAX_LIST_LIMIT)
+        .map(|_| NewTask::new(FailingEmail::NAME, r#"{"email":"many@example.com"}"#))
+        .collect();
+    store
+        .write(WriteBatch::new().insert(&plain))
+        .await
+        .inserted
+        .expect("insert");
+    loop {
+        let claimed = claim(250).await;
+        if claimed.is_empty() {
+            break;
+        }
+        fail(claimed).await;
+    }
+
+    let retried = db.json(&["retry", "--failed", "--yes"]);
+    assert_eq!(
+        retried["count"],
+        u64::from(MAX_LIST_LIMIT) + 1,
+        "every failure but the second of the shared key: {retried}"
+    );
+    let left = db.json(&["list", "--state", "failed"]);
+    assert_eq!(ids(&left), [keyed[1].to_string()], "{left}");
+}

@@ -31,13 +31,21 @@ SET state = 'pending', run_at = ?2, finished_at = NULL, lease_owner = NULL,
 WHERE id = ?1";
 
 /// ?1 name, ?2 queue (NULL: any), ?3 limit. `failed` rows, oldest failure first
-/// (migration 9's index), with the key each would hold as `pending`.
-const RETRY_CANDIDATES: &str = "
-SELECT id, CASE WHEN (unique_states & 1) <> 0 THEN unique_key END AS key
-FROM durable_tasks
-WHERE state = 'failed' AND (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR queue = ?2)
-ORDER BY finished_at, id
-LIMIT ?3";
+/// (migration 9's index), whose unique key no other live task holds (rows waiting for their
+/// key must not use up the limit: the call would retry nothing, again and again, while
+/// retryable rows wait behind them); with the key each would hold as `pending`.
+const RETRY_CANDIDATES: &str = concat!(
+    "
+SELECT t.id, CASE WHEN (t.unique_states & 1) <> 0 THEN t.unique_key END AS key
+FROM durable_tasks AS t
+WHERE t.state = 'failed' AND (?1 IS NULL OR t.name = ?1) AND (?2 IS NULL OR t.queue = ?2)
+  AND NOT (t.unique_key IS NOT NULL AND (t.unique_states & 1) <> 0 AND EXISTS (
+      SELECT 1 FROM durable_tasks WHERE unique_key = t.unique_key AND id <> t.id AND ",
+    unique_live!(),
+    "))
+ORDER BY t.finished_at, t.id
+LIMIT ?3"
+);
 
 /// ?1 id.
 const DELETE: &str = "DELETE FROM durable_tasks WHERE id = ?1";

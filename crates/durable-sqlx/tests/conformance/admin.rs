@@ -311,10 +311,24 @@ pub async fn admin_stats_exact_then_bounded(db: &impl TestDb) {
         .collect();
     assert_eq!(queues, expected);
 
-    let many: Vec<NewTask> = (0..=COUNT_BOUND)
+    // Exactly the bound in one queue: still exact there; past it overall.
+    let many: Vec<NewTask> = (0..COUNT_BOUND)
         .map(|_| NewTask::new("bulk", "{}").with_queue("big"))
         .collect();
     store.insert(&many).await.expect("insert");
+    let stats = store.stats().await.expect("stats");
+    let big = stats
+        .queues
+        .iter()
+        .find(|q| q.queue == "big")
+        .expect("queue big");
+    assert_eq!(big.pending, Count::Exact(COUNT_BOUND));
+    assert_eq!(stats.state(TaskState::Pending), Count::AtLeast(COUNT_BOUND));
+    // One more: past the bound there too.
+    store
+        .insert(&[NewTask::new("bulk", "{}").with_queue("big")])
+        .await
+        .expect("insert");
     let stats = store.stats().await.expect("stats");
     assert_eq!(stats.state(TaskState::Pending), Count::AtLeast(COUNT_BOUND));
     assert_eq!(stats.due, Count::AtLeast(COUNT_BOUND));

@@ -149,6 +149,119 @@ pub async fn admin_retry_respects_unique_keys(db: &impl TestDb) {
     assert_eq!(row(&store, first).await.state, TaskState::Pending);
 }
 
+/// Failed tasks whose unique key a live task holds do not use up the bulk retry's `limit`:
+/// older ones waiting for their key never keep the retryable ones behind them from a retry.
+pub async fn admin_retry_failed_passes_over_held_keys(db: &impl TestDb) {
+    let store = db.store();
+    let client = ClientBuilder::new(db.store()).build();
+    let keyed = || EnqueueOptions::new().unique_key("held");
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let id = client
+            .enqueue_with(Work::new("k"), keyed())
+            .await
+            .expect("enqueue");
+        let c = claim(&store, WorkerId::new(), 1).await;
+        assert_eq!(c[0].id, id);
+        assert!(store.fail(&c[0].fence(), "boom").await.expect("fail"));
+        waiting.push(id);
+    }
+    let holder = client
+        .enqueue_with(Work::new("k"), keyed())
+        .await
+        .expect("enqueue");
+    // Failed after the keyed ones: behind them in the bulk retry's order.
+    let free = failed_task_behind(&store, holder).await;
+
+    assert_eq!(
+        store
+            .retry_failed(&RetryFailed::new(2))
+            .await
+            .expect("bulk"),
+        1,
+        "the free failure is retried though older ones wait for their key"
+    );
+    assert_eq!(row(&store, free).await.state, TaskState::Pending);
+    for id in waiting {
+        assert_eq!(row(&store, id).await.state, TaskState::Failed);
+    }
+    assert_eq!(row(&store, holder).await.state, TaskState::Pending);
+}
+
+/// A failed `work` task without a key, failed after the others; `holder` (pending) is left
+/// unclaimed.
+async fn failed_task_behind(store: &Arc<dyn Store>, holder: TaskId) -> TaskId {
+    let t = NewTask::new("other", "{}");
+    store
+        .insert(std::slice::from_ref(&t))
+        .await
+        .expect("insert");
+    let c = store
+        .claim(&ClaimRequest::new(WorkerId::new(), LEASE, 1, ["other"]))
+        .await
+        .expect("claim");
+    assert_eq!(c[0].id, t.id);
+    assert_ne!(c[0].id, holder);
+    assert!(store.fail(&c[0].fence(), "boom").await.expect("fail"));
+    t.id
+}
+
+/// Operators retrying at once, the same task or two failed tasks of one unique key: exactly
+/// one retry is done, the others answer why not, and one live task holds the key.
+pub async fn admin_concurrent_retries_make_one_live_task(db: &impl TestDb) {
+    let store = db.store();
+    let client = ClientBuilder::new(db.store()).build();
+    for round in 0..5 {
+        let key = format!("race-{round}");
+        let mut failed = Vec::new();
+        for _ in 0..2 {
+            let id = client
+                .enqueue_with(
+                    Work::new("k"),
+                    EnqueueOptions::new().unique_key(key.as_str()),
+                )
+                .await
+                .expect("enqueue");
+            let c = claim(&store, WorkerId::new(), 1).await;
+            assert_eq!(c[0].id, id);
+            assert!(store.fail(&c[0].fence(), "boom").await.expect("fail"));
+            failed.push(id);
+        }
+        let seen = Some(Seen::new(TaskState::Failed, 1));
+        let calls = [failed[0], failed[1], failed[0], failed[1]].map(|id| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.retry(id, seen).await.expect("retry") })
+        });
+        let mut done = 0;
+        for call in calls {
+            match call.await.expect("join") {
+                ActionOutcome::Done => done += 1,
+                ActionOutcome::KeyHeld { holder } => assert!(failed.contains(&holder)),
+                ActionOutcome::Conflict { state, attempts } => {
+                    assert_eq!((state, attempts), (TaskState::Pending, 1));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(done, 1, "round {round}: exactly one retry is done");
+        let mut states = Vec::new();
+        for id in &failed {
+            states.push(row(&store, *id).await.state);
+        }
+        states.sort_by_key(|s| s.as_str());
+        assert_eq!(states, [TaskState::Failed, TaskState::Pending]);
+        // The retried task runs again, and leaves the key to the next round's tasks.
+        let c = claim(&store, WorkerId::new(), 1).await;
+        assert_eq!(c.len(), 1);
+        assert!(failed.contains(&c[0].id));
+        assert_eq!(c[0].attempt, 2);
+        assert_eq!(
+            store.complete(&[c[0].fence()]).await.expect("complete"),
+            [c[0].id]
+        );
+    }
+}
+
 /// The bulk retry takes the oldest failures first, `limit` per call, of the chosen type.
 pub async fn admin_retry_failed_oldest_first(db: &impl TestDb) {
     let store = db.store();

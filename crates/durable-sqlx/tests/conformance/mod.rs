@@ -194,6 +194,9 @@ macro_rules! conformance_tests {
             steps_run_once_per_task, duplicate_step_names_fail_the_task,
             step_checkpoints_are_fenced_and_pruned, zombie_completion_never_commits,
             uncommitted_completion_is_a_failed_attempt, step_in_commits_with_its_rows);
+        // Bulk retries past held and shared unique keys, and operators retrying at once.
+        $crate::conformance_tests!(@admin_actions $make;
+            admin_retry_failed_passes_over_held_keys, admin_concurrent_retries_make_one_live_task);
     };
     // Each module's cases: `@module $make; case, ...` runs `conformance::module::case`.
     (@$module:ident $make:path; $($case:ident),* $(,)?) => {

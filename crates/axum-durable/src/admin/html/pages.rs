@@ -162,11 +162,14 @@ pub(crate) async fn list(
     body.push_str(&filter_form(&ctx.prefix, &filters, shared.redact.is_none()));
     if state == Some("failed") && ctx.principal.can_act {
         let name = filters.name().unwrap_or("");
-        let what = if name.is_empty() {
+        let mut what = if name.is_empty() {
             "all task types".to_owned()
         } else {
             escape(name)
         };
+        if let Some(queue) = filters.queue() {
+            let _ = write!(what, " in queue {}", escape(queue));
+        }
         let _ = write!(
             body,
             "<form class=\"actions\" method=\"post\" action=\"{p}/retry-failed\">\
@@ -251,7 +254,7 @@ pub(crate) struct RetryFailedForm {
 }
 
 /// `POST <prefix>/retry-failed`: retries failed tasks (of a type, of a queue), then back to
-/// the failed list with how many.
+/// the failed list of that type and queue, with how many.
 pub(crate) async fn retry_failed(
     State(shared): State<Arc<Shared>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -269,8 +272,12 @@ pub(crate) async fn retry_failed(
     match actions::retry_failed(&shared, &ctx.principal, &which).await {
         Ok(n) => {
             let mut to = format!("{}/tasks?state=failed&retried={n}", ctx.prefix);
+            // Back to the list the form was on: its task type and queue.
             if let Some(name) = &name {
                 let _ = write!(to, "&name={}", percent_encode(name.trim()));
+            }
+            if let Some(queue) = &queue {
+                let _ = write!(to, "&queue={}", percent_encode(queue.trim()));
             }
             Redirect::to(&to).into_response()
         }
