@@ -14,32 +14,40 @@ use super::{print_json, print_text, Ctx, Tally};
 use crate::cli::{PruneArgs, RequeueArgs, RetryArgs};
 use crate::error::{Error, Result};
 
-/// Calls `step(batch)` until it changes fewer rows than asked, or `limit` rows in all.
-/// With `confirm_short`, a short batch is not the end until the call after it is short too:
-/// a bulk retry keeps one failed task per unique key, so a batch where two share a key comes
-/// back short while retryable tasks remain behind it (the next call passes over the one
-/// whose key is now held). Returns the total.
-async fn drain<F, Fut>(limit: Option<u64>, confirm_short: bool, mut step: F) -> Result<u64>
+/// How a [`drain`] knows it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// A call changed fewer rows than asked: the store found no more.
+    Short,
+    /// A call changed nothing. For a bulk retry, which keeps one failed task per unique key:
+    /// a batch where two share a key comes back short while retryable tasks remain behind
+    /// it (the next call passes over the one whose key is now held).
+    Empty,
+}
+
+/// Calls `step(batch)` until `until` says the store has no more, or `limit` rows in all.
+/// Returns the total.
+async fn drain<F, Fut>(limit: Option<u64>, until: Until, mut step: F) -> Result<u64>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<u64>>,
 {
     let mut total = 0_u64;
-    let mut short_before = false;
     loop {
-        let left = limit.map_or(u64::MAX, |l| l - total);
+        let left = limit.map_or(u64::MAX, |l| l.saturating_sub(total));
         if left == 0 {
             return Ok(total);
         }
         let batch = left.min(u64::from(MAX_LIST_LIMIT)) as u32;
         let changed = step(batch).await?;
         total += changed;
-        // A short batch means the store found no more (for a retry: once confirmed).
-        let short = changed < u64::from(batch);
-        if short && (!confirm_short || short_before || changed == 0) {
+        let done = match until {
+            Until::Short => changed < u64::from(batch),
+            Until::Empty => changed == 0,
+        };
+        if done {
             return Ok(total);
         }
-        short_before = short;
     }
 }
 
@@ -55,7 +63,17 @@ fn report(ctx: &Ctx, action: &str, count: u64, text: &str) -> Result<()> {
 /// `retry --failed [--type T] [--queue Q] [--limit N]`.
 pub(super) async fn retry_failed(ctx: &Ctx, args: &RetryArgs) -> Result<Tally> {
     ctx.confirmed("retry --failed")?;
-    let total = drain(args.limit, true, |batch| {
+    // Retried tasks that fail again at once would come back as failed while this loops:
+    // retry at most as many as were failed when it started.
+    let failed_at_start = ctx
+        .store
+        .stats()
+        .await
+        .map_err(Error::store("retry --failed"))?
+        .state(durable_core::TaskState::Failed)
+        .value();
+    let limit = Some(args.limit.map_or(failed_at_start, |l| l.min(failed_at_start)));
+    let total = drain(limit, Until::Empty, |batch| {
         let mut which = RetryFailed::new(batch);
         which.name.clone_from(&args.task_type);
         which.queue.clone_from(&args.queue);
@@ -80,7 +98,7 @@ pub(super) async fn retry_failed(ctx: &Ctx, args: &RetryArgs) -> Result<Tally> {
 pub(super) async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Tally> {
     ctx.confirmed("prune")?;
     let older_than: Duration = args.older_than.into();
-    let total = drain(args.limit, false, |batch| async move {
+    let total = drain(args.limit, Until::Short, |batch| async move {
         ctx.store
             .prune(older_than, batch)
             .await
@@ -103,7 +121,7 @@ pub(super) async fn prune(ctx: &Ctx, args: &PruneArgs) -> Result<Tally> {
 pub(super) async fn requeue_stuck(ctx: &Ctx, args: &RequeueArgs) -> Result<Tally> {
     ctx.confirmed("requeue-stuck without ids")?;
     let running_for: Duration = args.running_for.map_or(Duration::ZERO, Into::into);
-    let total = drain(args.limit, false, |batch| {
+    let total = drain(args.limit, Until::Short, |batch| {
         let mut which = StuckQuery::new(running_for, batch);
         which.name.clone_from(&args.task_type);
         async move {
@@ -139,29 +157,32 @@ mod tests {
             rows.set(rows.get() - n);
             async move { Ok(n) }
         };
-        assert_eq!(drain(None, false, take).await.unwrap(), 2_500);
+        assert_eq!(drain(None, Until::Short, take).await.unwrap(), 2_500);
         rows.set(2_500);
-        assert_eq!(drain(Some(1_200), false, take).await.unwrap(), 1_200);
+        assert_eq!(drain(Some(1_200), Until::Short, take).await.unwrap(), 1_200);
         assert_eq!(rows.get(), 1_300);
     }
 
     #[tokio::test]
-    async fn a_confirmed_drain_goes_on_past_one_short_batch() {
-        // The first batch comes back one short (two rows shared a key), then 2 rows remain.
+    async fn a_drain_until_empty_goes_on_past_short_batches() {
+        // Short batches (rows sharing a key), then nothing left.
         let answers = Cell::new(0_u32);
         let take = |batch: u32| {
             let call = answers.get();
             answers.set(call + 1);
             let n = match call {
                 0 => u64::from(batch) - 1,
-                1 => 2,
+                1 | 2 => 2,
                 _ => 0,
             };
+            let n = n.min(u64::from(batch));
             async move { Ok(n) }
         };
-        assert_eq!(drain(None, true, take).await.unwrap(), 1_001);
-        assert_eq!(answers.get(), 2, "two short batches in a row end it");
+        assert_eq!(drain(None, Until::Empty, take).await.unwrap(), 1_003);
+        assert_eq!(answers.get(), 4, "ends at the call that changed nothing");
         answers.set(0);
-        assert_eq!(drain(None, false, take).await.unwrap(), 999);
+        assert_eq!(drain(None, Until::Short, take).await.unwrap(), 999);
+        answers.set(0);
+        assert_eq!(drain(Some(1_000), Until::Empty, take).await.unwrap(), 1_000);
     }
 }
