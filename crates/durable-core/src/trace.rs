@@ -135,10 +135,12 @@ mod tests {
         let b = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
         with_trace_parent(Some(a), || {
             with_trace_parent(Some(b), || {
-                assert_eq!(current_trace_parent().as_deref(), Some(b))
+                assert_eq!(current_trace_parent().as_deref(), Some(b));
             });
             assert_eq!(current_trace_parent().as_deref(), Some(a));
-            with_trace_parent(Some("garbage"), || assert_eq!(current_trace_parent(), None));
+            with_trace_parent(Some("garbage"), || {
+                assert_eq!(current_trace_parent(), None);
+            });
         });
         assert_eq!(current_trace_parent(), None);
     }

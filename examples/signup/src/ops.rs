@@ -66,7 +66,7 @@ mod webhook {
         match client.post(&url).json(&body).send().await {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => {
-                tracing::warn!(status = %response.status(), "alert webhook refused the alert")
+                tracing::warn!(status = %response.status(), "alert webhook refused the alert");
             }
             Err(error) => tracing::warn!(%error, "alert webhook unreachable"),
         }

@@ -8,7 +8,6 @@ use durable_core::{TaskState, WorkerId};
 use durable_sqlx::sqlite::SqliteStore;
 
 use crate::conformance::row;
-use crate::conformance::Writes as _;
 use durable_core::store::WorkerStore as _;
 
 /// An attempt in flight when the schema gained `attempt_started_at` may have started: a lease
