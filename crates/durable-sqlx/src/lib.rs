@@ -42,6 +42,7 @@
 mod sql_messages;
 #[macro_use]
 mod unique;
+mod admin;
 mod attempt;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod clock;

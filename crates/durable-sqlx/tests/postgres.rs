@@ -375,6 +375,7 @@ async fn migrations_coexist_with_application_migrations() {
             "durable_schedules",
             "durable_steps",
             "durable_tasks",
+            "durable_throughput",
             "users"
         ]
     );

@@ -196,6 +196,7 @@ async fn migrations_coexist_with_application_migrations() {
             "durable_schedules",
             "durable_steps",
             "durable_tasks",
+            "durable_throughput",
             "users"
         ]
     );

@@ -48,6 +48,10 @@ const SQLITE: &[(i64, &str)] = &[
         "cbab30a00171041137e6aaef32867776fec9cdda83a3a03b5c3740b0218a90995337c402d6e7a0d76a81ae838f10dbd7",
     ),
     (
+        9,
+        "ba7b0fc7c6d27ee86760edfb64a51d9643f366080d337eff9a13b171bcc37c81fc8428465cf1a3d4804327978a52b87f",
+    ),
+    (
         10,
         "d770f6f5ed26fd2a3a5726b01d8d795b77bc845a2303eb9ab15dba06951f725fff213ab7d9d1fd9d5bf7b3a914d9a08d",
     ),
@@ -86,6 +90,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         8,
         "227f6c9faecd55c66ad5815672fd500398a501fd5b8be49f0abfd65e5837430cbd2f3f323b35667a3540f1180a7446ec",
+    ),
+    (
+        9,
+        "f90eb460e552091ed391a05cb52d3e7469f7a11726ad9de5b15ce98c9958f88b3ff86b9684787aaab74242dde2ceb7a0",
     ),
     (
         10,

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use durable_core::store::{
-    async_trait, AdminStore, CancelOutcome, ListQuery, StateCounts, TaskRecord, MAX_LIST_LIMIT,
+    async_trait, ActionOutcome, AdminStore, CancelOutcome, ListQuery, Page, RetryFailed, Seen,
+    StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket,
 };
-use durable_core::{TaskId, TaskState};
+use durable_core::{TaskId, WorkerId};
 
 use super::rows::record_from_row;
-use super::{ms, sql, PostgresStore};
+use super::{actions, ms, overview, sql, PostgresStore};
 use crate::error::{Error, Result};
 use crate::util::detached;
 
@@ -73,23 +75,12 @@ impl AdminStore for PostgresStore {
         .await
     }
 
-    async fn list(&self, query: &ListQuery) -> durable_core::Result<durable_core::store::Page> {
+    /// One keyset page over the primary key, either order; with a search, at most
+    /// [`SEARCH_SCAN`](durable_core::store::SEARCH_SCAN) rows are read per call.
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<Page> {
         let query = query.clone();
         self.run("list", move |pool| async move {
-            let rows = sqlx::query(sql::LIST)
-                .bind(query.state.map(TaskState::as_str))
-                .bind(query.name)
-                .bind(query.queue)
-                .bind(query.after.map(|id| *id.as_uuid()))
-                .bind(i64::from(query.limit.min(MAX_LIST_LIMIT)))
-                .fetch_all(&pool)
-                .await
-                .map_err(Error::db("list"))?;
-            let tasks: Vec<TaskRecord> = rows.iter().map(record_from_row).collect::<Result<_>>()?;
-            let next = (tasks.len() == query.limit as usize)
-                .then(|| tasks.last().map(|t| t.id))
-                .flatten();
-            Ok(durable_core::store::Page::new(tasks, next))
+            super::listing::list(&pool, &query).await
         })
         .await
     }
@@ -104,61 +95,75 @@ impl AdminStore for PostgresStore {
         })
         .await
     }
-    async fn stats(&self) -> durable_core::Result<durable_core::store::Stats> {
-        Err(pending_impl("stats"))
+    /// Counts each state up to [`COUNT_BOUND`](durable_core::store::COUNT_BOUND) on its
+    /// partial index; a terminal state past it is the planner's estimate
+    /// ([`Count::Estimated`](durable_core::store::Count::Estimated)) when that is larger.
+    async fn stats(&self) -> durable_core::Result<Stats> {
+        self.run("stats", |pool| async move { overview::stats(&pool).await })
+            .await
     }
+
     async fn throughput(
         &self,
-        _since: chrono::DateTime<chrono::Utc>,
-    ) -> durable_core::Result<Vec<durable_core::store::ThroughputBucket>> {
-        Err(pending_impl("throughput"))
+        since: DateTime<Utc>,
+    ) -> durable_core::Result<Vec<ThroughputBucket>> {
+        self.run("throughput", move |pool| async move {
+            overview::throughput(&pool, since).await
+        })
+        .await
     }
+
     async fn add_throughput(
         &self,
-        _worker: durable_core::WorkerId,
-        _buckets: &[durable_core::store::ThroughputBucket],
+        worker: WorkerId,
+        buckets: &[ThroughputBucket],
     ) -> durable_core::Result<()> {
-        Err(pending_impl("add_throughput"))
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let buckets = buckets.to_vec();
+        self.run("add throughput", move |pool| async move {
+            overview::add_throughput(&pool, worker, &buckets).await
+        })
+        .await
     }
-    async fn retry(
-        &self,
-        _id: TaskId,
-        _seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        Err(pending_impl("retry"))
-    }
-    async fn retry_failed(
-        &self,
-        _which: &durable_core::store::RetryFailed,
-    ) -> durable_core::Result<u64> {
-        Err(pending_impl("retry_failed"))
-    }
-    async fn delete(
-        &self,
-        _id: TaskId,
-        _seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        Err(pending_impl("delete"))
-    }
-    async fn requeue(
-        &self,
-        _id: TaskId,
-        _seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        Err(pending_impl("requeue"))
-    }
-    async fn requeue_stuck(
-        &self,
-        _which: &durable_core::store::StuckQuery,
-    ) -> durable_core::Result<u64> {
-        Err(pending_impl("requeue_stuck"))
-    }
-}
 
-// SCAFFOLD (admin-api branch only): replaced by the real statements before anything lands.
-fn pending_impl(operation: &'static str) -> durable_core::Error {
-    durable_core::Error::Store {
-        operation,
-        source: "not implemented yet".into(),
+    /// One statement; a concurrent insert taking the key between its look and its write is
+    /// caught (the unique index refuses the write) and the statement runs again.
+    async fn retry(&self, id: TaskId, seen: Option<Seen>) -> durable_core::Result<ActionOutcome> {
+        self.run("retry", move |pool| async move {
+            actions::retry(&pool, id, seen).await
+        })
+        .await
+    }
+
+    async fn retry_failed(&self, which: &RetryFailed) -> durable_core::Result<u64> {
+        let which = which.clone();
+        self.run("retry failed", move |pool| async move {
+            actions::retry_failed(&pool, &which).await
+        })
+        .await
+    }
+
+    async fn delete(&self, id: TaskId, seen: Option<Seen>) -> durable_core::Result<ActionOutcome> {
+        self.run("delete", move |pool| async move {
+            actions::delete(&pool, id, seen).await
+        })
+        .await
+    }
+
+    async fn requeue(&self, id: TaskId, seen: Option<Seen>) -> durable_core::Result<ActionOutcome> {
+        self.run("requeue", move |pool| async move {
+            actions::requeue(&pool, id, seen).await
+        })
+        .await
+    }
+
+    async fn requeue_stuck(&self, which: &StuckQuery) -> durable_core::Result<u64> {
+        let which = which.clone();
+        self.run("requeue stuck", move |pool| async move {
+            actions::requeue_stuck(&pool, &which).await
+        })
+        .await
     }
 }

@@ -48,11 +48,15 @@ SELECT id FROM durable_tasks
 WHERE id = ANY($1::uuid[]) AND state = 'processing' AND cancel_requested_at IS NOT NULL";
 
 /// $1 id, $2 owner, $3 attempt, $4 error. An attempt of a cancel-requested task ended.
-pub(super) const CANCELLED: &str = "
+pub(super) const CANCELLED: &str = concat!(
+    "
 UPDATE durable_tasks
-SET state = 'cancelled', last_error = $4, lease_expires_at = NULL, finished_at = durable_now(),
-    updated_at = durable_now()
-WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
+SET state = 'cancelled', last_error = $4, errors = ",
+    push_error!("", "$4::text"),
+    ", lease_expires_at = NULL,
+    finished_at = durable_now(), updated_at = durable_now()
+WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'"
+);
 
 /// $1 id, $2 owner, $3 attempt, $4 delay ms. Back to `pending` without counting the attempt
 /// (`cancelled` if its cancellation was requested meanwhile); notifies when due at once.

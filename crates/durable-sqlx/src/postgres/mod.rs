@@ -44,6 +44,11 @@
 //! # Ok(()) }
 //! ```
 
+// First: the statements' macros are used by the modules after it.
+#[macro_use]
+mod sql;
+
+mod actions;
 mod admin;
 mod builder;
 mod cancel;
@@ -52,12 +57,12 @@ mod clock;
 mod explain;
 mod idempotency;
 mod listen;
+mod listing;
+mod overview;
 mod parts;
 mod rows;
 mod schedule;
 mod search_path;
-#[macro_use]
-mod sql;
 mod steps;
 mod unique;
 mod worker;

@@ -187,6 +187,11 @@ pub(super) fn record_from_row(row: &PgRow) -> Result<TaskRecord> {
         .map(WorkerId::from_uuid);
     record.lease_expires_at = row.try_get("lease_expires_at").map_err(db())?;
     record.last_error = row.try_get("last_error").map_err(db())?;
+    let errors: String = row.try_get("errors").map_err(db())?;
+    record.errors = crate::admin::attempt_errors(&id.to_string(), &errors);
+    record.unique_key = row.try_get("unique_key").map_err(db())?;
+    record.started_at = row.try_get("started_at").map_err(db())?;
+    record.cancel_requested_at = row.try_get("cancel_requested_at").map_err(db())?;
     record.created_at = row.try_get("created_at").map_err(db())?;
     record.updated_at = row.try_get("updated_at").map_err(db())?;
     record.finished_at = row.try_get("finished_at").map_err(db())?;

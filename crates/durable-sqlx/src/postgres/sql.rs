@@ -18,6 +18,30 @@ macro_rules! channel {
     };
 }
 
+/// `errors` with one more failed attempt appended: the attempt, the store's time (Unix ms),
+/// the attempt's worker and the message (SQL tokens, after the column prefix `$p`), keeping
+/// the most recent 20 (`MAX_ERRORS`). SET expressions read the row as it was, so the attempt
+/// and the worker are those of the attempt that failed.
+macro_rules! push_error {
+    ($p:literal, $($message:tt)+) => {
+        concat!(
+            "(CASE WHEN jsonb_array_length(",
+            $p,
+            "errors) >= 20 THEN ",
+            $p,
+            "errors - 0 ELSE ",
+            $p,
+            "errors END) || jsonb_build_array(jsonb_build_object('attempt', ",
+            $p,
+            "attempts, 'at', floor(extract(epoch FROM durable_now()) * 1000)::int8, 'worker', ",
+            $p,
+            "lease_owner, 'message', ",
+            $($message)+,
+            "))"
+        )
+    };
+}
+
 /// The listener's channel name, asked of the server once per connection.
 pub(super) const CHANNEL: &str = concat!("SELECT ", channel!());
 
@@ -142,6 +166,19 @@ macro_rules! requeue_kills {
     };
 }
 
+/// The message of a shutdown requeue past its limit (`$4`): counted, or dead.
+macro_rules! requeue_error {
+    () => {
+        concat!(
+            "CASE WHEN t.attempts >= t.max_attempts THEN ",
+            requeue_dead!("t.", "$4::int4"),
+            " ELSE ",
+            requeue_counted!("t.", "$4::int4"),
+            " END"
+        )
+    };
+}
+
 /// $1-$3 fences, $4 requeues that do not count (`REQUEUE_LIMIT`). Within the limit the
 /// interrupted attempt is not counted; past it, it is, and on the last attempt the row is
 /// dead (SET expressions read the row as it was). The rows handed back are due at once, and
@@ -164,12 +201,11 @@ pub(super) const REQUEUE: &str = concat!(
     lease_owner = CASE WHEN ",
         requeue_kills!(),
         " THEN t.lease_owner END,
-    last_error = CASE WHEN t.requeues < $4::int4 THEN t.last_error
-        WHEN t.attempts >= t.max_attempts THEN ",
-        requeue_dead!("t.", "$4::int4"),
-        "
-        ELSE ",
-        requeue_counted!("t.", "$4::int4"),
+    last_error = CASE WHEN t.requeues < $4::int4 THEN t.last_error ELSE ",
+        requeue_error!(),
+        " END,
+    errors = CASE WHEN t.requeues < $4::int4 THEN t.errors ELSE ",
+        push_error!("t.", requeue_error!()),
         " END,
     requeues = t.requeues + 1, lease_expires_at = NULL, updated_at = durable_now()"
     ),
@@ -195,7 +231,9 @@ WITH moved AS (
     SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
         run_at = durable_now() + $4::int8 * interval '1 millisecond',
         finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE durable_now() END,
-        last_error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = durable_now()
+        last_error = $5, errors = ",
+    push_error!("", "$5::text"),
+    ", lease_owner = NULL, lease_expires_at = NULL, updated_at = durable_now()
     WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
     RETURNING run_at
 )
@@ -206,17 +244,36 @@ FROM moved"
 );
 
 /// $1 id, $2 owner, $3 attempt, $4 error.
-pub(super) const FAIL: &str = "
+pub(super) const FAIL: &str = concat!(
+    "
 UPDATE durable_tasks
 SET state = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
-    last_error = $4, lease_expires_at = NULL, finished_at = durable_now(),
+    last_error = $4, errors = ",
+    push_error!("", "$4::text"),
+    ", lease_expires_at = NULL, finished_at = durable_now(),
     updated_at = durable_now()
-WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
+WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'"
+);
 
 /// Whether an expired lease kills its row: the task's last attempt, which had started.
 macro_rules! expiry_kills {
     () => {
         "t.attempts >= t.max_attempts AND t.attempt_started_at IS NOT NULL"
+    };
+}
+
+/// What a rescue records of the attempt whose lease expired.
+macro_rules! rescue_error {
+    () => {
+        concat!(
+            "CASE WHEN t.attempts < t.max_attempts THEN ",
+            lease_expired!("t."),
+            " WHEN t.attempt_started_at IS NULL THEN ",
+            lease_expired_unstarted!("t."),
+            " ELSE ",
+            lease_expired_last!("t."),
+            " END"
+        )
     };
 }
 
@@ -249,16 +306,12 @@ moved AS (
     " THEN t.lease_owner END,
         lease_expires_at = NULL,
         updated_at = durable_now(),
-        last_error = CASE WHEN t.attempts < t.max_attempts THEN ",
-    lease_expired!("t."),
+        last_error = ",
+    rescue_error!(),
+    ",
+        errors = ",
+    push_error!("t.", rescue_error!()),
     "
-            WHEN t.attempt_started_at IS NULL THEN ",
-    lease_expired_unstarted!("t."),
-    "
-            ELSE ",
-    lease_expired_last!("t."),
-    "
-        END
     FROM expired
     WHERE t.id = expired.id AND t.state = 'processing'
     RETURNING t.state
@@ -291,7 +344,8 @@ DELETE FROM durable_tasks AS t USING doomed WHERE t.id = doomed.id";
 macro_rules! record_columns {
     () => {
         "SELECT id, name, queue, payload::text AS payload, state, priority, attempts,
-    max_attempts, requeues, run_at, lease_owner, lease_expires_at, last_error, created_at,
+    max_attempts, requeues, run_at, lease_owner, lease_expires_at, last_error,
+    errors::text AS errors, unique_key, started_at, cancel_requested_at, created_at,
     updated_at, finished_at
 FROM durable_tasks"
     };
@@ -299,17 +353,6 @@ FROM durable_tasks"
 
 /// $1 id.
 pub(super) const GET: &str = concat!(record_columns!(), " WHERE id = $1");
-
-/// $1 state, $2 name, $3 queue, $4 after id (each NULL: any), $5 limit. Ids are UUID v7, so
-/// their order is creation order; the primary key serves the keyset.
-pub(super) const LIST: &str = concat!(
-    record_columns!(),
-    "
-WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR name = $2)
-  AND ($3::text IS NULL OR queue = $3) AND ($4::uuid IS NULL OR id > $4)
-ORDER BY id
-LIMIT $5"
-);
 
 pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";
 

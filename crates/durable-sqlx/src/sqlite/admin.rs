@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use durable_core::store::{
-    async_trait, AdminStore, CancelOutcome, ListQuery, StateCounts, TaskRecord, MAX_LIST_LIMIT,
+    async_trait, ActionOutcome, AdminStore, CancelOutcome, ListQuery, Page, RetryFailed, Seen,
+    StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket,
 };
-use durable_core::{TaskId, TaskState};
+use durable_core::{TaskId, WorkerId};
 
 use super::rows::record_from_row;
-use super::{sql, to_core, SqliteStore};
+use super::{actions, listing, overview, sql, to_core, SqliteStore};
 use crate::error::{Error, Result};
 use crate::util::{detached, millis};
 
@@ -69,21 +71,10 @@ impl AdminStore for SqliteStore {
         to_core(row.as_ref().map(record_from_row).transpose())
     }
 
-    async fn list(&self, query: &ListQuery) -> durable_core::Result<durable_core::store::Page> {
-        let rows = sqlx::query(sql::LIST)
-            .bind(query.state.map(TaskState::as_str))
-            .bind(query.name.as_deref())
-            .bind(query.queue.as_deref())
-            .bind(query.after.map(|id| id.to_string()))
-            .bind(i64::from(query.limit.min(MAX_LIST_LIMIT)))
-            .fetch_all(&self.inner.reader)
-            .await
-            .map_err(Error::db("list"))?;
-        let tasks: Vec<TaskRecord> = to_core(rows.iter().map(record_from_row).collect())?;
-        let next = (tasks.len() == query.limit as usize)
-            .then(|| tasks.last().map(|t| t.id))
-            .flatten();
-        Ok(durable_core::store::Page::new(tasks, next))
+    /// One keyset page over the primary key, either order; with a search, at most
+    /// [`SEARCH_SCAN`](durable_core::store::SEARCH_SCAN) rows are read per call.
+    async fn list(&self, query: &ListQuery) -> durable_core::Result<Page> {
+        to_core(listing::list(&self.inner.reader, query).await)
     }
 
     async fn counts(&self) -> durable_core::Result<StateCounts> {
@@ -93,61 +84,110 @@ impl AdminStore for SqliteStore {
             .map_err(Error::db("counts"))?;
         to_core(crate::util::state_counts(rows))
     }
-    async fn stats(&self) -> durable_core::Result<durable_core::store::Stats> {
-        Err(pending_impl("stats"))
+    /// Every figure exact up to [`COUNT_BOUND`](durable_core::store::COUNT_BOUND), on the
+    /// partial index of its state, and `AtLeast` past it.
+    async fn stats(&self) -> durable_core::Result<Stats> {
+        to_core(overview::stats(&self.inner.reader, self.now_ms()).await)
     }
+
     async fn throughput(
         &self,
-        _since: chrono::DateTime<chrono::Utc>,
-    ) -> durable_core::Result<Vec<durable_core::store::ThroughputBucket>> {
-        Err(pending_impl("throughput"))
+        since: DateTime<Utc>,
+    ) -> durable_core::Result<Vec<ThroughputBucket>> {
+        to_core(
+            overview::throughput(&self.inner.reader, since.timestamp_millis(), self.now_ms()).await,
+        )
     }
+
     async fn add_throughput(
         &self,
-        _worker: durable_core::WorkerId,
-        _buckets: &[durable_core::store::ThroughputBucket],
+        worker: WorkerId,
+        buckets: &[ThroughputBucket],
     ) -> durable_core::Result<()> {
-        Err(pending_impl("add_throughput"))
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let buckets = buckets.to_vec();
+        let clock = self.inner.clock.clone();
+        to_core(
+            self.transaction("add throughput", move |conn| {
+                Box::pin(async move {
+                    overview::add_throughput(conn, worker, &buckets, clock.now_ms()).await
+                })
+            })
+            .await,
+        )
     }
-    async fn retry(
-        &self,
-        _id: TaskId,
-        _seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        Err(pending_impl("retry"))
+
+    /// Wakes the runtimes of this process on the store when the task went back to
+    /// `pending`.
+    async fn retry(&self, id: TaskId, seen: Option<Seen>) -> durable_core::Result<ActionOutcome> {
+        let clock = self.inner.clock.clone();
+        let outcome = self
+            .transaction("retry", move |conn| {
+                Box::pin(async move { actions::retry(conn, id, seen, clock.now_ms()).await })
+            })
+            .await;
+        if matches!(outcome, Ok(ActionOutcome::Done)) {
+            self.wake();
+        }
+        to_core(outcome)
     }
-    async fn retry_failed(
-        &self,
-        _which: &durable_core::store::RetryFailed,
-    ) -> durable_core::Result<u64> {
-        Err(pending_impl("retry_failed"))
+
+    async fn retry_failed(&self, which: &RetryFailed) -> durable_core::Result<u64> {
+        let which = which.clone();
+        let clock = self.inner.clock.clone();
+        let retried = self
+            .transaction("retry failed", move |conn| {
+                Box::pin(async move { actions::retry_failed(conn, &which, clock.now_ms()).await })
+            })
+            .await;
+        if matches!(retried, Ok(n) if n > 0) {
+            self.wake();
+        }
+        to_core(retried)
     }
-    async fn delete(
-        &self,
-        _id: TaskId,
-        _seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        Err(pending_impl("delete"))
+
+    async fn delete(&self, id: TaskId, seen: Option<Seen>) -> durable_core::Result<ActionOutcome> {
+        to_core(
+            self.transaction("delete", move |conn| {
+                Box::pin(async move { actions::delete(conn, id, seen).await })
+            })
+            .await,
+        )
     }
-    async fn requeue(
-        &self,
-        _id: TaskId,
-        _seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        Err(pending_impl("requeue"))
+
+    async fn requeue(&self, id: TaskId, seen: Option<Seen>) -> durable_core::Result<ActionOutcome> {
+        let clock = self.inner.clock.clone();
+        let outcome = self
+            .transaction("requeue", move |conn| {
+                Box::pin(async move { actions::requeue(conn, id, seen, clock.now_ms()).await })
+            })
+            .await;
+        if matches!(outcome, Ok(ActionOutcome::Done)) {
+            self.wake();
+        }
+        to_core(outcome)
     }
-    async fn requeue_stuck(
-        &self,
-        _which: &durable_core::store::StuckQuery,
-    ) -> durable_core::Result<u64> {
-        Err(pending_impl("requeue_stuck"))
+
+    async fn requeue_stuck(&self, which: &StuckQuery) -> durable_core::Result<u64> {
+        let which = which.clone();
+        let clock = self.inner.clock.clone();
+        let moved = self
+            .transaction("requeue stuck", move |conn| {
+                Box::pin(async move { actions::requeue_stuck(conn, &which, clock.now_ms()).await })
+            })
+            .await;
+        if matches!(moved, Ok((_, pending)) if pending > 0) {
+            self.wake();
+        }
+        to_core(moved.map(|(n, _)| n))
     }
 }
 
-// SCAFFOLD (admin-api branch only): replaced by the real statements before anything lands.
-fn pending_impl(operation: &'static str) -> durable_core::Error {
-    durable_core::Error::Store {
-        operation,
-        source: "not implemented yet".into(),
+impl SqliteStore {
+    /// Tells this process's runtimes on the store that tasks became due.
+    fn wake(&self) {
+        self.inner.due.send_modify(|n| *n = n.wrapping_add(1));
     }
 }

@@ -166,6 +166,7 @@ impl SqliteStoreBuilder {
                 reader,
                 owner,
                 clock: crate::clock::Clock::default(),
+                due: tokio::sync::watch::Sender::new(0),
             }),
         })
     }

@@ -45,7 +45,9 @@ macro_rules! one_fence {
 
 /// ?1 fence, ?2 now, ?3 error. An attempt of a cancel-requested task ended.
 const CANCELLED: &str = concat!(
-    "UPDATE durable_tasks SET state = 'cancelled', last_error = ?3, lease_expires_at = NULL,
+    "UPDATE durable_tasks SET state = 'cancelled', last_error = ?3, errors = ",
+    push_error!("?2", "?3"),
+    ", lease_expires_at = NULL,
     finished_at = ?2, updated_at = ?2
 WHERE ",
     one_fence!()
@@ -65,13 +67,26 @@ WHERE ",
     one_fence!()
 );
 
+/// What [`RESCUE_CANCEL`] records.
+macro_rules! rescue_cancelled {
+    () => {
+        "'cancelled: its worker stopped heart-beating (lease expired)'"
+    };
+}
+
 /// ?1 now. Expired leases of cancel-requested rows: `cancelled` (run before the sweep's
 /// other statements, in its transaction).
-pub(super) const RESCUE_CANCEL: &str = "
+pub(super) const RESCUE_CANCEL: &str = concat!(
+    "
 UPDATE durable_tasks
 SET state = 'cancelled', finished_at = ?1, updated_at = ?1, lease_expires_at = NULL,
-    last_error = 'cancelled: its worker stopped heart-beating (lease expired)'
-WHERE state = 'processing' AND lease_expires_at < ?1 AND cancel_requested_at IS NOT NULL";
+    last_error = ",
+    rescue_cancelled!(),
+    ", errors = ",
+    push_error!("?1", rescue_cancelled!()),
+    "
+WHERE state = 'processing' AND lease_expires_at < ?1 AND cancel_requested_at IS NOT NULL"
+);
 
 impl SqliteStore {
     /// [`AdminStore::cancel`](durable_core::store::AdminStore::cancel).

@@ -4,6 +4,7 @@
 #[macro_use]
 mod sql;
 
+mod actions;
 mod admin;
 mod builder;
 mod cancel;
@@ -11,7 +12,9 @@ mod combined;
 mod cycle;
 mod encode;
 mod idempotency;
+mod listing;
 mod open;
+mod overview;
 mod parts;
 #[cfg(test)]
 mod plan;
@@ -45,6 +48,10 @@ pub(super) struct Pools {
     pub(super) owner: Arc<WriterOwner>,
     /// The time every statement takes as "now" (moved only by a test clock).
     pub(super) clock: Clock,
+    /// Bumped when an operator's action made tasks due (a retry, a requeue): the runtimes of
+    /// this process on the store ([`WorkerStore::wakeups`](durable_core::store::WorkerStore::wakeups))
+    /// claim at once instead of at their next poll. Another process on the file polls.
+    pub(super) due: tokio::sync::watch::Sender<u64>,
 }
 
 /// Task store on one SQLite file (or `sqlite::memory:` for tests).

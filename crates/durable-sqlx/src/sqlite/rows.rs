@@ -139,6 +139,11 @@ pub(super) fn record_from_row(row: &SqliteRow) -> Result<TaskRecord> {
         .transpose()?;
     record.lease_expires_at = opt("lease_expires_at")?.map(from_ms);
     record.last_error = row.try_get("last_error").map_err(db())?;
+    let errors: String = row.try_get("errors").map_err(db())?;
+    record.errors = crate::admin::attempt_errors(&id, &errors);
+    record.unique_key = row.try_get("unique_key").map_err(db())?;
+    record.started_at = opt("started_at")?.map(from_ms);
+    record.cancel_requested_at = opt("cancel_requested_at")?.map(from_ms);
     record.created_at = from_ms(int("created_at")?);
     record.updated_at = from_ms(int("updated_at")?);
     record.finished_at = opt("finished_at")?.map(from_ms);

@@ -1,6 +1,23 @@
 //! SQLite statements. Lists (rows, fences, queue names) are bound as one JSON array and
 //! read with `json_each`, so a batch is one statement with no bind-parameter limit.
 
+/// `errors` with one more failed attempt appended: the attempt, the time `$now` (Unix ms),
+/// the attempt's worker and the message (SQL tokens), keeping the most recent 20
+/// (`MAX_ERRORS`). SET expressions read the row as it was, so the attempt and the worker are
+/// those of the attempt that failed.
+macro_rules! push_error {
+    ($now:literal, $($message:tt)+) => {
+        concat!(
+            "json_insert(CASE WHEN json_array_length(errors) >= 20 THEN json_remove(errors, '$[0]')
+        ELSE errors END, '$[#]', json_object('attempt', attempts, 'at', ",
+            $now,
+            ", 'worker', lease_owner, 'message', ",
+            $($message)+,
+            "))"
+        )
+    };
+}
+
 /// The insert's target and columns, in the order every insert gives their values.
 macro_rules! insert_into {
     () => {
@@ -208,7 +225,9 @@ pub(super) const RETRY: &str = concat!(
     "UPDATE durable_tasks
      SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
      finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE ?2 END,
-     run_at = ?3, last_error = ?4, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
+     run_at = ?3, last_error = ?4, errors = ",
+    push_error!("?2", "?4"),
+    ", lease_owner = NULL, lease_expires_at = NULL, updated_at = ?2
      WHERE ",
     fenced!()
 );
@@ -217,10 +236,25 @@ pub(super) const RETRY: &str = concat!(
 pub(super) const FAIL: &str = concat!(
     "UPDATE durable_tasks
      SET state = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
-     last_error = ?3, lease_expires_at = NULL,
+     last_error = ?3, errors = ",
+    push_error!("?2", "?3"),
+    ", lease_expires_at = NULL,
      finished_at = ?2, updated_at = ?2 WHERE ",
     fenced!()
 );
+
+/// The message of a shutdown requeue past its limit (`?3`): counted, or dead.
+macro_rules! requeue_error {
+    () => {
+        concat!(
+            "CASE WHEN attempts >= max_attempts THEN ",
+            requeue_dead!("", "?3"),
+            " ELSE ",
+            requeue_counted!("", "?3"),
+            " END"
+        )
+    };
+}
 
 /// ?1 fences, ?2 now, ?3 requeues that do not count (`REQUEUE_LIMIT`). Within the limit the
 /// interrupted attempt is not counted; past it, it is, and on the last attempt the row is
@@ -234,12 +268,11 @@ pub(super) const REQUEUE: &str = concat!(
     finished_at = CASE WHEN cancel_requested_at IS NOT NULL
         OR requeues >= ?3 AND attempts >= max_attempts THEN ?2 END,
     lease_owner = CASE WHEN requeues >= ?3 AND attempts >= max_attempts THEN lease_owner END,
-    last_error = CASE WHEN requeues < ?3 THEN last_error
-        WHEN attempts >= max_attempts THEN ",
-    requeue_dead!("", "?3"),
-    "
-        ELSE ",
-    requeue_counted!("", "?3"),
+    last_error = CASE WHEN requeues < ?3 THEN last_error ELSE ",
+    requeue_error!(),
+    " END,
+    errors = CASE WHEN requeues < ?3 THEN errors ELSE ",
+    push_error!("?2", requeue_error!()),
     " END,
     requeues = requeues + 1, lease_expires_at = NULL, updated_at = ?2
 WHERE ",
@@ -255,10 +288,15 @@ pub(super) const MARK_STARTED: &str = concat!(
 
 /// ?1 rowid, ?2 owner, ?3 now, ?4 error. A claimed row that cannot be read: dead, without
 /// running (named by rowid, as its id may be what is unreadable).
-pub(super) const FAIL_UNREADABLE: &str = "
+pub(super) const FAIL_UNREADABLE: &str = concat!(
+    "
 UPDATE durable_tasks
-SET state = 'failed', last_error = ?4, lease_expires_at = NULL, finished_at = ?3, updated_at = ?3
-WHERE rowid = ?1 AND lease_owner = ?2 AND state = 'processing'";
+SET state = 'failed', last_error = ?4, errors = ",
+    push_error!("?3", "?4"),
+    ", lease_expires_at = NULL,
+    finished_at = ?3, updated_at = ?3
+WHERE rowid = ?1 AND lease_owner = ?2 AND state = 'processing'"
+);
 
 /// ?1 now. Expired on a last attempt that had started: dead.
 pub(super) const RESCUE_FAIL: &str = concat!(
@@ -267,10 +305,25 @@ UPDATE durable_tasks
 SET state = 'failed', finished_at = ?1, updated_at = ?1, lease_expires_at = NULL,
     last_error = ",
     lease_expired_last!(""),
+    ", errors = ",
+    push_error!("?1", lease_expired_last!("")),
     "
 WHERE state = 'processing' AND lease_expires_at < ?1 AND attempts >= max_attempts
   AND attempt_started_at IS NOT NULL"
 );
+
+/// What [`RESCUE_REQUEUE`] records of the attempt whose lease expired.
+macro_rules! rescue_error {
+    () => {
+        concat!(
+            "CASE WHEN attempts >= max_attempts THEN ",
+            lease_expired_unstarted!(""),
+            " ELSE ",
+            lease_expired!(""),
+            " END"
+        )
+    };
+}
 
 /// ?1 now. Every other expired row: back to pending, due now; a last attempt (left after
 /// [`RESCUE_FAIL`]: it never started) is not counted.
@@ -279,11 +332,11 @@ pub(super) const RESCUE_REQUEUE: &str = concat!(
 UPDATE durable_tasks
 SET state = 'pending', run_at = ?1, updated_at = ?1, lease_owner = NULL, lease_expires_at = NULL,
     attempts = CASE WHEN attempts >= max_attempts THEN attempts - 1 ELSE attempts END,
-    last_error = CASE WHEN attempts >= max_attempts THEN ",
-    lease_expired_unstarted!(""),
-    " ELSE ",
-    lease_expired!(""),
-    " END
+    last_error = ",
+    rescue_error!(),
+    ", errors = ",
+    push_error!("?1", rescue_error!()),
+    "
 WHERE state = 'processing' AND lease_expires_at < ?1"
 );
 
@@ -295,15 +348,6 @@ DELETE FROM durable_tasks WHERE id IN (
     LIMIT ?2)";
 
 pub(super) const GET: &str = "SELECT * FROM durable_tasks WHERE id = ?1";
-
-/// ?1 state, ?2 name, ?3 queue, ?4 after id (each NULL: any), ?5 limit. Ids are UUID v7 text,
-/// so their order is creation order; the primary key serves the keyset.
-pub(super) const LIST: &str = "
-SELECT * FROM durable_tasks
-WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR name = ?2) AND (?3 IS NULL OR queue = ?3)
-  AND (?4 IS NULL OR id > ?4)
-ORDER BY id
-LIMIT ?5";
 
 pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks GROUP BY state";
 

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, CommitMode, Fence, KeyClaim, KeyTake, RescueReport, WorkerStore, WriteBatch,
-    WriteOutcome, UNCLAIMABLE_SCAN,
+    async_trait, CommitMode, Fence, KeyClaim, KeyTake, RescueReport, Wakeup, Wakeups, WorkerStore,
+    WriteBatch, WriteOutcome, UNCLAIMABLE_SCAN,
 };
 use durable_core::TaskId;
+use futures_util::StreamExt as _;
 
 use super::combined::combined_write;
 use super::cycle::Cycle;
@@ -115,6 +116,16 @@ impl WorkerStore for SqliteStore {
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.inner.clock.now()
+    }
+
+    /// Tasks an operator made due in this process (a retry, a requeue); inserts wake their
+    /// runtime through the client, and other processes on the file are found by polling.
+    fn wakeups(&self) -> Wakeups {
+        let due = self.inner.due.subscribe();
+        futures_util::stream::unfold(due, |mut due| async move {
+            due.changed().await.ok().map(|()| (Wakeup::Due, due))
+        })
+        .boxed()
     }
 
     /// The cycle — completions, inserts and the claim — in one transaction, then the other
