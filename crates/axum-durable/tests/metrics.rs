@@ -100,6 +100,24 @@ async fn counters_histograms_and_gauges_move() {
             .expect("wait");
     }
 
+    // A waiter may see a final row before its runner has counted it: wait for the runner.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while {
+        let stats = runtime.stats();
+        (
+            stats.completed,
+            stats.retried,
+            stats.failed,
+            runtime.running(),
+        ) != (2, 1, 1, 0)
+    } {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            runtime.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let snapshot: Snapshot = snapshotter
         .snapshot()
         .into_vec()
@@ -166,6 +184,31 @@ async fn counters_histograms_and_gauges_move() {
     match value(s, "durable_runtime_busy_slots", &[]) {
         Some(DebugValue::Gauge(busy)) => assert!(busy.into_inner().abs() < f64::EPSILON, "{busy}"),
         other => panic!("busy gauge: {other:?}"),
+    }
+    // The state gauges, refreshed from the store's counts every 50 ms (a snapshot resets
+    // what it read, so each try reads a fresh refresh).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let snapshot: Snapshot = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| (key, value))
+            .collect();
+        let state = |name: &str| match value(&snapshot, "durable_tasks", &[("state", name)]) {
+            Some(DebugValue::Gauge(n)) => Some(n.into_inner()),
+            _ => None,
+        };
+        if state("completed") == Some(2.0) && state("failed") == Some(1.0) {
+            assert_eq!(state("pending"), Some(0.0));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "state gauges not refreshed: {:?}",
+            (state("completed"), state("failed"))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     runtime.shutdown(Duration::from_secs(5)).await;
 }
