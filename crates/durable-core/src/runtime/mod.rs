@@ -11,6 +11,7 @@ mod execute;
 mod handle;
 mod loops;
 mod observe;
+mod reporting;
 mod scheduler;
 mod settings;
 mod settle;
