@@ -50,8 +50,14 @@ pub fn with_trace_parent<R>(trace_parent: Option<&str>, f: impl FnOnce() -> R) -
     f()
 }
 
-/// The `traceparent` tasks prepared here now would carry.
+/// The `traceparent` tasks prepared here now would carry. With the `opentelemetry` feature,
+/// the current span's OpenTelemetry context comes first (it names the handler's own span as
+/// the parent, where a request header names the caller's); then [`with_trace_parent`]'s.
 pub fn current_trace_parent() -> Option<String> {
+    #[cfg(feature = "opentelemetry")]
+    if let Some(tp) = otel::current() {
+        return Some(tp);
+    }
     CURRENT.with(|c| c.borrow().as_deref().map(str::to_owned))
 }
 
@@ -121,8 +127,64 @@ pub(crate) fn attempt_span(task: &ClaimedTask) -> tracing::Span {
     );
     if let Some(tp) = &task.trace_parent {
         span.record("trace_parent", tp.as_str());
+        #[cfg(feature = "opentelemetry")]
+        otel::set_parent(&span, tp);
     }
     span
+}
+
+/// The OpenTelemetry side (`tracing-opentelemetry`): reading the current span's context,
+/// and parenting an attempt's span on a stored one.
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    /// The current span's OpenTelemetry context as a `traceparent`, when it has a valid one
+    /// (none without a `tracing-opentelemetry` layer).
+    pub(super) fn current() -> Option<String> {
+        let cx = tracing::Span::current().context();
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| {
+            format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            )
+        })
+    }
+
+    /// Makes the span of the stored `traceparent` the remote parent of `span`.
+    pub(super) fn set_parent(span: &tracing::Span, trace_parent: &str) {
+        let mut parts = trace_parent.split('-').skip(1);
+        let (Some(trace), Some(parent), Some(flags)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let (Ok(trace), Ok(parent), Ok(flags)) = (
+            TraceId::from_hex(trace),
+            SpanId::from_hex(parent),
+            u8::from_str_radix(flags, 16),
+        ) else {
+            return;
+        };
+        let remote = SpanContext::new(
+            trace,
+            parent,
+            TraceFlags::new(flags),
+            true,
+            TraceState::default(),
+        );
+        let cx = opentelemetry::Context::new().with_remote_span_context(remote);
+        if let Err(error) = span.set_parent(cx) {
+            // No OpenTelemetry layer, or the span is filtered out: nothing to link.
+            tracing::trace!(%error, "attempt span not linked to its OpenTelemetry parent");
+        }
+    }
 }
 
 #[cfg(test)]
