@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum_durable::core::store::Store;
 use axum_durable::sqlite::SqliteStore;
 use axum_durable::{Backoff, Registry, Runtime, Task, TaskContext, TaskError, TaskOptions};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +72,55 @@ fn counter(snapshot: &Snapshot, name: &str, task: &str, queue: &str) -> u64 {
     }
 }
 
+/// A waiter may see a final row before its runner has counted it: waits for the runner.
+async fn runner_counted(runtime: &Runtime) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while {
+        let stats = runtime.stats();
+        (
+            stats.completed,
+            stats.retried,
+            stats.failed,
+            runtime.running(),
+        ) != (2, 1, 1, 0)
+    } {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            runtime.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits for the state gauges, refreshed from the store's counts every 50 ms (a snapshot
+/// resets what it read, so each try reads a fresh refresh).
+async fn state_gauges_reach(snapshotter: &Snapshotter) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let snapshot: Snapshot = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| (key, value))
+            .collect();
+        let state = |name: &str| match value(&snapshot, "durable_tasks", &[("state", name)]) {
+            Some(DebugValue::Gauge(n)) => Some(n.into_inner()),
+            _ => None,
+        };
+        if state("completed") == Some(2.0) && state("failed") == Some(1.0) {
+            assert_eq!(state("pending"), Some(0.0));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "state gauges not refreshed: {:?}",
+            (state("completed"), state("failed"))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn counters_histograms_and_gauges_move() {
     let recorder = DebuggingRecorder::new();
@@ -100,24 +149,7 @@ async fn counters_histograms_and_gauges_move() {
             .expect("wait");
     }
 
-    // A waiter may see a final row before its runner has counted it: wait for the runner.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while {
-        let stats = runtime.stats();
-        (
-            stats.completed,
-            stats.retried,
-            stats.failed,
-            runtime.running(),
-        ) != (2, 1, 1, 0)
-    } {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            runtime.stats()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    runner_counted(&runtime).await;
     let snapshot: Snapshot = snapshotter
         .snapshot()
         .into_vec()
@@ -185,30 +217,6 @@ async fn counters_histograms_and_gauges_move() {
         Some(DebugValue::Gauge(busy)) => assert!(busy.into_inner().abs() < f64::EPSILON, "{busy}"),
         other => panic!("busy gauge: {other:?}"),
     }
-    // The state gauges, refreshed from the store's counts every 50 ms (a snapshot resets
-    // what it read, so each try reads a fresh refresh).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let snapshot: Snapshot = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .map(|(key, _, _, value)| (key, value))
-            .collect();
-        let state = |name: &str| match value(&snapshot, "durable_tasks", &[("state", name)]) {
-            Some(DebugValue::Gauge(n)) => Some(n.into_inner()),
-            _ => None,
-        };
-        if state("completed") == Some(2.0) && state("failed") == Some(1.0) {
-            assert_eq!(state("pending"), Some(0.0));
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "state gauges not refreshed: {:?}",
-            (state("completed"), state("failed"))
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    state_gauges_reach(&snapshotter).await;
     runtime.shutdown(Duration::from_secs(5)).await;
 }
