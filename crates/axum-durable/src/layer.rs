@@ -17,6 +17,9 @@ use crate::extract::Durable;
 use crate::idempotency;
 use crate::scope::Scope;
 
+/// The W3C Trace Context request header.
+const TRACEPARENT: &str = "traceparent";
+
 type Predicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 
 /// Layer that gives handlers a [`Durable`] handle and stores every task they
@@ -41,6 +44,10 @@ type Predicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
 ///   group-commit writer task, so a request whose own rows committed never loses its tasks.
 /// - When the [`Client`] belongs to a local [`Runtime`](durable_core::Runtime), tasks that
 ///   fit its free capacity are inserted already claimed and start at once.
+/// - The request's W3C `traceparent` header, when valid, is stored with the tasks the
+///   handler spawns or enqueues (while its future is polled), and each of their attempts
+///   records it on its `durable.attempt` span (field `trace_parent`), on whatever instance
+///   runs it.
 ///
 /// # Examples
 ///
@@ -170,18 +177,28 @@ where
                 return ResponseFuture {
                     inner: None,
                     scope: None,
+                    trace_parent: None,
                     persist_when: Arc::clone(&self.layer.persist_when),
                     flush: Some(Box::pin(std::future::ready(busy))),
                 };
             }
         }
         let scope = Arc::new(Scope::new(self.layer.client.clone()));
+        // The request's W3C trace context: tasks the handler spawns carry it, and their
+        // attempts record it, so they can be joined to this request's trace.
+        let trace_parent = request
+            .headers()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| durable_core::trace::is_valid_trace_parent(v))
+            .map(str::to_owned);
         request
             .extensions_mut()
             .insert(Durable::new(Arc::clone(&scope)));
         ResponseFuture {
             inner: Some(self.inner.call(request)),
             scope: Some(scope),
+            trace_parent,
             persist_when: Arc::clone(&self.layer.persist_when),
             flush: None,
         }
@@ -196,6 +213,7 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         scope: Option<Arc<Scope>>,
+        trace_parent: Option<String>,
         persist_when: Predicate,
         flush: Option<Flush<B>>,
     }
@@ -225,7 +243,10 @@ where
             let Some(inner) = this.inner.as_mut().as_pin_mut() else {
                 unreachable!("a ResponseFuture without an inner future always has its answer")
             };
-            let response = ready!(inner.poll(cx))?;
+            let response = ready!(durable_core::trace::with_trace_parent(
+                this.trace_parent.as_deref(),
+                || inner.poll(cx)
+            ))?;
             let Some(scope) = this.scope.take() else {
                 return Poll::Ready(Ok(response));
             };

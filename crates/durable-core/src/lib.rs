@@ -69,6 +69,7 @@ mod state;
 mod steps;
 pub mod store;
 mod task;
+pub mod trace;
 pub mod unique;
 mod writer;
 

@@ -32,6 +32,10 @@
 //!
 //! `ONBOARD_PAUSE_AFTER_STEP` (unset; `N` makes onboarding attempts wait after step N).
 //!
+//! `GET /metrics` serves the runtime's metrics for Prometheus. Tasks that fail for good (or
+//! keep failing) are logged at error level, and posted to `ALERT_WEBHOOK_URL` when built
+//! with `--features webhook` (`ops.rs`).
+//!
 //! `DIGEST_CRON` (`0 9 * * MON-FRI`) in `DIGEST_TZ` (`UTC`), or `DIGEST_EVERY_MS`: when the
 //! periodic signup digest runs.
 //!
@@ -47,6 +51,7 @@ mod digest;
 mod email;
 mod object;
 mod onboarding;
+mod ops;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -118,9 +123,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if config.chaos_tasks {
         registry = chaos::register(registry);
     }
+    // Before the runtime starts, so its metrics reach the recorder from the first task on.
+    let metrics = ops::install_metrics()?;
     let runtime = Runtime::builder(db.store(), registry)
         .concurrency(config.concurrency)
         .lease(config.lease)
+        .alert_after_attempts(ops::ALERT_AFTER_ATTEMPTS)
+        .on_alert(ops::alert)
         .start();
     // What this process really runs with (builder values, defaults filled in).
     let settings = runtime.settings();
@@ -140,7 +149,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/onboard", post(onboarding::onboard))
         .route("/tasks/{id}", get(routes::task))
         .route("/tasks/{id}/cancel", post(routes::cancel))
-        .route("/health", get(routes::health));
+        .route("/health", get(routes::health))
+        .route("/metrics", get(move || async move { metrics.render() }));
     if config.chaos_tasks {
         app = app.merge(chaos::routes());
     }

@@ -67,6 +67,7 @@ pub(crate) fn build<T: Task>(
         .with_priority(options.priority.unwrap_or(defaults.priority))
         .with_max_attempts(options.max_attempts.unwrap_or(defaults.max_attempts));
     row.run_at = run_at;
+    row.trace_parent = crate::trace::current_trace_parent();
     row.unique = options
         .unique
         .as_ref()

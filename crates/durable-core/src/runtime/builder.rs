@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::alert::{AlertConfig, Alerts};
 use super::handle::Runtime;
 use super::loops;
 use super::settings::Settings;
@@ -50,12 +51,17 @@ impl Runtime {
 pub struct RuntimeBuilder {
     store: Arc<dyn Store>,
     registry: Registry,
-    config: Settings,
+    pub(super) config: Settings,
     client: Option<Client>,
     max_payload_bytes: usize,
     heartbeat_set: bool,
     rescue_set: bool,
+    pub(super) alert: Option<AlertConfig>,
+    pub(super) alert_timeout_set: Option<Duration>,
 }
+
+/// How long one call of the alerting hook may run by default.
+pub(super) const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl RuntimeBuilder {
     pub(super) fn new(store: Arc<dyn Store>, registry: Registry) -> Self {
@@ -67,6 +73,8 @@ impl RuntimeBuilder {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             heartbeat_set: false,
             rescue_set: false,
+            alert: None,
+            alert_timeout_set: None,
         }
     }
 
@@ -189,6 +197,19 @@ impl RuntimeBuilder {
                 .max_payload_bytes(self.max_payload_bytes)
                 .build()
         });
+        super::observe::describe();
+        let maintenance = CancellationToken::new();
+        let (alerts, deliver) = match self.alert {
+            Some(mut alert) => {
+                if let Some(timeout) = self.alert_timeout_set {
+                    alert.timeout = timeout;
+                }
+                let (alerts, deliver) =
+                    Alerts::start(alert, self.config.alert_after_attempts, maintenance.clone());
+                (Some(alerts), Some(deliver))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new_cyclic(|this| Shared {
             store: self.store,
             names: self
@@ -202,6 +223,8 @@ impl RuntimeBuilder {
             owner: WorkerId::new(),
             client: client.clone(),
             stats: Stats::default(),
+            alerts,
+            throughput: super::throughput::Throughput::default(),
             tracker: TaskTracker::new(),
             reservations: TaskTracker::new(),
             stopping: CancellationToken::new(),
@@ -232,7 +255,10 @@ impl RuntimeBuilder {
         claimer.spawn(loops::claim_loop(Arc::clone(&shared)));
         claimer.close();
         let loops = TaskTracker::new();
-        let maintenance = CancellationToken::new();
+        if let Some(deliver) = deliver {
+            loops.spawn(deliver);
+        }
+        spawn_reporting(&loops, &shared, &maintenance);
         loops.spawn(loops::heartbeat_loop(
             Arc::clone(&shared),
             maintenance.clone(),
@@ -258,6 +284,24 @@ impl RuntimeBuilder {
             loops,
             maintenance,
             force: CancellationToken::new(),
+        }
+    }
+}
+
+/// Spawns the loops that report what the runtime did: the throughput flush and, with the
+/// `metrics` feature, the state gauges' refresh.
+fn spawn_reporting(loops: &TaskTracker, shared: &Arc<Shared>, stop: &CancellationToken) {
+    loops.spawn(super::throughput::flush_loop(
+        Arc::clone(shared),
+        stop.clone(),
+    ));
+    if cfg!(feature = "metrics") {
+        if let Some(every) = shared.config.stats_interval {
+            loops.spawn(super::observe::stats_loop(
+                Arc::clone(shared),
+                every,
+                stop.clone(),
+            ));
         }
     }
 }

@@ -55,6 +55,7 @@ impl LocalRuntime for Shared {
             return;
         }
         let mut claimed = Vec::new();
+        let now = self.store.now();
         if let Some(reservation) = &reservation {
             for (i, queue) in &reservation.slots {
                 let t = &tasks[*i];
@@ -63,15 +64,20 @@ impl LocalRuntime for Shared {
                     self.slots().give_back(queue, 1);
                     continue;
                 }
-                claimed.push(ClaimedTask::new(
-                    t.id,
-                    t.name.clone(),
-                    t.queue.clone(),
-                    t.payload.clone(),
-                    1,
-                    t.max_attempts,
-                    self.owner,
-                ));
+                let due = t.run_at.unwrap_or(now);
+                claimed.push(
+                    ClaimedTask::new(
+                        t.id,
+                        t.name.clone(),
+                        t.queue.clone(),
+                        t.payload.clone(),
+                        1,
+                        t.max_attempts,
+                        self.owner,
+                    )
+                    .with_due_at(due.min(now))
+                    .with_trace_parent(t.trace_parent.clone()),
+                );
             }
         }
         let unclaimed = tasks.len() - claimed.len();

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use super::cancel::stopped;
+use super::settle::settle;
 use super::shared::Shared;
 use super::slots::Running;
 use crate::registry::Attempt;
@@ -33,7 +35,9 @@ impl Shared {
                 self.hand_back_late(tasks.iter().map(ClaimedTask::fence).collect());
                 return;
             }
+            let now = self.store.now();
             for task in &tasks {
+                super::observe::claimed(&task.name, &task.queue, task.due_at, now);
                 slots.start(Running {
                     fence: task.fence(),
                     queue: task.queue.clone(),
@@ -44,6 +48,7 @@ impl Shared {
                     flags: Arc::default(),
                 });
             }
+            super::observe::busy(slots.running_count());
         }
         for task in tasks {
             self.tracker
@@ -106,6 +111,12 @@ pub(crate) enum Ended {
 /// of its error — is a failed attempt like any other (retried or failed as its attempts
 /// say), never a runner that dies holding its slot while heartbeats keep its lease alive.
 pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
+    let span = crate::trace::attempt_span(&task);
+    run_attempt(shared, task).instrument(span).await;
+}
+
+/// [`run_claimed`] inside the attempt's span.
+async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
     let fence = task.fence();
     let Some(running) = shared.slots().get(&fence).cloned() else {
         return;
@@ -115,6 +126,7 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
         fence,
         keep: false,
     };
+    let started = std::time::Instant::now();
     let outcome = AssertUnwindSafe(execute(&shared, &task, &running))
         .catch_unwind()
         .await
@@ -122,6 +134,9 @@ pub(crate) async fn run_claimed(shared: Arc<Shared>, task: ClaimedTask) {
             message: format!("task panicked: {}", crate::error::panic_message(&*panic)),
             permanent: false,
         });
+    if !matches!(outcome, Ended::NotStarted) {
+        super::observe::ran(&task.name, &task.queue, started.elapsed());
+    }
     if matches!(outcome, Ended::Cancelled) {
         // Stays registered: the shutdown requeue hands it back and frees the slot (or did).
         slot.keep = true;
@@ -274,108 +289,6 @@ fn humanize(d: Duration) -> String {
     } else {
         format!("{}ms", d.as_millis())
     }
-}
-
-/// Records an outcome. Store errors are retried (a database blip must not turn a finished
-/// attempt into a re-run) until the lease would expire anyway.
-async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Ended) {
-    let fence = task.fence();
-    let (id, name, attempt, max) = (task.id, task.name.as_str(), task.attempt, task.max_attempts);
-    match outcome {
-        Ended::Completed => {
-            let writer = shared.client.writer();
-            let applied = write(shared, &fence, "complete", || writer.complete(fence)).await;
-            if applied == Some(true) {
-                shared.stats.completed();
-                shared.client.finished(id);
-                tracing::debug!(task_id = %id, task_name = name, attempt, "task completed");
-            }
-        }
-        Ended::Failed { message, permanent } if !permanent && attempt < max => {
-            let backoff = shared
-                .registry
-                .options(name)
-                .map(|o| o.backoff.clone())
-                .unwrap_or_default();
-            let delay = backoff.delay(attempt);
-            let outcome = Outcome::Retry {
-                delay,
-                error: message.clone(),
-            };
-            let applied = settle_as(shared, fence, "retry", outcome).await;
-            if applied == Some(true) {
-                shared.stats.retried();
-                shared.wake_at(delay);
-                tracing::warn!(task_id = %id, task_name = name, attempt, max_attempts = max,
-                    retry_in_ms = delay.as_millis() as u64, error = %message, "task attempt failed; will retry");
-            }
-        }
-        Ended::Failed { message, permanent } => {
-            let outcome = Outcome::Failed {
-                error: message.clone(),
-            };
-            let applied = settle_as(shared, fence, "fail", outcome).await;
-            if applied == Some(true) {
-                shared.stats.failed();
-                shared.client.finished(id);
-                tracing::error!(task_id = %id, task_name = name, attempt, max_attempts = max, permanent,
-                    error = %message, "task failed permanently");
-            }
-        }
-        Ended::BadRow(message) => {
-            let outcome = Outcome::Failed {
-                error: message.clone(),
-            };
-            let applied = settle_as(shared, fence, "fail", outcome).await;
-            if applied == Some(true) {
-                shared.stats.failed();
-                shared.client.finished(id);
-                tracing::error!(task_id = %id, task_name = name, attempt, error = %message,
-                    "task cannot run; marked failed");
-            }
-        }
-        Ended::Cancelled => {
-            tracing::info!(task_id = %id, task_name = name, attempt, "task stopped by shutdown; will be requeued");
-        }
-        Ended::CancelRequested(message) => {
-            let error = format!("cancelled: {message}");
-            let applied = settle_as(shared, fence, "cancel", Outcome::Cancelled { error }).await;
-            if applied == Some(true) {
-                shared.client.finished(id);
-                tracing::info!(task_id = %id, task_name = name, attempt, how = %message, "task cancelled");
-            }
-        }
-        Ended::Snoozed(delay) => {
-            let applied = settle_as(shared, fence, "snooze", Outcome::Snoozed { delay }).await;
-            if applied == Some(true) {
-                shared.wake_at(delay);
-                tracing::debug!(task_id = %id, task_name = name, attempt,
-                    snooze_ms = delay.as_millis() as u64, "task snoozed");
-            }
-        }
-        Ended::LeaseLost => {
-            tracing::warn!(task_id = %id, task_name = name, attempt, "task stopped: its lease was lost to another worker");
-        }
-        Ended::NotStarted => {
-            tracing::warn!(task_id = %id, task_name = name, attempt,
-                "last attempt not started: its start could not be recorded; it is handed back uncounted when its lease expires");
-        }
-    }
-}
-
-/// Writes an attempt's outcome other than completion through the writer (fenced).
-async fn settle_as(
-    shared: &Shared,
-    fence: Fence,
-    what: &'static str,
-    outcome: Outcome,
-) -> Option<bool> {
-    let writer = shared.client.writer();
-    let settle = Settle::new(fence, outcome);
-    write(shared, &fence, what, || async {
-        Ok(!writer.settle(vec![settle.clone()]).await?.is_empty())
-    })
-    .await
 }
 
 /// Performs a fenced write, retrying store errors with backoff for up to one lease. Returns

@@ -41,6 +41,16 @@ pub struct Settings {
     /// Whether fresh tasks with free slots are inserted already claimed and start at once
     /// (default on).
     pub local_dispatch: bool,
+    /// The attempt number whose failure (with attempts left) raises an
+    /// [`AlertKind::Retrying`](super::AlertKind::Retrying) event (default: none).
+    pub alert_after_attempts: Option<u32>,
+    /// How often the `durable_tasks{state}` gauges are refreshed from the store's
+    /// [`stats`](crate::store::AdminStore::stats) (default 15 s; `None`: never). Used with the
+    /// `metrics` feature only.
+    pub stats_interval: Option<Duration>,
+    /// How often the counts of ended attempts per minute are added to the store's
+    /// throughput (default 10 s; also once at shutdown).
+    pub throughput_flush: Duration,
 }
 
 impl Default for Settings {
@@ -58,6 +68,9 @@ impl Default for Settings {
             prune_batch: 1000,
             cancel_grace: Duration::from_millis(500),
             local_dispatch: true,
+            alert_after_attempts: None,
+            stats_interval: Some(Duration::from_secs(15)),
+            throughput_flush: Duration::from_secs(10),
         }
     }
 }

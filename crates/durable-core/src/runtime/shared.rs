@@ -10,9 +10,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::alert::Alerts;
 use super::settings::Settings;
 use super::slots::Slots;
 use super::stats::Stats;
+use super::throughput::Throughput;
 use crate::client::{Client, Wake};
 use crate::ids::WorkerId;
 use crate::registry::Registry;
@@ -28,6 +30,10 @@ pub(crate) struct Shared {
     pub(crate) owner: WorkerId,
     pub(crate) client: Client,
     pub(crate) stats: Stats,
+    /// The alerting hook's queue, when one is set.
+    pub(crate) alerts: Option<Alerts>,
+    /// Ended attempts per minute, not yet added to the store.
+    pub(crate) throughput: Throughput,
     /// Runs the task runners; shutdown waits on it.
     pub(super) tracker: TaskTracker,
     /// Counts inserts in flight that reserved local capacity.
@@ -99,7 +105,12 @@ impl Shared {
 
     /// An attempt ended: free its slot and let the claim loop look for more.
     pub(crate) fn finish(&self, fence: &Fence) {
-        self.slots().finish(fence);
+        let running = {
+            let mut slots = self.slots();
+            slots.finish(fence);
+            slots.running_count()
+        };
+        super::observe::busy(running);
         self.lost().remove(fence);
         if self.backlog.load(Ordering::Relaxed) {
             self.wake.notify();

@@ -34,6 +34,9 @@ pub struct NewTask {
     /// When set, the row is inserted only if no row holds its unique key
     /// ([`UniqueKey`](crate::UniqueKey)); the store reports the id of the row that does.
     pub unique: Option<UniqueRow>,
+    /// The W3C `traceparent` of the context that enqueued the task ([`crate::trace`]),
+    /// stored with it so its attempts can be joined to that trace.
+    pub trace_parent: Option<String>,
 }
 
 impl NewTask {
@@ -51,6 +54,7 @@ impl NewTask {
             run_at: None,
             claimed_by: None,
             unique: None,
+            trace_parent: None,
         }
     }
 
@@ -89,6 +93,13 @@ impl NewTask {
         self
     }
 
+    /// Sets the enqueuing context's `traceparent` ([`crate::trace`]).
+    #[must_use]
+    pub fn with_trace_parent(mut self, trace_parent: impl Into<String>) -> Self {
+        self.trace_parent = Some(trace_parent.into());
+        self
+    }
+
     /// Inserts the row already claimed by `owner` for `lease`.
     #[must_use]
     pub fn claimed_by(mut self, owner: WorkerId, lease: Duration) -> Self {
@@ -124,6 +135,11 @@ pub struct ClaimedTask {
     pub max_attempts: u32,
     /// The lease owner.
     pub owner: WorkerId,
+    /// When the task became due (its run time), if the store said: the runtime measures how
+    /// long due tasks wait for a worker from it.
+    pub due_at: Option<DateTime<Utc>>,
+    /// The `traceparent` stored with the task, if its enqueuing context had one.
+    pub trace_parent: Option<String>,
 }
 
 impl ClaimedTask {
@@ -145,7 +161,23 @@ impl ClaimedTask {
             attempt,
             max_attempts,
             owner,
+            due_at: None,
+            trace_parent: None,
         }
+    }
+
+    /// Sets when the task became due (stores read it from the claimed row).
+    #[must_use]
+    pub fn with_due_at(mut self, at: DateTime<Utc>) -> Self {
+        self.due_at = Some(at);
+        self
+    }
+
+    /// Sets the `traceparent` stored with the task.
+    #[must_use]
+    pub fn with_trace_parent(mut self, trace_parent: Option<String>) -> Self {
+        self.trace_parent = trace_parent;
+        self
     }
 
     /// The fence for writes about this attempt.

@@ -132,17 +132,21 @@ impl Writer {
         // transaction): then it fails instead of waiting on itself.
         self.store.check_enqueue().await?;
         let ticket = self.queue.admit(&rows)?;
-        if rows.len() > MAX_BATCH_ROWS || ticket.bytes() > MAX_BATCH_BYTES {
-            return self.insert_alone(rows, records, ticket).await;
-        }
-        let (done, answer) = oneshot::channel();
-        self.send(Job::Insert {
-            rows,
-            records,
-            done,
-            ticket,
-        })?;
-        answer.await.map_err(|_| Error::ShuttingDown)?
+        let counted = crate::runtime::enqueue_labels(&rows);
+        let ids = if rows.len() > MAX_BATCH_ROWS || ticket.bytes() > MAX_BATCH_BYTES {
+            self.insert_alone(rows, records, ticket).await?
+        } else {
+            let (done, answer) = oneshot::channel();
+            self.send(Job::Insert {
+                rows,
+                records,
+                done,
+                ticket,
+            })?;
+            answer.await.map_err(|_| Error::ShuttingDown)??
+        };
+        crate::runtime::count_enqueued(&counted, &ids);
+        Ok(ids)
     }
 
     /// A batch over the cycle's bounds, in a transaction of its own so it does not hold up

@@ -51,6 +51,10 @@ const SQLITE: &[(i64, &str)] = &[
         9,
         "ba7b0fc7c6d27ee86760edfb64a51d9643f366080d337eff9a13b171bcc37c81fc8428465cf1a3d4804327978a52b87f",
     ),
+    (
+        10,
+        "d770f6f5ed26fd2a3a5726b01d8d795b77bc845a2303eb9ab15dba06951f725fff213ab7d9d1fd9d5bf7b3a914d9a08d",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -90,6 +94,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         9,
         "f90eb460e552091ed391a05cb52d3e7469f7a11726ad9de5b15ce98c9958f88b3ff86b9684787aaab74242dde2ceb7a0",
+    ),
+    (
+        10,
+        "d770f6f5ed26fd2a3a5726b01d8d795b77bc845a2303eb9ab15dba06951f725fff213ab7d9d1fd9d5bf7b3a914d9a08d",
     ),
 ];
 

@@ -24,6 +24,7 @@ pub(super) struct Columns {
     run_at: Vec<Option<DateTime<Utc>>>,
     owners: Vec<Option<Uuid>>,
     lease_ms: Vec<Option<i64>>,
+    trace_parents: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -41,10 +42,11 @@ impl Columns {
             c.run_at.push(t.run_at);
             c.owners.push(t.claimed_by.map(|l| *l.owner.as_uuid()));
             c.lease_ms.push(t.claimed_by.map(|l| ms(l.lease)));
+            c.trace_parents.push(t.trace_parent.clone());
         }
         c
     }
-    /// Binds the columns as `$1..$9` of an insert statement ([`sql::INSERT`] and the unique
+    /// Binds the columns as `$1..$10` of an insert statement ([`sql::INSERT`] and the unique
     /// insert), in the order both take them.
     pub(super) fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
         query
@@ -57,6 +59,7 @@ impl Columns {
             .bind(&self.run_at)
             .bind(&self.owners)
             .bind(&self.lease_ms)
+            .bind(&self.trace_parents)
     }
 }
 
@@ -153,7 +156,9 @@ pub(super) fn claimed_from_row(row: &PgRow, owner: WorkerId) -> Result<ClaimedTa
         count(row.try_get("attempts").map_err(db())?),
         count(row.try_get("max_attempts").map_err(db())?),
         owner,
-    ))
+    )
+    .with_due_at(row.try_get("run_at").map_err(db())?)
+    .with_trace_parent(row.try_get("trace_parent").map_err(db())?))
 }
 
 pub(super) fn record_from_row(row: &PgRow) -> Result<TaskRecord> {

@@ -55,7 +55,8 @@ pub(super) const INSERT: &str = concat!(
     "
 WITH inserted AS (
     INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
-        max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)
+        max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at,
+        trace_parent)
     SELECT r.id, r.name, r.queue, r.payload::jsonb,
         CASE WHEN r.owner IS NULL THEN 'pending' ELSE 'processing' END,
         r.priority,
@@ -65,10 +66,11 @@ WITH inserted AS (
         r.owner,
         CASE WHEN r.owner IS NOT NULL THEN durable_now() + r.lease_ms * interval '1 millisecond' END,
         CASE WHEN r.owner IS NOT NULL THEN durable_now() END,
-        durable_now(), durable_now()
+        durable_now(), durable_now(), r.trace_parent
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[],
-                $7::timestamptz[], $8::uuid[], $9::int8[])
-        AS r(id, name, queue, payload, priority, max_attempts, run_at, owner, lease_ms)
+                $7::timestamptz[], $8::uuid[], $9::int8[], $10::text[])
+        AS r(id, name, queue, payload, priority, max_attempts, run_at, owner, lease_ms,
+             trace_parent)
     RETURNING state, run_at
 )
 SELECT pg_notify(",
@@ -102,7 +104,8 @@ SET state = 'processing', attempts = t.attempts + 1, lease_owner = $1,
     started_at = durable_now(), attempt_started_at = NULL, updated_at = durable_now()
 FROM due
 WHERE t.id = due.id
-RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts"
+RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts,
+    t.run_at, t.trace_parent"
         )
     };
 }

@@ -17,8 +17,8 @@ use super::rows::Columns as RowColumns;
 use crate::error::{Error, Result};
 use crate::unique::Resolve;
 
-/// [`sql::INSERT`](super::sql::INSERT)'s parameters, then $10 namespaced keys, $11 state
-/// masks, $12 periods in ms (NULL: none). Every row comes back with its stored key (the
+/// [`sql::INSERT`](super::sql::INSERT)'s parameters, then $11 namespaced keys, $12 state
+/// masks, $13 periods in ms (NULL: none). Every row comes back with its stored key (the
 /// period's bucket is computed here, from `now()`) and whether it was inserted; the wakeup
 /// `NOTIFY` is sent as by the plain insert.
 const INSERT_UNIQUE: &str = concat!(
@@ -31,14 +31,15 @@ WITH r AS (
                   || '/' || u.ukey
         END AS stored_key
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[],
-                $7::timestamptz[], $8::uuid[], $9::int8[], $10::text[], $11::int4[], $12::int8[])
+                $7::timestamptz[], $8::uuid[], $9::int8[], $10::text[], $11::text[], $12::int4[],
+                $13::int8[])
         WITH ORDINALITY
         AS u(id, name, queue, payload, priority, max_attempts, run_at, owner, lease_ms,
-             ukey, ustates, period_ms, ord)
+             trace_parent, ukey, ustates, period_ms, ord)
 ), inserted AS (
     INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
         max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at,
-        unique_key, unique_states)
+        unique_key, unique_states, trace_parent)
     SELECT r.id, r.name, r.queue, r.payload::jsonb,
         CASE WHEN r.owner IS NULL THEN 'pending' ELSE 'processing' END,
         r.priority,
@@ -49,7 +50,7 @@ WITH r AS (
         CASE WHEN r.owner IS NOT NULL THEN durable_now() + r.lease_ms * interval '1 millisecond' END,
         CASE WHEN r.owner IS NOT NULL THEN durable_now() END,
         durable_now(), durable_now(),
-        r.stored_key, r.ustates
+        r.stored_key, r.ustates, r.trace_parent
     FROM r
     ORDER BY r.ord
     ON CONFLICT (unique_key) WHERE ",

@@ -40,6 +40,8 @@ pub(super) struct RowJson<'a> {
     unique_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     unique_states: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_parent: Option<&'a str>,
 }
 
 pub(super) fn rows_json<'a>(
@@ -75,6 +77,7 @@ pub(super) fn rows_json<'a>(
                 started_at: started,
                 unique_key: t.unique.as_ref().map(|u| u.stored_key(now)),
                 unique_states: t.unique.as_ref().map(|u| u.states),
+                trace_parent: t.trace_parent.as_deref(),
             }
         })
         .collect();
@@ -196,6 +199,12 @@ pub(super) fn bound_cycle_args(batch: &WriteBatch<'_>, now: i64) -> Result<Sqlit
             add(&mut args, local.map_or(Value::Null, |_| Value::Int(now)))?;
             add(&mut args, Value::Int(now))?;
             add(&mut args, Value::Int(now))?;
+            add(
+                &mut args,
+                t.trace_parent
+                    .as_ref()
+                    .map_or(Value::Null, |tp| Value::Text(tp.clone())),
+            )?;
         }
         for _ in batch.insert.len() * script::ROW_PARAMS
             ..script::bucket(batch.insert.len()) * script::ROW_PARAMS

@@ -54,7 +54,7 @@ pub(super) fn claimed_rows<'r>(
 
 fn claimed_from_row(row: &SqliteRow, owner: WorkerId) -> Result<ClaimedTask> {
     let id: String = row.try_get("id").map_err(Error::db("claim"))?;
-    Ok(ClaimedTask::new(
+    let task = ClaimedTask::new(
         parse_id(&id)?,
         row.try_get("name").map_err(Error::db("claim"))?,
         row.try_get("queue").map_err(Error::db("claim"))?,
@@ -64,7 +64,13 @@ fn claimed_from_row(row: &SqliteRow, owner: WorkerId) -> Result<ClaimedTask> {
         row.try_get::<i64, _>("max_attempts")
             .map_err(Error::db("claim"))? as u32,
         owner,
-    ))
+    );
+    let due: i64 = row.try_get("run_at").map_err(Error::db("claim"))?;
+    let task = match chrono::DateTime::from_timestamp_millis(due) {
+        Some(at) => task.with_due_at(at),
+        None => task,
+    };
+    Ok(task.with_trace_parent(row.try_get("trace_parent").map_err(Error::db("claim"))?))
 }
 
 /// Marks the unreadable rows `owner` just claimed `failed`, with why they cannot be read.

@@ -8,8 +8,8 @@ pub(super) const MAX_BOUND_ROWS: usize = 512;
 
 /// Values bound per inserted row, in [`cycle_script`]'s order: id, name, queue, payload,
 /// state, priority, attempts, max_attempts, run_at, lease_owner, lease_expires_at,
-/// started_at, created_at, updated_at.
-pub(super) const ROW_PARAMS: usize = 14;
+/// started_at, created_at, updated_at, trace_parent.
+pub(super) const ROW_PARAMS: usize = 15;
 
 /// Values bound per fence: id, owner, attempt.
 pub(super) const FENCE_PARAMS: usize = 3;
@@ -28,7 +28,7 @@ pub(super) fn bucket(n: usize) -> usize {
 ///    `fences` (id, owner, attempt) triples — and `SELECT changes()` (one row, one column);
 /// 3. with `rows` slots: the insert — [`ROW_PARAMS`] per slot, a NULL id skips the slot;
 /// 4. with `claim`: the any-queue claim — params owner, lease expiry, now, now, now, task
-///    names (a JSON array), limit — returning rows of seven columns;
+///    names (a JSON array), limit — returning rows of nine columns;
 /// 5. `COMMIT`.
 ///
 /// Parameters are anonymous (`?`), bound in the order they appear: sqlx looks each numbered

@@ -22,7 +22,8 @@ macro_rules! push_error {
 macro_rules! insert_into {
     () => {
         "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
-    max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at)"
+    max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at,
+    trace_parent)"
     };
 }
 
@@ -39,7 +40,7 @@ SELECT j.value ->> '$.id', j.value ->> '$.name', j.value ->> '$.queue', j.value 
             $now,
             ", ",
             $now,
-            "
+            ", j.value ->> '$.trace_parent'
 FROM json_each(",
             $rows,
             ") AS j"
@@ -54,7 +55,8 @@ pub(super) const INSERT: &str = insert!("?1", "?2");
 /// be read (a corrupt id cannot name it).
 macro_rules! claimed {
     () => {
-        "RETURNING id, name, queue, payload, attempts, max_attempts, rowid AS claimed_rowid"
+        "RETURNING id, name, queue, payload, attempts, max_attempts, run_at, trace_parent,
+    rowid AS claimed_rowid"
     };
 }
 

@@ -22,12 +22,12 @@ use crate::unique::Resolve;
 const INSERT_UNIQUE: &str = concat!(
     "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
     max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at,
-    unique_key, unique_states)
+    unique_key, unique_states, trace_parent)
 SELECT j.value ->> '$.id', j.value ->> '$.name', j.value ->> '$.queue', j.value ->> '$.payload',
     j.value ->> '$.state', j.value ->> '$.priority', j.value ->> '$.attempts',
     j.value ->> '$.max_attempts', j.value ->> '$.run_at', j.value ->> '$.lease_owner',
     j.value ->> '$.lease_expires_at', j.value ->> '$.started_at', ?2, ?2,
-    j.value ->> '$.unique_key', j.value ->> '$.unique_states'
+    j.value ->> '$.unique_key', j.value ->> '$.unique_states', j.value ->> '$.trace_parent'
 FROM json_each(?1) AS j
 WHERE true
 ON CONFLICT (unique_key) WHERE ",

@@ -8,7 +8,6 @@ use durable_core::{TaskState, WorkerId};
 use durable_sqlx::sqlite::SqliteStore;
 
 use crate::conformance::row;
-use crate::conformance::Writes as _;
 use durable_core::store::WorkerStore as _;
 
 /// An attempt in flight when the schema gained `attempt_started_at` may have started: a lease
@@ -37,10 +36,7 @@ async fn last_attempts_in_flight_across_the_upgrade_stay_fatal() {
         .with_max_attempts(2)
         .claimed_by(owner, lease);
     let waiting = NewTask::new("work", "{}").with_max_attempts(1);
-    store
-        .insert(&[last.clone(), earlier.clone(), waiting.clone()])
-        .await
-        .expect("insert on the old schema");
+    insert_as_first_release(&store, &[&last, &earlier, &waiting]).await;
 
     store.migrate().await.expect("upgrade");
     tokio::time::sleep(lease + Duration::from_millis(30)).await;
@@ -54,4 +50,39 @@ async fn last_attempts_in_flight_across_the_upgrade_stay_fatal() {
         (TaskState::Pending, 1, 0)
     );
     assert_eq!(row(&store, waiting.id).await.state, TaskState::Pending);
+}
+
+/// Inserts rows as the first release wrote them, with its columns only (this build's insert
+/// names columns later migrations added).
+async fn insert_as_first_release(store: &SqliteStore, tasks: &[&NewTask]) {
+    let now = chrono::Utc::now().timestamp_millis();
+    for t in tasks {
+        let claim = t.claimed_by;
+        sqlx::query(
+            "INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
+                 max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at,
+                 updated_at)
+             VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.id.to_string())
+        .bind(&t.name)
+        .bind(&t.queue)
+        .bind(&t.payload)
+        .bind(if claim.is_some() {
+            "processing"
+        } else {
+            "pending"
+        })
+        .bind(i64::from(claim.is_some()))
+        .bind(i64::from(t.max_attempts))
+        .bind(now)
+        .bind(claim.map(|c| c.owner.to_string()))
+        .bind(claim.map(|c| now + i64::try_from(c.lease.as_millis()).expect("lease")))
+        .bind(claim.map(|_| now))
+        .bind(now)
+        .bind(now)
+        .execute(store.writer_pool())
+        .await
+        .expect("insert on the old schema");
+    }
 }
