@@ -164,6 +164,14 @@ impl BenchStore {
         }
     }
 
+    /// The PostgreSQL store's pool, if PostgreSQL.
+    pub(crate) fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.kind {
+            Kind::Postgres { store, .. } => Some(store.pool()),
+            Kind::Sqlite { .. } => None,
+        }
+    }
+
     /// The PostgreSQL schema, if PostgreSQL.
     pub(crate) fn pg_schema(&self) -> Option<&str> {
         match &self.kind {

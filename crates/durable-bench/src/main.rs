@@ -11,6 +11,7 @@
 //!   through PostgreSQL `NOTIFY`);
 //! - `idle`: CPU time and store queries per second of an idle runtime;
 //! - `backlog`: peak memory while working through a large pending backlog;
+//! - `admin`: latency of the admin reads (stats, pages, search) on `--rows` tasks;
 //! - `reference`: the raw database limits (single-row transactions, 100-row batches);
 //! - `all`: every mode in turn;
 //! - `horizon` (not part of `all`): a fixed offered rate through phases that hold the
@@ -19,6 +20,7 @@
 //! Run with `cargo run --release -p durable-bench -- <mode> [--quick] [--runs N]`; see
 //! `docs/BENCHMARKS.md`.
 
+mod admin;
 mod backend;
 mod backlog;
 mod burn_down;
@@ -64,7 +66,7 @@ pub(crate) struct Cli {
     /// Measured time of each HTTP load run (after a short warm-up).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub(crate) duration: Duration,
-    /// Rows of the `backlog` mode (default 1,000,000; 100,000 with `--quick`).
+    /// Rows of the `backlog` and `admin` modes (default 1,000,000; 100,000 with `--quick`).
     #[arg(long)]
     pub(crate) rows: Option<u64>,
     /// Short smoke run: small sizes and durations, one run unless `--runs` is given.
@@ -116,6 +118,8 @@ pub(crate) enum Mode {
     Backlog,
     /// Raw database limits on this machine.
     Reference,
+    /// Latency of the admin reads on a large table.
+    Admin,
     /// Every mode in turn.
     All,
     /// Long horizon: bloat and a held-back vacuum horizon under a fixed offered rate.
@@ -284,6 +288,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .await?;
             }
             Mode::All | Mode::HorizonWorker => unreachable!("expanded or handled above"),
+            Mode::Admin => admin::run(&settings, &mut summary).await?,
         }
         println!(
             "_{:?} took {:.0} s_\n",

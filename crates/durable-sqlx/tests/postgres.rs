@@ -11,6 +11,8 @@
 #[path = "postgres/clock_plans.rs"]
 mod clock_plans;
 mod conformance;
+#[path = "postgres/estimated_counts.rs"]
+mod estimated_counts;
 #[path = "postgres/migrations.rs"]
 mod migrations;
 #[path = "postgres/search_path.rs"]

@@ -72,7 +72,10 @@ pub(super) async fn retry_failed(ctx: &Ctx, args: &RetryArgs) -> Result<Tally> {
         .map_err(Error::store("retry --failed"))?
         .state(durable_core::TaskState::Failed)
         .value();
-    let limit = Some(args.limit.map_or(failed_at_start, |l| l.min(failed_at_start)));
+    let limit = Some(
+        args.limit
+            .map_or(failed_at_start, |l| l.min(failed_at_start)),
+    );
     let total = drain(limit, Until::Empty, |batch| {
         let mut which = RetryFailed::new(batch);
         which.name.clone_from(&args.task_type);

@@ -96,8 +96,8 @@ impl AdminStore for PostgresStore {
         .await
     }
     /// Counts each state up to [`COUNT_BOUND`](durable_core::store::COUNT_BOUND) on its
-    /// partial index; a terminal state past it is the planner's estimate
-    /// ([`Count::Estimated`](durable_core::store::Count::Estimated)) when that is larger.
+    /// partial index, except a terminal state the planner estimates past the bound: that one
+    /// is the estimate ([`Count::Estimated`](durable_core::store::Count::Estimated)).
     async fn stats(&self) -> durable_core::Result<Stats> {
         self.run("stats", |pool| async move { overview::stats(&pool).await })
             .await

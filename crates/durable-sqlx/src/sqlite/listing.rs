@@ -12,14 +12,18 @@ use crate::error::{Error, Result};
 
 /// The filters every list statement shares: ?1 state, ?2 name, ?3 queue, ?4 after id,
 /// ?5 created from, ?6 created until (Unix ms; each NULL: any). `$cmp` is the keyset's
-/// comparison.
+/// comparison and `$open` the bound it takes without an `after` (below or above every id
+/// text): a comparison with a constant, unlike `?4 IS NULL OR ..`, lets the primary key seek
+/// to the page instead of reading every row before it.
 macro_rules! list_filters {
-    ($cmp:literal) => {
+    ($cmp:literal, $open:literal) => {
         concat!(
             "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR name = ?2)
-  AND (?3 IS NULL OR queue = ?3) AND (?4 IS NULL OR id ",
+  AND (?3 IS NULL OR queue = ?3) AND id ",
             $cmp,
-            " ?4)
+            " coalesce(?4, ",
+            $open,
+            ")
   AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at < ?6)"
         )
     };
@@ -27,10 +31,10 @@ macro_rules! list_filters {
 
 /// A page without a search: the filters, ?7 limit, in `$dir` id order.
 macro_rules! list_page {
-    ($cmp:literal, $dir:literal) => {
+    ($cmp:literal, $open:literal, $dir:literal) => {
         concat!(
             "SELECT * FROM durable_tasks\nWHERE ",
-            list_filters!($cmp),
+            list_filters!($cmp, $open),
             "\nORDER BY id ",
             $dir,
             "\nLIMIT ?7"
@@ -44,14 +48,14 @@ macro_rules! list_page {
 /// scanned and the last of them in scan order (with one row of NULL task columns when
 /// nothing matched), so the caller can resume after the scan.
 macro_rules! search_page {
-    ($cmp:literal, $dir:literal, $rev:literal) => {
+    ($cmp:literal, $open:literal, $dir:literal, $rev:literal) => {
         concat!(
             "
 WITH scanned AS MATERIALIZED (
     SELECT id, instr(payload, ?8) > 0 AS hit
     FROM durable_tasks
     WHERE ",
-            list_filters!($cmp),
+            list_filters!($cmp, $open),
             "
     ORDER BY id ",
             $dir,
@@ -77,10 +81,10 @@ ORDER BY page.id ",
     };
 }
 
-const OLDEST_FIRST: &str = list_page!(">", "ASC");
-const NEWEST_FIRST: &str = list_page!("<", "DESC");
-const SEARCH_OLDEST_FIRST: &str = search_page!(">", "ASC", "DESC");
-const SEARCH_NEWEST_FIRST: &str = search_page!("<", "DESC", "ASC");
+const OLDEST_FIRST: &str = list_page!(">", "''", "ASC");
+const NEWEST_FIRST: &str = list_page!("<", "'g'", "DESC");
+const SEARCH_OLDEST_FIRST: &str = search_page!(">", "''", "ASC", "DESC");
+const SEARCH_NEWEST_FIRST: &str = search_page!("<", "'g'", "DESC", "ASC");
 
 /// One page of `query`.
 pub(super) async fn list(pool: &SqlitePool, query: &ListQuery) -> Result<Page> {

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use chrono::{DurationRound as _, TimeDelta};
 use durable_core::store::{
-    ClaimRequest, Count, ListQuery, NewTask, Store, ThroughputBucket, COUNT_BOUND, MAX_ERRORS,
-    SEARCH_SCAN,
+    ClaimRequest, Count, ListQuery, NewTask, Store, ThroughputBucket, COUNT_BOUND, SEARCH_SCAN,
 };
 use durable_core::{TaskId, TaskState, WorkerId};
 
 use super::clock::ClockDb;
-use super::{row, TestDb, Writes};
+use super::{TestDb, Writes};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -193,78 +192,6 @@ pub async fn admin_search_is_bounded_and_resumable(db: &impl TestDb) {
         .await
         .expect("list");
     assert!(none.tasks.is_empty() && none.next.is_none());
-}
-
-/// Every failed attempt is appended to the history, the last `MAX_ERRORS` kept; a completion
-/// leaves it as it is.
-pub async fn admin_error_history_across_retries(db: &impl TestDb) {
-    let store = db.store();
-    let t = NewTask::new("work", "{}").with_max_attempts(40);
-    store
-        .insert(std::slice::from_ref(&t))
-        .await
-        .expect("insert");
-    let owner = WorkerId::new();
-    let rounds = MAX_ERRORS + 2;
-    for i in 1..=rounds {
-        let c = claim(&store, owner, 1, "work").await;
-        assert_eq!(c.len(), 1, "round {i}");
-        let message = format!("boom {i}");
-        assert!(store
-            .retry_attempt(&c[0].fence(), Duration::ZERO, &message)
-            .await
-            .expect("retry"));
-    }
-    let r = row(&store, t.id).await;
-    assert_eq!(r.errors.len(), MAX_ERRORS);
-    assert_eq!(r.errors[0].attempt, 3);
-    assert_eq!(r.errors[0].message, "boom 3");
-    let last = r.errors.last().expect("history");
-    assert_eq!(last.attempt as usize, rounds);
-    assert_eq!(last.message, format!("boom {rounds}"));
-    assert_eq!(last.worker, Some(owner));
-    assert!(r
-        .errors
-        .windows(2)
-        .all(|w| w[0].at <= w[1].at && w[0].attempt < w[1].attempt));
-    assert_eq!(
-        r.last_error.as_deref(),
-        Some(format!("boom {rounds}").as_str())
-    );
-
-    let c = claim(&store, owner, 1, "work").await;
-    assert!(store.fail(&c[0].fence(), "dead").await.expect("fail"));
-    let r = row(&store, t.id).await;
-    assert_eq!(r.state, TaskState::Failed);
-    assert_eq!(r.errors.len(), MAX_ERRORS);
-    assert_eq!(r.errors.last().map(|e| e.message.as_str()), Some("dead"));
-
-    // A failed attempt, then a completion: the history keeps the one failure.
-    let u = NewTask::new("other", "{}").with_max_attempts(3);
-    store
-        .insert(std::slice::from_ref(&u))
-        .await
-        .expect("insert");
-    let c = claim(&store, owner, 1, "other").await;
-    assert!(store
-        .retry_attempt(&c[0].fence(), Duration::ZERO, "once")
-        .await
-        .expect("retry"));
-    let c = claim(&store, owner, 1, "other").await;
-    assert_eq!(c[0].attempt, 2);
-    assert_eq!(
-        store.complete(&[c[0].fence()]).await.expect("complete"),
-        [u.id]
-    );
-    let r = row(&store, u.id).await;
-    assert_eq!(r.state, TaskState::Completed);
-    assert_eq!(r.errors.len(), 1);
-    assert_eq!(
-        (r.errors[0].attempt, r.errors[0].message.as_str()),
-        (1, "once")
-    );
-    assert!(r.started_at.is_some());
-    assert_eq!(r.unique_key, None);
 }
 
 /// Exact counts per state, queue and due rows; past `COUNT_BOUND`, `AtLeast`.

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod admin_actions;
+pub mod admin_errors;
 pub mod attempts;
 pub mod cancel;
 pub mod clock;
@@ -183,13 +184,15 @@ macro_rules! conformance_tests {
             claim_landing_after_the_hand_back_starts_nothing);
         $crate::conformance_tests!(@admin $make;
             admin_pages_in_both_orders_with_filters, admin_lists_a_creation_time_range,
-            admin_search_is_bounded_and_resumable, admin_error_history_across_retries,
-            admin_stats_exact_then_bounded, admin_throughput_adds_and_sums);
+            admin_search_is_bounded_and_resumable, admin_stats_exact_then_bounded,
+            admin_throughput_adds_and_sums);
+        $crate::conformance_tests!(@admin_errors $make;
+            admin_error_history_across_retries, admin_error_history_of_rescues_and_hand_backs);
         $crate::conformance_tests!(@admin_actions $make;
             admin_retry_puts_failed_and_cancelled_tasks_back, admin_retry_respects_unique_keys,
             admin_retry_failed_oldest_first, admin_delete_removes_the_task_and_its_steps,
             admin_requeue_ends_the_running_attempts_fence, admin_requeue_stuck_attempts,
-            admin_retry_and_requeue_wake_runtimes, admin_error_history_of_rescues_and_hand_backs);
+            admin_retry_and_requeue_wake_runtimes);
         $crate::conformance_tests!(@steps $make;
             steps_run_once_per_task, duplicate_step_names_fail_the_task,
             step_checkpoints_are_fenced_and_pruned, zombie_completion_never_commits,
