@@ -63,7 +63,7 @@ impl std::fmt::Display for Count {
 
 /// Most rows a store counts exactly for one figure of [`Stats`] before it answers
 /// [`Count::AtLeast`] (or an estimate).
-pub const COUNT_BOUND: u64 = 100_000;
+pub const COUNT_BOUND: u64 = 10_000;
 
 /// Counts per state, overall and per queue ([`AdminStore::stats`](super::AdminStore::stats)).
 #[derive(Debug, Clone, PartialEq, Eq)]
