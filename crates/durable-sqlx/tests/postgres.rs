@@ -772,13 +772,13 @@ async fn idle_instance_transactions_per_second() {
         life as f64 / life_secs
     );
     // Alone, about 0.6/s: a claim per poll (2 s) and a lease sweep per 7.5 s. While the rest
-    // of the suite runs on the same server it reads 1.2-9/s (the idle LISTEN backend catching
+    // of the suite runs on the same server it reads 1.2-16/s (the idle LISTEN backend catching
     // up with the notifications of every other test's runtimes — periodic schedules every
     // 100 ms among them — statements prepared on fresh pool connections, background workers
     // visiting the database all count), so the bound only catches a runtime that spins:
     // tens or hundreds per second.
     assert!(
-        steady <= 15.0,
+        steady <= 30.0,
         "idle instance made {steady:.2} transactions/s"
     );
 }

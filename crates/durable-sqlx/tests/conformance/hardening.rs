@@ -300,77 +300,7 @@ impl WorkerStore for Faulty {
     }
 }
 
-#[async_trait]
-impl AdminStore for Faulty {
-    async fn stats(&self) -> durable_core::Result<durable_core::store::Stats> {
-        self.inner.stats().await
-    }
-    async fn throughput(
-        &self,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> durable_core::Result<Vec<durable_core::store::ThroughputBucket>> {
-        self.inner.throughput(since).await
-    }
-    async fn add_throughput(
-        &self,
-        worker: durable_core::WorkerId,
-        buckets: &[durable_core::store::ThroughputBucket],
-    ) -> durable_core::Result<()> {
-        self.inner.add_throughput(worker, buckets).await
-    }
-    async fn retry(
-        &self,
-        id: TaskId,
-        seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        self.inner.retry(id, seen).await
-    }
-    async fn retry_failed(
-        &self,
-        which: &durable_core::store::RetryFailed,
-    ) -> durable_core::Result<u64> {
-        self.inner.retry_failed(which).await
-    }
-    async fn delete(
-        &self,
-        id: TaskId,
-        seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        self.inner.delete(id, seen).await
-    }
-    async fn requeue(
-        &self,
-        id: TaskId,
-        seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        self.inner.requeue(id, seen).await
-    }
-    async fn requeue_stuck(
-        &self,
-        which: &durable_core::store::StuckQuery,
-    ) -> durable_core::Result<u64> {
-        self.inner.requeue_stuck(which).await
-    }
-
-    async fn migrate(&self) -> durable_core::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<durable_core::store::CancelOutcome> {
-        self.inner.cancel(id).await
-    }
-    async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
-        self.inner.prune(older_than, limit).await
-    }
-    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, query: &ListQuery) -> durable_core::Result<durable_core::store::Page> {
-        self.inner.list(query).await
-    }
-    async fn counts(&self) -> durable_core::Result<StateCounts> {
-        self.inner.counts().await
-    }
-}
+super::forward::forward_admin_store!(Faulty);
 
 #[async_trait]
 impl durable_core::store::StepStore for Faulty {

@@ -10,6 +10,7 @@ pub mod admin_errors;
 pub mod attempts;
 pub mod cancel;
 pub mod clock;
+mod forward;
 pub mod hardening;
 pub mod idempotency;
 pub mod periodic;
