@@ -239,7 +239,7 @@ async fn raw_tokio_spawn_loses_the_work_in_progress() {
 
 #[tokio::test]
 async fn durable_spawn_loses_nothing() {
-    let mut scenario = Scenario::new("durable", env!("CARGO_BIN_EXE_durable"));
+    let mut scenario = Scenario::new("durable", env!("CARGO_BIN_EXE_with-durable"));
     let server = scenario.start().await;
     let posted = Instant::now();
     let ids = scenario.post_orders(&server).await;

@@ -5,7 +5,7 @@
 //! Run with
 //!
 //! ```sh
-//! cargo run -p example-migrate-from-spawn --bin durable
+//! cargo run -p example-migrate-from-spawn --bin with-durable
 //! curl -i -X POST localhost:3001/orders -H 'content-type: application/json' -d '{"id":"A-1"}'
 //! ```
 //!
