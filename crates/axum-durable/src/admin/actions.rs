@@ -7,7 +7,7 @@ use durable_core::store::{
 use durable_core::{TaskId, TaskState};
 
 use super::access::Principal;
-use super::router::Shared;
+use super::state::Shared;
 
 /// An action on one task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

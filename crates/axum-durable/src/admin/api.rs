@@ -19,7 +19,7 @@ use super::actions::{self, Action, Done};
 use super::guard::RequestCtx;
 use super::problem;
 use super::query::ListParams;
-use super::router::Shared;
+use super::state::Shared;
 use super::view;
 
 type Ctx = Extension<RequestCtx>;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::access::{Principal, Refusal};
 use super::cookies;
 use super::problem;
-use super::router::Shared;
+use super::state::Shared;
 use super::users::constant_time_eq;
 
 /// Largest form body an action reads (its fields are a token, a state and a count).

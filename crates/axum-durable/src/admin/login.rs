@@ -17,7 +17,7 @@ use super::access::{Authorize, Principal, Refusal};
 use super::cookies;
 use super::guard::RequestCtx;
 use super::html;
-use super::router::Shared;
+use super::state::Shared;
 use super::users::{basic_credentials, Users};
 
 /// Most sessions kept at once: a flood of logins cannot grow memory without bound (the

@@ -95,6 +95,7 @@ mod problem;
 mod query;
 mod redact;
 mod router;
+mod state;
 mod users;
 mod view;
 
@@ -108,7 +109,7 @@ pub use access::{Authorize, Principal, Refusal};
 pub use login::LoginForm;
 pub use users::{BasicAuth, Role, Users};
 
-use router::{AccessRule, Shared};
+use state::{AccessRule, Shared};
 
 /// Tasks per list page, by default.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;

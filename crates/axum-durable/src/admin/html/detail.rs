@@ -16,7 +16,7 @@ use crate::admin::actions::{self, Action, Done};
 use crate::admin::guard::RequestCtx;
 use crate::admin::problem;
 use crate::admin::redact;
-use crate::admin::router::Shared;
+use crate::admin::state::Shared;
 use crate::admin::view::sorted_steps;
 
 /// The notice after an action, by code (fixed texts: nothing from the request is echoed).

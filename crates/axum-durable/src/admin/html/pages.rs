@@ -17,7 +17,7 @@ use crate::admin::api::HOUR;
 use crate::admin::guard::RequestCtx;
 use crate::admin::problem;
 use crate::admin::query::{percent_encode, ListParams};
-use crate::admin::router::Shared;
+use crate::admin::state::Shared;
 
 /// Failures the overview lists.
 const LATEST_FAILURES: u32 = 10;
