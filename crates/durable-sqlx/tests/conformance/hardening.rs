@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::store::{
-    async_trait, AdminStore, CommitMode, Fence, ListQuery, NewTask, Outcome, RescueReport,
-    StateCounts, Store, TaskRecord, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, CommitMode, Fence, NewTask, Outcome, RescueReport, Store, WorkerStore, WriteBatch,
+    WriteOutcome,
 };
 use durable_core::{
     Backoff, Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskOptions, TaskState,

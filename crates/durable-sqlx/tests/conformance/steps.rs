@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, AdminStore, CommitMode, Fence, ListQuery, NewTask, RescueReport, StateCounts,
-    StepRecord, StepStore, Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, AdminStore, CommitMode, Fence, NewTask, RescueReport, StepRecord, StepStore,
+    Store, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
 };
 use durable_core::{
     Backoff, Error, Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskOptions,
