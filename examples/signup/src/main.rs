@@ -41,7 +41,9 @@
 //!
 //! `ADMIN_PASSWORD` (unset: no dashboard) with `ADMIN_USER` (`admin`), and optionally
 //! `ADMIN_VIEWER_USER` / `ADMIN_VIEWER_PASSWORD` (read-only): the operators' dashboard and
-//! JSON API at `/admin` (log in at `/admin/login`; `admin.rs`).
+//! JSON API at `/admin` (log in at `/admin/login`; `admin.rs`). From a shell, the `durable`
+//! command reads and acts on the same database: `cargo run -p durable-cli --
+//! --database-url sqlite://signup.db stats` (or `list --state failed`, `show ID`, `retry ID`).
 
 mod admin;
 mod chaos;
