@@ -9,6 +9,8 @@ mod steps_app;
 mod unreadable_rows;
 #[path = "sqlite/upgrade.rs"]
 mod upgrade;
+#[path = "sqlite/wal_limit.rs"]
+mod wal_limit;
 #[path = "sqlite/writer_transaction.rs"]
 mod writer_transaction;
 

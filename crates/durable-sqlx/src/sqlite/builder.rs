@@ -48,6 +48,11 @@ pub struct SqliteStoreBuilder {
     pub(super) acquire_timeout: Duration,
 }
 
+/// Bytes the WAL file is cut back to after a checkpoint that copied every frame (`PRAGMA
+/// journal_size_limit`): 64 MiB, about 16,000 pages, far above what the automatic checkpoint
+/// (every 1,000 pages) lets it reach when no reader holds it back.
+pub const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
 impl SqliteStoreBuilder {
     /// Sets the commit durability (default [`Durability::Full`]).
     #[must_use]
@@ -116,7 +121,13 @@ impl SqliteStoreBuilder {
                     })?;
                 }
             }
-            options.journal_mode(SqliteJournalMode::Wal)
+            // A checkpoint cannot copy frames past the snapshot of the oldest open reader, so
+            // a long read transaction (a report, a backup, a stuck connection) lets the WAL
+            // grow by every write meanwhile. Without a limit the file keeps that size for
+            // good; with one, the first write after a complete checkpoint cuts it back.
+            options
+                .journal_mode(SqliteJournalMode::Wal)
+                .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
         };
         // No ping before each acquire: the connections are in-process, and a ping is one
         // more round trip to the connection's thread on every write.

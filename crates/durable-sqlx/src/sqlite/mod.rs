@@ -34,7 +34,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::util::detached;
-pub use builder::{Durability, SqliteStoreBuilder};
+pub use builder::{Durability, SqliteStoreBuilder, WAL_SIZE_LIMIT};
 pub(crate) use encode::insert_on;
 pub(crate) use idempotency::record_on;
 pub(crate) use steps::{complete_on, save_step_on};
