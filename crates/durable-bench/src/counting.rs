@@ -147,6 +147,11 @@ impl WorkerStore for CountingStore {
         self.inner.rescue_expired().await
     }
 
+    async fn maintain(&self) -> durable_core::Result<durable_core::store::Maintenance> {
+        self.count("maintain", 0);
+        self.inner.maintain().await
+    }
+
     async fn backlog(&self) -> durable_core::Result<u64> {
         self.count("backlog", 0);
         self.inner.backlog().await

@@ -151,6 +151,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How often the store's housekeeping runs (default 1 s; `None`: never). On PostgreSQL it
+    /// vacuums the live partition of `durable_tasks` when dead row versions pile up there,
+    /// so the table claims scan stays small even where autovacuum is off or wakes once a
+    /// minute (its default); concurrent instances skip a vacuum another one is running.
+    #[must_use]
+    pub fn maintain_every(mut self, every: Option<Duration>) -> Self {
+        self.config.maintain_interval = every.map(|d| d.max(Duration::from_millis(10)));
+        self
+    }
+
     /// After the shutdown grace, how long cancelled tasks get to observe
     /// [`TaskContext::cancelled`](crate::TaskContext::cancelled) and return before they are
     /// dropped (default 500 ms).
@@ -264,6 +274,10 @@ impl RuntimeBuilder {
             maintenance.clone(),
         ));
         loops.spawn(loops::prune_loop(Arc::clone(&shared), maintenance.clone()));
+        loops.spawn(loops::maintain_loop(
+            Arc::clone(&shared),
+            maintenance.clone(),
+        ));
         loops.spawn(loops::unclaimable_loop(
             Arc::clone(&shared),
             maintenance.clone(),

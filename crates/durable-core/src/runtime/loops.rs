@@ -187,6 +187,29 @@ pub(crate) async fn prune_loop(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
+/// Runs the store's housekeeping ([`WorkerStore::maintain`](crate::store::WorkerStore::maintain))
+/// at the maintenance interval. Failures are logged and retried at the next tick.
+pub(crate) async fn maintain_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let Some(every) = shared.config.maintain_interval else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match shared.store.maintain().await {
+            Ok(done) if done.vacuumed => {
+                tracing::debug!(dead_rows = done.dead_rows, "vacuumed the live task table");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "store maintenance failed"),
+        }
+    }
+}
+
 /// How often a runtime looks for due tasks it cannot run, and how long such a task must have
 /// been due to be reported: a type that other instances run is claimed well within a minute.
 const UNCLAIMABLE_EVERY: Duration = Duration::from_secs(60);

@@ -36,6 +36,10 @@ pub struct Settings {
     pub prune_interval: Duration,
     /// Most rows deleted per prune statement (default 1,000).
     pub prune_batch: u32,
+    /// How often the store's housekeeping runs ([`WorkerStore::maintain`](crate::store::WorkerStore::maintain):
+    /// on PostgreSQL, a `VACUUM` of the live partition when it needs one); default 1 s,
+    /// `None`: never (leave it to autovacuum).
+    pub maintain_interval: Option<Duration>,
     /// How long shutdown waits for cancelled attempts to return (default 500 ms).
     pub cancel_grace: Duration,
     /// Whether fresh tasks with free slots are inserted already claimed and start at once
@@ -66,6 +70,7 @@ impl Default for Settings {
             retention: Some(Duration::from_secs(24 * 3600)),
             prune_interval: Duration::from_secs(60),
             prune_batch: 1000,
+            maintain_interval: Some(Duration::from_secs(1)),
             cancel_grace: Duration::from_millis(500),
             local_dispatch: true,
             alert_after_attempts: None,

@@ -122,3 +122,25 @@ pub struct RescueReport {
     /// Rows whose lease expired while their cancellation was requested, now `cancelled`.
     pub cancelled: u64,
 }
+
+/// What one round of [`WorkerStore::maintain`](super::WorkerStore::maintain) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Maintenance {
+    /// Dead row versions in the table claims scan, as the database counted them before
+    /// this round (`None`: the store keeps no such count).
+    pub dead_rows: Option<u64>,
+    /// Whether this round vacuumed that table.
+    pub vacuumed: bool,
+}
+
+impl Maintenance {
+    /// A round that found `dead_rows` dead row versions and vacuumed the table or not.
+    #[must_use]
+    pub fn new(dead_rows: Option<u64>, vacuumed: bool) -> Self {
+        Self {
+            dead_rows,
+            vacuumed,
+        }
+    }
+}

@@ -36,7 +36,7 @@ pub use action::{ActionOutcome, RetryFailed, Seen, StuckQuery};
 pub use admin::AdminStore;
 pub use batch::{Outcome, Settle, WriteBatch, WriteOutcome};
 pub use cancel::CancelOutcome;
-pub use claim::{ClaimRequest, Fence, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SCAN};
+pub use claim::{ClaimRequest, Fence, Maintenance, RescueReport, REQUEUE_LIMIT, UNCLAIMABLE_SCAN};
 pub use idempotency::{KeyClaim, KeyTake, ResponseRecord, StoredResponse};
 pub use list::{ListQuery, Page, MAX_LIST_LIMIT, SEARCH_SCAN};
 pub use record::{AttemptError, StateCounts, TaskRecord, MAX_ERRORS};

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::{
     ActionOutcome, AdminStore, CancelOutcome, CommitMode, Fence, KeyClaim, KeyTake, ListQuery,
-    Page, RescueReport, RetryFailed, ScheduleAdvance, ScheduleRow, ScheduleStore, Seen,
-    StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket, Wakeups, WorkerStore, WriteBatch,
-    WriteOutcome,
+    Maintenance, Page, RescueReport, RetryFailed, ScheduleAdvance, ScheduleRow, ScheduleStore,
+    Seen, StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket, Wakeups, WorkerStore,
+    WriteBatch, WriteOutcome,
 };
 use crate::error::Result;
 use crate::ids::{TaskId, WorkerId};
@@ -45,6 +45,9 @@ impl<S: WorkerStore + ?Sized> WorkerStore for Arc<S> {
     }
     async fn rescue_expired(&self) -> Result<RescueReport> {
         (**self).rescue_expired().await
+    }
+    async fn maintain(&self) -> Result<Maintenance> {
+        (**self).maintain().await
     }
     async fn check_enqueue(&self) -> Result<()> {
         (**self).check_enqueue().await

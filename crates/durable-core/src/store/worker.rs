@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::{BoxStream, StreamExt};
 
-use super::{Fence, KeyClaim, KeyTake, RescueReport, ScheduleStore, WriteBatch, WriteOutcome};
+use super::{
+    Fence, KeyClaim, KeyTake, Maintenance, RescueReport, ScheduleStore, WriteBatch, WriteOutcome,
+};
 use crate::error::Result;
 use crate::ids::TaskId;
 
@@ -123,6 +125,16 @@ pub trait WorkerStore: ScheduleStore + Send + Sync + fmt::Debug + 'static {
     /// counted if it never started. A row whose cancellation was requested becomes
     /// `cancelled` instead. Called by a runtime's claim loop.
     async fn rescue_expired(&self) -> Result<RescueReport>;
+
+    /// Housekeeping that keeps the table claims scan small and fast: on PostgreSQL, a
+    /// `VACUUM` of the live partition when its dead row versions pile up (each claim and each
+    /// finished task leaves one), whatever the server's autovacuum settings. Called by a
+    /// runtime every [`Settings::maintain_interval`](crate::Settings::maintain_interval);
+    /// stores whose tables need none (SQLite rewrites rows in place) keep the default, which
+    /// does nothing. A wrapper store must delegate it.
+    async fn maintain(&self) -> Result<Maintenance> {
+        Ok(Maintenance::default())
+    }
 
     /// Called by the [`Client`](crate::Client), in the caller's task, before it hands an
     /// insert to its writer: fails when that insert could never be written from here. SQLite
