@@ -13,6 +13,8 @@ mod clock_plans;
 mod conformance;
 #[path = "postgres/estimated_counts.rs"]
 mod estimated_counts;
+#[path = "postgres/history.rs"]
+mod history;
 #[path = "postgres/migrations.rs"]
 mod migrations;
 #[path = "postgres/search_path.rs"]
@@ -377,6 +379,8 @@ async fn migrations_coexist_with_application_migrations() {
             "durable_schedules",
             "durable_steps",
             "durable_tasks",
+            "durable_tasks_history",
+            "durable_tasks_live",
             "durable_throughput",
             "users"
         ]
@@ -533,7 +537,7 @@ async fn explain_claim_uses_partial_index() {
         .expect("explain");
     eprintln!("claim plan (any queue):\n{any}");
     assert!(
-        any.contains("Index Scan using durable_tasks_claim on durable_tasks"),
+        any.contains("Index Scan using durable_tasks_live_ready on durable_tasks_live"),
         "{any}"
     );
     assert!(!any.contains("Seq Scan"), "{any}");
@@ -544,7 +548,7 @@ async fn explain_claim_uses_partial_index() {
         .expect("explain");
     eprintln!("claim plan (capped queue):\n{queue}");
     assert!(
-        queue.contains("Index Scan using durable_tasks_claim_queue on durable_tasks"),
+        queue.contains("Index Scan using durable_tasks_live_ready_queue on durable_tasks_live"),
         "{queue}"
     );
     assert!(!queue.contains("Seq Scan"), "{queue}");
@@ -556,8 +560,27 @@ async fn explain_claim_uses_partial_index() {
         .expect("explain");
     eprintln!("backlog plan:\n{backlog}\nunclaimable plan:\n{unclaimable}");
     for plan in [&backlog, &unclaimable] {
-        assert!(plan.contains("using durable_tasks_claim"), "{plan}");
+        assert!(plan.contains("using durable_tasks_live_ready"), "{plan}");
         assert!(!plan.contains("Seq Scan"), "{plan}");
+    }
+    // A resumed claim starts at its position: the row comparison is an index condition,
+    // not a filter on rows walked from the head.
+    for queue in [None, Some("mail")] {
+        let resumed = db
+            .store
+            .explain_resumed_claim(64, queue, &["work", "mail"])
+            .await
+            .expect("explain");
+        eprintln!("resumed claim plan ({queue:?}):\n{resumed}");
+        let cond = resumed
+            .lines()
+            .find(|l| l.contains("Index Cond"))
+            .unwrap_or_else(|| panic!("{resumed}"));
+        assert!(
+            cond.contains("ROW((- (priority)::integer), run_at, id) >="),
+            "{resumed}"
+        );
+        assert!(!resumed.contains("Seq Scan"), "{resumed}");
     }
     // And the claim takes exactly its limit.
     let claimed = db

@@ -144,14 +144,14 @@ pub async fn read(inspector: &Inspector) -> Result<Tables, sqlx::Error> {
 }
 
 /// The durable migration a newer release of the library would ship: a nullable column, which
-/// builds of this schema version (10) neither read nor write, declared
+/// builds of this schema version (11) neither read nor write, declared
 /// compatible with them.
-pub const NEXT_DURABLE_MIGRATION: &str = "-- durable:compatible-from 10\n\
-     -- A nullable column: version 10 builds leave it NULL.\n\
+pub const NEXT_DURABLE_MIGRATION: &str = "-- durable:compatible-from 11\n\
+     -- A nullable column: version 11 builds leave it NULL.\n\
      ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n";
 
 /// The library's schema version in this build: its newest migration.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 /// The next release's schema version.
 const NEXT_SCHEMA_VERSION: i64 = SCHEMA_VERSION + 1;

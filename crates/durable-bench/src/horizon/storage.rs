@@ -76,12 +76,14 @@ impl Storage {
         }
     }
 
-    /// The task table, on PostgreSQL.
+    /// The table claims scan, on PostgreSQL: the live partition of `durable_tasks` (schema
+    /// 11 on), else `durable_tasks` itself.
     pub(crate) fn tasks(&self) -> Option<&Relation> {
         match self {
-            Storage::Postgres { relations, .. } => {
-                relations.iter().find(|r| r.name == "durable_tasks")
-            }
+            Storage::Postgres { relations, .. } => relations
+                .iter()
+                .find(|r| r.name == "durable_tasks_live")
+                .or_else(|| relations.iter().find(|r| r.name == "durable_tasks")),
             Storage::Sqlite { .. } => None,
         }
     }

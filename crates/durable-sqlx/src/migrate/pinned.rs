@@ -55,6 +55,10 @@ const SQLITE: &[(i64, &str)] = &[
         10,
         "d770f6f5ed26fd2a3a5726b01d8d795b77bc845a2303eb9ab15dba06951f725fff213ab7d9d1fd9d5bf7b3a914d9a08d",
     ),
+    (
+        11,
+        "e2440b7c5932e3f84a0d768b7650a65f71bcfb7b4282dfde097ee3fd62989c855c19ccaa74bea4c9c17ba0783343672d",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -98,6 +102,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         10,
         "d770f6f5ed26fd2a3a5726b01d8d795b77bc845a2303eb9ab15dba06951f725fff213ab7d9d1fd9d5bf7b3a914d9a08d",
+    ),
+    (
+        11,
+        "ea02ad63f8739d98d980d884e9148b5c8c0f7e94859875bc18e0b75e5026a8b9e70b999554e05475a9ac14256f1c7927",
     ),
 ];
 

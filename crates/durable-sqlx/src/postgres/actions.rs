@@ -7,15 +7,17 @@ use durable_core::{TaskId, TaskState};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::moved::{again_if_moved, row_moved};
 use super::ms;
 use crate::admin::{moved, seen_params, Found};
 use crate::error::{Error, Result};
 
 /// A task back to `pending`, due now, with one more attempt allowed if it used them all. Its
-/// cancellation request goes (a retried task is wanted again), its error history stays.
+/// cancellation request goes (a retried task is wanted again), its error history stays. A
+/// row in the history partition moves back to the live one.
 macro_rules! retry_set {
     () => {
-        "state = 'pending', run_at = durable_now(), finished_at = NULL, lease_owner = NULL,
+        "state = 'pending', archived = false, run_at = durable_now(), finished_at = NULL, lease_owner = NULL,
     lease_expires_at = NULL, attempt_started_at = NULL, cancel_requested_at = NULL,
     max_attempts = greatest(max_attempts, attempts + 1), updated_at = durable_now()"
     };
@@ -27,12 +29,20 @@ macro_rules! retry_set {
 /// again — even if the same instance claims the task — and one more attempt is allowed.
 macro_rules! requeue_set {
     () => {
-        "state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        concat!(
+            "state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+    archived = ",
+            archived_as!(
+                "",
+                "CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END"
+            ),
+            ",
     finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE durable_now() END,
     max_attempts = CASE WHEN cancel_requested_at IS NULL
         THEN least(max_attempts, 2147483646) + 1 ELSE max_attempts END,
     run_at = durable_now(), lease_owner = NULL, lease_expires_at = NULL,
     attempt_started_at = NULL, requeues = requeues + 1, updated_at = durable_now()"
+        )
     };
 }
 
@@ -129,8 +139,7 @@ WITH moved AS (
 SELECT (SELECT count(*) FROM moved) AS n, (SELECT count(*) FROM woke) AS woke"
 );
 
-/// $1 id, $2/$3 seen. Deletes a row that is not `processing` (its steps go by the foreign
-/// key's cascade).
+/// $1 id, $2/$3 seen. Deletes a row that is not `processing`, and its steps.
 const DELETE: &str = concat!(
     "
 WITH target AS (
@@ -140,6 +149,8 @@ WITH target AS (
     as_seen!(),
     "
     RETURNING id
+), steps AS (
+    DELETE FROM durable_steps WHERE task_id IN (SELECT id FROM gone)
 )",
     found!("(SELECT count(*) FROM gone)", "NULL::uuid")
 );
@@ -173,7 +184,7 @@ WITH target AS (
 const REQUEUE_STUCK: &str = concat!(
     "
 WITH stuck AS MATERIALIZED (
-    SELECT id FROM durable_tasks
+    SELECT id FROM durable_tasks_live
     WHERE state = 'processing' AND ($2::text IS NULL OR name = $2)
       AND CASE WHEN $1::int8 = 0 THEN lease_expires_at < durable_now()
                ELSE started_at < durable_now() - $1::int8 * interval '1 millisecond' END
@@ -258,7 +269,7 @@ async fn act(
     let (done, state, attempts, holder) = loop {
         match run(pool, statement, id, seen).await {
             Ok(raw) => break raw,
-            Err(e) if key_taken(&e) && rounds < KEY_ROUNDS => rounds += 1,
+            Err(e) if (key_taken(&e) || row_moved(&e)) && rounds < KEY_ROUNDS => rounds += 1,
             Err(e) => return Err(Error::db(operation)(e)),
         }
     };
@@ -329,7 +340,7 @@ pub(super) async fn retry_failed(pool: &PgPool, which: &RetryFailed) -> Result<u
             .await
         {
             Ok(n) => return Ok(u64::try_from(n).unwrap_or(0)),
-            Err(e) if key_taken(&e) && rounds < KEY_ROUNDS => rounds += 1,
+            Err(e) if (key_taken(&e) || row_moved(&e)) && rounds < KEY_ROUNDS => rounds += 1,
             Err(e) => return Err(Error::db("retry failed")(e)),
         }
     }
@@ -337,12 +348,14 @@ pub(super) async fn retry_failed(pool: &PgPool, which: &RetryFailed) -> Result<u
 
 /// [`AdminStore::requeue_stuck`](durable_core::store::AdminStore::requeue_stuck).
 pub(super) async fn requeue_stuck(pool: &PgPool, which: &StuckQuery) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar(REQUEUE_STUCK)
-        .bind(ms(which.running_for))
-        .bind(which.name.as_deref())
-        .bind(i64::from(which.limit))
-        .fetch_one(pool)
-        .await
-        .map_err(Error::db("requeue stuck"))?;
+    let n: i64 = again_if_moved(|| {
+        sqlx::query_scalar(REQUEUE_STUCK)
+            .bind(ms(which.running_for))
+            .bind(which.name.as_deref())
+            .bind(i64::from(which.limit))
+            .fetch_one(pool)
+    })
+    .await
+    .map_err(Error::db("requeue stuck"))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }

@@ -9,6 +9,7 @@ use durable_core::store::{
 };
 use durable_core::{TaskId, WorkerId};
 
+use super::moved::again_if_moved;
 use super::rows::record_from_row;
 use super::{actions, ms, overview, sql, PostgresStore};
 use crate::error::{Error, Result};
@@ -52,13 +53,15 @@ impl AdminStore for PostgresStore {
 
     async fn prune(&self, older_than: Duration, limit: u32) -> durable_core::Result<u64> {
         self.run("prune", move |pool| async move {
-            let done = sqlx::query(sql::PRUNE)
-                .bind(ms(older_than))
-                .bind(i64::from(limit))
-                .execute(&pool)
-                .await
-                .map_err(Error::db("prune"))?;
-            Ok(done.rows_affected())
+            let done: i64 = again_if_moved(|| {
+                sqlx::query_scalar(sql::PRUNE)
+                    .bind(ms(older_than))
+                    .bind(i64::from(limit))
+                    .fetch_one(&pool)
+            })
+            .await
+            .map_err(Error::db("prune"))?;
+            Ok(u64::try_from(done).unwrap_or(0))
         })
         .await
     }

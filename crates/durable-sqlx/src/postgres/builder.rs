@@ -45,6 +45,7 @@ pub struct PostgresStoreBuilder {
     pub(super) acquire_timeout: Duration,
     pub(super) statement_timeout: Option<Duration>,
     pub(super) ping_after_idle: Duration,
+    pub(super) resume_after: Duration,
 }
 
 impl PostgresStoreBuilder {
@@ -125,6 +126,20 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// How long a claim that walks the claim index from its head must take before the
+    /// store's next claims start where the last one ended instead (default 8 ms; a claim
+    /// on a healthy table takes 1–2 ms). A slow walk means entries of rows claimed since
+    /// some old snapshot was taken (an idle transaction, a long report) that PostgreSQL
+    /// cannot mark dead yet; resumed claims skip them. While claims resume, one walk from
+    /// the head each second still finds rows placed before the position — a higher
+    /// priority, a transaction that committed late — and decides whether to keep resuming.
+    /// `Duration::ZERO` resumes whenever possible, `Duration::MAX` never.
+    #[must_use]
+    pub fn claim_resume_after(mut self, slow: Duration) -> Self {
+        self.resume_after = slow;
+        self
+    }
+
     /// Creates the schema if one was set and missing, and opens the pool (one connection
     /// eagerly, so a wrong URL fails here).
     pub async fn connect(self) -> Result<PostgresStore> {
@@ -180,7 +195,9 @@ impl PostgresStoreBuilder {
             .connect_with(options)
             .await
             .map_err(Error::db("connect"))?;
-        Ok(PostgresStore::from_pool(pool))
+        let mut store = PostgresStore::from_pool(pool);
+        store.resume = std::sync::Arc::new(super::resume::Resume::new(self.resume_after));
+        Ok(store)
     }
 }
 

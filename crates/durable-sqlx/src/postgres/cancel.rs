@@ -11,6 +11,7 @@ use durable_core::store::{CancelOutcome, Fence};
 use durable_core::TaskId;
 use sqlx::{PgPool, Row};
 
+use super::moved::again_if_moved;
 use super::rows::{attempt_i32, clean_text, fence_columns};
 use super::{ms, PostgresStore};
 use crate::error::Error;
@@ -23,15 +24,22 @@ pub(super) const CANCEL_CHANNEL: &str = "SELECT left('durable_cancel.' || curren
 /// first one's time is kept) and notifies the instances with the task id. `moved` is the
 /// state after the update (none: the row is neither), `found` the state before it (none: no
 /// such row). SET expressions read the row as it was.
-const CANCEL: &str = "
+const CANCEL: &str = concat!(
+    "
 WITH moved AS (
     UPDATE durable_tasks
     SET state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
+        archived = ",
+    archived_as!(
+        "",
+        "CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END"
+    ),
+    ",
         finished_at = CASE WHEN state = 'pending' THEN durable_now() ELSE finished_at END,
         cancel_requested_at = CASE WHEN state = 'processing'
             THEN coalesce(cancel_requested_at, durable_now()) END,
         updated_at = durable_now()
-    WHERE id = $1::uuid AND state IN ('pending', 'processing')
+    WHERE id = $1::uuid AND state IN ('pending', 'processing') AND NOT archived
     RETURNING id, state
 ),
 notified AS (
@@ -40,50 +48,60 @@ notified AS (
 )
 SELECT (SELECT state FROM moved) AS moved,
     (SELECT state FROM durable_tasks WHERE id = $1::uuid) AS found,
-    (SELECT count(*) FROM notified) AS notified";
+    (SELECT count(*) FROM notified) AS notified"
+);
 
 /// $1 ids. The held rows whose cancellation was requested.
 const CANCEL_REQUESTED: &str = "
-SELECT id FROM durable_tasks
+SELECT id FROM durable_tasks_live
 WHERE id = ANY($1::uuid[]) AND state = 'processing' AND cancel_requested_at IS NOT NULL";
 
 /// $1 id, $2 owner, $3 attempt, $4 error. An attempt of a cancel-requested task ended.
 pub(super) const CANCELLED: &str = concat!(
     "
 UPDATE durable_tasks
-SET state = 'cancelled', last_error = $4, errors = ",
+SET state = 'cancelled', archived = ",
+    archived_as!("", "'cancelled'"),
+    ", last_error = $4, errors = ",
     push_error!("", "$4::text"),
     ", lease_expires_at = NULL,
     finished_at = durable_now(), updated_at = durable_now()
-WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'"
+WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing' AND NOT archived"
 );
 
 /// $1 id, $2 owner, $3 attempt, $4 delay ms. Back to `pending` without counting the attempt
 /// (`cancelled` if its cancellation was requested meanwhile); notifies when due at once.
-pub(super) const SNOOZE: &str = "
+pub(super) const SNOOZE: &str = concat!(
+    "
 WITH moved AS (
     UPDATE durable_tasks
     SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        archived = ",
+    archived_as!(
+        "",
+        "CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END"
+    ),
+    ",
         attempts = CASE WHEN cancel_requested_at IS NULL THEN attempts - 1 ELSE attempts END,
         run_at = durable_now() + $4::int8 * interval '1 millisecond',
         finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE durable_now() END,
         lease_owner = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE lease_owner END,
         lease_expires_at = NULL, updated_at = durable_now()
     WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
+      AND NOT archived
     RETURNING state, run_at
 )
 SELECT count(*) AS n,
     CASE WHEN bool_or(state = 'pending' AND run_at <= durable_now())
         THEN pg_notify(left('durable_tasks.' || current_schema(), 63), '')::text END AS notified
-FROM moved";
+FROM moved"
+);
 
 impl PostgresStore {
     /// [`AdminStore::cancel`](durable_core::store::AdminStore::cancel).
     pub(super) async fn cancel_task(&self, id: TaskId) -> durable_core::Result<CancelOutcome> {
         self.run("cancel", move |pool| async move {
-            let row = sqlx::query(CANCEL)
-                .bind(id.as_uuid())
-                .fetch_one(&pool)
+            let row = again_if_moved(|| sqlx::query(CANCEL).bind(id.as_uuid()).fetch_one(&pool))
                 .await
                 .map_err(Error::db("cancel"))?;
             let moved: Option<String> = row.try_get("moved").map_err(Error::db("cancel"))?;
@@ -125,14 +143,17 @@ pub(super) async fn write_cancelled(
     fence: &Fence,
     error: &str,
 ) -> crate::error::Result<bool> {
-    let done = sqlx::query(CANCELLED)
-        .bind(fence.id.as_uuid())
-        .bind(fence.owner.as_uuid())
-        .bind(attempt_i32(fence.attempt))
-        .bind(clean_text(error))
-        .execute(pool)
-        .await
-        .map_err(Error::db("cancelled"))?;
+    let error = clean_text(error);
+    let done = again_if_moved(|| {
+        sqlx::query(CANCELLED)
+            .bind(fence.id.as_uuid())
+            .bind(fence.owner.as_uuid())
+            .bind(attempt_i32(fence.attempt))
+            .bind(&error)
+            .execute(pool)
+    })
+    .await
+    .map_err(Error::db("cancelled"))?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -142,13 +163,15 @@ pub(super) async fn write_snoozed(
     fence: &Fence,
     delay: std::time::Duration,
 ) -> crate::error::Result<bool> {
-    let n: i64 = sqlx::query_scalar(SNOOZE)
-        .bind(fence.id.as_uuid())
-        .bind(fence.owner.as_uuid())
-        .bind(attempt_i32(fence.attempt))
-        .bind(ms(delay))
-        .fetch_one(pool)
-        .await
-        .map_err(Error::db("snooze"))?;
+    let n: i64 = again_if_moved(|| {
+        sqlx::query_scalar(SNOOZE)
+            .bind(fence.id.as_uuid())
+            .bind(fence.owner.as_uuid())
+            .bind(attempt_i32(fence.attempt))
+            .bind(ms(delay))
+            .fetch_one(pool)
+    })
+    .await
+    .map_err(Error::db("snooze"))?;
     Ok(n == 1)
 }

@@ -1,22 +1,37 @@
 //! Claiming and completing on a connection: the one-statement claim, the per-queue capped claim.
 
+use chrono::{DateTime, Utc};
 use durable_core::store::{ClaimRequest, ClaimedTask};
 use durable_core::TaskId;
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres, Row};
+use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::moved::{row_moved, MOVED_RETRIES};
+use super::resume::{Position, Resume};
 use super::rows::claimed_from_row;
 use super::{ms, sql};
 use crate::error::{Error, Result};
 
-/// Claims per `request` inside the caller's transaction: the capped queues first, then the
+/// One claim's settings: the request, the store's claim positions, and whether each
+/// statement is its own transaction (then a statement refused for a moved row is run again).
+pub(super) struct Claim<'a> {
+    pub(super) request: &'a ClaimRequest,
+    pub(super) resume: &'a Resume,
+    pub(super) own_transaction: bool,
+}
+
+/// Claims per `claim` inside the caller's transaction: the capped queues first, then the
 /// rest.
 pub(super) async fn claim_on(
     conn: &mut PgConnection,
-    request: &ClaimRequest,
+    claim: &Claim<'_>,
 ) -> Result<Vec<ClaimedTask>> {
+    let request = claim.request;
     if request.capped.is_empty() {
-        return claim_some(conn, request, request.limit, None, &[]).await;
+        return claim_some(conn, claim, request.limit, None, &[]).await;
     }
     let mut remaining = request.limit;
     let mut claimed = Vec::new();
@@ -25,72 +40,75 @@ pub(super) async fn claim_on(
         if n == 0 {
             continue;
         }
-        let rows = claim_some(conn, request, n, Some(queue), &[]).await?;
+        let rows = claim_some(conn, claim, n, Some(queue), &[]).await?;
         remaining -= rows.len().min(remaining);
         claimed.extend(rows);
     }
     if remaining > 0 {
         let excluded: Vec<String> = request.capped.iter().map(|(q, _)| q.clone()).collect();
-        let rows = claim_some(conn, request, remaining, None, &excluded).await?;
+        let rows = claim_some(conn, claim, remaining, None, &excluded).await?;
         claimed.extend(rows);
     }
     Ok(claimed)
 }
 
-/// Completes the fenced attempts (as [`fence_columns`]) on `conn`.
+/// Completes the fenced attempts (as [`fence_columns`](super::rows::fence_columns)) on
+/// `conn`, one autocommit statement (run again if refused for a moved row).
 pub(super) async fn complete_on(
     conn: &mut PgConnection,
     (ids, owners, attempts): (Vec<Uuid>, Vec<Uuid>, Vec<i32>),
 ) -> Result<Vec<TaskId>> {
-    let done: Vec<Uuid> = sqlx::query_scalar(sql::COMPLETE)
-        .bind(ids)
-        .bind(owners)
-        .bind(attempts)
-        .fetch_all(conn)
-        .await
-        .map_err(Error::db("complete"))?;
+    // A loop rather than `again_if_moved`: each run reborrows the connection.
+    let mut tries = 0;
+    let done: Vec<Uuid> = loop {
+        let run = sqlx::query_scalar(sql::COMPLETE)
+            .bind(&ids)
+            .bind(&owners)
+            .bind(&attempts)
+            .fetch_all(&mut *conn)
+            .await;
+        match run {
+            Err(error) if row_moved(&error) && tries < MOVED_RETRIES => tries += 1,
+            run => break run.map_err(Error::db("complete"))?,
+        }
+    };
     Ok(done.into_iter().map(TaskId::from_uuid).collect())
 }
 
-/// One claim statement on a transaction: rows of `queue` (`Some`), of every queue but
-/// `excluded` (`None`), at most `n`.
+/// One claim statement: rows of `queue` (`Some`), of every queue but `excluded` (`None`), at
+/// most `n`, from where the store's last claim of the kind ended when claims resume (see
+/// [`Resume`]).
 pub(super) async fn claim_some(
     conn: &mut PgConnection,
-    request: &ClaimRequest,
+    claim: &Claim<'_>,
     n: usize,
     queue: Option<&str>,
     excluded: &[String],
 ) -> Result<Vec<ClaimedTask>> {
+    let request = claim.request;
     if request.names.is_empty() {
         return Ok(Vec::new());
     }
-    let owner = *request.owner.as_uuid();
-    let lease = ms(request.lease);
-    let limit = i64::try_from(n).unwrap_or(i64::MAX);
-    let names: &[String] = &request.names;
-    let query = match queue {
-        Some(queue) => sqlx::query(sql::CLAIM_QUEUE)
-            .bind(owner)
-            .bind(lease)
-            .bind(limit)
-            .bind(names)
-            .bind(queue.to_owned()),
-        None if excluded.is_empty() => sqlx::query(sql::CLAIM_ANY)
-            .bind(owner)
-            .bind(lease)
-            .bind(limit)
-            .bind(names),
-        None => sqlx::query(sql::CLAIM_OTHERS)
-            .bind(owner)
-            .bind(lease)
-            .bind(limit)
-            .bind(names)
-            .bind(excluded.to_vec()),
+    let kind = kind(queue, excluded);
+    let mut tries = 0;
+    let rows = loop {
+        let from = claim.resume.start(&kind);
+        let began = Instant::now();
+        let run = claim_statement(request, n, queue, excluded, from)
+            .fetch_all(&mut *conn)
+            .await;
+        match run {
+            Err(error) if claim.own_transaction && row_moved(&error) && tries < MOVED_RETRIES => {
+                tries += 1;
+            }
+            run => {
+                let rows = run.map_err(Error::db("claim"))?;
+                let last = rows.iter().filter_map(position).max();
+                claim.resume.record(&kind, from, began.elapsed(), last);
+                break rows;
+            }
+        }
     };
-    let rows = query
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(Error::db("claim"))?;
     // The statement has committed (or will with its transaction): a row that cannot be read
     // must not fail the claim of the others. In a UTF8 database (PostgreSQL checks text on
     // input) no single row can be unreadable; what can be is every row, for a binary that
@@ -106,4 +124,57 @@ pub(super) async fn claim_some(
         }
     }
     Ok(claimed)
+}
+
+/// The claim positions' key of a claim of `queue` (`Some`) or of every queue but `excluded`.
+fn kind(queue: Option<&str>, excluded: &[String]) -> String {
+    match queue {
+        Some(queue) => format!("queue:{queue}"),
+        None if excluded.is_empty() => "any".to_owned(),
+        None => format!("others:{}", excluded.join("\u{1f}")),
+    }
+}
+
+/// The claim position of a claimed row.
+fn position(row: &PgRow) -> Option<Position> {
+    let priority: i16 = row.try_get("priority").ok()?;
+    let run_at: DateTime<Utc> = row.try_get("run_at").ok()?;
+    let id: Uuid = row.try_get("id").ok()?;
+    Some(Position {
+        rank: -i32::from(priority),
+        run_at,
+        id,
+    })
+}
+
+/// The claim statement for `queue` / `excluded`, from `from` (`None`: the head), bound.
+fn claim_statement<'q>(
+    request: &'q ClaimRequest,
+    n: usize,
+    queue: Option<&'q str>,
+    excluded: &'q [String],
+    from: Option<Position>,
+) -> Query<'q, Postgres, PgArguments> {
+    let text = match (queue, excluded.is_empty(), from.is_some()) {
+        (Some(_), _, false) => sql::CLAIM_QUEUE,
+        (Some(_), _, true) => sql::CLAIM_QUEUE_FROM,
+        (None, true, false) => sql::CLAIM_ANY,
+        (None, true, true) => sql::CLAIM_ANY_FROM,
+        (None, false, false) => sql::CLAIM_OTHERS,
+        (None, false, true) => sql::CLAIM_OTHERS_FROM,
+    };
+    let query = sqlx::query(text)
+        .bind(*request.owner.as_uuid())
+        .bind(ms(request.lease))
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .bind(&request.names[..]);
+    let query = match queue {
+        Some(queue) => query.bind(queue),
+        None if excluded.is_empty() => query,
+        None => query.bind(excluded),
+    };
+    match from {
+        Some(from) => query.bind(from.rank).bind(from.run_at).bind(from.id),
+        None => query,
+    }
 }

@@ -13,9 +13,9 @@ use crate::util::detached;
 impl PostgresStore {
     /// The query plan PostgreSQL picks for the claim statement (`EXPLAIN`, not executed): of
     /// the any-queue claim, or of the claim of one capped `queue`, for the task types
-    /// `names`. For checking on a real database that claims use the partial index
-    /// (`durable_tasks_claim` / `durable_tasks_claim_queue`) rather than a scan of the whole
-    /// table.
+    /// `names`. For checking on a real database that claims use the live partition's claim
+    /// indexes (`durable_tasks_live_ready` / `durable_tasks_live_ready_queue`) rather than a
+    /// scan of the whole table.
     pub async fn explain_claim(
         &self,
         limit: usize,
@@ -40,6 +40,35 @@ impl PostgresStore {
                     .bind(queue.to_owned())
             }
         };
+        self.explain(query).await
+    }
+
+    /// The query plan of a claim that resumes from a position (see
+    /// [`PostgresStoreBuilder::claim_resume_after`](super::PostgresStoreBuilder::claim_resume_after)),
+    /// as [`explain_claim`](Self::explain_claim): the position must be an index condition.
+    pub async fn explain_resumed_claim(
+        &self,
+        limit: usize,
+        queue: Option<&str>,
+        names: &[&str],
+    ) -> Result<String> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+        let text = if queue.is_some() {
+            sql::CLAIM_QUEUE_FROM
+        } else {
+            sql::CLAIM_ANY_FROM
+        };
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {text}")))
+            .bind(Uuid::nil())
+            .bind(30_000_i64)
+            .bind(limit)
+            .bind(names);
+        let query = match queue {
+            Some(queue) => query.bind(queue.to_owned()),
+            None => query,
+        };
+        let query = query.bind(0_i32).bind(chrono::Utc::now()).bind(Uuid::nil());
         self.explain(query).await
     }
 

@@ -58,8 +58,11 @@ mod explain;
 mod idempotency;
 mod listen;
 mod listing;
+mod maintain;
+mod moved;
 mod overview;
 mod parts;
+mod resume;
 mod rows;
 mod schedule;
 mod search_path;
@@ -67,6 +70,7 @@ mod steps;
 mod unique;
 mod worker;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -119,6 +123,10 @@ pub struct PostgresStore {
     /// The offset a test clock moved `durable_now()` by, for the times computed on the
     /// application's side (a client's delays). Zero in production.
     pub(crate) clock: crate::clock::Clock,
+    /// Where this store's claims start (see [`resume`]), shared by its clones.
+    resume: Arc<resume::Resume>,
+    /// When this store vacuums the live partition (see [`maintain`]), shared by its clones.
+    pace: Arc<maintain::Pace>,
 }
 
 impl PostgresStore {
@@ -142,6 +150,7 @@ impl PostgresStore {
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: None,
             ping_after_idle: DEFAULT_PING_AFTER_IDLE,
+            resume_after: resume::SLOW,
         }
     }
 
@@ -157,6 +166,8 @@ impl PostgresStore {
         Self {
             pool,
             clock: crate::clock::Clock::default(),
+            resume: Arc::default(),
+            pace: Arc::default(),
         }
     }
 

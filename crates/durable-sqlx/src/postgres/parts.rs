@@ -5,7 +5,8 @@ use durable_core::store::{ClaimRequest, ClaimedTask, NewTask, Outcome, Settle, R
 use durable_core::TaskId;
 use sqlx::Row;
 
-use super::claim::{claim_on, claim_some};
+use super::claim::{claim_on, claim_some, Claim};
+use super::moved::again_if_moved;
 use super::rows::{attempt_i32, clean_text, fence_columns, insert_on};
 use super::{ms, sql, PostgresStore};
 use crate::error::Error;
@@ -31,14 +32,25 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let request = request.clone();
+        let resume = std::sync::Arc::clone(&self.resume);
         self.run("claim", move |pool| async move {
             if request.capped.is_empty() {
                 // The common case: one statement, its own transaction.
                 let mut conn = pool.acquire().await.map_err(Error::db("claim"))?;
-                return claim_some(&mut conn, &request, request.limit, None, &[]).await;
+                let claim = Claim {
+                    request: &request,
+                    resume: &resume,
+                    own_transaction: true,
+                };
+                return claim_some(&mut conn, &claim, request.limit, None, &[]).await;
             }
             let mut tx = pool.begin().await.map_err(Error::db("claim"))?;
-            let claimed = claim_on(&mut tx, &request).await?;
+            let claim = Claim {
+                request: &request,
+                resume: &resume,
+                own_transaction: false,
+            };
+            let claimed = claim_on(&mut tx, &claim).await?;
             tx.commit().await.map_err(Error::db("claim"))?;
             Ok(claimed)
         })
@@ -61,27 +73,33 @@ impl PostgresStore {
                 );
                 let done = match outcome {
                     Outcome::Retry { delay, error } => {
-                        let n: i64 = sqlx::query_scalar(sql::RETRY)
-                            .bind(id)
-                            .bind(owner)
-                            .bind(attempt)
-                            .bind(ms(delay))
-                            .bind(clean_text(&error))
-                            .fetch_one(&pool)
-                            .await
-                            .map_err(Error::db("retry"))?;
+                        let error = clean_text(&error);
+                        let n: i64 = again_if_moved(|| {
+                            sqlx::query_scalar(sql::RETRY)
+                                .bind(id)
+                                .bind(owner)
+                                .bind(attempt)
+                                .bind(ms(delay))
+                                .bind(&error)
+                                .fetch_one(&pool)
+                        })
+                        .await
+                        .map_err(Error::db("retry"))?;
                         n == 1
                     }
                     Outcome::Failed { error } => {
-                        sqlx::query(sql::FAIL)
-                            .bind(id)
-                            .bind(owner)
-                            .bind(attempt)
-                            .bind(clean_text(&error))
-                            .execute(&pool)
-                            .await
-                            .map_err(Error::db("fail"))?
-                            .rows_affected()
+                        let error = clean_text(&error);
+                        again_if_moved(|| {
+                            sqlx::query(sql::FAIL)
+                                .bind(id)
+                                .bind(owner)
+                                .bind(attempt)
+                                .bind(&error)
+                                .execute(&pool)
+                        })
+                        .await
+                        .map_err(Error::db("fail"))?
+                        .rows_affected()
                             == 1
                     }
                     Outcome::Requeued => {
@@ -103,14 +121,16 @@ impl PostgresStore {
             }
             if !requeue.is_empty() {
                 let (ids, owners, attempts) = fence_columns(&requeue);
-                let row = sqlx::query(sql::REQUEUE)
-                    .bind(ids)
-                    .bind(owners)
-                    .bind(attempts)
-                    .bind(i32::try_from(REQUEUE_LIMIT).unwrap_or(i32::MAX))
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(Error::db("requeue"))?;
+                let row = again_if_moved(|| {
+                    sqlx::query(sql::REQUEUE)
+                        .bind(&ids)
+                        .bind(&owners)
+                        .bind(&attempts)
+                        .bind(i32::try_from(REQUEUE_LIMIT).unwrap_or(i32::MAX))
+                        .fetch_one(&pool)
+                })
+                .await
+                .map_err(Error::db("requeue"))?;
                 let ids: Vec<uuid::Uuid> = row.try_get("ids").map_err(Error::db("requeue"))?;
                 applied.extend(ids.into_iter().map(TaskId::from_uuid));
             }

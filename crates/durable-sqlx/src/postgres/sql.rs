@@ -42,6 +42,27 @@ macro_rules! push_error {
     };
 }
 
+/// Whether a row entering the state `$state` (an SQL expression over the row as it was, its
+/// columns prefixed `$p`) is archived — finished, and not holding its unique key in that
+/// state — so that the statement moves it to `durable_tasks_history` (migration 11). A
+/// finished row that still holds its key stays in the live partition, whose unique index
+/// is the only one that enforces keys.
+macro_rules! archived_as {
+    ($p:literal, $($state:tt)+) => {
+        concat!(
+            "((",
+            $($state)+,
+            ") IN ('completed', 'failed', 'cancelled') AND (",
+            $p,
+            "unique_key IS NULL OR (CASE (",
+            $($state)+,
+            ") WHEN 'completed' THEN 4 WHEN 'failed' THEN 8 ELSE 16 END & ",
+            $p,
+            "unique_states) = 0))"
+        )
+    };
+}
+
 /// The listener's channel name, asked of the server once per connection.
 pub(super) const CHANNEL: &str = concat!("SELECT ", channel!());
 
@@ -54,7 +75,7 @@ pub(super) const CHANNEL: &str = concat!("SELECT ", channel!());
 pub(super) const INSERT: &str = concat!(
     "
 WITH inserted AS (
-    INSERT INTO durable_tasks (id, name, queue, payload, state, priority, attempts,
+    INSERT INTO durable_tasks_live (id, name, queue, payload, state, priority, attempts,
         max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at,
         trace_parent)
     SELECT r.id, r.name, r.queue, r.payload::jsonb,
@@ -85,39 +106,72 @@ FROM (SELECT 1 FROM inserted WHERE state = 'pending' AND run_at <= durable_now()
 /// keeps the CTE an optimisation fence, so the planner cannot fold the LIMIT into the UPDATE
 /// and touch more rows. The names are a filter on the rows the claim index yields (the index
 /// has no name): rows of other types stay `pending` for an instance that knows them.
+///
+/// Claim order is `(-priority, run_at, id)`, ascending, as the claim indexes hold it
+/// (migration 11). A resumed claim (`$from`: the bound's parameters) starts at a position
+/// with one row comparison the index applies, instead of walking from the head of the index:
+/// see [`crate::postgres::resume`].
 macro_rules! claim {
-    ($filter:literal) => {
+    ($filter:literal, $($from:tt)*) => {
         concat!(
             "
 WITH due AS MATERIALIZED (
-    SELECT id FROM durable_tasks
+    SELECT id FROM durable_tasks_live
     WHERE state = 'pending' AND run_at <= durable_now() AND name = ANY($4::text[])",
             $filter,
+            $($from)*,
             "
-    ORDER BY priority DESC, run_at, id
+    ORDER BY (-priority::int4), run_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-UPDATE durable_tasks AS t
+UPDATE durable_tasks_live AS t
 SET state = 'processing', attempts = t.attempts + 1, lease_owner = $1,
     lease_expires_at = durable_now() + $2::int8 * interval '1 millisecond',
     started_at = durable_now(), attempt_started_at = NULL, updated_at = durable_now()
 FROM due
 WHERE t.id = due.id
 RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts,
-    t.run_at, t.trace_parent"
+    t.run_at, t.trace_parent, t.priority"
         )
     };
 }
 
 /// $1 owner, $2 lease ms, $3 limit, $4 task names. Any queue.
-pub(super) const CLAIM_ANY: &str = claim!("");
+pub(super) const CLAIM_ANY: &str = claim!("", "");
 
 /// $1 owner, $2 lease ms, $3 limit, $4 task names, $5 queue. One capped queue.
-pub(super) const CLAIM_QUEUE: &str = claim!(" AND queue = $5::text");
+pub(super) const CLAIM_QUEUE: &str = claim!(" AND queue = $5::text", "");
 
 /// $1 owner, $2 lease ms, $3 limit, $4 task names, $5 queues to leave out (the capped ones).
-pub(super) const CLAIM_OTHERS: &str = claim!(" AND queue <> ALL($5::text[])");
+pub(super) const CLAIM_OTHERS: &str = claim!(" AND queue <> ALL($5::text[])", "");
+
+/// The resumed claims' bound: the negated priority, run_at and id (their parameters).
+macro_rules! resumed {
+    ($p:literal, $r:literal, $i:literal) => {
+        concat!(
+            "
+      AND ((-priority::int4), run_at, id) >= (",
+            $p,
+            "::int4, ",
+            $r,
+            "::timestamptz, ",
+            $i,
+            "::uuid)"
+        )
+    };
+}
+
+/// [`CLAIM_ANY`] from a position: $5-$7.
+pub(super) const CLAIM_ANY_FROM: &str = claim!("", resumed!("$5", "$6", "$7"));
+
+/// [`CLAIM_QUEUE`] from a position: $6-$8.
+pub(super) const CLAIM_QUEUE_FROM: &str =
+    claim!(" AND queue = $5::text", resumed!("$6", "$7", "$8"));
+
+/// [`CLAIM_OTHERS`] from a position: $6-$8.
+pub(super) const CLAIM_OTHERS_FROM: &str =
+    claim!(" AND queue <> ALL($5::text[])", resumed!("$6", "$7", "$8"));
 
 /// The fenced rows of a batch write: rows still `processing` under the (id, owner, attempt)
 /// of one of the fences $1/$2/$3, locked in id order (two batch writes over overlapping rows
@@ -132,7 +186,7 @@ WITH held AS MATERIALIZED (
     FROM durable_tasks AS t
     JOIN unnest($1::uuid[], $2::uuid[], $3::int4[]) AS f(id, owner, attempt)
       ON t.id = f.id AND t.lease_owner = f.owner AND t.attempts = f.attempt
-    WHERE t.state = 'processing'
+    WHERE t.state = 'processing' AND NOT t.archived
     ORDER BY t.id
     FOR UPDATE OF t
 )
@@ -140,7 +194,7 @@ UPDATE durable_tasks AS t SET ",
             $($set)+,
             "
 FROM held
-WHERE t.id = held.id AND t.state = 'processing'
+WHERE t.id = held.id AND t.state = 'processing' AND NOT t.archived
 RETURNING ",
             $returning
         )
@@ -153,16 +207,29 @@ pub(super) const HEARTBEAT: &str = fenced!(
     "lease_expires_at = durable_now() + $4::int8 * interval '1 millisecond', updated_at = durable_now()"
 );
 
-/// $1-$3 fences.
+/// $1-$3 fences. The row moves to the history partition (unless it holds its key).
 pub(super) const COMPLETE: &str = fenced!(
     "t.id";
-    "state = 'completed', lease_expires_at = NULL, finished_at = durable_now(), updated_at = durable_now()"
+    "state = 'completed', archived = ",
+    archived_as!("t.", "'completed'"),
+    ", lease_expires_at = NULL, finished_at = durable_now(), updated_at = durable_now()"
 );
 
 /// Whether a requeue is past the limit ($4) and of the task's last attempt: it kills the row.
 macro_rules! requeue_kills {
     () => {
         "t.requeues >= $4::int4 AND t.attempts >= t.max_attempts"
+    };
+}
+
+/// The state a shutdown requeue leaves a row in.
+macro_rules! requeue_state {
+    () => {
+        concat!(
+            "CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled' WHEN ",
+            requeue_kills!(),
+            " THEN 'failed' ELSE 'pending' END"
+        )
     };
 }
 
@@ -188,9 +255,11 @@ pub(super) const REQUEUE: &str = concat!(
     "WITH moved AS (",
     fenced!(
         "t.id, t.state";
-        "state = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled' WHEN ",
-        requeue_kills!(),
-        " THEN 'failed' ELSE 'pending' END,
+        "state = ",
+        requeue_state!(),
+        ", archived = ",
+        archived_as!("t.", requeue_state!()),
+        ",
     attempts = CASE WHEN t.requeues >= $4::int4 THEN t.attempts ELSE t.attempts - 1 END,
     run_at = CASE WHEN ",
         requeue_kills!(),
@@ -219,7 +288,7 @@ FROM moved"
 
 /// $1 id, $2 owner, $3 attempt.
 pub(super) const MARK_STARTED: &str = "
-UPDATE durable_tasks SET attempt_started_at = durable_now(), updated_at = durable_now()
+UPDATE durable_tasks_live SET attempt_started_at = durable_now(), updated_at = durable_now()
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
 
 /// $1 id, $2 owner, $3 attempt, $4 delay ms, $5 error. Notifies when due at once. A row whose
@@ -229,12 +298,19 @@ pub(super) const RETRY: &str = concat!(
 WITH moved AS (
     UPDATE durable_tasks
     SET state = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        archived = ",
+    archived_as!(
+        "",
+        "CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END"
+    ),
+    ",
         run_at = durable_now() + $4::int8 * interval '1 millisecond',
         finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE durable_now() END,
         last_error = $5, errors = ",
     push_error!("", "$5::text"),
     ", lease_owner = NULL, lease_expires_at = NULL, updated_at = durable_now()
     WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
+      AND NOT archived
     RETURNING run_at
 )
 SELECT count(*) AS n, CASE WHEN bool_or(run_at <= durable_now()) THEN pg_notify(",
@@ -248,17 +324,35 @@ pub(super) const FAIL: &str = concat!(
     "
 UPDATE durable_tasks
 SET state = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END,
+    archived = ",
+    archived_as!(
+        "",
+        "CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'cancelled' END"
+    ),
+    ",
     last_error = $4, errors = ",
     push_error!("", "$4::text"),
     ", lease_expires_at = NULL, finished_at = durable_now(),
     updated_at = durable_now()
-WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'"
+WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
+  AND NOT archived"
 );
 
 /// Whether an expired lease kills its row: the task's last attempt, which had started.
 macro_rules! expiry_kills {
     () => {
         "t.attempts >= t.max_attempts AND t.attempt_started_at IS NOT NULL"
+    };
+}
+
+/// The state a rescue leaves a row in.
+macro_rules! rescue_state {
+    () => {
+        concat!(
+            "CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled' WHEN ",
+            expiry_kills!(),
+            " THEN 'failed' ELSE 'pending' END"
+        )
     };
 }
 
@@ -284,15 +378,17 @@ macro_rules! rescue_error {
 pub(super) const RESCUE: &str = concat!(
     "
 WITH expired AS MATERIALIZED (
-    SELECT id FROM durable_tasks
+    SELECT id FROM durable_tasks_live
     WHERE state = 'processing' AND lease_expires_at < durable_now()
     FOR UPDATE SKIP LOCKED
 ),
 moved AS (
     UPDATE durable_tasks AS t
-    SET state = CASE WHEN t.cancel_requested_at IS NOT NULL THEN 'cancelled' WHEN ",
-    expiry_kills!(),
-    " THEN 'failed' ELSE 'pending' END,
+    SET state = ",
+    rescue_state!(),
+    ", archived = ",
+    archived_as!("t.", rescue_state!()),
+    ",
         attempts = CASE WHEN t.attempts >= t.max_attempts AND t.attempt_started_at IS NULL
             THEN t.attempts - 1 ELSE t.attempts END,
         run_at = CASE WHEN ",
@@ -313,7 +409,7 @@ moved AS (
     push_error!("t.", rescue_error!()),
     "
     FROM expired
-    WHERE t.id = expired.id AND t.state = 'processing'
+    WHERE t.id = expired.id AND t.state = 'processing' AND NOT t.archived
     RETURNING t.state
 ),
 c AS (
@@ -328,7 +424,9 @@ SELECT requeued, failed, cancelled, CASE WHEN requeued > 0 THEN pg_notify(",
 FROM c"
 );
 
-/// $1 age in ms, $2 limit. Bounded, oldest first, skipping rows someone else has locked.
+/// $1 age in ms, $2 limit. Bounded, oldest first, skipping rows someone else has locked;
+/// mostly the history partition's (only rows holding a unique key finish live), which no
+/// claim reads. The rows' steps go with them.
 pub(super) const PRUNE: &str = "
 WITH doomed AS MATERIALIZED (
     SELECT id FROM durable_tasks
@@ -337,8 +435,12 @@ WITH doomed AS MATERIALIZED (
     ORDER BY finished_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM durable_tasks AS t USING doomed WHERE t.id = doomed.id RETURNING t.id
+), steps AS (
+    DELETE FROM durable_steps AS s USING gone WHERE s.task_id = gone.id
 )
-DELETE FROM durable_tasks AS t USING doomed WHERE t.id = doomed.id";
+SELECT count(*) FROM gone";
 
 /// The columns of a [`TaskRecord`](durable_core::store::TaskRecord), payload as text.
 macro_rules! record_columns {
@@ -358,16 +460,16 @@ pub(super) const COUNTS: &str = "SELECT state, count(*) AS n FROM durable_tasks 
 
 /// Due pending rows, counted on the partial claim index (which holds `run_at`).
 pub(super) const BACKLOG: &str =
-    "SELECT count(*) FROM durable_tasks WHERE state = 'pending' AND run_at <= durable_now()";
+    "SELECT count(*) FROM durable_tasks_live WHERE state = 'pending' AND run_at <= durable_now()";
 
 /// $1 wait in ms, $2 known task names, $3 rows to look at. The first rows due for at least
 /// the wait, in claim order (the claim index, bounded), then the names among them that are
 /// not known, counted.
 pub(super) const UNCLAIMABLE: &str = "
 SELECT name, count(*) AS n FROM (
-    SELECT name FROM durable_tasks
+    SELECT name FROM durable_tasks_live
     WHERE state = 'pending' AND run_at <= durable_now() - $1::int8 * interval '1 millisecond'
-    ORDER BY priority DESC, run_at, id
+    ORDER BY (-priority::int4), run_at, id
     LIMIT $3
 ) AS due
 WHERE name <> ALL($2::text[])

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 /// snapshot; it also keeps the row from changing hands until this transaction ends.
 const SAVE_STEP: &str = "
 INSERT INTO durable_steps (task_id, name, output, attempt)
-SELECT id, $4, $5::jsonb, attempts FROM durable_tasks
+SELECT id, $4, $5::jsonb, attempts FROM durable_tasks_live
 WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'
 FOR SHARE";
 
@@ -24,11 +24,16 @@ const STEPS: &str =
     "SELECT name, output::text AS output, attempt FROM durable_steps WHERE task_id = $1";
 
 /// $1 id, $2 owner, $3 attempt. The runtime's completion, for one fence (the lease owner
-/// stays, as with every completion, so the row tells who completed it).
-const COMPLETE: &str = "
-UPDATE durable_tasks SET state = 'completed', lease_expires_at = NULL, finished_at = durable_now(),
-    updated_at = durable_now()
-WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing'";
+/// stays, as with every completion, so the row tells who completed it). The row moves to the
+/// history partition unless it holds its key.
+const COMPLETE: &str = concat!(
+    "
+UPDATE durable_tasks SET state = 'completed', archived = ",
+    archived_as!("", "'completed'"),
+    ", lease_expires_at = NULL,
+    finished_at = durable_now(), updated_at = durable_now()
+WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND state = 'processing' AND NOT archived"
+);
 
 /// Writes a step's checkpoint on `conn`, fenced; `false` when the attempt lost its task.
 pub(crate) async fn save_step_on(

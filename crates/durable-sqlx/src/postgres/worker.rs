@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, Fence, KeyClaim, KeyTake, RescueReport, Wakeup, Wakeups, WorkerStore, WriteBatch,
-    WriteOutcome,
+    async_trait, Fence, KeyClaim, KeyTake, Maintenance, RescueReport, Wakeup, Wakeups, WorkerStore,
+    WriteBatch, WriteOutcome,
 };
 use durable_core::{TaskId, WorkerId};
 use futures_util::StreamExt;
 use sqlx::Row;
 use tokio::sync::mpsc;
 
-use super::claim::{claim_some, complete_on};
+use super::claim::{claim_some, complete_on, Claim};
+use super::moved::again_if_moved;
 use super::rows::{attempt_i32, count, fence_columns, insert_on, pooled};
 use super::{listen, ms, sql, PostgresStore};
 use crate::error::Error;
@@ -70,6 +71,9 @@ impl WorkerStore for PostgresStore {
     /// transaction, and that one stays detached.)
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         let pool = &self.pool;
+        if !batch.complete.is_empty() || !batch.settle.is_empty() {
+            self.pace.note_active();
+        }
         // Completions before the other outcomes: an attempt that completed while shutdown
         // was handing it back ran, and its completion must win over the hand-back.
         let outcomes = async {
@@ -109,7 +113,12 @@ impl WorkerStore for PostgresStore {
             let claimed = match batch.claim {
                 Some(request) if !request.is_empty() && request.capped.is_empty() => {
                     pooled(pool, "claim", async |conn| {
-                        claim_some(conn, request, request.limit, None, &[]).await
+                        let claim = Claim {
+                            request,
+                            resume: &self.resume,
+                            own_transaction: true,
+                        };
+                        claim_some(conn, &claim, request.limit, None, &[]).await
                     })
                     .await
                 }
@@ -119,6 +128,9 @@ impl WorkerStore for PostgresStore {
             (inserted, claimed)
         };
         let ((completed, settled), (inserted, claimed)) = tokio::join!(outcomes, insert_then_claim);
+        if claimed.as_ref().is_ok_and(|rows| !rows.is_empty()) {
+            self.pace.note_active();
+        }
         WriteOutcome::empty()
             .with_inserted(inserted)
             .with_completed(completed)
@@ -144,14 +156,16 @@ impl WorkerStore for PostgresStore {
         }
         let (ids, owners, attempts) = fence_columns(held);
         self.run("heartbeat", move |pool| async move {
-            let rows = sqlx::query(sql::HEARTBEAT)
-                .bind(ids)
-                .bind(owners)
-                .bind(attempts)
-                .bind(ms(lease))
-                .fetch_all(&pool)
-                .await
-                .map_err(Error::db("heartbeat"))?;
+            let rows = again_if_moved(|| {
+                sqlx::query(sql::HEARTBEAT)
+                    .bind(&ids)
+                    .bind(&owners)
+                    .bind(&attempts)
+                    .bind(ms(lease))
+                    .fetch_all(&pool)
+            })
+            .await
+            .map_err(Error::db("heartbeat"))?;
             rows.iter()
                 .map(|r| {
                     let db = || Error::db("heartbeat");
@@ -173,13 +187,15 @@ impl WorkerStore for PostgresStore {
     async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
         let fence = *fence;
         self.run("mark started", move |pool| async move {
-            let done = sqlx::query(sql::MARK_STARTED)
-                .bind(fence.id.as_uuid())
-                .bind(fence.owner.as_uuid())
-                .bind(attempt_i32(fence.attempt))
-                .execute(&pool)
-                .await
-                .map_err(Error::db("mark started"))?;
+            let done = again_if_moved(|| {
+                sqlx::query(sql::MARK_STARTED)
+                    .bind(fence.id.as_uuid())
+                    .bind(fence.owner.as_uuid())
+                    .bind(attempt_i32(fence.attempt))
+                    .execute(&pool)
+            })
+            .await
+            .map_err(Error::db("mark started"))?;
             Ok(done.rows_affected() == 1)
         })
         .await
@@ -187,8 +203,7 @@ impl WorkerStore for PostgresStore {
 
     async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
         self.run("rescue", move |pool| async move {
-            let row = sqlx::query(sql::RESCUE)
-                .fetch_one(&pool)
+            let row = again_if_moved(|| sqlx::query(sql::RESCUE).fetch_one(&pool))
                 .await
                 .map_err(Error::db("rescue"))?;
             let requeued: i64 = row.try_get("requeued").map_err(Error::db("rescue"))?;
@@ -199,6 +214,17 @@ impl WorkerStore for PostgresStore {
                 failed: failed as u64,
                 cancelled: cancelled as u64,
             })
+        })
+        .await
+    }
+
+    /// Vacuums the live partition when dead row versions pile up there (see
+    /// [`maintain`](super::maintain)). Looks only when this store claimed rows since the
+    /// last round: an idle instance sends nothing.
+    async fn maintain(&self) -> durable_core::Result<Maintenance> {
+        let pace = std::sync::Arc::clone(&self.pace);
+        self.run("maintenance", move |pool| async move {
+            super::maintain::maintain_on(&pool, &pace).await
         })
         .await
     }

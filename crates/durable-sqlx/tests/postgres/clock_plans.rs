@@ -45,7 +45,7 @@ async fn durable_now_is_inlined_before_and_after_an_advance() {
         let (backlog, unclaimable) = db.store.explain_counts(&["work"]).await.expect("explain");
         for plan in [&any, &queue, &backlog, &unclaimable] {
             assert!(
-                plan.contains("using durable_tasks_claim"),
+                plan.contains("using durable_tasks_live_ready"),
                 "moved {moved}: {plan}"
             );
             assert!(!plan.contains("Seq Scan"), "moved {moved}: {plan}");

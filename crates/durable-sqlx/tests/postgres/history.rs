@@ -1,0 +1,263 @@
+//! The split task table on PostgreSQL (migration 11): finished tasks leave the live partition
+//! that claims scan for the history partition, in the statement that finishes them, and stay
+//! readable through `durable_tasks` and the admin API; claims resume past what a held
+//! snapshot keeps, and still find every row.
+
+use std::time::Duration;
+
+use durable_core::client::ClientBuilder;
+use durable_core::store::{
+    ActionOutcome, AdminStore as _, ClaimRequest, ClaimedTask, ListQuery, NewTask, Seen,
+    StepStore as _, WorkerStore as _,
+};
+use durable_core::{EnqueueOptions, TaskId, TaskState, UniqueKey, WorkerId};
+use sqlx::PgPool;
+
+use super::conformance::tasks::Work;
+use super::conformance::Writes as _;
+use super::{eventually, pg_db_or_skip, store_on};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Where each task's row is: `(partition, state)`.
+async fn placement(pool: &PgPool, id: TaskId) -> (String, String) {
+    sqlx::query_as("SELECT tableoid::regclass::text, state FROM durable_tasks WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_one(pool)
+        .await
+        .expect("the row")
+}
+
+fn request(owner: WorkerId, limit: usize) -> ClaimRequest {
+    ClaimRequest::new(owner, LEASE, limit, ["work"])
+}
+
+/// Completed, failed and cancelled rows move to the history partition; a row holding its
+/// unique key in its finished state stays live (the live partition's index enforces keys);
+/// every read through the parent and the admin API still finds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_tasks_move_to_history_and_stay_readable() {
+    let Some(db) = pg_db_or_skip().await else {
+        return;
+    };
+    let store = &db.store;
+    let client = ClientBuilder::new(std::sync::Arc::new(store.clone())).build();
+    let once = || {
+        EnqueueOptions::new().unique(UniqueKey::new("once").states(&[
+            TaskState::Pending,
+            TaskState::Processing,
+            TaskState::Completed,
+        ]))
+    };
+    let done = NewTask::new("work", "{}");
+    let dead = NewTask::new("work", "{}").with_max_attempts(1);
+    let cancelled =
+        NewTask::new("work", "{}").with_run_at(chrono::Utc::now() + chrono::Duration::hours(1));
+    let (done_id, dead_id, cancelled_id) = (done.id, dead.id, cancelled.id);
+    store
+        .insert(&[done, dead, cancelled])
+        .await
+        .expect("insert");
+    let held_id = client
+        .enqueue_with(Work::new("held"), once())
+        .await
+        .expect("enqueue");
+    let ids = [done_id, dead_id, held_id, cancelled_id];
+    for id in ids {
+        assert_eq!(placement(db.pool(), id).await.0, "durable_tasks_live");
+    }
+
+    let owner = WorkerId::new();
+    let claimed = store.claim(&request(owner, 10)).await.expect("claim");
+    assert_eq!(claimed.len(), 3, "the three due tasks");
+    let fence = |id: TaskId| {
+        claimed
+            .iter()
+            .find(|c| c.id == id)
+            .expect("claimed")
+            .fence()
+    };
+    store
+        .complete(&[fence(ids[0]), fence(ids[2])])
+        .await
+        .expect("complete");
+    assert!(store.fail(&fence(ids[1]), "boom").await.expect("fail"));
+    store.cancel(ids[3]).await.expect("cancel");
+
+    let expect = [
+        ("durable_tasks_history", "completed"),
+        ("durable_tasks_history", "failed"),
+        ("durable_tasks_live", "completed"),
+        ("durable_tasks_history", "cancelled"),
+    ];
+    for (id, (partition, state)) in ids.iter().zip(expect) {
+        assert_eq!(
+            placement(db.pool(), *id).await,
+            (partition.to_owned(), state.to_owned()),
+            "task {id}"
+        );
+        let record = store.get(*id).await.expect("get").expect("found");
+        assert_eq!(record.state.as_str(), state);
+    }
+    let failed = store
+        .list(&ListQuery::new(10).state(TaskState::Failed))
+        .await
+        .expect("list");
+    assert_eq!(failed.tasks.len(), 1);
+    assert_eq!(failed.tasks[0].id, ids[1]);
+    assert_eq!(failed.tasks[0].last_error.as_deref(), Some("boom"));
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.state(TaskState::Completed).value(), 2);
+
+    // The key is still held by the completed row that stayed live: the holder's id.
+    let again = client
+        .enqueue_with(Work::new("held"), once())
+        .await
+        .expect("enqueue");
+    assert_eq!(again, held_id, "the key is held");
+}
+
+/// An operator's retry moves a failed task back to the live partition, where a claim finds
+/// it; pruning deletes history rows and their steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_tasks_come_back_and_pruning_takes_history_with_steps() {
+    let Some(db) = pg_db_or_skip().await else {
+        return;
+    };
+    let store = &db.store;
+    let task = NewTask::new("work", "{}").with_max_attempts(1);
+    let id = task.id;
+    store.insert(&[task]).await.expect("insert");
+    let owner = WorkerId::new();
+    let claimed = store.claim(&request(owner, 1)).await.expect("claim");
+    let fence = claimed[0].fence();
+    assert!(store.save_step(&fence, "first", "1").await.expect("step"));
+    assert!(store.fail(&fence, "boom").await.expect("fail"));
+    assert_eq!(placement(db.pool(), id).await.0, "durable_tasks_history");
+    assert_eq!(store.steps(id).await.expect("steps").len(), 1, "steps kept");
+
+    let seen = Seen::new(TaskState::Failed, 1);
+    assert_eq!(
+        store.retry(id, Some(seen)).await.expect("retry"),
+        ActionOutcome::Done
+    );
+    assert_eq!(
+        placement(db.pool(), id).await,
+        ("durable_tasks_live".to_owned(), "pending".to_owned())
+    );
+    let claimed = store.claim(&request(owner, 1)).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "the retried task is claimed");
+    store
+        .complete(&[claimed[0].fence()])
+        .await
+        .expect("complete");
+    assert_eq!(placement(db.pool(), id).await.0, "durable_tasks_history");
+
+    assert_eq!(store.prune(Duration::ZERO, 100).await.expect("prune"), 1);
+    assert!(store.get(id).await.expect("get").is_none());
+    assert!(
+        store.steps(id).await.expect("steps").is_empty(),
+        "steps pruned"
+    );
+}
+
+/// A store whose claims always resume (`claim_resume_after(ZERO)`): a resumed claim starts at
+/// its position, and the walk from the head a second later finds the rows placed before it —
+/// a higher priority and an earlier `run_at` — so nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_claims_leave_nothing_behind() {
+    let Some(db) = pg_db_or_skip().await else {
+        return;
+    };
+    let store = durable_sqlx::postgres::PostgresStore::builder(&db.url)
+        .schema(&db.schema)
+        .claim_resume_after(Duration::ZERO)
+        .connect()
+        .await
+        .expect("store");
+    let first: Vec<NewTask> = (0..10).map(|_| NewTask::new("work", "{}")).collect();
+    store.insert(&first).await.expect("insert");
+    let owner = WorkerId::new();
+    assert_eq!(
+        store.claim(&request(owner, 5)).await.expect("claim").len(),
+        5
+    );
+
+    // Placed before the position: a higher priority, and a run_at an hour ago.
+    let urgent = NewTask::new("work", "{}").with_priority(5);
+    let late =
+        NewTask::new("work", "{}").with_run_at(chrono::Utc::now() - chrono::Duration::hours(1));
+    let wanted = [urgent.id, late.id];
+    store.insert(&[urgent, late]).await.expect("insert");
+    let resumed = store.claim(&request(owner, 10)).await.expect("claim");
+    assert_eq!(
+        resumed.len(),
+        5,
+        "the rest of the first ten, from the position"
+    );
+    assert!(resumed.iter().all(|c| !wanted.contains(&c.id)));
+
+    let found = eventually(
+        "the rows before the position",
+        Duration::from_secs(5),
+        || {
+            let store = store.clone();
+            async move {
+                let claimed = store.claim(&request(owner, 10)).await.expect("claim");
+                (!claimed.is_empty()).then_some(claimed)
+            }
+        },
+    )
+    .await;
+    let mut ids: Vec<TaskId> = found.iter().map(|c| c.id).collect();
+    ids.sort();
+    let mut expected = wanted.to_vec();
+    expected.sort();
+    assert_eq!(ids, expected, "the walk from the head found both");
+    assert_eq!(
+        found[0].id, wanted[0],
+        "in claim order: the higher priority first"
+    );
+}
+
+/// The runtime's housekeeping vacuums the live partition once dead row versions pile up:
+/// its dead-row count drops, and an instance that did nothing sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_vacuums_the_live_partition() {
+    let Some(db) = pg_db_or_skip().await else {
+        return;
+    };
+    let store = store_on(&db.url, &db.schema, &db.schema).await;
+    assert!(!store.maintain().await.expect("maintain").vacuumed, "idle");
+    let owner = WorkerId::new();
+    for _ in 0..3 {
+        let rows: Vec<NewTask> = (0..1_000).map(|_| NewTask::new("work", "{}")).collect();
+        store.insert(&rows).await.expect("insert");
+        let claimed = store.claim(&request(owner, 1_000)).await.expect("claim");
+        let fences: Vec<_> = claimed.iter().map(ClaimedTask::fence).collect();
+        store.complete(&fences).await.expect("complete");
+    }
+    let dead = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT n_dead_tup FROM pg_stat_user_tables
+             WHERE relid = 'durable_tasks_live'::regclass",
+        )
+        .fetch_one(db.pool())
+        .await
+        .expect("stats")
+    };
+    // Statistics reach the collector within about a second of each transaction.
+    eventually(
+        "dead row versions counted",
+        Duration::from_secs(10),
+        || async { (dead().await >= 2_000).then_some(()) },
+    )
+    .await;
+    let done = store.maintain().await.expect("maintain");
+    assert!(done.vacuumed, "{done:?}");
+    assert!(done.dead_rows.is_some_and(|n| n >= 2_000), "{done:?}");
+    eventually("the vacuum's count", Duration::from_secs(10), || async {
+        (dead().await < 100).then_some(())
+    })
+    .await;
+}
