@@ -30,11 +30,11 @@ macro_rules! list_filters {
     };
 }
 
-/// A page without a search: the filters, $7 limit, in `$dir` id order.
+/// A page without a search: the filters, $7 limit, in `$dir` id order, from `$table`.
 macro_rules! list_page {
-    ($cmp:literal, $open:literal, $dir:literal) => {
+    ($table:literal, $cmp:literal, $open:literal, $dir:literal) => {
         concat!(
-            record_columns!(),
+            record_columns!($table),
             "\nWHERE ",
             list_filters!($cmp, $open),
             "\nORDER BY id ",
@@ -50,12 +50,14 @@ macro_rules! list_page {
 /// row carries how many rows were scanned and the last of them in scan order (with one
 /// row of NULL task columns when nothing matched), so the caller can resume after the scan.
 macro_rules! search_page {
-    ($cmp:literal, $open:literal, $dir:literal, $rev:literal) => {
+    ($table:literal, $cmp:literal, $open:literal, $dir:literal, $rev:literal) => {
         concat!(
             "
 WITH scanned AS MATERIALIZED (
     SELECT id, strpos(payload::text, $8::text) > 0 AS hit
-    FROM durable_tasks
+    FROM ",
+            $table,
+            "
     WHERE ",
             list_filters!($cmp, $open),
             "
@@ -76,7 +78,7 @@ WITH scanned AS MATERIALIZED (
 )
 SELECT page.*, edge.scanned, edge.last_scanned
 FROM edge LEFT JOIN (",
-            record_columns!(),
+            record_columns!($table),
             " WHERE id IN (SELECT id FROM hits)) AS page ON true
 ORDER BY page.id ",
             $dir
@@ -84,22 +86,52 @@ ORDER BY page.id ",
     };
 }
 
-const OLDEST_FIRST: &str = list_page!(">", "'00000000-0000-0000-0000-000000000000'", "ASC");
-const NEWEST_FIRST: &str = list_page!("<", "'ffffffff-ffff-ffff-ffff-ffffffffffff'", "DESC");
-const SEARCH_OLDEST_FIRST: &str =
-    search_page!(">", "'00000000-0000-0000-0000-000000000000'", "ASC", "DESC");
-const SEARCH_NEWEST_FIRST: &str =
-    search_page!("<", "'ffffffff-ffff-ffff-ffff-ffffffffffff'", "DESC", "ASC");
+/// The four kinds of page (plain or searched, oldest or newest first) over `$table`.
+macro_rules! pages {
+    ($table:literal) => {
+        [
+            list_page!($table, ">", "'00000000-0000-0000-0000-000000000000'", "ASC"),
+            list_page!(
+                $table,
+                "<",
+                "'ffffffff-ffff-ffff-ffff-ffffffffffff'",
+                "DESC"
+            ),
+            search_page!(
+                $table,
+                ">",
+                "'00000000-0000-0000-0000-000000000000'",
+                "ASC",
+                "DESC"
+            ),
+            search_page!(
+                $table,
+                "<",
+                "'ffffffff-ffff-ffff-ffff-ffffffffffff'",
+                "DESC",
+                "ASC"
+            ),
+        ]
+    };
+}
+
+/// Pages over every task.
+const ALL: [&str; 4] = pages!("durable_tasks");
+
+/// Pages of `pending` or `processing` tasks: the live partition only. Over the whole table,
+/// the history partition's part of a page walks its whole primary key for rows it never
+/// holds.
+const LIVE: [&str; 4] = pages!("durable_tasks_live");
 
 /// One page of `query`.
 pub(super) async fn list(pool: &PgPool, query: &ListQuery) -> Result<Page> {
     let limit = query.limit.clamp(1, MAX_LIST_LIMIT);
-    let statement = match (query.search.is_some(), query.newest_first) {
-        (false, false) => OLDEST_FIRST,
-        (false, true) => NEWEST_FIRST,
-        (true, false) => SEARCH_OLDEST_FIRST,
-        (true, true) => SEARCH_NEWEST_FIRST,
+    let pages = match query.state {
+        Some(TaskState::Pending | TaskState::Processing) => &LIVE,
+        _ => &ALL,
     };
+    let statement =
+        pages[usize::from(query.search.is_some()) * 2 + usize::from(query.newest_first)];
     let mut statement = sqlx::query(statement)
         .bind(query.state.map(TaskState::as_str))
         .bind(query.name.as_deref())

@@ -12,11 +12,17 @@ use crate::error::{Error, Result};
 
 /// Rows of one state, counted up to $1. Each state is a literal, so the partial index of
 /// that state applies (pending: the claim index; processing: the lease index; completed and
-/// cancelled: the pruning index; failed: migration 9's index).
+/// cancelled: the pruning index; failed: migration 9's index). Live states are counted in
+/// the live partition only (the history partition has no index for them).
 macro_rules! bounded_count {
     ($where:literal) => {
+        bounded_count!("durable_tasks", $where)
+    };
+    ($table:literal, $where:literal) => {
         concat!(
-            "(SELECT count(*) FROM (SELECT 1 FROM durable_tasks WHERE ",
+            "(SELECT count(*) FROM (SELECT 1 FROM ",
+            $table,
+            " WHERE ",
             $where,
             " LIMIT $1) AS c)"
         )
@@ -28,9 +34,9 @@ macro_rules! bounded_count {
 /// many rows is what this avoids). One count per state, then the due pending rows.
 const STATES: &str = concat!(
     "SELECT ",
-    bounded_count!("state = 'pending'"),
+    bounded_count!("durable_tasks_live", "state = 'pending'"),
     " AS pending, ",
-    bounded_count!("state = 'processing'"),
+    bounded_count!("durable_tasks_live", "state = 'processing'"),
     " AS processing, CASE WHEN $2 THEN ",
     bounded_count!("state = 'completed'"),
     " END AS completed, CASE WHEN $3 THEN ",
@@ -38,29 +44,32 @@ const STATES: &str = concat!(
     " END AS failed, CASE WHEN $4 THEN ",
     bounded_count!("state = 'cancelled'"),
     " END AS cancelled, ",
-    bounded_count!("state = 'pending' AND run_at <= durable_now()"),
+    bounded_count!(
+        "durable_tasks_live",
+        "state = 'pending' AND run_at <= durable_now()"
+    ),
     " AS due"
 );
 
-/// $1 bound, $2 most queues. The queues with live rows: those of pending rows one index
+/// $1 bound, $2 most queues (all from the live partition). The queues with live rows: those of pending rows one index
 /// probe each (a skip scan over the per-queue claim index, as PostgreSQL has none of its
 /// own), and those of at most $1 processing rows; then each queue's live rows, bounded.
 const QUEUES: &str = "
 WITH RECURSIVE pending_queues AS (
-    (SELECT queue FROM durable_tasks WHERE state = 'pending' ORDER BY queue LIMIT 1)
+    (SELECT queue FROM durable_tasks_live WHERE state = 'pending' ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT (SELECT t.queue FROM durable_tasks AS t
+    SELECT (SELECT t.queue FROM durable_tasks_live AS t
             WHERE t.state = 'pending' AND t.queue > q.queue ORDER BY t.queue LIMIT 1)
     FROM pending_queues AS q WHERE q.queue IS NOT NULL
 ), queues AS (
     SELECT queue FROM pending_queues WHERE queue IS NOT NULL
     UNION
-    SELECT queue FROM (SELECT queue FROM durable_tasks WHERE state = 'processing' LIMIT $1) AS p
+    SELECT queue FROM (SELECT queue FROM durable_tasks_live WHERE state = 'processing' LIMIT $1) AS p
 )
 SELECT q.queue,
-    (SELECT count(*) FROM (SELECT 1 FROM durable_tasks AS t
+    (SELECT count(*) FROM (SELECT 1 FROM durable_tasks_live AS t
         WHERE t.state = 'pending' AND t.queue = q.queue LIMIT $1) AS c) AS pending,
-    (SELECT count(*) FROM (SELECT 1 FROM durable_tasks AS t
+    (SELECT count(*) FROM (SELECT 1 FROM durable_tasks_live AS t
         WHERE t.state = 'processing' AND t.queue = q.queue LIMIT $1) AS c) AS processing
 FROM queues AS q
 ORDER BY q.queue

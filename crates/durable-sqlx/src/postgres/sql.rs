@@ -443,13 +443,20 @@ WITH doomed AS MATERIALIZED (
 SELECT count(*) FROM gone";
 
 /// The columns of a [`TaskRecord`](durable_core::store::TaskRecord), payload as text.
+/// `FROM durable_tasks` (every task) unless another table (the live partition) is named.
 macro_rules! record_columns {
     () => {
-        "SELECT id, name, queue, payload::text AS payload, state, priority, attempts,
+        record_columns!("durable_tasks")
+    };
+    ($table:literal) => {
+        concat!(
+            "SELECT id, name, queue, payload::text AS payload, state, priority, attempts,
     max_attempts, requeues, run_at, lease_owner, lease_expires_at, last_error,
     errors::text AS errors, unique_key, started_at, cancel_requested_at, created_at,
     updated_at, finished_at
-FROM durable_tasks"
+FROM ",
+            $table
+        )
     };
 }
 
