@@ -152,47 +152,13 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken)
     }
 }
 
-/// Deletes `completed`/`cancelled` rows older than the retention, in bounded batches.
-pub(crate) async fn prune_loop(shared: Arc<Shared>, stop: CancellationToken) {
-    let Some(retention) = shared.config.retention else {
-        return;
-    };
-    let mut ticker = tokio::time::interval(shared.config.prune_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let batch = shared.config.prune_batch;
-        let mut total = 0;
-        loop {
-            match shared.store.prune(retention, batch).await {
-                Ok(n) => {
-                    total += n;
-                    if n < u64::from(batch) || stop.is_cancelled() {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "prune failed");
-                    break;
-                }
-            }
-        }
-        if total > 0 {
-            tracing::debug!(deleted = total, "pruned finished tasks");
-        }
-    }
-}
-
-/// Runs the store's housekeeping ([`WorkerStore::maintain`](crate::store::WorkerStore::maintain))
-/// at the maintenance interval. Failures are logged and retried at the next tick.
-pub(crate) async fn maintain_loop(shared: Arc<Shared>, stop: CancellationToken) {
-    let Some(every) = shared.config.maintain_interval else {
-        return;
-    };
+/// Runs `round` at once and then every `every` until `stop` (a round that overruns delays the
+/// next instead of bunching the missed ones). A round in progress is not interrupted.
+pub(crate) async fn every<F, Fut>(every: Duration, stop: &CancellationToken, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -200,6 +166,52 @@ pub(crate) async fn maintain_loop(shared: Arc<Shared>, stop: CancellationToken) 
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        round().await;
+    }
+}
+
+/// Deletes `completed`/`cancelled` rows older than the retention, in bounded batches.
+pub(crate) async fn prune_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let Some(retention) = shared.config.retention else {
+        return;
+    };
+    every(shared.config.prune_interval, &stop, || {
+        prune_round(&shared, retention, &stop)
+    })
+    .await;
+}
+
+/// One round of pruning: batches until one deletes less than a full batch.
+async fn prune_round(shared: &Shared, retention: Duration, stop: &CancellationToken) {
+    let batch = shared.config.prune_batch;
+    let mut total = 0;
+    loop {
+        match shared.store.prune(retention, batch).await {
+            Ok(n) => {
+                total += n;
+                if n < u64::from(batch) || stop.is_cancelled() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "prune failed");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::debug!(deleted = total, "pruned finished tasks");
+    }
+}
+
+/// Runs the store's housekeeping ([`WorkerStore::maintain`](crate::store::WorkerStore::maintain))
+/// at the maintenance interval. Failures are logged and retried at the next tick.
+pub(crate) async fn maintain_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let Some(period) = shared.config.maintain_interval else {
+        return;
+    };
+    every(period, &stop, || async {
         match shared.store.maintain().await {
             Ok(done) if done.vacuumed => {
                 tracing::debug!(dead_rows = done.dead_rows, "vacuumed the live task table");
@@ -207,7 +219,8 @@ pub(crate) async fn maintain_loop(shared: Arc<Shared>, stop: CancellationToken) 
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "store maintenance failed"),
         }
-    }
+    })
+    .await;
 }
 
 /// How often a runtime looks for due tasks it cannot run, and how long such a task must have

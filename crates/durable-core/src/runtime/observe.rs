@@ -164,16 +164,11 @@ pub(crate) async fn stats_loop(
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    super::loops::every(every, &stop, || async {
         match shared.store.stats().await {
             Ok(stats) => states(&stats),
             Err(error) => tracing::warn!(%error, "could not refresh the task state gauges"),
         }
-    }
+    })
+    .await;
 }

@@ -48,10 +48,12 @@ CREATE INDEX durable_tasks_live_ready_queue
     ON durable_tasks_live (queue, (-priority::int4), run_at, id) WHERE state = 'pending';
 
 -- The lease sweep's index, on a column heartbeats do not change: a heartbeat (and the mark
--- of a last attempt's start) then rewrites no index and stays a HOT update.
+-- of a last attempt's start) then rewrites no index and stays a HOT update. Not on the
+-- lease owner: statements that look a fence up (id, owner, attempt) must probe the primary
+-- key, not walk an index whose entries for that owner include every task it finished.
 DROP INDEX IF EXISTS durable_tasks_lease;
 CREATE INDEX durable_tasks_live_held
-    ON durable_tasks_live (lease_owner) WHERE state = 'processing';
+    ON durable_tasks_live (started_at) WHERE state = 'processing';
 
 -- The admin's lists of finished tasks, on both partitions.
 CREATE INDEX durable_tasks_history_finished

@@ -105,7 +105,7 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (
         11,
-        "ea02ad63f8739d98d980d884e9148b5c8c0f7e94859875bc18e0b75e5026a8b9e70b999554e05475a9ac14256f1c7927",
+        "afc2a2d047792eeddfb716aade63a2b47a33884ba2948f83a48996b643d38b82a6be00425fb740f2c8c9c6f6fe4fcbb6",
     ),
 ];
 

@@ -52,9 +52,13 @@ SELECT (SELECT state FROM moved) AS moved,
 );
 
 /// $1 ids. The held rows whose cancellation was requested.
+/// One primary-key probe per id (see the fenced writes in `sql.rs` for why not a join).
 const CANCEL_REQUESTED: &str = "
-SELECT id FROM durable_tasks_live
-WHERE id = ANY($1::uuid[]) AND state = 'processing' AND cancel_requested_at IS NOT NULL";
+SELECT t.id FROM unnest($1::uuid[]) AS f(id)
+CROSS JOIN LATERAL (
+    SELECT l.id FROM durable_tasks_live AS l
+    WHERE l.id = f.id AND l.state = 'processing' AND l.cancel_requested_at IS NOT NULL
+) AS t";
 
 /// $1 id, $2 owner, $3 attempt, $4 error. An attempt of a cancel-requested task ended.
 pub(super) const CANCELLED: &str = concat!(

@@ -19,14 +19,16 @@
 //!
 //! - the position is [`SLACK`] behind the last claimed row's `run_at`: a transaction that
 //!   enqueues and commits within it is still found by the next claim;
-//! - a claim walks from the head whenever the last such walk is [`FULL_EVERY`] old, and finds
+//! - a claim walks from the head whenever the last such walk is [`FULL_EVERY`] old — or
+//!   [`FULL_SHARE`] times as long as that walk took, if longer, so that walks from the head
+//!   take at most a twentieth of the claims' time however slow they get — and finds
 //!   everything a resumed claim passed over;
 //! - claims resume only after a walk from the head took [`SLOW`] (by default) or more, which is when the
 //!   head is full of entries that cannot be marked. Otherwise every claim walks from the
 //!   head (entries get marked as they are passed), and the order is exact.
 //!
-//! Under a held snapshot a task that sorts before the position waits at most [`FULL_EVERY`]
-//! more; nothing is ever left behind.
+//! Under a held snapshot a task that sorts before the position waits until the next walk from
+//! the head (a second, more when those walks are slow); nothing is ever left behind.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,6 +43,10 @@ pub(super) const SLACK: Duration = Duration::from_millis(500);
 
 /// How often a claim walks from the head of the index while claims resume.
 pub(super) const FULL_EVERY: Duration = Duration::from_secs(1);
+
+/// While claims resume, a walk from the head runs again only after this many times the time
+/// the last one took (when that is longer than [`FULL_EVERY`]).
+pub(super) const FULL_SHARE: u32 = 20;
 
 /// How long a walk from the head must take for the following claims to resume, by default
 /// ([`PostgresStoreBuilder::claim_resume_after`](super::PostgresStoreBuilder::claim_resume_after)).
@@ -62,8 +68,9 @@ pub(super) struct Position {
 struct Cursor {
     /// Where resumed claims start; `None` until a claim took a row.
     from: Option<Position>,
-    /// When the last walk from the head ran.
+    /// When the last walk from the head ran, and how long it took.
     full_at: Option<Instant>,
+    full_took: Duration,
     /// Whether that walk was slow: claims resume until the next one.
     slow: bool,
 }
@@ -98,7 +105,8 @@ impl Resume {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cursor = cursors.get(key)?;
-        let fresh = cursor.full_at.is_some_and(|t| t.elapsed() < FULL_EVERY);
+        let period = FULL_EVERY.max(cursor.full_took.saturating_mul(FULL_SHARE));
+        let fresh = cursor.full_at.is_some_and(|t| t.elapsed() < period);
         if cursor.slow && fresh {
             cursor.from
         } else {
@@ -122,6 +130,7 @@ impl Resume {
         let cursor = cursors.entry(key.to_owned()).or_default();
         if started.is_none() {
             cursor.full_at = Some(Instant::now());
+            cursor.full_took = took;
             cursor.slow = took >= self.slow;
         }
         if let Some(last) = last {
@@ -201,6 +210,14 @@ mod tests {
             None,
             "a walk from the head each second"
         );
+
+        // A walk from the head that took 200 ms: the next one 4 s later, not 1 s.
+        resume.record("any", None, Duration::from_millis(200), Some(at(0, 40_000)));
+        tokio::time::advance(FULL_EVERY * 3).await;
+        assert!(resume.start("any").is_some(), "still resuming after 3 s");
+        tokio::time::advance(FULL_EVERY).await;
+        assert_eq!(resume.start("any"), None, "a walk from the head after 4 s");
+
         resume.record("any", None, Duration::from_millis(1), Some(at(-5, 1_000)));
         assert_eq!(
             resume.start("any"),

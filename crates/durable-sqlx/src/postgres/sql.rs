@@ -177,24 +177,32 @@ pub(super) const CLAIM_OTHERS_FROM: &str =
 /// of one of the fences $1/$2/$3, locked in id order (two batch writes over overlapping rows
 /// then wait for each other instead of deadlocking). The SET list comes last, as tokens, so
 /// it can be built with `concat!`.
+///
+/// Each fence is looked up by its id, one primary-key probe per fence (a lateral subquery
+/// over the fences in id order), and the update finds the locked rows by id only: given a
+/// join on `state = 'processing'`, the planner may instead walk the whole lease-sweep index
+/// (`durable_tasks_live_held`), which under a held vacuum horizon holds an entry for every
+/// task finished since — hundreds of milliseconds per completion batch.
 macro_rules! fenced {
     ($returning:literal; $($set:tt)+) => {
         concat!(
             "
 WITH held AS MATERIALIZED (
     SELECT t.id
-    FROM durable_tasks AS t
-    JOIN unnest($1::uuid[], $2::uuid[], $3::int4[]) AS f(id, owner, attempt)
-      ON t.id = f.id AND t.lease_owner = f.owner AND t.attempts = f.attempt
-    WHERE t.state = 'processing' AND NOT t.archived
-    ORDER BY t.id
-    FOR UPDATE OF t
+    FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[]) AS u(id, owner, attempt)
+          ORDER BY id) AS f
+    CROSS JOIN LATERAL (
+        SELECT l.id FROM durable_tasks_live AS l
+        WHERE l.id = f.id AND l.lease_owner = f.owner AND l.attempts = f.attempt
+          AND l.state = 'processing'
+        FOR UPDATE
+    ) AS t
 )
 UPDATE durable_tasks AS t SET ",
             $($set)+,
             "
 FROM held
-WHERE t.id = held.id AND t.state = 'processing' AND NOT t.archived
+WHERE t.id = held.id AND NOT t.archived
 RETURNING ",
             $returning
         )
@@ -409,7 +417,7 @@ moved AS (
     push_error!("t.", rescue_error!()),
     "
     FROM expired
-    WHERE t.id = expired.id AND t.state = 'processing' AND NOT t.archived
+    WHERE t.id = expired.id AND NOT t.archived
     RETURNING t.state
 ),
 c AS (
