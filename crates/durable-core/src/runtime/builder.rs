@@ -263,6 +263,7 @@ impl RuntimeBuilder {
         }
         let claimer = TaskTracker::new();
         claimer.spawn(loops::claim_loop(Arc::clone(&shared)));
+        claimer.spawn(loops::rescue_loop(Arc::clone(&shared)));
         claimer.close();
         let loops = TaskTracker::new();
         if let Some(deliver) = deliver {

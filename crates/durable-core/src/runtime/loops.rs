@@ -11,30 +11,52 @@ use super::shared::Shared;
 use crate::store::Fence;
 use crate::writer::LocalRuntime;
 
-/// Claims due tasks when woken (local enqueue, freed slot, known due time) or at the poll
-/// interval, and sweeps expired leases. Never claims more than the free slots.
-pub(crate) async fn claim_loop(shared: Arc<Shared>) {
-    let config = &shared.config;
-    let mut last_rescue: Option<Instant> = None;
-    let mut failures = 0u32;
+/// How many times a lease sweep's own duration the next one waits, at least: a sweep that
+/// gets slow (a held vacuum horizon leaves the lease index full of finished tasks' entries)
+/// then takes at most a twentieth of the database time it competes for.
+const RESCUE_SHARE: u32 = 20;
+
+/// Sweeps expired leases every rescue interval (or [`RESCUE_SHARE`] times as long as the last
+/// sweep took, if longer), beside the claim loop so a slow sweep never holds up claims, until
+/// shutdown begins.
+pub(crate) async fn rescue_loop(shared: Arc<Shared>) {
     loop {
         if shared.stopping.is_cancelled() {
             return;
         }
-        if last_rescue.is_none_or(|t| t.elapsed() >= config.rescue_interval) {
-            last_rescue = Some(Instant::now());
-            match shared.store.rescue_expired().await {
-                Ok(report) if report.requeued + report.failed > 0 => {
-                    tracing::warn!(
-                        requeued = report.requeued,
-                        failed = report.failed,
-                        "recovered tasks whose lease expired (their worker stopped heart-beating)"
-                    );
-                    shared.backlog.store(true, Ordering::Relaxed);
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "lease sweep failed"),
+        let began = Instant::now();
+        match shared.store.rescue_expired().await {
+            Ok(report) if report.requeued + report.failed > 0 => {
+                tracing::warn!(
+                    requeued = report.requeued,
+                    failed = report.failed,
+                    "recovered tasks whose lease expired (their worker stopped heart-beating)"
+                );
+                shared.backlog.store(true, Ordering::Relaxed);
+                shared.wake.notify();
             }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "lease sweep failed"),
+        }
+        let wait = shared
+            .config
+            .rescue_interval
+            .max(began.elapsed().saturating_mul(RESCUE_SHARE));
+        tokio::select! {
+            () = shared.stopping.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Claims due tasks when woken (local enqueue, freed slot, known due time, a lease sweep that
+/// handed tasks back) or at the poll interval. Never claims more than the free slots.
+pub(crate) async fn claim_loop(shared: Arc<Shared>) {
+    let config = &shared.config;
+    let mut failures = 0u32;
+    loop {
+        if shared.stopping.is_cancelled() {
+            return;
         }
         let mut pause = config.poll_interval;
         {

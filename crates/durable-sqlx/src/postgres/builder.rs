@@ -130,9 +130,10 @@ impl PostgresStoreBuilder {
     /// store's next claims start where the last one ended instead (default 8 ms; a claim
     /// on a healthy table takes 1–2 ms). A slow walk means entries of rows claimed since
     /// some old snapshot was taken (an idle transaction, a long report) that PostgreSQL
-    /// cannot mark dead yet; resumed claims skip them. While claims resume, one walk from
-    /// the head each second still finds rows placed before the position — a higher
-    /// priority, a transaction that committed late — and decides whether to keep resuming.
+    /// cannot mark dead yet; resumed claims skip them. While claims resume, a walk from the
+    /// head each second (or after twenty times as long as the last one took, if longer)
+    /// still finds rows placed before the position — a higher priority, a transaction that
+    /// committed late — and decides whether to keep resuming.
     /// `Duration::ZERO` resumes whenever possible, `Duration::MAX` never.
     #[must_use]
     pub fn claim_resume_after(mut self, slow: Duration) -> Self {
