@@ -150,6 +150,10 @@ pub(super) async fn write_cancelled(
     let error = clean_text(error);
     let done = again_if_moved(|| {
         sqlx::query(CANCELLED)
+            // Planned with its parameters at each run, not as a cached generic plan
+            // (see "Single-row statements, planned per run" in
+            // `sql.rs`).
+            .persistent(false)
             .bind(fence.id.as_uuid())
             .bind(fence.owner.as_uuid())
             .bind(attempt_i32(fence.attempt))
@@ -169,6 +173,10 @@ pub(super) async fn write_snoozed(
 ) -> crate::error::Result<bool> {
     let n: i64 = again_if_moved(|| {
         sqlx::query_scalar(SNOOZE)
+            // Planned with its parameters at each run, not as a cached generic plan
+            // (see "Single-row statements, planned per run" in
+            // `sql.rs`).
+            .persistent(false)
             .bind(fence.id.as_uuid())
             .bind(fence.owner.as_uuid())
             .bind(attempt_i32(fence.attempt))

@@ -76,6 +76,10 @@ impl PostgresStore {
                         let error = clean_text(&error);
                         let n: i64 = again_if_moved(|| {
                             sqlx::query_scalar(sql::RETRY)
+                                // Planned with its parameters at each run, not as a cached generic plan
+                                // (see "Single-row statements, planned per run" in
+                                // `sql.rs`).
+                                .persistent(false)
                                 .bind(id)
                                 .bind(owner)
                                 .bind(attempt)
@@ -91,6 +95,10 @@ impl PostgresStore {
                         let error = clean_text(&error);
                         again_if_moved(|| {
                             sqlx::query(sql::FAIL)
+                                // Planned with its parameters at each run, not as a cached generic plan
+                                // (see "Single-row statements, planned per run" in
+                                // `sql.rs`).
+                                .persistent(false)
                                 .bind(id)
                                 .bind(owner)
                                 .bind(attempt)

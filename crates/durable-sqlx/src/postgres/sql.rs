@@ -179,10 +179,12 @@ pub(super) const CLAIM_OTHERS_FROM: &str =
 /// it can be built with `concat!`.
 ///
 /// Each fence is looked up by its id, one primary-key probe per fence (a lateral subquery
-/// over the fences in id order), and the update finds the locked rows by id only: given a
-/// join on `state = 'processing'`, the planner may instead walk the whole lease-sweep index
-/// (`durable_tasks_live_held`), which under a held vacuum horizon holds an entry for every
-/// task finished since — hundreds of milliseconds per completion batch.
+/// over the fences in id order), its state checked once the row is locked, and the update
+/// finds the locked rows by id only. No part states `state = 'processing'` to the planner
+/// where the lease-sweep index (`durable_tasks_live_held`, partial on that state) could
+/// serve it: a plan that walks that index — chosen while it was small, and kept as the
+/// prepared statement's generic plan — walks, under a held vacuum horizon, an entry for
+/// every task finished since, for every fence: seconds per completion batch.
 macro_rules! fenced {
     ($returning:literal; $($set:tt)+) => {
         concat!(
@@ -192,11 +194,11 @@ WITH held AS MATERIALIZED (
     FROM (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[]) AS u(id, owner, attempt)
           ORDER BY id) AS f
     CROSS JOIN LATERAL (
-        SELECT l.id FROM durable_tasks_live AS l
+        SELECT l.id, l.state FROM durable_tasks_live AS l
         WHERE l.id = f.id AND l.lease_owner = f.owner AND l.attempts = f.attempt
-          AND l.state = 'processing'
         FOR UPDATE
     ) AS t
+    WHERE t.state = 'processing'
 )
 UPDATE durable_tasks AS t SET ",
             $($set)+,
@@ -293,6 +295,16 @@ SELECT coalesce(array_agg(id), '{}') AS ids,
     ", '')::text END AS notified
 FROM moved"
 );
+
+// Single-row statements, planned per run. The single-row statements of an attempt (its
+// failure, retry, snooze, cancellation, start mark, step, completion in a transaction) run
+// unprepared (`persistent(false)`): each looks
+// its row up by id and also states `state = 'processing'`, which the lease-sweep index
+// (partial on that state) could serve. A prepared statement's generic plan, chosen while
+// that index is small, can walk it instead of probing the primary key, and keeps doing so
+// when a held vacuum horizon has filled it with the entries of every task finished since;
+// a plan made for each run sees the index as it is. They run once per failed or snoozed
+// attempt, so the planning costs little.
 
 /// $1 id, $2 owner, $3 attempt.
 pub(super) const MARK_STARTED: &str = "

@@ -43,6 +43,10 @@ pub(crate) async fn save_step_on(
     output: &str,
 ) -> Result<bool> {
     let done = sqlx::query(SAVE_STEP)
+        // Planned with its parameters at each run, not as a cached generic plan
+        // (see "Single-row statements, planned per run" in
+        // `sql.rs`).
+        .persistent(false)
         .bind(fence.id.as_uuid())
         .bind(fence.owner.as_uuid())
         .bind(attempt_i32(fence.attempt))
@@ -57,6 +61,10 @@ pub(crate) async fn save_step_on(
 /// Completes the attempt `fence` on `conn`, fenced; `false` when it lost its task.
 pub(crate) async fn complete_on(conn: &mut PgConnection, fence: &Fence) -> Result<bool> {
     let done = sqlx::query(COMPLETE)
+        // Planned with its parameters at each run, not as a cached generic plan
+        // (see "Single-row statements, planned per run" in
+        // `sql.rs`).
+        .persistent(false)
         .bind(fence.id.as_uuid())
         .bind(fence.owner.as_uuid())
         .bind(attempt_i32(fence.attempt))

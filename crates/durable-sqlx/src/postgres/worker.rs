@@ -189,6 +189,10 @@ impl WorkerStore for PostgresStore {
         self.run("mark started", move |pool| async move {
             let done = again_if_moved(|| {
                 sqlx::query(sql::MARK_STARTED)
+                    // Planned with its parameters at each run, not as a cached generic plan
+                    // (see "Single-row statements, planned per run" in
+                    // `sql.rs`).
+                    .persistent(false)
                     .bind(fence.id.as_uuid())
                     .bind(fence.owner.as_uuid())
                     .bind(attempt_i32(fence.attempt))
