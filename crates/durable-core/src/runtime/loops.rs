@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
+use super::ticker::every;
 use crate::store::Fence;
 use crate::writer::LocalRuntime;
 
@@ -171,24 +172,6 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>, stop: CancellationToken)
             }
             Err(error) => tracing::warn!(%error, tasks = held.len(), "heartbeat failed"),
         }
-    }
-}
-
-/// Runs `round` at once and then every `every` until `stop` (a round that overruns delays the
-/// next instead of bunching the missed ones). A round in progress is not interrupted.
-pub(crate) async fn every<F, Fut>(every: Duration, stop: &CancellationToken, mut round: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        round().await;
     }
 }
 

@@ -20,6 +20,7 @@ mod shutdown;
 mod slots;
 mod stats;
 mod throughput;
+mod ticker;
 mod written;
 
 pub use alert::{AlertFuture, AlertKind, TaskEvent, ALERT_QUEUE};

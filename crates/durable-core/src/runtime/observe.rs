@@ -164,7 +164,7 @@ pub(crate) async fn stats_loop(
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    super::loops::every(every, &stop, || async {
+    super::ticker::every(every, &stop, || async {
         match shared.store.stats().await {
             Ok(stats) => states(&stats),
             Err(error) => tracing::warn!(%error, "could not refresh the task state gauges"),

@@ -15,6 +15,79 @@ use super::rows::claimed_from_row;
 use super::{ms, sql};
 use crate::error::{Error, Result};
 
+/// The claim: a materialized CTE picks at most `LIMIT` due pending rows of the known task
+/// names ($4) in claim order and locks them (`SKIP LOCKED`: rows another claimer holds are
+/// passed over, not waited for); the UPDATE then changes exactly those rows. `MATERIALIZED`
+/// keeps the CTE an optimisation fence, so the planner cannot fold the LIMIT into the UPDATE
+/// and touch more rows. The names are a filter on the rows the claim index yields (the index
+/// has no name): rows of other types stay `pending` for an instance that knows them.
+///
+/// Claim order is `(-priority, run_at, id)`, ascending, as the claim indexes hold it
+/// (migration 11). A resumed claim (`$from`: the bound's parameters) starts at a position
+/// with one row comparison the index applies, instead of walking from the head of the index:
+/// see [`Resume`].
+macro_rules! claim {
+    ($filter:literal, $($from:tt)*) => {
+        concat!(
+            "
+WITH due AS MATERIALIZED (
+    SELECT id FROM durable_tasks_live
+    WHERE state = 'pending' AND run_at <= durable_now() AND name = ANY($4::text[])",
+            $filter,
+            $($from)*,
+            "
+    ORDER BY (-priority::int4), run_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE durable_tasks_live AS t
+SET state = 'processing', attempts = t.attempts + 1, lease_owner = $1,
+    lease_expires_at = durable_now() + $2::int8 * interval '1 millisecond',
+    started_at = durable_now(), attempt_started_at = NULL, updated_at = durable_now()
+FROM due
+WHERE t.id = due.id
+RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts,
+    t.run_at, t.trace_parent, t.priority"
+        )
+    };
+}
+
+/// $1 owner, $2 lease ms, $3 limit, $4 task names. Any queue.
+pub(super) const CLAIM_ANY: &str = claim!("", "");
+
+/// $1 owner, $2 lease ms, $3 limit, $4 task names, $5 queue. One capped queue.
+pub(super) const CLAIM_QUEUE: &str = claim!(" AND queue = $5::text", "");
+
+/// $1 owner, $2 lease ms, $3 limit, $4 task names, $5 queues to leave out (the capped ones).
+pub(super) const CLAIM_OTHERS: &str = claim!(" AND queue <> ALL($5::text[])", "");
+
+/// The resumed claims' bound: the negated priority, run_at and id (their parameters).
+macro_rules! resumed {
+    ($p:literal, $r:literal, $i:literal) => {
+        concat!(
+            "
+      AND ((-priority::int4), run_at, id) >= (",
+            $p,
+            "::int4, ",
+            $r,
+            "::timestamptz, ",
+            $i,
+            "::uuid)"
+        )
+    };
+}
+
+/// [`CLAIM_ANY`] from a position: $5-$7.
+pub(super) const CLAIM_ANY_FROM: &str = claim!("", resumed!("$5", "$6", "$7"));
+
+/// [`CLAIM_QUEUE`] from a position: $6-$8.
+pub(super) const CLAIM_QUEUE_FROM: &str =
+    claim!(" AND queue = $5::text", resumed!("$6", "$7", "$8"));
+
+/// [`CLAIM_OTHERS`] from a position: $6-$8.
+pub(super) const CLAIM_OTHERS_FROM: &str =
+    claim!(" AND queue <> ALL($5::text[])", resumed!("$6", "$7", "$8"));
+
 /// One claim's settings: the request, the store's claim positions, and whether each
 /// statement is its own transaction (then a statement refused for a moved row is run again).
 pub(super) struct Claim<'a> {
@@ -156,12 +229,12 @@ fn claim_statement<'q>(
     from: Option<Position>,
 ) -> Query<'q, Postgres, PgArguments> {
     let text = match (queue, excluded.is_empty(), from.is_some()) {
-        (Some(_), _, false) => sql::CLAIM_QUEUE,
-        (Some(_), _, true) => sql::CLAIM_QUEUE_FROM,
-        (None, true, false) => sql::CLAIM_ANY,
-        (None, true, true) => sql::CLAIM_ANY_FROM,
-        (None, false, false) => sql::CLAIM_OTHERS,
-        (None, false, true) => sql::CLAIM_OTHERS_FROM,
+        (Some(_), _, false) => CLAIM_QUEUE,
+        (Some(_), _, true) => CLAIM_QUEUE_FROM,
+        (None, true, false) => CLAIM_ANY,
+        (None, true, true) => CLAIM_ANY_FROM,
+        (None, false, false) => CLAIM_OTHERS,
+        (None, false, true) => CLAIM_OTHERS_FROM,
     };
     let query = sqlx::query(text)
         .bind(*request.owner.as_uuid())

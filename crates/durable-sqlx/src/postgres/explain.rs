@@ -6,7 +6,7 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::{sql, PostgresStore};
+use super::{claim, sql, PostgresStore};
 use crate::error::{Error, Result};
 use crate::util::detached;
 
@@ -26,19 +26,20 @@ impl PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
         let query = match queue {
-            None => sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_ANY)))
+            None => sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", claim::CLAIM_ANY)))
                 .bind(owner)
                 .bind(30_000_i64)
                 .bind(limit)
                 .bind(names),
-            Some(queue) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::CLAIM_QUEUE)))
-                    .bind(owner)
-                    .bind(30_000_i64)
-                    .bind(limit)
-                    .bind(names)
-                    .bind(queue.to_owned())
-            }
+            Some(queue) => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN {}",
+                claim::CLAIM_QUEUE
+            )))
+            .bind(owner)
+            .bind(30_000_i64)
+            .bind(limit)
+            .bind(names)
+            .bind(queue.to_owned()),
         };
         self.explain(query).await
     }
@@ -55,9 +56,9 @@ impl PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
         let text = if queue.is_some() {
-            sql::CLAIM_QUEUE_FROM
+            claim::CLAIM_QUEUE_FROM
         } else {
-            sql::CLAIM_ANY_FROM
+            claim::CLAIM_ANY_FROM
         };
         let query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {text}")))
             .bind(Uuid::nil())
