@@ -28,7 +28,8 @@ pub struct Settings {
     pub heartbeat: Duration,
     /// How often the runtime looks for due tasks when nothing wakes it (default 2 s).
     pub poll_interval: Duration,
-    /// How often expired leases are swept (default a quarter of the lease).
+    /// How often expired leases are swept (default a quarter of the lease; after a sweep
+    /// that took longer than a twentieth of this, twenty times its duration).
     pub rescue_interval: Duration,
     /// How long `completed` and `cancelled` rows are kept (default 24 h; `None`: forever).
     pub retention: Option<Duration>,
