@@ -129,7 +129,7 @@ pub trait WorkerStore: ScheduleStore + Send + Sync + fmt::Debug + 'static {
     /// Housekeeping that keeps the table claims scan small and fast: on PostgreSQL, a
     /// `VACUUM` of the live partition when its dead row versions pile up (each claim and each
     /// finished task leaves one), whatever the server's autovacuum settings. Called by a
-    /// runtime every [`Settings::maintain_interval`](crate::Settings::maintain_interval);
+    /// runtime every [`Settings::maintain_interval`](crate::runtime::Settings::maintain_interval);
     /// stores whose tables need none (SQLite rewrites rows in place) keep the default, which
     /// does nothing. A wrapper store must delegate it.
     async fn maintain(&self) -> Result<Maintenance> {

@@ -223,8 +223,8 @@ impl WorkerStore for PostgresStore {
     }
 
     /// Vacuums the live partition when dead row versions pile up there (see
-    /// [`maintain`](super::maintain)). Looks only when this store claimed rows since the
-    /// last round: an idle instance sends nothing.
+    /// `docs/POSTGRES.md`, "The live partition and the history"). Looks only when this
+    /// store claimed or finished tasks since the last round: an idle instance sends nothing.
     async fn maintain(&self) -> durable_core::Result<Maintenance> {
         let pace = std::sync::Arc::clone(&self.pace);
         self.run("maintenance", move |pool| async move {
