@@ -17,6 +17,8 @@ mod estimated_counts;
 mod history;
 #[path = "postgres/migrations.rs"]
 mod migrations;
+#[path = "postgres/plan_cache.rs"]
+mod plan_cache;
 #[path = "postgres/search_path.rs"]
 mod search_path;
 #[path = "postgres/steps_app.rs"]

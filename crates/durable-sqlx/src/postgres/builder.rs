@@ -179,6 +179,18 @@ impl PostgresStoreBuilder {
             }
             None => {}
         }
+        // Every statement is planned for the tables as they are when it runs. A prepared
+        // statement otherwise keeps a generic plan after its fifth run, and the live partition
+        // is often empty then (vacuumed between bursts): the plan kept scans it, one pass per
+        // fence of a completion, and keeps scanning once a burst or a held vacuum horizon has
+        // filled it with tens of thousands of row versions — seconds per statement. Planning
+        // each run costs a fraction of a millisecond.
+        if !options
+            .get_options()
+            .is_some_and(|o| o.contains("plan_cache_mode"))
+        {
+            options = options.options([("plan_cache_mode", "force_custom_plan")]);
+        }
         let ping_after_idle = self.ping_after_idle;
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)

@@ -162,6 +162,25 @@ impl PostgresStore {
     /// A store on an existing pool (for example the application's own). Its connect options
     /// (`search_path`, `application_name`) are the store's; the `LISTEN` connection is opened
     /// with the same options, outside the pool.
+    ///
+    /// Give the pool's connections `plan_cache_mode=force_custom_plan`, as
+    /// [`builder`](Self::builder) does: the live partition is empty one moment and holds tens
+    /// of thousands of rows the next, and a prepared statement's generic plan, made while it
+    /// was empty, scans it.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), sqlx::Error> {
+    /// use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    ///
+    /// let options: PgConnectOptions = "postgres://localhost/app".parse()?;
+    /// let pool = PgPoolOptions::new()
+    ///     .connect_with(options.options([("plan_cache_mode", "force_custom_plan")]))
+    ///     .await?;
+    /// let store = durable_sqlx::postgres::PostgresStore::from_pool(pool);
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,

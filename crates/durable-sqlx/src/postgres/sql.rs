@@ -109,9 +109,11 @@ FROM (SELECT 1 FROM inserted WHERE state = 'pending' AND run_at <= durable_now()
 /// over the fences in id order), its state checked once the row is locked, and the update
 /// finds the locked rows by id only. No part states `state = 'processing'` to the planner
 /// where the lease-sweep index (`durable_tasks_live_held`, partial on that state) could
-/// serve it: a plan that walks that index — chosen while it was small, and kept as the
-/// prepared statement's generic plan — walks, under a held vacuum horizon, an entry for
-/// every task finished since, for every fence: seconds per completion batch.
+/// serve it: a plan that walks that index — chosen while it looked small — walks, under a
+/// held vacuum horizon, an entry for every task finished since, for every fence: seconds
+/// per completion batch. The probe's `LIMIT 1` (an id matches one row) is what keeps it so:
+/// the planner pushes the outer `state` test into a subquery without one, and then costs
+/// a walk of that index against the probe.
 macro_rules! fenced {
     ($returning:literal; $($set:tt)+) => {
         concat!(
@@ -123,6 +125,7 @@ WITH held AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT l.id, l.state FROM durable_tasks_live AS l
         WHERE l.id = f.id AND l.lease_owner = f.owner AND l.attempts = f.attempt
+        LIMIT 1
         FOR UPDATE
     ) AS t
     WHERE t.state = 'processing'
