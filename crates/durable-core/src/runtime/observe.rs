@@ -20,8 +20,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::Stats;
-
 /// How an attempt ended, for the counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
@@ -126,9 +124,9 @@ pub(crate) fn busy(running: usize) {
 }
 
 /// The store's counts per state.
-pub(crate) fn states(stats: &Stats) {
+pub(crate) fn states(counts: &[(crate::TaskState, crate::store::Count)]) {
     #[cfg(feature = "metrics")]
-    for (state, count) in &stats.states {
+    for (state, count) in counts {
         metrics::gauge!("durable_tasks", "state" => state.as_str()).set(count.value() as f64);
     }
 }
@@ -165,8 +163,8 @@ pub(crate) async fn stats_loop(
     stop: tokio_util::sync::CancellationToken,
 ) {
     super::ticker::every(every, &stop, || async {
-        match shared.store.stats().await {
-            Ok(stats) => states(&stats),
+        match shared.store.state_stats().await {
+            Ok(counts) => states(&counts),
             Err(error) => tracing::warn!(%error, "could not refresh the task state gauges"),
         }
     })

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    ActionOutcome, CancelOutcome, ListQuery, Page, RetryFailed, Seen, StateCounts, Stats,
+    ActionOutcome, CancelOutcome, Count, ListQuery, Page, RetryFailed, Seen, StateCounts, Stats,
     StuckQuery, TaskRecord, ThroughputBucket,
 };
 use crate::error::Result;
 use crate::ids::{TaskId, WorkerId};
+use crate::TaskState;
 
 /// Inspection and administration (get, list, counts, cancel, prune, migrate): what operators, dashboards and maintenance call, as opposed
 /// to the worker protocol ([`WorkerStore`](super::WorkerStore)) a runtime drives.
@@ -41,6 +42,16 @@ pub trait AdminStore: Send + Sync + fmt::Debug + 'static {
     /// and otherwise bounded ([`COUNT_BOUND`](super::COUNT_BOUND)) or estimated, and labelled
     /// so ([`Count`](super::Count)).
     async fn stats(&self) -> Result<Stats>;
+
+    /// The counts per state of [`stats`](Self::stats) alone, without the per-queue counts
+    /// (the part that walks the live rows of every queue). What the runtime's
+    /// `durable_tasks{state}` gauges read every
+    /// [`stats_interval`](crate::runtime::RuntimeBuilder::stats_interval): it stays
+    /// cheap while a held vacuum horizon fills the live rows' indexes. The default reads
+    /// [`stats`](Self::stats).
+    async fn state_stats(&self) -> Result<Vec<(TaskState, Count)>> {
+        Ok(self.stats().await?.states)
+    }
 
     /// Attempts ended per minute since `since` (at most the last 24 hours), across every
     /// instance, oldest first; minutes without any are left out.

@@ -9,13 +9,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    ActionOutcome, AdminStore, CancelOutcome, CommitMode, Fence, KeyClaim, KeyTake, ListQuery,
-    Maintenance, Page, RescueReport, RetryFailed, ScheduleAdvance, ScheduleRow, ScheduleStore,
-    Seen, StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket, Wakeups, WorkerStore,
-    WriteBatch, WriteOutcome,
+    ActionOutcome, AdminStore, CancelOutcome, CommitMode, Count, Fence, KeyClaim, KeyTake,
+    ListQuery, Maintenance, Page, RescueReport, RetryFailed, ScheduleAdvance, ScheduleRow,
+    ScheduleStore, Seen, StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket, Wakeups,
+    WorkerStore, WriteBatch, WriteOutcome,
 };
 use crate::error::Result;
 use crate::ids::{TaskId, WorkerId};
+use crate::TaskState;
 
 #[async_trait]
 impl<S: WorkerStore + ?Sized> WorkerStore for Arc<S> {
@@ -85,6 +86,9 @@ impl<S: AdminStore + ?Sized> AdminStore for Arc<S> {
     }
     async fn stats(&self) -> Result<Stats> {
         (**self).stats().await
+    }
+    async fn state_stats(&self) -> Result<Vec<(TaskState, Count)>> {
+        (**self).state_stats().await
     }
     async fn throughput(&self, since: DateTime<Utc>) -> Result<Vec<ThroughputBucket>> {
         (**self).throughput(since).await

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use durable_core::store::{
-    async_trait, ActionOutcome, AdminStore, CancelOutcome, ListQuery, Page, RetryFailed, Seen,
-    StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket,
+    async_trait, ActionOutcome, AdminStore, CancelOutcome, Count, ListQuery, Page, RetryFailed,
+    Seen, StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket,
 };
-use durable_core::{TaskId, WorkerId};
+use durable_core::{TaskId, TaskState, WorkerId};
 
 use super::moved::again_if_moved;
 use super::rows::record_from_row;
@@ -104,6 +104,12 @@ impl AdminStore for PostgresStore {
     async fn stats(&self) -> durable_core::Result<Stats> {
         self.run("stats", |pool| async move { overview::stats(&pool).await })
             .await
+    }
+    async fn state_stats(&self) -> durable_core::Result<Vec<(TaskState, Count)>> {
+        self.run("stats", |pool| async move {
+            overview::states(&pool).await.map(|(states, _)| states)
+        })
+        .await
     }
 
     async fn throughput(

@@ -100,6 +100,28 @@ fn estimate_statement(state: TaskState) -> Option<&'static str> {
 /// the estimate is all a count stopping at the bound could say anyway (labelled so).
 pub(super) async fn stats(pool: &PgPool) -> Result<Stats> {
     let db = || Error::db("stats");
+    let (states, due) = states(pool).await?;
+    let rows = sqlx::query(QUEUES)
+        .bind(count_limit())
+        .bind(MAX_QUEUES)
+        .fetch_all(pool)
+        .await
+        .map_err(db())?;
+    let mut queues = Vec::with_capacity(rows.len());
+    for row in rows {
+        queues.push(QueueCounts::new(
+            row.try_get::<String, _>("queue").map_err(db())?,
+            bounded(row.try_get("pending").map_err(db())?),
+            bounded(row.try_get("processing").map_err(db())?),
+        ));
+    }
+    Ok(Stats::new(states, queues, due))
+}
+
+/// The counts per state and the due pending rows of [`stats`]: what
+/// [`AdminStore::state_stats`](durable_core::store::AdminStore::state_stats) reads.
+pub(super) async fn states(pool: &PgPool) -> Result<(Vec<(TaskState, Count)>, Count)> {
+    let db = || Error::db("stats");
     let mut estimates = Vec::with_capacity(3);
     for state in [
         TaskState::Completed,
@@ -138,21 +160,7 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats> {
         states.push((state, count));
     }
     let due = bounded(row.try_get("due").map_err(db())?);
-    let rows = sqlx::query(QUEUES)
-        .bind(count_limit())
-        .bind(MAX_QUEUES)
-        .fetch_all(pool)
-        .await
-        .map_err(db())?;
-    let mut queues = Vec::with_capacity(rows.len());
-    for row in rows {
-        queues.push(QueueCounts::new(
-            row.try_get::<String, _>("queue").map_err(db())?,
-            bounded(row.try_get("pending").map_err(db())?),
-            bounded(row.try_get("processing").map_err(db())?),
-        ));
-    }
-    Ok(Stats::new(states, queues, due))
+    Ok((states, due))
 }
 
 /// The planner's row estimate, when it is past the bound (below it, rows are counted).

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use durable_core::store::{
-    async_trait, ActionOutcome, AdminStore, CancelOutcome, ListQuery, Page, RetryFailed, Seen,
-    StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket,
+    async_trait, ActionOutcome, AdminStore, CancelOutcome, Count, ListQuery, Page, RetryFailed,
+    Seen, StateCounts, Stats, StuckQuery, TaskRecord, ThroughputBucket,
 };
-use durable_core::{TaskId, WorkerId};
+use durable_core::{TaskId, TaskState, WorkerId};
 
 use super::rows::record_from_row;
 use super::{actions, listing, overview, sql, to_core, SqliteStore};
@@ -88,6 +88,13 @@ impl AdminStore for SqliteStore {
     /// partial index of its state, and `AtLeast` past it.
     async fn stats(&self) -> durable_core::Result<Stats> {
         to_core(overview::stats(&self.inner.reader, self.now_ms()).await)
+    }
+    async fn state_stats(&self) -> durable_core::Result<Vec<(TaskState, Count)>> {
+        to_core(
+            overview::states(&self.inner.reader, self.now_ms())
+                .await
+                .map(|(states, _)| states),
+        )
     }
 
     async fn throughput(

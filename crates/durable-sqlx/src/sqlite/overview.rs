@@ -2,7 +2,7 @@
 //! ([`AdminStore::stats`](durable_core::store::AdminStore::stats)) and the per-minute
 //! throughput table.
 
-use durable_core::store::{QueueCounts, Stats, ThroughputBucket};
+use durable_core::store::{Count, QueueCounts, Stats, ThroughputBucket};
 use durable_core::{TaskState, WorkerId};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
@@ -71,17 +71,7 @@ const MAX_QUEUES: i64 = 1_000;
 /// the bound, `AtLeast` past it (SQLite keeps no row estimates worth showing).
 pub(super) async fn stats(pool: &SqlitePool, now: i64) -> Result<Stats> {
     let db = || Error::db("stats");
-    let row = sqlx::query(STATES)
-        .bind(count_limit())
-        .bind(now)
-        .fetch_one(pool)
-        .await
-        .map_err(db())?;
-    let mut states = Vec::with_capacity(TaskState::ALL.len());
-    for state in TaskState::ALL {
-        states.push((state, bounded(row.try_get(state.as_str()).map_err(db())?)));
-    }
-    let due = bounded(row.try_get("due").map_err(db())?);
+    let (states, due) = states(pool, now).await?;
     let rows = sqlx::query(QUEUES)
         .bind(count_limit())
         .bind(MAX_QUEUES)
@@ -97,6 +87,27 @@ pub(super) async fn stats(pool: &SqlitePool, now: i64) -> Result<Stats> {
         ));
     }
     Ok(Stats::new(states, queues, due))
+}
+
+/// The counts per state and the due pending rows of [`stats`]: what
+/// [`AdminStore::state_stats`](durable_core::store::AdminStore::state_stats) reads.
+pub(super) async fn states(
+    pool: &SqlitePool,
+    now: i64,
+) -> Result<(Vec<(TaskState, Count)>, Count)> {
+    let db = || Error::db("stats");
+    let row = sqlx::query(STATES)
+        .bind(count_limit())
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .map_err(db())?;
+    let mut states = Vec::with_capacity(TaskState::ALL.len());
+    for state in TaskState::ALL {
+        states.push((state, bounded(row.try_get(state.as_str()).map_err(db())?)));
+    }
+    let due = bounded(row.try_get("due").map_err(db())?);
+    Ok((states, due))
 }
 
 /// One minute in milliseconds: the throughput table's bucket.

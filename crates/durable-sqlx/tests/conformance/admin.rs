@@ -215,6 +215,11 @@ pub async fn admin_stats_exact_then_bounded(db: &impl TestDb) {
         .expect("claim");
     let claimed_queue = claimed[0].queue.clone();
     let stats = store.stats().await.expect("stats");
+    assert_eq!(
+        store.state_stats().await.expect("state stats"),
+        stats.states,
+        "the gauges' counts are those of stats"
+    );
     assert_eq!(stats.state(TaskState::Pending), Count::Exact(5));
     assert_eq!(stats.state(TaskState::Processing), Count::Exact(1));
     assert_eq!(stats.state(TaskState::Completed), Count::Exact(0));
@@ -244,6 +249,11 @@ pub async fn admin_stats_exact_then_bounded(db: &impl TestDb) {
         .collect();
     store.insert(&many).await.expect("insert");
     let stats = store.stats().await.expect("stats");
+    assert_eq!(
+        store.state_stats().await.expect("state stats"),
+        stats.states,
+        "the gauges' counts are those of stats"
+    );
     let big = stats
         .queues
         .iter()
@@ -257,6 +267,11 @@ pub async fn admin_stats_exact_then_bounded(db: &impl TestDb) {
         .await
         .expect("insert");
     let stats = store.stats().await.expect("stats");
+    assert_eq!(
+        store.state_stats().await.expect("state stats"),
+        stats.states,
+        "the gauges' counts are those of stats"
+    );
     assert_eq!(stats.state(TaskState::Pending), Count::AtLeast(COUNT_BOUND));
     assert_eq!(stats.due, Count::AtLeast(COUNT_BOUND));
     assert_eq!(stats.state(TaskState::Processing), Count::Exact(1));

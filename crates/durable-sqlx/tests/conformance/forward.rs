@@ -28,6 +28,12 @@ macro_rules! forward_admin_store {
             async fn stats(&self) -> durable_core::Result<durable_core::store::Stats> {
                 self.inner.stats().await
             }
+            async fn state_stats(
+                &self,
+            ) -> durable_core::Result<Vec<(durable_core::TaskState, durable_core::store::Count)>>
+            {
+                self.inner.state_stats().await
+            }
             async fn throughput(
                 &self,
                 since: chrono::DateTime<chrono::Utc>,
