@@ -12,8 +12,14 @@
 //! vacuuming it, this one does not wait.
 //!
 //! While an old snapshot holds the vacuum horizon back, a vacuum removes nothing and only
-//! reads the table again; so when one leaves the dead versions in place, the next waits
-//! twice as long, up to [`BACKOFF_MAX`], and the first one that removes them resets the pace.
+//! reads the table again — the whole partition and its indexes, grown by every task since the
+//! snapshot began: seconds of a core each time at a few thousand tasks a second. So when one
+//! leaves the dead versions in place, the round notes the oldest snapshot of the database
+//! (`backend_xmin` in `pg_stat_activity`) and vacuums again only once that snapshot is gone —
+//! at once then, so the partition is cleaned as soon as the horizon moves. When no session
+//! shows the snapshot (a replication slot, a prepared transaction, a role that may not see
+//! other sessions), the next vacuum waits twice as long as the last, up to [`BACKOFF_MAX`];
+//! the first one that removes the dead versions resets the pace.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -36,9 +42,33 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 
 /// The live partition's dead and live row versions, as the statistics count them (flushed by
 /// each backend within a second of its transactions; a vacuum sets them when it ends).
+///
+/// With them, the oldest snapshot of the database's sessions (its `xmin`, as text; `NULL`
+/// when no session shows one).
 const COUNTS: &str = "
-SELECT coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live
+SELECT coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live,
+    (SELECT backend_xmin::text FROM pg_stat_activity
+     WHERE datname = current_database() AND backend_xmin IS NOT NULL
+     ORDER BY age(backend_xmin) DESC LIMIT 1) AS horizon
 FROM pg_stat_user_tables WHERE relid = 'durable_tasks_live'::regclass";
+
+/// What a round reads: dead and live row versions of the live partition, and the oldest
+/// snapshot's `xmin`.
+#[derive(Debug, sqlx::FromRow)]
+struct Counts {
+    dead: i64,
+    live: i64,
+    horizon: Option<String>,
+}
+
+/// A vacuum that left the dead versions in place: when the next may run, the wait that set
+/// it, and the oldest snapshot then (while it is still the oldest, vacuums remove nothing).
+#[derive(Debug, Clone)]
+struct Backoff {
+    until: Instant,
+    wait: Duration,
+    held_by: Option<String>,
+}
 
 /// One statement, outside any transaction (as `VACUUM` must be): sent with the simple query
 /// protocol.
@@ -50,9 +80,9 @@ const VACUUM: &str = "VACUUM (SKIP_LOCKED) durable_tasks_live";
 pub(super) struct Pace {
     /// Claims or finished attempts since the last round.
     active: AtomicBool,
-    /// No vacuum before this (`None`: at the next round that needs one), and the wait that
-    /// set it.
-    backoff: Mutex<Option<(Instant, Duration)>>,
+    /// Set by a vacuum that removed nothing (`None`: vacuum at the next round that needs
+    /// one).
+    backoff: Mutex<Option<Backoff>>,
 }
 
 impl Pace {
@@ -68,32 +98,51 @@ impl Pace {
         self.active.swap(false, Ordering::Relaxed)
     }
 
-    fn backoff(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Duration)>> {
+    fn backoff(&self) -> std::sync::MutexGuard<'_, Option<Backoff>> {
         self.backoff
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether a vacuum may run now.
-    fn may_vacuum(&self) -> bool {
-        self.backoff()
-            .is_none_or(|(until, _)| Instant::now() >= until)
+    /// Whether a vacuum may run now, `horizon` the oldest snapshot now.
+    fn may_vacuum(&self, horizon: Option<&str>) -> bool {
+        let mut backoff = self.backoff();
+        let Some(last) = backoff.as_ref() else {
+            return true;
+        };
+        match (&last.held_by, horizon) {
+            // The snapshot that kept the last vacuum from removing anything is still open.
+            (Some(held), Some(now)) if held == now => false,
+            // It is gone: what it kept can be removed now.
+            (Some(_), _) => {
+                *backoff = None;
+                true
+            }
+            (None, _) => Instant::now() >= last.until,
+        }
     }
 
-    /// After a vacuum: `removed` whether it brought the dead versions under the threshold.
-    fn vacuumed(&self, removed: bool) {
+    /// After a vacuum: `removed` whether it brought the dead versions under the threshold;
+    /// `horizon` the oldest snapshot when it ran.
+    fn vacuumed(&self, removed: bool, horizon: Option<String>) {
         let mut backoff = self.backoff();
         *backoff = if removed {
             None
         } else {
-            let wait = backoff.map_or(BACKOFF_FIRST, |(_, w)| (w * 2).min(BACKOFF_MAX));
-            Some((Instant::now() + wait, wait))
+            let wait = backoff
+                .as_ref()
+                .map_or(BACKOFF_FIRST, |b| (b.wait * 2).min(BACKOFF_MAX));
+            Some(Backoff {
+                until: Instant::now() + wait,
+                wait,
+                held_by: horizon,
+            })
         };
     }
 }
 
-/// The live partition's (dead, live) row versions.
-async fn counts(pool: &PgPool) -> Result<Option<(i64, i64)>> {
+/// The live partition's row versions and the oldest snapshot.
+async fn counts(pool: &PgPool) -> Result<Option<Counts>> {
     sqlx::query_as(COUNTS)
         .fetch_optional(pool)
         .await
@@ -105,20 +154,25 @@ pub(super) async fn maintain_on(pool: &PgPool, pace: &Pace) -> Result<Maintenanc
     if !pace.take_active() {
         return Ok(Maintenance::default());
     }
-    let Some((dead, live)) = counts(pool).await? else {
+    let Some(Counts {
+        dead,
+        live,
+        horizon,
+    }) = counts(pool).await?
+    else {
         return Ok(Maintenance::default());
     };
     let dead_rows = Some(u64::try_from(dead).unwrap_or(0));
     let threshold = VACUUM_AT.max(live / 10);
-    if dead < threshold || !pace.may_vacuum() {
+    if dead < threshold || !pace.may_vacuum(horizon.as_deref()) {
         return Ok(Maintenance::new(dead_rows, false));
     }
     sqlx::raw_sql(VACUUM)
         .execute(pool)
         .await
         .map_err(Error::db("vacuum"))?;
-    let after = counts(pool).await?.map_or(0, |(dead, _)| dead);
-    pace.vacuumed(after < threshold);
+    let after = counts(pool).await?.map_or(0, |c| c.dead);
+    pace.vacuumed(after < threshold, horizon);
     if after >= threshold {
         tracing::debug!(
             dead_before = dead,
@@ -141,22 +195,38 @@ mod tests {
         assert!(pace.take_active());
         assert!(!pace.take_active(), "taken");
 
-        assert!(pace.may_vacuum());
-        pace.vacuumed(false);
-        assert!(!pace.may_vacuum());
+        assert!(pace.may_vacuum(None));
+        pace.vacuumed(false, None);
+        assert!(!pace.may_vacuum(None));
         tokio::time::advance(BACKOFF_FIRST).await;
-        assert!(pace.may_vacuum());
-        pace.vacuumed(false);
+        assert!(pace.may_vacuum(None));
+        pace.vacuumed(false, None);
         tokio::time::advance(BACKOFF_FIRST).await;
-        assert!(!pace.may_vacuum(), "twice as long");
+        assert!(!pace.may_vacuum(None), "twice as long");
         tokio::time::advance(BACKOFF_FIRST).await;
-        assert!(pace.may_vacuum());
+        assert!(pace.may_vacuum(None));
         for _ in 0..10 {
-            pace.vacuumed(false);
+            pace.vacuumed(false, None);
         }
         tokio::time::advance(BACKOFF_MAX).await;
-        assert!(pace.may_vacuum(), "capped");
-        pace.vacuumed(true);
-        assert!(pace.may_vacuum(), "reset");
+        assert!(pace.may_vacuum(None), "capped");
+        pace.vacuumed(true, None);
+        assert!(pace.may_vacuum(None), "reset");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_vacuum_while_the_snapshot_that_held_the_last_one_back_is_open() {
+        let pace = Pace::default();
+        pace.vacuumed(false, Some("731".to_owned()));
+        tokio::time::advance(BACKOFF_MAX * 10).await;
+        assert!(
+            !pace.may_vacuum(Some("731")),
+            "the same snapshot, however long"
+        );
+        assert!(pace.may_vacuum(Some("9120")), "another one now: at once");
+        assert!(pace.may_vacuum(Some("731")), "and the pace is reset");
+
+        pace.vacuumed(false, Some("731".to_owned()));
+        assert!(pace.may_vacuum(None), "no snapshot shown: it ended");
     }
 }

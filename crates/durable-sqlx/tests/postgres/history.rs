@@ -269,3 +269,80 @@ async fn maintenance_vacuums_the_live_partition() {
         "nothing done since: no look"
     );
 }
+
+/// While an old snapshot is open, housekeeping vacuums the live partition once (nothing can
+/// be removed) and not again until the snapshot is gone; then the next round vacuums and the
+/// dead versions go. In a database of its own: the horizon is the oldest snapshot of the
+/// database, and other tests' snapshots must not be it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_waits_for_the_snapshot_that_holds_the_horizon() {
+    let Some(url) = durable_testkit::database_url() else {
+        return;
+    };
+    let database = durable_testkit::PgDatabase::create(&url, "durable_horizon")
+        .await
+        .expect("a database of its own");
+    let store = durable_sqlx::postgres::PostgresStore::connect(database.url())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let pool = store.pool();
+    let owner = WorkerId::new();
+    let churn = || async {
+        for _ in 0..3 {
+            let rows: Vec<NewTask> = (0..1_000).map(|_| NewTask::new("work", "{}")).collect();
+            store.insert(&rows).await.expect("insert");
+            let claimed = store.claim(&request(owner, 1_000)).await.expect("claim");
+            let fences: Vec<_> = claimed.iter().map(ClaimedTask::fence).collect();
+            store.complete(&fences).await.expect("complete");
+        }
+    };
+    let stats = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables
+             WHERE relid = 'durable_tasks_live'::regclass",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("stats")
+    };
+    let counted = || async {
+        eventually(
+            "dead row versions counted",
+            Duration::from_secs(10),
+            || async { (stats().await.0 >= 2_000).then_some(()) },
+        )
+        .await;
+    };
+
+    let mut snapshot = pool.begin().await.expect("begin");
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *snapshot)
+        .await
+        .expect("repeatable read");
+    sqlx::query("SELECT count(*) FROM durable_tasks")
+        .execute(&mut *snapshot)
+        .await
+        .expect("the snapshot");
+    churn().await;
+    counted().await;
+    let vacuums = stats().await.1;
+    assert!(store.maintain().await.expect("maintain").vacuumed);
+    assert_eq!(stats().await.1, vacuums + 1);
+    assert!(stats().await.0 >= 2_000, "the snapshot kept them");
+    churn().await;
+    counted().await;
+    assert!(
+        !store.maintain().await.expect("maintain").vacuumed,
+        "the same snapshot is open: a vacuum would remove nothing"
+    );
+
+    snapshot.rollback().await.expect("release the snapshot");
+    churn().await;
+    let done = store.maintain().await.expect("maintain");
+    assert!(done.vacuumed, "the horizon moved: {done:?}");
+    assert!(
+        stats().await.0 < 2_000,
+        "the vacuum removed what the snapshot kept"
+    );
+}

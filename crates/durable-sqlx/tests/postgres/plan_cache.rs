@@ -74,7 +74,11 @@ async fn statements_planned_on_an_empty_table_do_not_scan_it_once_it_has_grown()
         .expect("claim");
     let fence = claimed.first().expect("claimed").fence();
 
-    let mut conn = store.pool().acquire().await.expect("the store's connection");
+    let mut conn = store
+        .pool()
+        .acquire()
+        .await
+        .expect("the store's connection");
     let statements = sqlx::query(
         "SELECT name, statement, generic_plans FROM pg_prepared_statements
          WHERE statement LIKE '%durable_tasks_live%'",
