@@ -100,7 +100,7 @@ impl AdminStore for PostgresStore {
     }
     /// Counts each state up to [`COUNT_BOUND`](durable_core::store::COUNT_BOUND) on its
     /// partial index, except a terminal state the planner estimates past the bound: that one
-    /// is the estimate ([`Count::Estimated`](durable_core::store::Count::Estimated)).
+    /// is the estimate ([`Count::Estimated`]).
     async fn stats(&self) -> durable_core::Result<Stats> {
         self.run("stats", |pool| async move { overview::stats(&pool).await })
             .await
