@@ -127,9 +127,8 @@ impl PostgresStoreBuilder {
     }
 
     /// How long a claim that walks the claim index from its head must take before the
-    /// store's next claims start where the last one ended instead (default 4 ms; a claim
-    /// on a healthy table takes 1–2 ms, its commit included, and a resumed one under a held
-    /// snapshot a tenth of a walk from the head). A slow walk means entries of rows claimed since
+    /// store's next claims start where the last one ended instead (default 8 ms; a claim
+    /// on a healthy table takes 1–2 ms, its commit included). A slow walk means entries of rows claimed since
     /// some old snapshot was taken (an idle transaction, a long report) that PostgreSQL
     /// cannot mark dead yet; resumed claims skip them. While claims resume, a walk from the
     /// head each second (or after twenty times as long as the last one took, if longer)

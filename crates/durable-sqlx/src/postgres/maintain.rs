@@ -71,8 +71,11 @@ struct Backoff {
 }
 
 /// One statement, outside any transaction (as `VACUUM` must be): sent with the simple query
-/// protocol.
-const VACUUM: &str = "VACUUM (SKIP_LOCKED) durable_tasks_live";
+/// protocol. `TRUNCATE false`: the partition's size follows the queue, so empty pages at its
+/// end are soon filled again, and giving them back takes an `ACCESS EXCLUSIVE` lock on the
+/// table every claim reads — which a vacuum waits up to 5 s for while any reader of
+/// `durable_tasks` holds its lock, holding a connection all that time.
+const VACUUM: &str = "VACUUM (SKIP_LOCKED, TRUNCATE false) durable_tasks_live";
 
 /// When this store vacuums: whether it did anything since the last round, and how long to
 /// wait after vacuums that removed nothing.

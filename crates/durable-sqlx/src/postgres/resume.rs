@@ -50,7 +50,7 @@ pub(super) const FULL_SHARE: u32 = 20;
 
 /// How long a walk from the head must take for the following claims to resume, by default
 /// ([`PostgresStoreBuilder::claim_resume_after`](super::PostgresStoreBuilder::claim_resume_after)).
-pub(super) const SLOW: Duration = Duration::from_millis(4);
+pub(super) const SLOW: Duration = Duration::from_millis(8);
 
 /// A position in claim order: negated priority, `run_at`, id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
