@@ -220,6 +220,40 @@ async fn resumed_claims_leave_nothing_behind() {
     );
 }
 
+/// 3,000 tasks inserted, claimed and completed on `store`: 6,000 dead row versions in the
+/// live partition.
+async fn churn(store: &durable_sqlx::postgres::PostgresStore, owner: WorkerId) {
+    for _ in 0..3 {
+        let rows: Vec<NewTask> = (0..1_000).map(|_| NewTask::new("work", "{}")).collect();
+        store.insert(&rows).await.expect("insert");
+        let claimed = store.claim(&request(owner, 1_000)).await.expect("claim");
+        let fences: Vec<_> = claimed.iter().map(ClaimedTask::fence).collect();
+        store.complete(&fences).await.expect("complete");
+    }
+}
+
+/// The live partition's dead row versions and vacuums so far, as the statistics count them.
+async fn live_stats(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables
+         WHERE relid = 'durable_tasks_live'::regclass",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("stats")
+}
+
+/// Waits until the statistics count at least 2,000 dead versions in the live partition
+/// (they reach the statistics within about a second of each transaction).
+async fn dead_counted(pool: &PgPool) {
+    eventually(
+        "dead row versions counted",
+        Duration::from_secs(10),
+        || async { (live_stats(pool).await.0 >= 2_000).then_some(()) },
+    )
+    .await;
+}
+
 /// The runtime's housekeeping vacuums the live partition once dead row versions pile up
 /// (the partition's vacuum count goes up), and an instance that did nothing sends nothing.
 /// (Whether the vacuum removes them depends on every snapshot of the database: tests running
@@ -231,36 +265,14 @@ async fn maintenance_vacuums_the_live_partition() {
     };
     let store = store_on(&db.url, &db.schema, &db.schema).await;
     assert!(!store.maintain().await.expect("maintain").vacuumed, "idle");
-    let owner = WorkerId::new();
-    for _ in 0..3 {
-        let rows: Vec<NewTask> = (0..1_000).map(|_| NewTask::new("work", "{}")).collect();
-        store.insert(&rows).await.expect("insert");
-        let claimed = store.claim(&request(owner, 1_000)).await.expect("claim");
-        let fences: Vec<_> = claimed.iter().map(ClaimedTask::fence).collect();
-        store.complete(&fences).await.expect("complete");
-    }
-    let stats = || async {
-        sqlx::query_as::<_, (i64, i64)>(
-            "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables
-             WHERE relid = 'durable_tasks_live'::regclass",
-        )
-        .fetch_one(db.pool())
-        .await
-        .expect("stats")
-    };
-    // Statistics reach the collector within about a second of each transaction.
-    eventually(
-        "dead row versions counted",
-        Duration::from_secs(10),
-        || async { (stats().await.0 >= 2_000).then_some(()) },
-    )
-    .await;
-    let vacuums = stats().await.1;
+    churn(&store, WorkerId::new()).await;
+    dead_counted(db.pool()).await;
+    let vacuums = live_stats(db.pool()).await.1;
     let done = store.maintain().await.expect("maintain");
     assert!(done.vacuumed, "{done:?}");
     assert!(done.dead_rows.is_some_and(|n| n >= 2_000), "{done:?}");
     assert_eq!(
-        stats().await.1,
+        live_stats(db.pool()).await.1,
         vacuums + 1,
         "one vacuum of the live partition"
     );
@@ -288,32 +300,6 @@ async fn maintenance_waits_for_the_snapshot_that_holds_the_horizon() {
     store.migrate().await.expect("migrate");
     let pool = store.pool();
     let owner = WorkerId::new();
-    let churn = || async {
-        for _ in 0..3 {
-            let rows: Vec<NewTask> = (0..1_000).map(|_| NewTask::new("work", "{}")).collect();
-            store.insert(&rows).await.expect("insert");
-            let claimed = store.claim(&request(owner, 1_000)).await.expect("claim");
-            let fences: Vec<_> = claimed.iter().map(ClaimedTask::fence).collect();
-            store.complete(&fences).await.expect("complete");
-        }
-    };
-    let stats = || async {
-        sqlx::query_as::<_, (i64, i64)>(
-            "SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables
-             WHERE relid = 'durable_tasks_live'::regclass",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("stats")
-    };
-    let counted = || async {
-        eventually(
-            "dead row versions counted",
-            Duration::from_secs(10),
-            || async { (stats().await.0 >= 2_000).then_some(()) },
-        )
-        .await;
-    };
 
     let mut snapshot = pool.begin().await.expect("begin");
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -324,25 +310,25 @@ async fn maintenance_waits_for_the_snapshot_that_holds_the_horizon() {
         .execute(&mut *snapshot)
         .await
         .expect("the snapshot");
-    churn().await;
-    counted().await;
-    let vacuums = stats().await.1;
+    churn(&store, owner).await;
+    dead_counted(pool).await;
+    let vacuums = live_stats(pool).await.1;
     assert!(store.maintain().await.expect("maintain").vacuumed);
-    assert_eq!(stats().await.1, vacuums + 1);
-    assert!(stats().await.0 >= 2_000, "the snapshot kept them");
-    churn().await;
-    counted().await;
+    assert_eq!(live_stats(pool).await.1, vacuums + 1);
+    assert!(live_stats(pool).await.0 >= 2_000, "the snapshot kept them");
+    churn(&store, owner).await;
+    dead_counted(pool).await;
     assert!(
         !store.maintain().await.expect("maintain").vacuumed,
         "the same snapshot is open: a vacuum would remove nothing"
     );
 
     snapshot.rollback().await.expect("release the snapshot");
-    churn().await;
+    churn(&store, owner).await;
     let done = store.maintain().await.expect("maintain");
     assert!(done.vacuumed, "the horizon moved: {done:?}");
     assert!(
-        stats().await.0 < 2_000,
+        live_stats(pool).await.0 < 2_000,
         "the vacuum removed what the snapshot kept"
     );
 }
