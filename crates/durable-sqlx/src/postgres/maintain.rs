@@ -14,12 +14,12 @@
 //! While an old snapshot holds the vacuum horizon back, a vacuum removes nothing and only
 //! reads the table again — the whole partition and its indexes, grown by every task since the
 //! snapshot began: seconds of a core each time at a few thousand tasks a second. So when one
-//! leaves the dead versions in place, the round notes the oldest snapshot of the database
-//! (`backend_xmin` in `pg_stat_activity`) and vacuums again only once that snapshot is gone —
-//! at once then, so the partition is cleaned as soon as the horizon moves. When no session
-//! shows the snapshot (a replication slot, a prepared transaction, a role that may not see
-//! other sessions), the next vacuum waits twice as long as the last, up to [`BACKOFF_MAX`];
-//! the first one that removes the dead versions resets the pace.
+//! leaves the dead versions in place, the round notes what holds the horizon (the oldest
+//! snapshot or open transaction of the database's sessions, a prepared transaction, a
+//! replication slot) and vacuums again only once that is gone — at once then, so the
+//! partition is cleaned as soon as the horizon moves. When nothing shows (a role that may not
+//! see other sessions), the next vacuum waits twice as long as the last, up to
+//! [`BACKOFF_MAX`]; the first one that removes the dead versions resets the pace.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -43,13 +43,22 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// The live partition's dead and live row versions, as the statistics count them (flushed by
 /// each backend within a second of its transactions; a vacuum sets them when it ends).
 ///
-/// With them, the oldest snapshot of the database's sessions (its `xmin`, as text; `NULL`
-/// when no session shows one).
+/// With them, what holds the vacuum horizon: the oldest transaction id among the database's
+/// sessions' snapshots (`backend_xmin`: a `REPEATABLE READ` transaction, a long query) and
+/// their own transactions (`backend_xid`: a transaction that wrote and was left open, whose
+/// snapshot a `READ COMMITTED` session drops between statements), prepared transactions and
+/// replication slots; as text, `NULL` when none shows.
 const COUNTS: &str = "
 SELECT coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live,
-    (SELECT backend_xmin::text FROM pg_stat_activity
-     WHERE datname = current_database() AND backend_xmin IS NOT NULL
-     ORDER BY age(backend_xmin) DESC LIMIT 1) AS horizon
+    (SELECT h::text FROM (
+        SELECT backend_xmin AS h FROM pg_stat_activity WHERE datname = current_database()
+        UNION ALL
+        SELECT backend_xid FROM pg_stat_activity WHERE datname = current_database()
+        UNION ALL
+        SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
+        UNION ALL
+        SELECT xmin FROM pg_replication_slots
+     ) AS held WHERE h IS NOT NULL ORDER BY age(h) DESC LIMIT 1) AS horizon
 FROM pg_stat_user_tables WHERE relid = 'durable_tasks_live'::regclass";
 
 /// What a round reads: dead and live row versions of the live partition, and the oldest

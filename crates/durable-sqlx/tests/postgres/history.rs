@@ -282,9 +282,9 @@ async fn maintenance_vacuums_the_live_partition() {
     );
 }
 
-/// While an old snapshot is open, housekeeping vacuums the live partition once (nothing can
-/// be removed) and not again until the snapshot is gone; then the next round vacuums and the
-/// dead versions go. In a database of its own: the horizon is the oldest snapshot of the
+/// While an old snapshot or an open transaction holds the horizon, housekeeping vacuums the
+/// live partition once (nothing can be removed) and not again until it is gone; then the
+/// next round vacuums and the dead versions go. In a database of its own: the horizon is the oldest snapshot of the
 /// database, and other tests' snapshots must not be it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_waits_for_the_snapshot_that_holds_the_horizon() {
@@ -301,34 +301,47 @@ async fn maintenance_waits_for_the_snapshot_that_holds_the_horizon() {
     let pool = store.pool();
     let owner = WorkerId::new();
 
-    let mut snapshot = pool.begin().await.expect("begin");
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .execute(&mut *snapshot)
-        .await
-        .expect("repeatable read");
-    sqlx::query("SELECT count(*) FROM durable_tasks")
-        .execute(&mut *snapshot)
-        .await
-        .expect("the snapshot");
-    churn(&store, owner).await;
-    dead_counted(pool).await;
-    let vacuums = live_stats(pool).await.1;
-    assert!(store.maintain().await.expect("maintain").vacuumed);
-    assert_eq!(live_stats(pool).await.1, vacuums + 1);
-    assert!(live_stats(pool).await.0 >= 2_000, "the snapshot kept them");
-    churn(&store, owner).await;
-    dead_counted(pool).await;
-    assert!(
-        !store.maintain().await.expect("maintain").vacuumed,
-        "the same snapshot is open: a vacuum would remove nothing"
-    );
+    // A `REPEATABLE READ` snapshot, then a `READ COMMITTED` transaction that took a
+    // transaction id and sits idle (no snapshot between its statements; its id holds the
+    // horizon).
+    let holders: [&[&'static str]; 2] = [
+        &[
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            "SELECT count(*) FROM durable_tasks",
+        ],
+        &["SELECT pg_current_xact_id()"],
+    ];
+    for holder in holders {
+        let mut held = pool.begin().await.expect("begin");
+        for sql in holder {
+            sqlx::query(*sql)
+                .execute(&mut *held)
+                .await
+                .expect("hold the horizon");
+        }
+        churn(&store, owner).await;
+        dead_counted(pool).await;
+        let vacuums = live_stats(pool).await.1;
+        assert!(
+            store.maintain().await.expect("maintain").vacuumed,
+            "{holder:?}"
+        );
+        assert_eq!(live_stats(pool).await.1, vacuums + 1, "{holder:?}");
+        assert!(live_stats(pool).await.0 >= 2_000, "{holder:?} kept them");
+        churn(&store, owner).await;
+        dead_counted(pool).await;
+        assert!(
+            !store.maintain().await.expect("maintain").vacuumed,
+            "{holder:?} is still open: a vacuum would remove nothing"
+        );
 
-    snapshot.rollback().await.expect("release the snapshot");
-    churn(&store, owner).await;
-    let done = store.maintain().await.expect("maintain");
-    assert!(done.vacuumed, "the horizon moved: {done:?}");
-    assert!(
-        live_stats(pool).await.0 < 2_000,
-        "the vacuum removed what the snapshot kept"
-    );
+        held.rollback().await.expect("release the horizon");
+        churn(&store, owner).await;
+        let done = store.maintain().await.expect("maintain");
+        assert!(done.vacuumed, "the horizon moved: {done:?}");
+        assert!(
+            live_stats(pool).await.0 < 2_000,
+            "the vacuum removed what {holder:?} kept"
+        );
+    }
 }
