@@ -47,7 +47,7 @@ SET state = 'processing', attempts = t.attempts + 1, lease_owner = $1,
 FROM due
 WHERE t.id = due.id
 RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts,
-    t.run_at, t.trace_parent, t.priority"
+    t.run_at, t.trace_parent, t.priority, durable_now() AS claimed_at"
         )
     };
 }
@@ -177,7 +177,10 @@ pub(super) async fn claim_some(
             run => {
                 let rows = run.map_err(Error::db("claim"))?;
                 let last = rows.iter().filter_map(position).max();
-                claim.resume.record(&kind, from, began.elapsed(), last);
+                let at = rows
+                    .first()
+                    .and_then(|row| row.try_get::<DateTime<Utc>, _>("claimed_at").ok());
+                claim.resume.record(&kind, from, began.elapsed(), last, at);
                 break rows;
             }
         }

@@ -17,8 +17,12 @@
 //! transaction that enqueued with an earlier `run_at` (its start) and committed late, a
 //! higher priority — so:
 //!
-//! - the position is [`SLACK`] behind the last claimed row's `run_at`: a transaction that
-//!   enqueues and commits within it is still found by the next claim;
+//! - the position is the last claimed row's `run_at`, or [`SLACK`] before the claim's own
+//!   time if that is earlier: a row not yet committed has its transaction's start as
+//!   `run_at`, so one that commits within [`SLACK`] of its start is still found by the next
+//!   claim. While claims keep up, that is [`SLACK`] behind the last claimed row; behind a
+//!   backlog, where the rows claimed are older than that, the next claim starts where this
+//!   one ended instead of walking again over [`SLACK`]'s worth of rows it claimed;
 //! - a claim walks from the head whenever the last such walk is [`FULL_EVERY`] old — or
 //!   [`FULL_SHARE`] times as long as that walk took, if longer, so that walks from the head
 //!   take at most a twentieth of the claims' time however slow they get — and finds
@@ -38,7 +42,8 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// How far behind the last claimed row's `run_at` a resumed claim starts.
+/// How long before a claim's own time the next resumed claim starts at the latest: the time
+/// an enqueueing transaction may take to commit and still be found by the next claim.
 pub(super) const SLACK: Duration = Duration::from_millis(500);
 
 /// How often a claim walks from the head of the index while claims resume.
@@ -115,13 +120,15 @@ impl Resume {
     }
 
     /// Records a claim of kind `key` that started at `started` (as [`start`](Self::start)
-    /// answered), took `took`, and claimed rows up to `last` (the greatest position claimed).
+    /// answered), took `took`, and claimed rows up to `last` (the greatest position claimed)
+    /// at the database's time `at` (unknown when it claimed nothing).
     pub(super) fn record(
         &self,
         key: &str,
         started: Option<Position>,
         took: Duration,
         last: Option<Position>,
+        at: Option<DateTime<Utc>>,
     ) {
         let mut cursors = self
             .cursors
@@ -134,10 +141,12 @@ impl Resume {
             cursor.slow = took >= self.slow;
         }
         if let Some(last) = last {
-            let behind = chrono::Duration::from_std(SLACK).unwrap_or(chrono::Duration::zero());
+            let slack = chrono::Duration::from_std(SLACK).unwrap_or(chrono::Duration::zero());
+            let latest = at.unwrap_or(last.run_at) - slack;
+            // From the start of the last row's `run_at` (nil id): rows enqueued together share it.
             let from = Position {
                 rank: last.rank,
-                run_at: last.run_at - behind,
+                run_at: last.run_at.min(latest),
                 id: Uuid::nil(),
             };
             // A resumed claim never moves the position back; a walk from the head may (it
@@ -154,10 +163,14 @@ impl Resume {
 mod tests {
     use super::*;
 
+    fn time(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).expect("time")
+    }
+
     fn at(rank: i32, ms: i64) -> Position {
         Position {
             rank,
-            run_at: DateTime::from_timestamp_millis(ms).expect("time"),
+            run_at: time(ms),
             id: Uuid::now_v7(),
         }
     }
@@ -166,14 +179,20 @@ mod tests {
     async fn claims_resume_only_after_a_slow_walk_and_walk_again_each_second() {
         let resume = Resume::default();
         assert_eq!(resume.start("any"), None, "no claim yet");
-        resume.record("any", None, Duration::from_millis(1), Some(at(0, 10_000)));
+        resume.record(
+            "any",
+            None,
+            Duration::from_millis(1),
+            Some(at(0, 10_000)),
+            Some(time(10_000)),
+        );
         assert_eq!(
             resume.start("any"),
             None,
             "a fast walk keeps walking from the head"
         );
 
-        resume.record("any", None, SLOW, Some(at(0, 20_000)));
+        resume.record("any", None, SLOW, Some(at(0, 20_000)), Some(time(20_000)));
         let from = resume
             .start("any")
             .expect("a slow walk makes claims resume");
@@ -188,6 +207,7 @@ mod tests {
             Some(from),
             Duration::from_millis(1),
             Some(at(0, 30_000)),
+            Some(time(30_000)),
         );
         assert_eq!(
             resume.start("any").map(|p| p.run_at.timestamp_millis()),
@@ -198,6 +218,7 @@ mod tests {
             Some(from),
             Duration::from_millis(1),
             Some(at(0, 25_000)),
+            Some(time(25_000)),
         );
         assert_eq!(
             resume.start("any").map(|p| p.run_at.timestamp_millis()),
@@ -212,17 +233,57 @@ mod tests {
         );
 
         // A walk from the head that took 200 ms: the next one 4 s later, not 1 s.
-        resume.record("any", None, Duration::from_millis(200), Some(at(0, 40_000)));
+        resume.record(
+            "any",
+            None,
+            Duration::from_millis(200),
+            Some(at(0, 40_000)),
+            Some(time(40_000)),
+        );
         tokio::time::advance(FULL_EVERY * 3).await;
         assert!(resume.start("any").is_some(), "still resuming after 3 s");
         tokio::time::advance(FULL_EVERY).await;
         assert_eq!(resume.start("any"), None, "a walk from the head after 4 s");
 
-        resume.record("any", None, Duration::from_millis(1), Some(at(-5, 1_000)));
+        resume.record(
+            "any",
+            None,
+            Duration::from_millis(1),
+            Some(at(-5, 1_000)),
+            Some(time(1_000)),
+        );
         assert_eq!(
             resume.start("any"),
             None,
             "and it was fast: exact order again"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn behind_a_backlog_the_next_claim_starts_where_the_last_one_ended() {
+        let resume = Resume::default();
+        // Claims keep up: the rows claimed are as old as the claim.
+        resume.record("any", None, SLOW, Some(at(0, 20_000)), Some(time(20_010)));
+        assert_eq!(
+            resume.start("any").map(|p| p.run_at.timestamp_millis()),
+            Some(19_510),
+            "slack before the claim's time"
+        );
+        // A backlog: the rows claimed were enqueued 5 s before the claim. Anything enqueued
+        // later that is still to commit sorts after them.
+        resume.record(
+            "any",
+            resume.start("any"),
+            Duration::from_millis(1),
+            Some(at(0, 21_000)),
+            Some(time(26_000)),
+        );
+        let from = resume.start("any").expect("resuming");
+        assert_eq!(
+            from.run_at.timestamp_millis(),
+            21_000,
+            "where the claim ended"
+        );
+        assert_eq!(from.id, Uuid::nil(), "with the rows that share its run_at");
     }
 }
