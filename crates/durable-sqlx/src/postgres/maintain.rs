@@ -1,5 +1,6 @@
 //! The live partition's housekeeping on PostgreSQL: a `VACUUM` when its dead row versions pile
-//! up ([`WorkerStore::maintain`](durable_core::store::WorkerStore::maintain)).
+//! up, an `ANALYZE` when its rows outgrow the planner's statistics
+//! ([`WorkerStore::maintain`](durable_core::store::WorkerStore::maintain)).
 //!
 //! Every claim leaves one dead version of a row in `durable_tasks_live` and every finished
 //! task another (its move to the history partition), each with entries in the partition's
@@ -20,6 +21,13 @@
 //! partition is cleaned as soon as the horizon moves. When nothing shows (a role that may not
 //! see other sessions), the next vacuum waits twice as long as the last, up to
 //! [`BACKOFF_MAX`]; the first one that removes the dead versions resets the pace.
+//!
+//! The vacuums also set the row count the planner works from, usually while the partition
+//! holds a few rows. When a backlog then builds faster than statistics are taken, every
+//! statement is planned for a partition of a few rows — for a claim, a read and sort of every
+//! due row instead of an ordered walk of the claim index, slower as the backlog grows, which
+//! is how a backlog feeds itself. So a round that finds the live rows at more than twice what
+//! the planner assumes analyzes the partition first.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -48,8 +56,16 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// their own transactions (`backend_xid`: a transaction that wrote and was left open, whose
 /// snapshot a `READ COMMITTED` session drops between statements), prepared transactions and
 /// replication slots; as text, `NULL` when none shows.
+///
+/// And the rows the planner assumes the partition holds: the last `VACUUM` or `ANALYZE`'s
+/// count of rows per page times its pages now, as the planner scales it (`-1`: never counted).
 const COUNTS: &str = "
 SELECT coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live,
+    (SELECT CASE WHEN c.relpages > 0
+            THEN c.reltuples / c.relpages
+                * (pg_relation_size(c.oid) / current_setting('block_size')::int8)
+            ELSE c.reltuples END
+     FROM pg_class c WHERE c.oid = 'durable_tasks_live'::regclass)::int8 AS planned,
     (SELECT h::text FROM (
         SELECT backend_xmin AS h FROM pg_stat_activity WHERE datname = current_database()
         UNION ALL
@@ -67,6 +83,7 @@ FROM pg_stat_user_tables WHERE relid = 'durable_tasks_live'::regclass";
 struct Counts {
     dead: i64,
     live: i64,
+    planned: i64,
     horizon: Option<String>,
 }
 
@@ -85,6 +102,25 @@ struct Backoff {
 /// table every claim reads — which a vacuum waits up to 5 s for while any reader of
 /// `durable_tasks` holds its lock, holding a connection all that time.
 const VACUUM: &str = "VACUUM (SKIP_LOCKED, TRUNCATE false) durable_tasks_live";
+
+/// New statistics of the live partition, for the planner (sampled: a fraction of a second
+/// however large the partition). `SKIP_LOCKED`: not while another instance vacuums or
+/// analyzes it.
+const ANALYZE: &str = "ANALYZE (SKIP_LOCKED) durable_tasks_live";
+
+/// Live rows in the live partition from which a round compares them with what the planner
+/// assumes: below it, any plan reads little.
+pub(super) const ANALYZE_FROM: i64 = 1_000;
+
+/// Whether the planner's row count of the live partition, `planned`, is so far below the
+/// `live` rows it holds that its plans are made for another table: a claim planned for a
+/// partition of a few rows reads and sorts every due row to take ten (a bitmap scan) rather
+/// than walking the claim index in order, and a backlog that builds faster than statistics
+/// are taken (a vacuum horizon held back stops the vacuums that set them; autovacuum visits a
+/// database once a minute) would make every claim read the whole backlog, slower as it grows.
+fn stale(live: i64, planned: i64) -> bool {
+    live >= ANALYZE_FROM && live > planned.max(0).saturating_mul(2)
+}
 
 /// When this store vacuums: whether it did anything since the last round, and how long to
 /// wait after vacuums that removed nothing.
@@ -169,11 +205,23 @@ pub(super) async fn maintain_on(pool: &PgPool, pace: &Pace) -> Result<Maintenanc
     let Some(Counts {
         dead,
         live,
+        planned,
         horizon,
     }) = counts(pool).await?
     else {
         return Ok(Maintenance::default());
     };
+    if stale(live, planned) {
+        sqlx::raw_sql(ANALYZE)
+            .execute(pool)
+            .await
+            .map_err(Error::db("analyze"))?;
+        tracing::debug!(
+            live,
+            planned,
+            "analyzed the live task table: it outgrew the planner's statistics"
+        );
+    }
     let dead_rows = Some(u64::try_from(dead).unwrap_or(0));
     let threshold = VACUUM_AT.max(live / 10);
     if dead < threshold || !pace.may_vacuum(horizon.as_deref()) {
@@ -224,6 +272,25 @@ mod tests {
         assert!(pace.may_vacuum(None), "capped");
         pace.vacuumed(true, None);
         assert!(pace.may_vacuum(None), "reset");
+    }
+
+    #[test]
+    fn statistics_are_stale_when_the_rows_outgrow_them_twice_over() {
+        assert!(
+            !stale(ANALYZE_FROM - 1, -1),
+            "a small partition plans well anyway"
+        );
+        assert!(stale(ANALYZE_FROM, -1), "never counted");
+        assert!(
+            stale(30_000, 40),
+            "vacuumed with a few rows, then a backlog"
+        );
+        assert!(!stale(30_000, 15_000), "within twice");
+        assert!(stale(30_001, 15_000));
+        assert!(
+            !stale(40, 30_000),
+            "fewer rows than planned: plans read less than thought"
+        );
     }
 
     #[tokio::test(start_paused = true)]

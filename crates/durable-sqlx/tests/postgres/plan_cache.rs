@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use durable_core::store::{ClaimRequest, ClaimedTask, NewTask};
+use durable_core::store::{ClaimRequest, ClaimedTask, NewTask, WorkerStore as _};
 use durable_core::WorkerId;
 use durable_sqlx::postgres::PostgresStore;
 use sqlx::Row as _;
@@ -119,4 +119,71 @@ async fn statements_planned_on_an_empty_table_do_not_scan_it_once_it_has_grown()
             row.get::<String, _>("statement")
         );
     }
+}
+
+/// The live partition vacuumed while it held a few rows, as the housekeeping leaves it in a
+/// healthy queue; then a backlog of 30,000 due tasks builds before statistics are taken again
+/// (a held vacuum horizon stops the vacuums; autovacuum may be a minute away). Planned on the
+/// old statistics, a claim expects a row or two, and may read and sort the whole backlog to
+/// take ten. The next housekeeping round sees the live rows outgrow what the planner assumes
+/// and analyzes the partition: the claim walks the claim index in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_that_outgrows_the_statistics_is_claimed_in_index_order() {
+    let Some(db) = crate::pg_db_or_skip().await else {
+        return;
+    };
+    let store = &db.store;
+    let owner = WorkerId::new();
+    for _ in 0..3 {
+        cycle(store, owner).await;
+    }
+    sqlx::query("VACUUM ANALYZE durable_tasks_live")
+        .execute(db.pool())
+        .await
+        .expect("vacuum");
+    sqlx::query(
+        "INSERT INTO durable_tasks_live (id, name, queue, payload, state, max_attempts, run_at)
+         SELECT gen_random_uuid(), 'work', 'default', '{}', 'pending', 3,
+                now() - interval '1 minute' + g * interval '1 millisecond'
+         FROM generate_series(1, 30000) AS g",
+    )
+    .execute(db.pool())
+    .await
+    .expect("a backlog");
+    // The statistics count the rows within about a second of the insert's commit.
+    crate::eventually(
+        "the statistics to count the backlog",
+        Duration::from_secs(20),
+        || async {
+            let live: i64 = sqlx::query_scalar(
+                "SELECT coalesce(n_live_tup, 0) FROM pg_stat_user_tables
+             WHERE relid = 'durable_tasks_live'::regclass",
+            )
+            .fetch_one(db.pool())
+            .await
+            .expect("statistics");
+            (live >= 30_000).then_some(())
+        },
+    )
+    .await;
+    let before = store
+        .explain_claim(10, None, &["work"])
+        .await
+        .expect("explain");
+    // A claim, as a runtime makes between two rounds: the round looks only after activity.
+    let claimed = store
+        .claim(&ClaimRequest::new(owner, LEASE, 10, ["work"]))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 10);
+    store.maintain().await.expect("housekeeping");
+
+    let after = store
+        .explain_claim(10, None, &["work"])
+        .await
+        .expect("explain");
+    assert!(
+        after.contains("Index Scan using durable_tasks_live_ready") && !after.contains("Sort"),
+        "the claim does not walk the claim index in order:\n{after}\n(before the round:\n{before})"
+    );
 }
