@@ -2,7 +2,7 @@
 //! bounded counts, and telling an action's outcome from what its statement found.
 
 use chrono::DateTime;
-use durable_core::store::{ActionOutcome, AttemptError, Count, Seen, COUNT_BOUND};
+use durable_core::store::{ActionOutcome, AttemptError, Count, QueueCounts, Seen, COUNT_BOUND};
 use durable_core::{TaskId, TaskState, WorkerId};
 
 /// The error history column (a JSON array of `{attempt, at, worker, message}`, `at` in Unix
@@ -46,6 +46,22 @@ pub(crate) fn bounded(n: i64) -> Count {
     } else {
         Count::Exact(n)
     }
+}
+
+/// One row of a store's per-queue counts: `queue`, and `pending` and `processing` counted
+/// to [`count_limit`].
+pub(crate) fn queue_counts<R>(row: &R) -> Result<QueueCounts, sqlx::Error>
+where
+    R: sqlx::Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    Ok(QueueCounts::new(
+        row.try_get::<String, _>("queue")?,
+        bounded(row.try_get("pending")?),
+        bounded(row.try_get("processing")?),
+    ))
 }
 
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // PostgreSQL's statements only

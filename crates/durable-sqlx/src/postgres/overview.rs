@@ -3,11 +3,11 @@
 //! throughput table.
 
 use chrono::{DateTime, Utc};
-use durable_core::store::{Count, QueueCounts, Stats, ThroughputBucket, COUNT_BOUND};
+use durable_core::store::{Count, Stats, ThroughputBucket, COUNT_BOUND};
 use durable_core::{TaskState, WorkerId};
 use sqlx::{PgPool, Row};
 
-use crate::admin::{bounded, count_limit};
+use crate::admin::{bounded, count_limit, queue_counts};
 use crate::error::{Error, Result};
 
 /// Rows of one state, counted up to $1. Each state is a literal, so the partial index of
@@ -107,14 +107,11 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats> {
         .fetch_all(pool)
         .await
         .map_err(db())?;
-    let mut queues = Vec::with_capacity(rows.len());
-    for row in rows {
-        queues.push(QueueCounts::new(
-            row.try_get::<String, _>("queue").map_err(db())?,
-            bounded(row.try_get("pending").map_err(db())?),
-            bounded(row.try_get("processing").map_err(db())?),
-        ));
-    }
+    let queues = rows
+        .iter()
+        .map(queue_counts)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(db())?;
     Ok(Stats::new(states, queues, due))
 }
 
