@@ -241,13 +241,7 @@ pub(crate) async fn unclaimable_loop(shared: Arc<Shared>, stop: CancellationToke
         // Claims nothing, by design (an instance that only enqueues): nothing to report.
         return;
     }
-    let mut ticker = tokio::time::interval(UNCLAIMABLE_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    every(UNCLAIMABLE_EVERY, &stop, || async {
         match shared
             .store
             .unclaimable(&shared.names, UNCLAIMABLE_EVERY)
@@ -270,5 +264,6 @@ pub(crate) async fn unclaimable_loop(shared: Arc<Shared>, stop: CancellationToke
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "could not look for tasks of unknown types"),
         }
-    }
+    })
+    .await;
 }

@@ -1,5 +1,5 @@
 //! [`every`]: a round of work on a fixed period until a token is cancelled, for the runtime's
-//! periodic loops (pruning, housekeeping, the state gauges).
+//! periodic loops (pruning, housekeeping, the state gauges, the report of unknown task types).
 
 use std::time::Duration;
 
