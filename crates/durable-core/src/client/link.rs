@@ -11,30 +11,46 @@ use tokio_util::task::TaskTracker;
 
 use crate::ids::TaskId;
 
-/// Wakes a runtime's claim loop, counting the commits it was woken for.
+/// Wakes a runtime's claim loop, counting the commits it was woken for and the wakeups that
+/// may mean new work.
 #[derive(Debug, Default)]
 pub(crate) struct Wake {
     notify: Notify,
     /// Commits through this process that left due tasks `pending` for a claim (a handler's
     /// own transaction, more tasks than free slots).
     commits: AtomicU64,
+    /// Wakeups that may mean new work (every kind but a freed slot): a claim loop that sees
+    /// none since its last claim began knows a pending wakeup is only a slot given back.
+    signals: AtomicU64,
 }
 
 impl Wake {
-    /// Wakes the claim loop (a freed slot, a timer, a shutdown).
+    /// Wakes the claim loop for what may be new work: a cross-process wakeup, a timer, a
+    /// lease sweep's hand-back, a shutdown.
     pub(crate) fn notify(&self) {
+        self.signals.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    /// Wakes the claim loop because a slot was given back (nothing new arrived).
+    pub(crate) fn slot_freed(&self) {
         self.notify.notify_one();
     }
 
     /// Due tasks were committed for a claim to find: count it and wake the claim loop.
     pub(crate) fn committed(&self) {
         self.commits.fetch_add(1, Ordering::SeqCst);
-        self.notify.notify_one();
+        self.notify();
     }
 
     /// The commits counted so far.
     pub(crate) fn commits(&self) -> u64 {
         self.commits.load(Ordering::SeqCst)
+    }
+
+    /// The wakeups for possibly new work so far.
+    pub(crate) fn signals(&self) -> u64 {
+        self.signals.load(Ordering::SeqCst)
     }
 
     /// Until the next wakeup.

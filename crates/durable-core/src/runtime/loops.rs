@@ -69,9 +69,17 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
                 *due = None;
             }
         }
-        // The claim rides on the client's next writer cycle (one transaction with the
-        // inserts and completions queued meanwhile); the writer sizes it to the room left then.
-        if shared.slots().free(config.concurrency) > 0 {
+        // The wakeups for new work this claim covers: only one after it began is a reason to
+        // claim again once it found the queue empty.
+        let seen = shared.wake.signals();
+        if shared.slots().free(config.concurrency) == 0 {
+            if slot_freed_meanwhile(&shared) {
+                continue;
+            }
+        } else {
+            // The claim rides on the client's next writer cycle (one transaction with the
+            // inserts and completions queued meanwhile); the writer sizes it to the room
+            // left then.
             let runtime: Arc<dyn LocalRuntime> = Arc::clone(&shared) as Arc<dyn LocalRuntime>;
             match shared.client.writer().claim(runtime).await {
                 Ok(report) => {
@@ -82,6 +90,10 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
                         if full {
                             pause = Duration::ZERO;
                         }
+                    } else {
+                        // No room by the time the claim was sized (local dispatch took it,
+                        // or the queues with room are capped): wait for a slot given back.
+                        shared.backlog.store(true, Ordering::Relaxed);
                     }
                 }
                 Err(error) => {
@@ -96,13 +108,25 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
             tokio::task::yield_now().await;
             continue;
         }
-        wait(&shared, pause).await;
+        wait(&shared, pause, seen).await;
     }
 }
 
+/// No slot is free for a claim: whatever woke the loop waits for the first slot given back,
+/// and a slot given back wakes the loop only while the backlog flag is set, so set it.
+/// Returns whether a slot was given back before the flag was set (that woke nobody): then
+/// look again now. The slots' lock orders this look after the flag, and the flag before a
+/// later release's look at it.
+fn slot_freed_meanwhile(shared: &Shared) -> bool {
+    shared.backlog.store(true, Ordering::Relaxed);
+    shared.slots().free(shared.config.concurrency) > 0
+}
+
 /// Sleeps until woken, the poll interval, or a known due time, whichever comes first.
-/// While backlogged and nearly full, it waits for enough slots to free for a useful batch.
-async fn wait(shared: &Shared, pause: Duration) {
+/// While backlogged and nearly full, it waits for enough slots to free for a useful batch;
+/// otherwise only a wakeup for new work since the last claim began (`seen`: the count of
+/// them then) ends the wait early.
+async fn wait(shared: &Shared, pause: Duration, seen: u64) {
     // Peek only: the claim that follows the wakeup clears what it covered.
     let due = *shared
         .next_due
@@ -120,12 +144,18 @@ async fn wait(shared: &Shared, pause: Duration) {
             () = tokio::time::sleep_until(until) => return,
             () = shared.stopping.cancelled() => return,
         }
-        // Backlogged: claim only once a batch worth of slots is free (or nothing runs), so
-        // a burn-down claims in batches rather than one row per finished task.
         let free = shared.slots().free(concurrency);
-        if !shared.backlog.load(Ordering::Relaxed) || free >= batch || free == concurrency {
+        if shared.backlog.load(Ordering::Relaxed) {
+            // Backlogged: claim only once a batch worth of slots is free (or nothing runs),
+            // so a burn-down claims in batches rather than one row per finished task.
+            if free >= batch || free == concurrency {
+                return;
+            }
+        } else if shared.wake.signals() != seen {
             return;
         }
+        // Otherwise the wakeup was a slot given back while the last claim was in flight,
+        // and that claim then found all there was: claiming again would find nothing.
     }
 }
 

@@ -99,7 +99,7 @@ impl Shared {
     pub(crate) fn release(&self, fence: &Fence) {
         self.slots().release(fence);
         if self.backlog.load(Ordering::Relaxed) {
-            self.wake.notify();
+            self.wake.slot_freed();
         }
     }
 
@@ -113,7 +113,7 @@ impl Shared {
         super::observe::busy(running);
         self.lost().remove(fence);
         if self.backlog.load(Ordering::Relaxed) {
-            self.wake.notify();
+            self.wake.slot_freed();
         }
     }
 

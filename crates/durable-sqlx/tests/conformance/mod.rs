@@ -10,6 +10,7 @@ pub mod admin_errors;
 pub mod attempts;
 pub mod cancel;
 pub mod clock;
+mod counting;
 mod forward;
 pub mod hardening;
 pub mod idempotency;
@@ -20,6 +21,7 @@ pub mod store;
 pub mod tasks;
 pub mod unique;
 pub mod wait;
+pub mod wakeups;
 pub mod writes;
 
 use std::future::Future;
@@ -173,6 +175,9 @@ macro_rules! conformance_tests {
             advance_makes_a_delayed_task_due, advance_makes_a_retry_due,
             advance_expires_a_lease_for_rescue,
             runtime_runs_delayed_tasks_and_retries_after_advance);
+        $crate::conformance_tests!(@wakeups $make;
+            a_slot_freed_while_the_queue_ran_dry_claims_nothing,
+            a_wakeup_while_every_slot_is_busy_claims_when_one_frees);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;

@@ -1,16 +1,14 @@
 //! Runtime cases over a real store: outcomes, limits, shutdown, recovery, wakeups.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::runtime::RuntimeBuilder;
-use durable_core::store::{
-    async_trait, AdminStore, ClaimRequest, Fence, ListQuery, NewTask, RescueReport, StateCounts,
-    Store, TaskRecord, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
-};
-use durable_core::{Client, EnqueueOptions, Error, Runtime, TaskId, TaskState};
+use durable_core::store::{AdminStore, ClaimRequest, Fence, NewTask, StateCounts, Store};
+use durable_core::{Client, EnqueueOptions, Error, Runtime, TaskState};
 
+use super::counting::{ClaimHold, Counting};
 use super::tasks::{registry, Chain, Hangs, Mail, Panics, Probe, Rejects, Work};
 use super::Writes;
 use super::{eventually, row, wait_state, TestDb};
@@ -692,177 +690,17 @@ pub async fn enqueue_from_task(db: &impl TestDb) {
     done(&rt).await;
 }
 
-/// Counts every store call, to measure what an idle runtime costs; optionally holds a claim
-/// back after it ran (see [`ClaimHold`]).
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn Store>,
-    calls: Arc<AtomicU64>,
-    hold: Option<Arc<ClaimHold>>,
-}
-
-/// Once armed, the next claim runs its statement, then waits for `release` before it
-/// returns: a claim in flight whose snapshot predates what the test commits meanwhile.
-#[derive(Debug, Default)]
-struct ClaimHold {
-    armed: std::sync::atomic::AtomicBool,
-    entered: tokio::sync::Notify,
-    release: tokio::sync::Notify,
-}
-
-#[async_trait]
-impl WorkerStore for Counting {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.inner.now()
-    }
-    fn wakeups(&self) -> Wakeups {
-        self.inner.wakeups()
-    }
-    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let outcome = self.inner.write(batch).await;
-        if let Some(hold) = batch.claim.and(self.hold.as_ref()) {
-            if hold.armed.swap(false, Ordering::SeqCst) {
-                hold.entered.notify_one();
-                hold.release.notified().await;
-            }
-        }
-        outcome
-    }
-    async fn heartbeat(&self, f: &[Fence], l: Duration) -> durable_core::Result<Vec<Fence>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.heartbeat(f, l).await
-    }
-    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
-        self.inner.cancel_requested(held).await
-    }
-    async fn mark_started(&self, f: &Fence) -> durable_core::Result<bool> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.mark_started(f).await
-    }
-    async fn check_enqueue(&self) -> durable_core::Result<()> {
-        self.inner.check_enqueue().await
-    }
-    async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.rescue_expired().await
-    }
-    async fn backlog(&self) -> durable_core::Result<u64> {
-        self.inner.backlog().await
-    }
-    async fn unclaimable(
-        &self,
-        known: &[String],
-        waiting: Duration,
-    ) -> durable_core::Result<Vec<(String, u64)>> {
-        self.inner.unclaimable(known, waiting).await
-    }
-}
-
-#[async_trait]
-impl AdminStore for Counting {
-    async fn stats(&self) -> durable_core::Result<durable_core::store::Stats> {
-        self.inner.stats().await
-    }
-    async fn throughput(
-        &self,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> durable_core::Result<Vec<durable_core::store::ThroughputBucket>> {
-        self.inner.throughput(since).await
-    }
-    async fn add_throughput(
-        &self,
-        worker: durable_core::WorkerId,
-        buckets: &[durable_core::store::ThroughputBucket],
-    ) -> durable_core::Result<()> {
-        self.inner.add_throughput(worker, buckets).await
-    }
-    async fn retry(
-        &self,
-        id: TaskId,
-        seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        self.inner.retry(id, seen).await
-    }
-    async fn retry_failed(
-        &self,
-        which: &durable_core::store::RetryFailed,
-    ) -> durable_core::Result<u64> {
-        self.inner.retry_failed(which).await
-    }
-    async fn delete(
-        &self,
-        id: TaskId,
-        seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        self.inner.delete(id, seen).await
-    }
-    async fn requeue(
-        &self,
-        id: TaskId,
-        seen: Option<durable_core::store::Seen>,
-    ) -> durable_core::Result<durable_core::store::ActionOutcome> {
-        self.inner.requeue(id, seen).await
-    }
-    async fn requeue_stuck(
-        &self,
-        which: &durable_core::store::StuckQuery,
-    ) -> durable_core::Result<u64> {
-        self.inner.requeue_stuck(which).await
-    }
-
-    async fn migrate(&self) -> durable_core::Result<()> {
-        self.inner.migrate().await
-    }
-    async fn cancel(&self, id: TaskId) -> durable_core::Result<durable_core::store::CancelOutcome> {
-        self.inner.cancel(id).await
-    }
-    async fn prune(&self, o: Duration, l: u32) -> durable_core::Result<u64> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.prune(o, l).await
-    }
-    async fn get(&self, id: TaskId) -> durable_core::Result<Option<TaskRecord>> {
-        self.inner.get(id).await
-    }
-    async fn list(&self, query: &ListQuery) -> durable_core::Result<durable_core::store::Page> {
-        self.inner.list(query).await
-    }
-    async fn counts(&self) -> durable_core::Result<StateCounts> {
-        self.inner.counts().await
-    }
-}
-
-#[async_trait]
-impl durable_core::store::StepStore for Counting {
-    async fn steps(
-        &self,
-        id: TaskId,
-    ) -> durable_core::Result<Vec<durable_core::store::StepRecord>> {
-        self.inner.steps(id).await
-    }
-    async fn save_step(&self, f: &Fence, name: &str, output: &str) -> durable_core::Result<bool> {
-        self.inner.save_step(f, name, output).await
-    }
-}
-
 /// An idle runtime with default settings makes about one store call per poll interval and
 /// does not spin.
 pub async fn idle_runtime_is_quiet(db: &impl TestDb) {
-    let calls = Arc::new(AtomicU64::new(0));
-    let store = Arc::new(Counting {
-        inner: db.store(),
-        calls: Arc::clone(&calls),
-        hold: None,
-    });
+    let store = Arc::new(Counting::new(db.store()));
+    let calls = Arc::clone(&store);
     let probe = Probe::default();
     let rt = Runtime::builder(store, registry(&probe)).start();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = calls.load(Ordering::SeqCst);
+    let before = calls.calls.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let per_second = (calls.load(Ordering::SeqCst) - before) as f64 / 3.0;
+    let per_second = (calls.calls.load(Ordering::SeqCst) - before) as f64 / 3.0;
     assert!(
         per_second <= 2.0,
         "idle runtime made {per_second:.1} store calls/s"
@@ -929,11 +767,7 @@ pub async fn shutdown_drains_tasks_committed_after_the_last_claim(db: &impl Test
     let probe = Probe::default();
     let hold = Arc::new(ClaimHold::default());
     let inner = db.store();
-    let store = Arc::new(Counting {
-        inner: Arc::clone(&inner),
-        calls: Arc::new(AtomicU64::new(0)),
-        hold: Some(Arc::clone(&hold)),
-    });
+    let store = Arc::new(Counting::holding(Arc::clone(&inner), Arc::clone(&hold)));
     let rt = builder(store, &probe)
         .local_dispatch(false)
         .poll_interval(Duration::from_secs(3600))
@@ -975,24 +809,4 @@ pub async fn shutdown_drains_tasks_committed_after_the_last_claim(db: &impl Test
         probe.runs("late0") + probe.runs("late1") + probe.runs("late2"),
         3
     );
-}
-
-/// Periodic schedules pass straight through.
-#[durable_core::store::async_trait]
-impl durable_core::store::ScheduleStore for Counting {
-    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
-        self.inner.database_now().await
-    }
-    async fn schedules(
-        &self,
-        names: &[String],
-    ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
-        self.inner.schedules(names).await
-    }
-    async fn advance_schedule(
-        &self,
-        advance: durable_core::store::ScheduleAdvance<'_>,
-    ) -> durable_core::Result<bool> {
-        self.inner.advance_schedule(advance).await
-    }
 }
