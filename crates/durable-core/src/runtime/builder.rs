@@ -120,7 +120,10 @@ impl RuntimeBuilder {
     /// How often the store is polled for due tasks that no local event announced (default
     /// 2 s): tasks enqueued by other processes without a wakeup (PostgreSQL sends one), or
     /// retries scheduled elsewhere. Local enqueues and this runtime's own retries wake it
-    /// at once without polling.
+    /// at once without polling. Between wakeups the claim loop claims again only while its
+    /// last claim filled every free slot (more is probably due), once a batch of slots is
+    /// free; new work announced while every slot is busy is claimed at the first slot given
+    /// back.
     #[must_use]
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.config.poll_interval = every.max(Duration::from_millis(5));

@@ -73,7 +73,7 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
         // claim again once it found the queue empty.
         let seen = shared.wake.signals();
         if shared.slots().free(config.concurrency) == 0 {
-            if slot_freed_meanwhile(&shared) {
+            if slots_freed_meanwhile(&shared) {
                 continue;
             }
         } else {
@@ -112,14 +112,22 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
     }
 }
 
-/// No slot is free for a claim: whatever woke the loop waits for the first slot given back,
-/// and a slot given back wakes the loop only while the backlog flag is set, so set it.
-/// Returns whether a slot was given back before the flag was set (that woke nobody): then
-/// look again now. The slots' lock orders this look after the flag, and the flag before a
-/// later release's look at it.
-fn slot_freed_meanwhile(shared: &Shared) -> bool {
+/// No slot is free for a claim: whatever woke the loop waits for slots given back, and a
+/// slot given back wakes the loop only while the backlog flag is set, so set it. Returns
+/// whether enough slots were given back before the flag was set (those woke nobody) to
+/// claim now. The slots' lock orders this look after the flag, and the flag before a later
+/// release's look at it.
+fn slots_freed_meanwhile(shared: &Shared) -> bool {
     shared.backlog.store(true, Ordering::Relaxed);
-    shared.slots().free(shared.config.concurrency) > 0
+    batch_free(shared)
+}
+
+/// Whether a backlogged claim loop claims now: a batch worth of slots is free (or nothing
+/// runs), so a burn-down claims in batches rather than one row per finished task.
+fn batch_free(shared: &Shared) -> bool {
+    let concurrency = shared.config.concurrency;
+    let free = shared.slots().free(concurrency);
+    free >= (concurrency / 4).max(1) || free == concurrency
 }
 
 /// Sleeps until woken, the poll interval, or a known due time, whichever comes first.
@@ -136,19 +144,14 @@ async fn wait(shared: &Shared, pause: Duration, seen: u64) {
     if let Some(due) = due {
         until = until.min(due);
     }
-    let concurrency = shared.config.concurrency;
-    let batch = (concurrency / 4).max(1);
     loop {
         tokio::select! {
             () = shared.wake.notified() => {}
             () = tokio::time::sleep_until(until) => return,
             () = shared.stopping.cancelled() => return,
         }
-        let free = shared.slots().free(concurrency);
         if shared.backlog.load(Ordering::Relaxed) {
-            // Backlogged: claim only once a batch worth of slots is free (or nothing runs),
-            // so a burn-down claims in batches rather than one row per finished task.
-            if free >= batch || free == concurrency {
+            if batch_free(shared) {
                 return;
             }
         } else if shared.wake.signals() != seen {
