@@ -283,6 +283,36 @@ pub async fn hold_sqlite_lock(url: &str, hold: Duration) {
     conn.close().await.ok();
 }
 
+/// Whether SQLite's write lock on the database file of `url` can be taken within `wait`
+/// (`BEGIN IMMEDIATE` on a connection of its own, rolled back at once). `false`: a writer
+/// held it all that time — longer than any live writer's transaction lasts, so a writer
+/// that is stopped.
+///
+/// # Panics
+///
+/// If the file cannot be opened.
+pub async fn sqlite_lock_free(url: &str, wait: Duration) -> bool {
+    let options = SqliteConnectOptions::from_str(url)
+        .expect("a valid SQLite URL")
+        .create_if_missing(false)
+        .busy_timeout(wait);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .expect("open the SQLite file for the lock probe");
+    let free = sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .is_ok();
+    if free {
+        sqlx::query("ROLLBACK")
+            .execute(&mut conn)
+            .await
+            .expect("release the SQLite write lock");
+    }
+    conn.close().await.ok();
+    free
+}
+
 /// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmHWM`), if readable.
 pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -294,11 +324,46 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::database_name;
+    use std::time::Duration;
+
+    use super::{database_name, hold_sqlite_lock, sqlite_lock_free};
 
     #[test]
     fn database_names() {
         assert_eq!(database_name("postgres://u@h:5432/t_1"), "t_1");
         assert_eq!(database_name("postgres://u@h/t_2?sslmode=disable"), "t_2");
+    }
+
+    /// The probe the zombie scenario relies on tells a held write lock from a free one.
+    #[tokio::test]
+    async fn the_lock_probe_sees_a_held_write_lock() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("lock.db").display());
+        let options = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("a valid SQLite URL")
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+            .await
+            .expect("create the file");
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut conn)
+            .await
+            .expect("a table");
+        assert!(sqlite_lock_free(&url, Duration::from_millis(300)).await);
+        let holder = tokio::spawn({
+            let url = url.clone();
+            async move { hold_sqlite_lock(&url, Duration::from_secs(2)).await }
+        });
+        // The holder takes the lock at once; the probe must find it taken for its whole wait.
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut seen_held = false;
+        while !seen_held && tokio::time::Instant::now() < until {
+            seen_held = !sqlite_lock_free(&url, Duration::from_millis(300)).await;
+        }
+        assert!(seen_held, "the probe never saw the held lock");
+        holder.await.expect("the holder");
+        assert!(sqlite_lock_free(&url, Duration::from_millis(300)).await);
     }
 }
