@@ -38,6 +38,13 @@
 //! # Ok(()) }
 //! ```
 
+// Without a store feature only the connection traits remain (for a store of the
+// application's own); the helpers the two stores share are then unused.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_macros)
+)]
+
 #[macro_use]
 mod sql_messages;
 #[macro_use]
