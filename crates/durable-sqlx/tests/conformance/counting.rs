@@ -111,36 +111,4 @@ impl WorkerStore for Counting {
 }
 
 super::forward::forward_admin_store!(Counting);
-
-#[async_trait]
-impl durable_core::store::StepStore for Counting {
-    async fn steps(
-        &self,
-        id: TaskId,
-    ) -> durable_core::Result<Vec<durable_core::store::StepRecord>> {
-        self.inner.steps(id).await
-    }
-    async fn save_step(&self, f: &Fence, name: &str, output: &str) -> durable_core::Result<bool> {
-        self.inner.save_step(f, name, output).await
-    }
-}
-
-/// Periodic schedules pass straight through.
-#[durable_core::store::async_trait]
-impl durable_core::store::ScheduleStore for Counting {
-    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
-        self.inner.database_now().await
-    }
-    async fn schedules(
-        &self,
-        names: &[String],
-    ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
-        self.inner.schedules(names).await
-    }
-    async fn advance_schedule(
-        &self,
-        advance: durable_core::store::ScheduleAdvance<'_>,
-    ) -> durable_core::Result<bool> {
-        self.inner.advance_schedule(advance).await
-    }
-}
+super::forward::forward_step_and_schedule_stores!(Counting);

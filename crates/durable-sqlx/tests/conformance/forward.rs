@@ -1,6 +1,6 @@
-//! `AdminStore` for a test wrapper that changes only the worker protocol: every method is
-//! passed to the wrapped store (`self.inner`), so a method added to the trait is added here
-//! once, not to each wrapper.
+//! `AdminStore`, `StepStore` and `ScheduleStore` for a test wrapper that changes only the
+//! worker protocol: every method is passed to the wrapped store (`self.inner`), so a method
+//! added to a trait is added here once, not to each wrapper.
 
 /// Implements `AdminStore` for `$wrapper` by forwarding every method to `self.inner`.
 macro_rules! forward_admin_store {
@@ -97,4 +97,48 @@ macro_rules! forward_admin_store {
     };
 }
 
+/// Implements `StepStore` and `ScheduleStore` for `$wrapper` by forwarding every method to
+/// `self.inner`.
+macro_rules! forward_step_and_schedule_stores {
+    ($wrapper:ty) => {
+        #[durable_core::store::async_trait]
+        impl durable_core::store::StepStore for $wrapper {
+            async fn steps(
+                &self,
+                id: durable_core::TaskId,
+            ) -> durable_core::Result<Vec<durable_core::store::StepRecord>> {
+                self.inner.steps(id).await
+            }
+            async fn save_step(
+                &self,
+                fence: &durable_core::store::Fence,
+                name: &str,
+                output: &str,
+            ) -> durable_core::Result<bool> {
+                self.inner.save_step(fence, name, output).await
+            }
+        }
+
+        #[durable_core::store::async_trait]
+        impl durable_core::store::ScheduleStore for $wrapper {
+            async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
+                self.inner.database_now().await
+            }
+            async fn schedules(
+                &self,
+                names: &[String],
+            ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
+                self.inner.schedules(names).await
+            }
+            async fn advance_schedule(
+                &self,
+                advance: durable_core::store::ScheduleAdvance<'_>,
+            ) -> durable_core::Result<bool> {
+                self.inner.advance_schedule(advance).await
+            }
+        }
+    };
+}
+
 pub(crate) use forward_admin_store;
+pub(crate) use forward_step_and_schedule_stores;

@@ -301,19 +301,7 @@ impl WorkerStore for Faulty {
 }
 
 super::forward::forward_admin_store!(Faulty);
-
-#[async_trait]
-impl durable_core::store::StepStore for Faulty {
-    async fn steps(
-        &self,
-        id: TaskId,
-    ) -> durable_core::Result<Vec<durable_core::store::StepRecord>> {
-        self.inner.steps(id).await
-    }
-    async fn save_step(&self, f: &Fence, name: &str, output: &str) -> durable_core::Result<bool> {
-        self.inner.save_step(f, name, output).await
-    }
-}
+super::forward::forward_step_and_schedule_stores!(Faulty);
 
 /// Sleeps until cancelled (or a minute) on its first attempt; later attempts finish at once.
 #[derive(Debug, Serialize, Deserialize)]
@@ -581,24 +569,4 @@ pub async fn claim_landing_after_the_hand_back_starts_nothing(db: &impl TestDb) 
         0,
         "no task code ran after the hand-back"
     );
-}
-
-/// Periodic schedules pass straight through.
-#[durable_core::store::async_trait]
-impl durable_core::store::ScheduleStore for Faulty {
-    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
-        self.inner.database_now().await
-    }
-    async fn schedules(
-        &self,
-        names: &[String],
-    ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
-        self.inner.schedules(names).await
-    }
-    async fn advance_schedule(
-        &self,
-        advance: durable_core::store::ScheduleAdvance<'_>,
-    ) -> durable_core::Result<bool> {
-        self.inner.advance_schedule(advance).await
-    }
 }

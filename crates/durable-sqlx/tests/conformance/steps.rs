@@ -379,16 +379,7 @@ impl WorkerStore for NoRenewal {
 }
 
 super::forward::forward_admin_store!(NoRenewal);
-
-#[async_trait]
-impl StepStore for NoRenewal {
-    async fn steps(&self, id: TaskId) -> durable_core::Result<Vec<StepRecord>> {
-        self.inner.steps(id).await
-    }
-    async fn save_step(&self, f: &Fence, name: &str, output: &str) -> durable_core::Result<bool> {
-        self.inner.save_step(f, name, output).await
-    }
-}
+super::forward::forward_step_and_schedule_stores!(NoRenewal);
 
 /// A zombie attempt — stalled past its lease while another worker took the task over and
 /// completed it with its rows — resumes: its `complete_in` is refused, its rows never
@@ -507,23 +498,4 @@ pub async fn step_in_commits_with_its_rows(db: &impl TxDb) {
     assert_eq!(app.rows(id).await, ["attempt-2", "order-row"]);
     let steps = store.steps(id).await.expect("steps");
     assert_eq!(steps, [StepRecord::new("order", "\"order-row\"", 1)]);
-}
-
-#[async_trait]
-impl durable_core::store::ScheduleStore for NoRenewal {
-    async fn database_now(&self) -> durable_core::Result<chrono::DateTime<chrono::Utc>> {
-        self.inner.database_now().await
-    }
-    async fn schedules(
-        &self,
-        names: &[String],
-    ) -> durable_core::Result<Vec<durable_core::store::ScheduleRow>> {
-        self.inner.schedules(names).await
-    }
-    async fn advance_schedule(
-        &self,
-        advance: durable_core::store::ScheduleAdvance<'_>,
-    ) -> durable_core::Result<bool> {
-        self.inner.advance_schedule(advance).await
-    }
 }
