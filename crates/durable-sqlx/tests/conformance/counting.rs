@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durable_core::store::{
-    async_trait, Fence, RescueReport, Store, Wakeups, WorkerStore, WriteBatch, WriteOutcome,
+    async_trait, CommitMode, Fence, RescueReport, Store, Wakeups, WorkerStore, WriteBatch,
+    WriteOutcome,
 };
 use durable_core::TaskId;
 
@@ -56,6 +57,9 @@ pub(super) struct ClaimHold {
 impl WorkerStore for Counting {
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+    fn commit_mode(&self) -> CommitMode {
+        self.inner.commit_mode()
     }
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.inner.now()
