@@ -19,7 +19,9 @@
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
 //! `EMAIL_RELAY_WARMUP_MS` (0: email tasks snooze, using no attempt, until the simulated mail
 //! relay is up this long after start),
-//! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `LEASE_MS` (10000), `RUST_LOG`,
+//! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `WORKER_CLAIM_AHEAD` (0: tasks
+//! claimed beyond the free slots, for short tasks behind a distant database),
+//! `LEASE_MS` (10000), `RUST_LOG`,
 //! `MAX_BACKLOG` (unset: no load shedding; else 503 + `Retry-After` while more tasks are
 //! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`),
 //! `CRASH_AFTER_SIGNUP_COMMIT` (unset; `1` aborts the process after a signup commits, before
@@ -129,6 +131,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = ops::install_metrics()?;
     let runtime = Runtime::builder(db.store(), registry)
         .concurrency(config.concurrency)
+        .claim_ahead(config.claim_ahead)
         .lease(config.lease)
         .alert_after_attempts(ops::ALERT_AFTER_ATTEMPTS)
         .on_alert(ops::alert)
@@ -137,6 +140,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let settings = runtime.settings();
     tracing::info!(
         concurrency = settings.concurrency,
+        claim_ahead = settings.claim_ahead,
         lease_ms = settings.lease.as_millis() as u64,
         heartbeat_ms = settings.heartbeat.as_millis() as u64,
         poll_ms = settings.poll_interval.as_millis() as u64,

@@ -79,9 +79,32 @@ impl RuntimeBuilder {
     }
 
     /// Most attempts running at once (default 64).
+    ///
+    /// A slot is taken when a claim is sized and given back when its task returns, so a
+    /// runtime runs at most `n` tasks per claim round trip: with short tasks and a database
+    /// slow to answer (its cores taken by other work), size `n` for the round trip too, not
+    /// only for the tasks' own time.
     #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);
+        self
+    }
+
+    /// Claims up to `n` tasks beyond the free slots (default 0): they wait in this runtime,
+    /// their leases renewed like the running tasks', and each starts as soon as a slot is
+    /// given back, with no claim round trip in between.
+    ///
+    /// For short tasks behind a database that is far away or slow to answer: the
+    /// [`concurrency`](Self::concurrency) slots are then busy with tasks instead of waiting
+    /// for claims, without running more tasks at once. The cost is fairness: a task claimed
+    /// ahead waits for a slot here even if another instance has one free, so keep `n`
+    /// small next to what the slots finish in a claim round trip, and leave it at 0 for long
+    /// tasks. Tasks claimed ahead count toward [`queue_limit`](Self::queue_limit)s as running
+    /// ones do (and in the `durable_runtime_busy_slots` gauge); at shutdown they are run
+    /// within the grace or handed back unstarted.
+    #[must_use]
+    pub fn claim_ahead(mut self, n: usize) -> Self {
+        self.config.claim_ahead = n;
         self
     }
 
@@ -225,13 +248,10 @@ impl RuntimeBuilder {
         };
         let shared = Arc::new_cyclic(|this| Shared {
             store: self.store,
-            names: self
-                .registry
-                .names()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            names: claimable_names(&self.registry),
             registry: self.registry,
+            // Before `config` moves in.
+            running: super::execute::run_gate(&self.config),
             config: self.config,
             owner: WorkerId::new(),
             client: client.clone(),
@@ -337,4 +357,9 @@ async fn forward_wakeups(shared: Arc<Shared>, stop: CancellationToken) {
             },
         }
     }
+}
+
+/// The task types a runtime claims: those its registry knows.
+fn claimable_names(registry: &Registry) -> Arc<[String]> {
+    registry.names().into_iter().map(str::to_owned).collect()
 }

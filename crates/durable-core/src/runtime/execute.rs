@@ -126,17 +126,26 @@ async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
         fence,
         keep: false,
     };
-    let started = std::time::Instant::now();
-    let outcome = AssertUnwindSafe(execute(&shared, &task, &running))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| Ended::Failed {
-            message: format!("task panicked: {}", crate::error::panic_message(&*panic)),
-            permanent: false,
-        });
-    if !matches!(outcome, Ended::NotStarted) {
-        super::observe::ran(&task.name, &task.queue, started.elapsed());
-    }
+    let outcome = match wait_for_slot(&shared, &running).await {
+        Ok(permit) => {
+            let started = std::time::Instant::now();
+            let outcome = AssertUnwindSafe(execute(&shared, &task, &running))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Ended::Failed {
+                    message: format!("task panicked: {}", crate::error::panic_message(&*panic)),
+                    permanent: false,
+                });
+            if !matches!(outcome, Ended::NotStarted) {
+                super::observe::ran(&task.name, &task.queue, started.elapsed());
+            }
+            drop(permit);
+            outcome
+        }
+        // Stopped before it ran: handed back at shutdown, nothing to write after a lost
+        // lease, `cancelled` when that was requested.
+        Err(()) => stopped(&shared, &fence),
+    };
     if matches!(outcome, Ended::Cancelled) {
         // Stays registered: the shutdown requeue hands it back and frees the slot (or did).
         slot.keep = true;
@@ -159,6 +168,29 @@ async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
         // The slot is still freed; the row comes back when its lease expires.
         tracing::error!(task_id = %fence.id, attempt = fence.attempt, panic = %crate::error::panic_message(&*panic),
             "recording a task's outcome panicked");
+    }
+}
+
+/// The permits attempts run under with [`claim_ahead`](super::RuntimeBuilder::claim_ahead):
+/// one per slot, so tasks claimed ahead wait for a running one to end. `None` without it.
+pub(super) fn run_gate(config: &super::Settings) -> Option<Arc<tokio::sync::Semaphore>> {
+    (config.claim_ahead > 0).then(|| Arc::new(tokio::sync::Semaphore::new(config.concurrency)))
+}
+
+/// A task claimed ahead ([`claim_ahead`](super::RuntimeBuilder::claim_ahead)) waits for a
+/// running one to end: the permit it runs under. `Err` when the runtime stopped the attempt
+/// first (shutdown, a lost lease, a requested cancellation).
+async fn wait_for_slot(
+    shared: &Shared,
+    running: &Running,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
+    let Some(gate) = &shared.running else {
+        return Ok(None);
+    };
+    tokio::select! {
+        permit = Arc::clone(gate).acquire_owned() => Ok(permit.ok()),
+        () = running.soft.cancelled() => Err(()),
+        () = running.hard.cancelled() => Err(()),
     }
 }
 

@@ -72,7 +72,7 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
         // The wakeups for new work this claim covers: only one after it began is a reason to
         // claim again once it found the queue empty.
         let seen = shared.wake.signals();
-        if shared.slots().free(config.concurrency) == 0 {
+        if shared.slots().free(shared.claim_room()) == 0 {
             if slots_freed_meanwhile(&shared) {
                 continue;
             }
@@ -125,9 +125,9 @@ fn slots_freed_meanwhile(shared: &Shared) -> bool {
 /// Whether a backlogged claim loop claims now: a batch worth of slots is free (or nothing
 /// runs), so a burn-down claims in batches rather than one row per finished task.
 fn batch_free(shared: &Shared) -> bool {
-    let concurrency = shared.config.concurrency;
-    let free = shared.slots().free(concurrency);
-    free >= (concurrency / 4).max(1) || free == concurrency
+    let room = shared.claim_room();
+    let free = shared.slots().free(room);
+    free >= (room / 4).max(1) || free == room
 }
 
 /// Sleeps until woken, the poll interval, or a known due time, whichever comes first.

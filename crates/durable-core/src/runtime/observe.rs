@@ -69,7 +69,7 @@ pub(crate) fn describe() {
         );
         describe_gauge!(
             "durable_runtime_busy_slots",
-            "Attempts this runtime runs now"
+            "Attempts this runtime holds now: running, and claimed ahead waiting for a slot"
         );
     }
 }

@@ -58,6 +58,10 @@ pub(crate) struct Shared {
     /// Shutdown has collected the attempts to hand back (set under the slots' lock): a task
     /// claimed or inserted for this runtime after that is handed back unstarted.
     pub(super) handed_back: AtomicBool,
+    /// With [`claim_ahead`](super::RuntimeBuilder::claim_ahead): a permit per slot, taken by
+    /// an attempt before its task runs, so the tasks claimed ahead wait for a running one to
+    /// end. `None` without it: every claimed task has a slot.
+    pub(super) running: Option<Arc<tokio::sync::Semaphore>>,
     /// Itself, for spawning runners from `&self` callbacks.
     pub(super) this: Weak<Shared>,
     /// The application's runtime, where attempts run: the callbacks that start them may be
@@ -82,6 +86,11 @@ impl Shared {
         self.slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The slots claims fill: the running ones and those for tasks claimed ahead.
+    pub(super) fn claim_room(&self) -> usize {
+        self.config.concurrency + self.config.claim_ahead
     }
 
     pub(super) fn lost(&self) -> MutexGuard<'_, HashSet<Fence>> {

@@ -161,7 +161,7 @@ async fn within(
 /// leaving them for the next start. Pending rows of other origins are left for other workers.
 async fn claim_uncovered(shared: &Arc<Shared>) {
     if shared.wake.commits() == shared.covered.load(Ordering::SeqCst)
-        || shared.slots().free(shared.config.concurrency) == 0
+        || shared.slots().free(shared.claim_room()) == 0
     {
         return;
     }

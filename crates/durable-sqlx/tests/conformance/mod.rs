@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod admin_actions;
 pub mod admin_errors;
+pub mod ahead;
 pub mod attempts;
 pub mod cancel;
 pub mod clock;
@@ -178,6 +179,9 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@wakeups $make;
             a_slot_freed_while_the_queue_ran_dry_claims_nothing,
             a_wakeup_while_every_slot_is_busy_claims_when_one_frees);
+        $crate::conformance_tests!(@ahead $make;
+            a_task_claimed_ahead_starts_when_the_slot_frees,
+            a_task_claimed_ahead_is_handed_back_unstarted_at_shutdown);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;

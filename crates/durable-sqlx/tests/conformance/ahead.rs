@@ -1,0 +1,96 @@
+//! Tasks claimed ahead (`RuntimeBuilder::claim_ahead`): claimed beyond the free slots, run
+//! only as slots are given back, never more at once than the slots; handed back unstarted at
+//! shutdown when the grace runs out.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable_core::runtime::RuntimeBuilder;
+use durable_core::store::Store;
+use durable_core::{Runtime, TaskState};
+
+use super::counting::Counting;
+use super::tasks::{registry, Probe, Work};
+use super::{eventually, row, wait_state, TestDb};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One slot, one task claimed ahead, no poll and no local dispatch: every task arrives
+/// through a claim a wakeup asked for.
+fn builder(store: Arc<dyn Store>, probe: &Probe) -> RuntimeBuilder {
+    Runtime::builder(store, registry(probe))
+        .concurrency(1)
+        .claim_ahead(1)
+        .local_dispatch(false)
+        .poll_interval(Duration::from_secs(3600))
+        .lease(Duration::from_secs(5))
+}
+
+/// Two tasks for one slot come in one claim; the second starts when the first ends, with no
+/// claim in between, and never beside it.
+pub async fn a_task_claimed_ahead_starts_when_the_slot_frees(db: &impl TestDb) {
+    let probe = Probe::default();
+    let counting = Arc::new(Counting::new(db.store()));
+    let counts = Arc::clone(&counting);
+    let rt = builder(Arc::clone(&counting) as Arc<dyn Store>, &probe).start();
+    eventually("the start-up claim", WAIT, || async {
+        (counts.claims.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+    let ids = rt
+        .client()
+        .enqueue_many([Work::sleeping("first", 300), Work::new("second")])
+        .await
+        .expect("enqueue");
+    for id in &ids {
+        wait_state(&counting.inner, *id, TaskState::Completed, WAIT).await;
+    }
+    assert_eq!(
+        probe.peak(),
+        1,
+        "a task claimed ahead ran beside the running one"
+    );
+    assert_eq!((probe.runs("first"), probe.runs("second")), (1, 1));
+    let with_rows =
+        counts.claims.load(Ordering::SeqCst) - counts.empty_claims.load(Ordering::SeqCst);
+    assert_eq!(with_rows, 1, "both tasks should have come in one claim");
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+/// At shutdown a task claimed ahead runs if the grace lets the running one end first;
+/// otherwise it is handed back with it, `pending` and never started.
+pub async fn a_task_claimed_ahead_is_handed_back_unstarted_at_shutdown(db: &impl TestDb) {
+    let probe = Probe::default();
+    let store = db.store();
+    let rt = builder(Arc::clone(&store), &probe)
+        .cancel_grace(Duration::from_millis(50))
+        .start();
+    let ids = rt
+        .client()
+        .enqueue_many([Work::sleeping("long", 30_000), Work::new("waiting")])
+        .await
+        .expect("enqueue");
+    eventually("the long task running", WAIT, || async {
+        (probe.live() == 1).then_some(())
+    })
+    .await;
+    let waiting = row(&store, ids[1]).await;
+    assert_eq!(waiting.state, TaskState::Processing, "claimed ahead");
+    let report = rt.shutdown(Duration::from_millis(500)).await;
+    assert!(!report.drained);
+    assert_eq!(
+        report.requeued, 2,
+        "the running task and the one claimed ahead"
+    );
+    for id in &ids {
+        assert_eq!(row(&store, *id).await.state, TaskState::Pending);
+    }
+    assert_eq!(
+        probe.runs("waiting"),
+        0,
+        "a task claimed ahead started during shutdown"
+    );
+    // The running attempt was stopped, not counted; the waiting one never began.
+    assert_eq!(row(&store, ids[1]).await.attempts, 0);
+}
