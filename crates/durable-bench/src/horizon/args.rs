@@ -63,6 +63,10 @@ pub(crate) struct Args {
     /// `horizon`: how long each task sleeps.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
     pub(crate) task_sleep: Duration,
+    /// `horizon`: tasks each worker process claims beyond its free slots
+    /// (`RuntimeBuilder::claim_ahead`; default 0).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) claim_ahead: usize,
     /// `horizon`: the producer inserts one batch this often (rate × interval tasks each).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20ms")]
     pub(crate) insert_every: Duration,

@@ -36,7 +36,7 @@ pub(crate) struct Launch {
     /// The schema (PostgreSQL) or URL (SQLite) of the run's store.
     pub(crate) target: String,
     /// The parent's own command-line options the workers must share (`--sqlite-sync`,
-    /// `--task-sleep`, `--poll-interval`, `--retention`).
+    /// `--task-sleep`, `--claim-ahead`, `--poll-interval`, `--retention`).
     pub(crate) passthrough: Vec<String>,
 }
 

@@ -165,6 +165,8 @@ pub(crate) fn passthrough(args: &Args, sqlite_sync: &str) -> Vec<String> {
         sqlite_sync.to_owned(),
         "--task-sleep".to_owned(),
         duration(args.task_sleep),
+        "--claim-ahead".to_owned(),
+        args.claim_ahead.to_string(),
     ];
     if let Some(every) = args.poll_interval {
         out.extend(["--poll-interval".to_owned(), duration(every)]);

@@ -115,6 +115,7 @@ pub(crate) async fn run(
     let mut builder =
         Runtime::builder(store, Registry::new().register::<Timed>(Arc::clone(&probe)))
             .concurrency(args.worker_slots)
+            .claim_ahead(args.claim_ahead)
             .local_dispatch(false);
     if let Some(every) = args.poll_interval {
         builder = builder.poll_interval(every);
