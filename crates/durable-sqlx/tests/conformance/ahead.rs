@@ -66,17 +66,24 @@ pub async fn a_task_claimed_ahead_is_handed_back_unstarted_at_shutdown(db: &impl
     let rt = builder(Arc::clone(&store), &probe)
         .cancel_grace(Duration::from_millis(50))
         .start();
-    let ids = rt
+    // One at a time, so the long one holds the slot (two claimed together start in
+    // whichever order their runners take the slot).
+    let long = rt
         .client()
-        .enqueue_many([Work::sleeping("long", 30_000), Work::new("waiting")])
+        .enqueue(Work::sleeping("long", 30_000))
         .await
         .expect("enqueue");
     eventually("the long task running", WAIT, || async {
         (probe.live() == 1).then_some(())
     })
     .await;
-    let waiting = row(&store, ids[1]).await;
-    assert_eq!(waiting.state, TaskState::Processing, "claimed ahead");
+    let waiting = rt
+        .client()
+        .enqueue(Work::new("waiting"))
+        .await
+        .expect("enqueue");
+    wait_state(&store, waiting, TaskState::Processing, WAIT).await;
+    let ids = [long, waiting];
     let report = rt.shutdown(Duration::from_millis(500)).await;
     assert!(!report.drained);
     assert_eq!(
