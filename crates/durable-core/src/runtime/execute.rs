@@ -187,11 +187,19 @@ async fn wait_for_slot(
     let Some(gate) = &shared.running else {
         return Ok(None);
     };
-    tokio::select! {
-        permit = Arc::clone(gate).acquire_owned() => Ok(permit.ok()),
-        () = running.soft.cancelled() => Err(()),
-        () = running.hard.cancelled() => Err(()),
+    // A stop wins over a slot given back at the same moment (at shutdown the running task
+    // returns when told to stop, freeing its slot): a task claimed ahead never starts once
+    // the runtime asked its attempts to stop.
+    let permit = tokio::select! {
+        biased;
+        () = running.soft.cancelled() => return Err(()),
+        () = running.hard.cancelled() => return Err(()),
+        permit = Arc::clone(gate).acquire_owned() => permit.ok(),
+    };
+    if running.soft.is_cancelled() {
+        return Err(());
     }
+    Ok(permit)
 }
 
 /// Frees an attempt's slot when its runner ends — returned, panicked or dropped — unless
