@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use axum_durable::core::runtime::ClaimAhead;
+
 /// Everything the example reads from its environment.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -21,8 +23,8 @@ pub(crate) struct Config {
     /// `WORKER_CONCURRENCY`: tasks running at once (default 64).
     pub(crate) concurrency: usize,
     /// `WORKER_CLAIM_AHEAD`: tasks claimed beyond the free slots, waiting in the process for
-    /// one (default 0; see `RuntimeBuilder::claim_ahead`).
-    pub(crate) claim_ahead: usize,
+    /// one: `auto` (default) or a count (see `RuntimeBuilder::claim_ahead`).
+    pub(crate) claim_ahead: ClaimAhead,
     /// `LEASE_MS`: lease of a running task; a killed process's tasks are recovered after
     /// about this long (default 10000).
     pub(crate) lease: Duration,
@@ -96,7 +98,7 @@ impl Config {
             email_relay_warmup: Duration::from_millis(var("EMAIL_RELAY_WARMUP_MS", 0)?),
             shutdown_grace: Duration::from_millis(var("SHUTDOWN_GRACE_MS", 5000)?),
             concurrency: var("WORKER_CONCURRENCY", 64)?,
-            claim_ahead: var("WORKER_CLAIM_AHEAD", 0)?,
+            claim_ahead: var("WORKER_CLAIM_AHEAD", ClaimAhead::Auto)?,
             lease: Duration::from_millis(var("LEASE_MS", 10_000)?),
             max_backlog: optional("MAX_BACKLOG")?,
             chaos_tasks: var("CHAOS_TASKS", 0u8)? == 1,

@@ -19,8 +19,8 @@
 //! `BIND` (127.0.0.1:3000), `EMAIL_DELAY_MS` (200), `EMAIL_FAIL_RATE` (0.0),
 //! `EMAIL_RELAY_WARMUP_MS` (0: email tasks snooze, using no attempt, until the simulated mail
 //! relay is up this long after start),
-//! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `WORKER_CLAIM_AHEAD` (0: tasks
-//! claimed beyond the free slots, for short tasks behind a distant database),
+//! `SHUTDOWN_GRACE_MS` (5000), `WORKER_CONCURRENCY` (64), `WORKER_CLAIM_AHEAD` (`auto`:
+//! tasks claimed beyond the free slots, what they finish in a claim round trip; `0`: none),
 //! `LEASE_MS` (10000), `RUST_LOG`,
 //! `MAX_BACKLOG` (unset: no load shedding; else 503 + `Retry-After` while more tasks are
 //! due and pending), `CHAOS_TASKS` (unset; `1` adds the failure-injection tasks of `chaos.rs`),
@@ -140,7 +140,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let settings = runtime.settings();
     tracing::info!(
         concurrency = settings.concurrency,
-        claim_ahead = settings.claim_ahead,
+        claim_ahead = %settings.claim_ahead,
         lease_ms = settings.lease.as_millis() as u64,
         heartbeat_ms = settings.heartbeat.as_millis() as u64,
         poll_ms = settings.poll_interval.as_millis() as u64,

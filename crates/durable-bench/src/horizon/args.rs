@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use durable_core::runtime::ClaimAhead;
 
 /// A phase of a `horizon` run: what holds the vacuum horizon (or SQLite's checkpoints) back
 /// while the load runs.
@@ -63,10 +64,10 @@ pub(crate) struct Args {
     /// `horizon`: how long each task sleeps.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1ms")]
     pub(crate) task_sleep: Duration,
-    /// `horizon`: tasks each worker process claims beyond its free slots
-    /// (`RuntimeBuilder::claim_ahead`; default 0).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) claim_ahead: usize,
+    /// `horizon`: tasks each worker process claims beyond its free slots: `auto` or a count
+    /// (`RuntimeBuilder::claim_ahead`; `0`: only for free slots).
+    #[arg(long, default_value = "auto")]
+    pub(crate) claim_ahead: ClaimAhead,
     /// `horizon`: the producer inserts one batch this often (rate × interval tasks each).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20ms")]
     pub(crate) insert_every: Duration,

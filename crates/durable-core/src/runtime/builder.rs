@@ -80,31 +80,49 @@ impl RuntimeBuilder {
 
     /// Most attempts running at once (default 64).
     ///
-    /// A slot is taken when a claim is sized and given back when its task returns, so a
-    /// runtime runs at most `n` tasks per claim round trip: with short tasks and a database
-    /// slow to answer (its cores taken by other work), size `n` for the round trip too, not
-    /// only for the tasks' own time.
+    /// A slot is taken when a claim is sized and given back when its task returns, so
+    /// without [`claim_ahead`](Self::claim_ahead) a runtime runs at most `n` tasks per claim
+    /// round trip: with short tasks and a database slow to answer (its cores taken by other
+    /// work), the default [`ClaimAhead::Auto`](super::ClaimAhead::Auto) claims the next
+    /// tasks while the slots run; with `claim_ahead(0)`, size `n` for the round trip too,
+    /// not only for the tasks' own time.
     #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);
         self
     }
 
-    /// Claims up to `n` tasks beyond the free slots (default 0): they wait in this runtime,
-    /// their leases renewed like the running tasks', and each starts as soon as a slot is
-    /// given back, with no claim round trip in between.
+    /// How many tasks to claim beyond the free slots: [`ClaimAhead::Auto`] (default) or a
+    /// fixed count (`claim_ahead(0)`: only for free slots). Tasks claimed ahead wait in this
+    /// runtime, their leases renewed like the running tasks', and each starts as soon as a
+    /// slot is given back, with no claim round trip in between; never more than
+    /// [`concurrency`](Self::concurrency) run at once.
     ///
-    /// For short tasks behind a database that is far away or slow to answer: the
-    /// [`concurrency`](Self::concurrency) slots are then busy with tasks instead of waiting
-    /// for claims, without running more tasks at once. The cost is fairness: a task claimed
-    /// ahead waits for a slot here even if another instance has one free, so keep `n`
-    /// small next to what the slots finish in a claim round trip, and leave it at 0 for long
-    /// tasks. Tasks claimed ahead count toward [`queue_limit`](Self::queue_limit)s as running
-    /// ones do (and in the `durable_runtime_busy_slots` gauge); at shutdown they are run
-    /// within the grace or handed back unstarted.
+    /// It matters for short tasks behind a database that is far away or slow to answer (its
+    /// cores taken by reports, say): without it the slots wait for claims instead of running
+    /// tasks. `Auto` claims what the slots finish in one measured round trip, so a task
+    /// claimed ahead waits about as long as claiming it later would take, and claims none
+    /// ahead of tasks that run longer than `concurrency` round trips. The cost is fairness
+    /// where task run times vary widely: a task claimed ahead waits for a slot here even if
+    /// another instance has one free, so set `0` for a runtime whose short tasks share the
+    /// slots with tasks that run for minutes. Tasks claimed ahead count toward
+    /// [`queue_limit`](Self::queue_limit)s as running ones do (and in the
+    /// `durable_runtime_busy_slots` gauge); at shutdown they are run within the grace or
+    /// handed back unstarted.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(store: std::sync::Arc<dyn durable_core::store::Store>, registry: durable_core::Registry) {
+    /// use durable_core::Runtime;
+    ///
+    /// // Minutes-long tasks: claim only for free slots.
+    /// let runtime = Runtime::builder(store, registry).claim_ahead(0).start();
+    /// # }
+    /// ```
     #[must_use]
-    pub fn claim_ahead(mut self, n: usize) -> Self {
-        self.config.claim_ahead = n;
+    pub fn claim_ahead(mut self, ahead: impl Into<super::ClaimAhead>) -> Self {
+        self.config.claim_ahead = ahead.into();
         self
     }
 
@@ -252,6 +270,7 @@ impl RuntimeBuilder {
             registry: self.registry,
             // Before `config` moves in.
             running: super::execute::run_gate(&self.config),
+            estimate: super::ahead::Estimate::default(),
             config: self.config,
             owner: WorkerId::new(),
             client: client.clone(),

@@ -137,7 +137,9 @@ async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
                     permanent: false,
                 });
             if !matches!(outcome, Ended::NotStarted) {
-                super::observe::ran(&task.name, &task.queue, started.elapsed());
+                let ran = started.elapsed();
+                shared.estimate.ran_for(ran);
+                super::observe::ran(&task.name, &task.queue, ran);
             }
             drop(permit);
             outcome
@@ -172,9 +174,11 @@ async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
 }
 
 /// The permits attempts run under with [`claim_ahead`](super::RuntimeBuilder::claim_ahead):
-/// one per slot, so tasks claimed ahead wait for a running one to end. `None` without it.
+/// one per slot, so tasks claimed ahead wait for a running one to end. `None` when nothing
+/// is ever claimed ahead.
 pub(super) fn run_gate(config: &super::Settings) -> Option<Arc<tokio::sync::Semaphore>> {
-    (config.claim_ahead > 0).then(|| Arc::new(tokio::sync::Semaphore::new(config.concurrency)))
+    (config.claim_ahead != super::ClaimAhead::Fixed(0))
+        .then(|| Arc::new(tokio::sync::Semaphore::new(config.concurrency)))
 }
 
 /// A task claimed ahead ([`claim_ahead`](super::RuntimeBuilder::claim_ahead)) waits for a

@@ -81,10 +81,13 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
             // inserts and completions queued meanwhile); the writer sizes it to the room
             // left then.
             let runtime: Arc<dyn LocalRuntime> = Arc::clone(&shared) as Arc<dyn LocalRuntime>;
+            let began = Instant::now();
             match shared.client.writer().claim(runtime).await {
                 Ok(report) => {
                     failures = 0;
                     if report.limit > 0 {
+                        // What a slot given back waits for a claim to refill it.
+                        shared.estimate.claimed_in(began.elapsed());
                         let full = report.claimed == report.limit;
                         shared.backlog.store(full, Ordering::Relaxed);
                         if full {

@@ -3,6 +3,7 @@
 //!
 //! [`TaskTracker`]: tokio_util::task::TaskTracker
 
+mod ahead;
 mod alert;
 mod builder;
 mod cancel;
@@ -23,6 +24,7 @@ mod throughput;
 mod ticker;
 mod written;
 
+pub use ahead::{ClaimAhead, ParseClaimAheadError};
 pub use alert::{AlertFuture, AlertKind, TaskEvent, ALERT_QUEUE};
 pub use builder::RuntimeBuilder;
 pub use handle::Runtime;

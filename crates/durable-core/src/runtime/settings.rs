@@ -22,8 +22,9 @@ pub struct Settings {
     pub concurrency: usize,
     /// Most attempts running at once per queue, for the queues that have a limit.
     pub queue_limits: HashMap<String, usize>,
-    /// Most claimed tasks held beyond the running ones, waiting for a slot (default 0).
-    pub claim_ahead: usize,
+    /// How many claimed tasks are held beyond the running ones, waiting for a slot (default
+    /// [`ClaimAhead::Auto`](super::ClaimAhead::Auto)).
+    pub claim_ahead: super::ClaimAhead,
     /// How long a claimed attempt is owned without a heartbeat (default 30 s).
     pub lease: Duration,
     /// How often running attempts' leases are renewed (default a third of the lease).
@@ -66,7 +67,7 @@ impl Default for Settings {
         Self {
             concurrency: 64,
             queue_limits: HashMap::new(),
-            claim_ahead: 0,
+            claim_ahead: super::ClaimAhead::Auto,
             lease,
             heartbeat: lease / 3,
             poll_interval: Duration::from_secs(2),

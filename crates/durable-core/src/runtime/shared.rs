@@ -62,6 +62,9 @@ pub(crate) struct Shared {
     /// an attempt before its task runs, so the tasks claimed ahead wait for a running one to
     /// end. `None` without it: every claimed task has a slot.
     pub(super) running: Option<Arc<tokio::sync::Semaphore>>,
+    /// The claim round trip and the tasks' run time, for
+    /// [`ClaimAhead::Auto`](super::ClaimAhead::Auto).
+    pub(super) estimate: super::ahead::Estimate,
     /// Itself, for spawning runners from `&self` callbacks.
     pub(super) this: Weak<Shared>,
     /// The application's runtime, where attempts run: the callbacks that start them may be
@@ -90,7 +93,8 @@ impl Shared {
 
     /// The slots claims fill: the running ones and those for tasks claimed ahead.
     pub(super) fn claim_room(&self) -> usize {
-        self.config.concurrency + self.config.claim_ahead
+        let concurrency = self.config.concurrency;
+        concurrency + self.estimate.ahead(self.config.claim_ahead, concurrency)
     }
 
     pub(super) fn lost(&self) -> MutexGuard<'_, HashSet<Fence>> {

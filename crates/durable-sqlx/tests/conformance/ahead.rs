@@ -1,12 +1,13 @@
 //! Tasks claimed ahead (`RuntimeBuilder::claim_ahead`): claimed beyond the free slots, run
 //! only as slots are given back, never more at once than the slots; handed back unstarted at
-//! shutdown when the grace runs out.
+//! shutdown when the grace runs out; by default as many as the slots finish in a claim
+//! round trip.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durable_core::runtime::RuntimeBuilder;
+use durable_core::runtime::{ClaimAhead, RuntimeBuilder};
 use durable_core::store::Store;
 use durable_core::{Runtime, TaskState};
 
@@ -100,4 +101,68 @@ pub async fn a_task_claimed_ahead_is_handed_back_unstarted_at_shutdown(db: &impl
     );
     // The running attempt was stopped, not counted; the waiting one never began.
     assert_eq!(row(&store, ids[1]).await.attempts, 0);
+}
+
+/// Two slots, claims slowed to 100 ms, no poll and no local dispatch, claiming ahead as the
+/// runtime sees fit ([`ClaimAhead::Auto`]).
+fn auto_builder(store: Arc<dyn Store>, probe: &Probe) -> RuntimeBuilder {
+    Runtime::builder(store, registry(probe))
+        .concurrency(2)
+        .claim_ahead(ClaimAhead::Auto)
+        .local_dispatch(false)
+        .poll_interval(Duration::from_secs(3600))
+        .lease(Duration::from_secs(5))
+}
+
+/// Short tasks behind slow claims: once the runtime has timed a claim and a task, it claims
+/// ahead (up to twice the slots), and still runs no more at once than the slots.
+pub async fn auto_claims_ahead_of_short_tasks_behind_slow_claims(db: &impl TestDb) {
+    let probe = Probe::default();
+    let counting = Arc::new(Counting::slow_claims(
+        db.store(),
+        Duration::from_millis(100),
+    ));
+    let rt = auto_builder(Arc::clone(&counting) as Arc<dyn Store>, &probe).start();
+    let ids = rt
+        .client()
+        .enqueue_many((0..30).map(|i| Work::new(format!("short-{i}"))))
+        .await
+        .expect("enqueue");
+    for id in &ids {
+        wait_state(&counting.inner, *id, TaskState::Completed, WAIT).await;
+    }
+    assert_eq!(
+        counting.largest_claim.load(Ordering::SeqCst),
+        2 + 4,
+        "claims should fill the two slots and four ahead (the cap: twice the slots)"
+    );
+    assert!(probe.peak() <= 2, "ran {} at once on 2 slots", probe.peak());
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Tasks much longer than a claim round trip: nothing is claimed ahead of them (it would
+/// wait here while another instance could run it).
+pub async fn auto_claims_nothing_ahead_of_long_tasks(db: &impl TestDb) {
+    let probe = Probe::default();
+    let counting = Arc::new(Counting::new(db.store()));
+    let rt = auto_builder(Arc::clone(&counting) as Arc<dyn Store>, &probe).start();
+    let mut ids = Vec::new();
+    // In rounds, so every claim after the first is sized with both timings measured.
+    for round in 0..3 {
+        let batch = rt
+            .client()
+            .enqueue_many((0..3).map(|i| Work::sleeping(format!("long-{round}-{i}"), 400)))
+            .await
+            .expect("enqueue");
+        ids.extend(batch);
+        for id in &ids {
+            wait_state(&counting.inner, *id, TaskState::Completed, WAIT).await;
+        }
+    }
+    assert_eq!(
+        counting.largest_claim.load(Ordering::SeqCst),
+        2,
+        "a claim asked for more than the free slots ahead of 400 ms tasks"
+    );
+    rt.shutdown(Duration::from_secs(5)).await;
 }

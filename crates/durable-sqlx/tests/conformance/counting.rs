@@ -13,7 +13,7 @@ use durable_core::TaskId;
 
 /// Counts every store call, to measure what an idle runtime costs, and the claims and the
 /// claims that found nothing; optionally holds a claim back after it ran (see
-/// [`ClaimHold`]).
+/// [`ClaimHold`]) or slows every claim down (a database slow to answer).
 #[derive(Debug)]
 pub(super) struct Counting {
     pub(super) inner: Arc<dyn Store>,
@@ -22,7 +22,11 @@ pub(super) struct Counting {
     pub(super) claims: AtomicU64,
     /// Of those, the claims that returned no row.
     pub(super) empty_claims: AtomicU64,
+    /// The largest number of rows a claim asked for.
+    pub(super) largest_claim: AtomicU64,
     pub(super) hold: Option<Arc<ClaimHold>>,
+    /// How long every claim takes beyond its statement.
+    pub(super) claim_delay: Duration,
 }
 
 impl Counting {
@@ -32,13 +36,22 @@ impl Counting {
             calls: AtomicU64::new(0),
             claims: AtomicU64::new(0),
             empty_claims: AtomicU64::new(0),
+            largest_claim: AtomicU64::new(0),
             hold: None,
+            claim_delay: Duration::ZERO,
         }
     }
 
     pub(super) fn holding(inner: Arc<dyn Store>, hold: Arc<ClaimHold>) -> Self {
         Self {
             hold: Some(hold),
+            ..Self::new(inner)
+        }
+    }
+
+    pub(super) fn slow_claims(inner: Arc<dyn Store>, delay: Duration) -> Self {
+        Self {
+            claim_delay: delay,
             ..Self::new(inner)
         }
     }
@@ -70,8 +83,11 @@ impl WorkerStore for Counting {
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let outcome = self.inner.write(batch).await;
-        if batch.claim.is_some() {
+        if let Some(claim) = batch.claim {
             self.claims.fetch_add(1, Ordering::SeqCst);
+            self.largest_claim
+                .fetch_max(claim.limit as u64, Ordering::SeqCst);
+            tokio::time::sleep(self.claim_delay).await;
             if outcome.claimed.as_ref().is_ok_and(Vec::is_empty) {
                 self.empty_claims.fetch_add(1, Ordering::SeqCst);
             }
