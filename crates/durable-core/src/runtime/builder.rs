@@ -92,10 +92,11 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How many tasks to claim beyond the free slots: [`ClaimAhead::Auto`] (default) or a
-    /// fixed count (`claim_ahead(0)`: only for free slots). Tasks claimed ahead wait in this
-    /// runtime, their leases renewed like the running tasks', and each starts as soon as a
-    /// slot is given back, with no claim round trip in between; never more than
+    /// How many tasks to claim beyond the free slots:
+    /// [`ClaimAhead::Auto`](super::ClaimAhead::Auto) (default) or a fixed count
+    /// (`claim_ahead(0)`: only for free slots). Tasks claimed ahead wait in this runtime,
+    /// their leases renewed like the running tasks', and each starts as soon as a slot is
+    /// given back, with no claim round trip in between; never more than
     /// [`concurrency`](Self::concurrency) run at once.
     ///
     /// It matters for short tasks behind a database that is far away or slow to answer (its
@@ -108,7 +109,7 @@ impl RuntimeBuilder {
     /// slots with tasks that run for minutes. Tasks claimed ahead count toward
     /// [`queue_limit`](Self::queue_limit)s as running ones do (and in the
     /// `durable_runtime_busy_slots` gauge); at shutdown they are run within the grace or
-    /// handed back unstarted.
+    /// handed back unstarted, as they were (neither a requeue nor an attempt counts).
     ///
     /// # Examples
     ///

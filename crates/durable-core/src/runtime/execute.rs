@@ -14,7 +14,7 @@ use super::shared::Shared;
 use super::slots::Running;
 use crate::registry::Attempt;
 use crate::steps::AttemptScope;
-use crate::store::{ClaimedTask, Fence, Outcome, Settle};
+use crate::store::{ClaimedTask, Fence};
 
 impl Shared {
     /// Registers and spawns claimed attempts whose slots are already taken.
@@ -46,6 +46,7 @@ impl Shared {
                     requested: Arc::default(),
                     settling: false,
                     flags: Arc::default(),
+                    started: Arc::default(),
                 });
             }
             super::observe::busy(slots.running_count());
@@ -62,7 +63,7 @@ impl Shared {
         let writer = self.client.writer().clone();
         let outcomes = fences
             .iter()
-            .map(|fence| Settle::new(*fence, Outcome::Requeued))
+            .map(|fence| super::shutdown::hand_back(*fence, false))
             .collect();
         self.tracker.spawn_on(
             async move {
@@ -188,18 +189,21 @@ async fn wait_for_slot(
     shared: &Shared,
     running: &Running,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ()> {
-    let Some(gate) = &shared.running else {
-        return Ok(None);
+    let permit = match &shared.running {
+        // A stop wins over a slot given back at the same moment (at shutdown the running
+        // task returns when told to stop, freeing its slot): a task claimed ahead never
+        // starts once the runtime asked its attempts to stop.
+        Some(gate) => tokio::select! {
+            biased;
+            () = running.soft.cancelled() => return Err(()),
+            () = running.hard.cancelled() => return Err(()),
+            permit = Arc::clone(gate).acquire_owned() => permit.ok(),
+        },
+        None => None,
     };
-    // A stop wins over a slot given back at the same moment (at shutdown the running task
-    // returns when told to stop, freeing its slot): a task claimed ahead never starts once
-    // the runtime asked its attempts to stop.
-    let permit = tokio::select! {
-        biased;
-        () = running.soft.cancelled() => return Err(()),
-        () = running.hard.cancelled() => return Err(()),
-        permit = Arc::clone(gate).acquire_owned() => permit.ok(),
-    };
+    // Before the look at the stop: shutdown fires the stop first and reads this after, so
+    // an attempt it reads as not started never runs its task's code.
+    running.started.store(true, Ordering::SeqCst);
     if running.soft.is_cancelled() {
         return Err(());
     }

@@ -67,16 +67,19 @@ impl Runtime {
             within(shared.tracker.wait(), budget.requeue_from, &self.force).await;
             // Under the slots' lock, so an attempt registered from now on knows it was not
             // collected and hands itself back.
-            let fences: Vec<Fence> = {
+            let outcomes: Vec<Settle> = {
                 let mut slots = shared.slots();
                 shared.handed_back.store(true, Ordering::SeqCst);
-                let fences: Vec<Fence> = slots.running().map(|r| r.fence).collect();
-                for fence in &fences {
-                    slots.finish(fence);
+                let outcomes: Vec<Settle> = slots
+                    .running()
+                    .map(|r| hand_back(r.fence, r.started.load(Ordering::SeqCst)))
+                    .collect();
+                for settle in &outcomes {
+                    slots.finish(&settle.fence);
                 }
-                fences
+                outcomes
             };
-            requeued = requeue(shared, &fences, budget.requeue_deadline()).await;
+            requeued = requeue(shared, outcomes, budget.requeue_deadline()).await;
         }
         self.maintenance.cancel();
         within(self.loops.wait(), budget.deadline, &self.force).await;
@@ -178,14 +181,27 @@ async fn claim_uncovered(shared: &Arc<Shared>) {
     }
 }
 
-async fn requeue(shared: &Shared, fences: &[Fence], deadline: Instant) -> u64 {
-    if fences.is_empty() {
+/// How shutdown hands an attempt back to `pending`. One that may have run its task's code is
+/// a requeue ([`Outcome::Requeued`]: counted, and past the limit its attempt counts). One
+/// that never started — claimed ahead and still waiting for a slot, or claimed as shutdown
+/// began — goes back as it was, attempt uncounted and no requeue, as a snooze of no delay
+/// does: being claimed and handed back unstarted, however often, never uses the task up.
+pub(super) fn hand_back(fence: Fence, started: bool) -> Settle {
+    let outcome = if started {
+        Outcome::Requeued
+    } else {
+        Outcome::Snoozed {
+            delay: Duration::ZERO,
+        }
+    };
+    Settle::new(fence, outcome)
+}
+
+async fn requeue(shared: &Shared, outcomes: Vec<Settle>, deadline: Instant) -> u64 {
+    if outcomes.is_empty() {
         return 0;
     }
-    let outcomes: Vec<Settle> = fences
-        .iter()
-        .map(|fence| Settle::new(*fence, Outcome::Requeued))
-        .collect();
+    let tasks = outcomes.len();
     let writer = shared.client.writer();
     let mut pause = Duration::from_millis(50);
     loop {
@@ -197,12 +213,12 @@ async fn requeue(shared: &Shared, fences: &[Fence], deadline: Instant) -> u64 {
                 pause *= 2;
             }
             Ok(Err(error)) => {
-                tracing::error!(%error, tasks = fences.len(),
+                tracing::error!(%error, tasks,
                     "shutdown requeue failed; these tasks will be recovered when their lease expires");
                 return 0;
             }
             Err(_) => {
-                tracing::error!(tasks = fences.len(),
+                tracing::error!(tasks,
                     "shutdown requeue did not finish within the grace; these tasks will be recovered when their lease expires");
                 return 0;
             }

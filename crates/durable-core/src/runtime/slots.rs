@@ -22,6 +22,10 @@ pub(crate) struct Running {
     /// What the attempt's own writes said (a completion in the application's transaction, a
     /// refused fenced write), shared with its context.
     pub(crate) flags: std::sync::Arc<crate::steps::AttemptFlags>,
+    /// Set when the attempt took a slot to run, before it looks whether it was stopped: from
+    /// then on its task's code may have run. Shutdown hands an attempt that never started
+    /// back as it was (see `shutdown::hand_back`).
+    pub(crate) started: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Occupied capacity: running attempts plus reservations for inserts in flight.
@@ -193,6 +197,7 @@ mod tests {
             requested: std::sync::Arc::default(),
             settling: false,
             flags: std::sync::Arc::default(),
+            started: std::sync::Arc::default(),
         };
         for attempt in [1, 2] {
             slots.take("default", 1);

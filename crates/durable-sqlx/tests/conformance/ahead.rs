@@ -99,8 +99,15 @@ pub async fn a_task_claimed_ahead_is_handed_back_unstarted_at_shutdown(db: &impl
         0,
         "a task claimed ahead started during shutdown"
     );
-    // The running attempt was stopped, not counted; the waiting one never began.
-    assert_eq!(row(&store, ids[1]).await.attempts, 0);
+    // The running attempt was stopped, not counted, and is a requeue; the waiting one never
+    // began, and is handed back as it was: being claimed ahead uses up nothing.
+    let (long, waiting) = (row(&store, ids[0]).await, row(&store, ids[1]).await);
+    assert_eq!((long.attempts, long.requeues), (0, 1));
+    assert_eq!(
+        (waiting.attempts, waiting.requeues),
+        (0, 0),
+        "a task handed back unstarted counted a requeue"
+    );
 }
 
 /// Two slots, claims slowed to 100 ms, no poll and no local dispatch, claiming ahead as the
