@@ -81,37 +81,31 @@ pub(super) struct Estimate {
     run_us: AtomicU64,
 }
 
-/// Weight of the newest sample: 1/8, so a change in the database's answer or the tasks' run
-/// time shows within a few dozen claims and one slow sample does not swing the count.
-fn average(old: u64, sample: u64) -> u64 {
-    if old == 0 {
-        sample.max(1)
-    } else {
-        (old - old / 8 + sample / 8).max(1)
-    }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+/// Adds `sample` to the moving average in `average` with weight 1/8, so a change in the
+/// database's answer or the tasks' run time shows within a few dozen samples and one slow
+/// sample does not swing the count. 0 stands for nothing measured: the first sample is
+/// taken as it is.
+fn record(average: &AtomicU64, sample: Duration) {
+    let sample = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX);
+    let _ = average.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+        let next = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        Some(next.max(1))
+    });
 }
 
 impl Estimate {
     /// A claim (statement and the writer cycle it rode on) answered after `took`.
     pub(super) fn claimed_in(&self, took: Duration) {
-        let sample = micros(took);
-        // Concurrent updates are rare (one claim loop) and a lost one costs one sample.
-        let old = self.claim_us.load(Ordering::Relaxed);
-        self.claim_us.store(average(old, sample), Ordering::Relaxed);
+        record(&self.claim_us, took);
     }
 
     /// An attempt's code ran for `ran`.
     pub(super) fn ran_for(&self, ran: Duration) {
-        let sample = micros(ran);
-        let _ = self
-            .run_us
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                Some(average(old, sample))
-            });
+        record(&self.run_us, ran);
     }
 
     /// Tasks to claim beyond `concurrency` free slots under `mode`.
