@@ -51,6 +51,8 @@ impl Csv {
         line("claim_p50_ms", "", sample.claim_p50)?;
         line("claim_p99_ms", "", sample.claim_p99)?;
         line("claim_max_ms", "", sample.claim_max)?;
+        line("pickup_p50_ms", "", sample.pickup_p50)?;
+        line("pickup_p99_ms", "", sample.pickup_p99)?;
         line("insert_p99_ms", "", sample.commit_p99)?;
         line("depth", "", sample.depth as f64)?;
         line("storage_bytes", "", sample.storage.total_bytes() as f64)?;

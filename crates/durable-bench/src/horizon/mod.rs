@@ -16,6 +16,7 @@ mod producer;
 mod protocol;
 mod sample;
 mod sampler;
+mod starts;
 mod storage;
 mod summary;
 mod wal;

@@ -3,6 +3,7 @@
 //! batch. Only when [`IN_FLIGHT`] commits are pending does the producer wait, and then the
 //! tasks it owes go into the next batch: the shortfall shows as offered minus inserted.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub(crate) struct Counters {
     pub(crate) failed_batches: AtomicU64,
     /// Commit latencies of the batches since the sampler last took them.
     pub(crate) commit: Mutex<Histogram>,
+    /// Per committed batch, by the stamp its tasks carry: µs from the stamp to the commit's
+    /// acknowledgement (the run's batches, a few per 100 ms: kept for the whole run).
+    pub(crate) acked: Mutex<HashMap<i64, i64>>,
 }
 
 impl Counters {
@@ -76,7 +80,8 @@ pub(crate) async fn run(
         commits.spawn(async move {
             let begun = unix_micros();
             let outcome = batch.commit().await;
-            let took = unix_micros() - begun;
+            let acked = unix_micros();
+            let took = acked - begun;
             drop(permit);
             match outcome {
                 Ok(ids) => {
@@ -88,6 +93,11 @@ pub(crate) async fn run(
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .record(took);
+                    counters
+                        .acked
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(at_us, acked - at_us);
                 }
                 Err(error) => {
                     counters.failed_batches.fetch_add(1, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 //! fields separated by spaces. Anything else on the stream is ignored by the parent.
 
 use super::histogram::Histogram;
+use super::starts::Starts;
 
 /// Prefix of every protocol line.
 const PREFIX: &str = "horizon";
@@ -11,16 +12,22 @@ const PREFIX: &str = "horizon";
 pub(crate) enum Line {
     /// The runtime is started and claiming.
     Ready,
-    /// Since the previous report: attempts completed, tasks retried or failed, and the claim
-    /// latencies of the attempts started.
+    /// Since the previous report: attempts completed, tasks retried or failed, the time
+    /// covered, and the claim latencies of the attempts started.
     Report {
         /// Attempts completed.
         completed: u64,
         /// Attempts that ended in a retry or `failed` (the task never fails: a non-zero
         /// figure means leases were lost or the store refused a write).
         unsuccessful: u64,
+        /// µs of the worker's clock since its previous report (or since it was ready): what
+        /// the parent divides by, so a window that caught one report more or less of a
+        /// process does not read as a faster or slower rate.
+        span_us: u64,
         /// Due → started latencies.
         claim: Histogram,
+        /// The same starts by batch, for the parent to measure from the batches' commits.
+        starts: Starts,
     },
     /// The runtime has shut down; nothing follows.
     Done,
@@ -35,10 +42,13 @@ impl Line {
             Line::Report {
                 completed,
                 unsuccessful,
+                span_us,
                 claim,
+                starts,
             } => format!(
-                "{PREFIX} report {completed} {unsuccessful} {}",
-                claim.encode()
+                "{PREFIX} report {completed} {unsuccessful} {span_us} {} {}",
+                claim.encode(),
+                starts.encode()
             ),
         }
     }
@@ -57,11 +67,15 @@ impl Line {
             Some("report") => (|| {
                 let completed = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
                 let unsuccessful = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+                let span_us = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
                 let claim = Histogram::decode(words.next().ok_or_else(bad)?)?;
+                let starts = Starts::decode(words.next().ok_or_else(bad)?)?;
                 Ok(Line::Report {
                     completed,
                     unsuccessful,
+                    span_us,
                     claim,
+                    starts,
                 })
             })(),
             _ => Err(bad()),
@@ -78,13 +92,18 @@ mod tests {
         let mut claim = Histogram::default();
         claim.record(1_500);
         claim.record(20_000);
+        let mut starts = Starts::default();
+        starts.record(1_700_000_000_000_000, 1_500);
+        starts.record(1_700_000_000_000_000, 20_000);
         for line in [
             Line::Ready,
             Line::Done,
             Line::Report {
                 completed: 812,
                 unsuccessful: 1,
+                span_us: 500_100,
                 claim,
+                starts,
             },
         ] {
             assert_eq!(Line::decode(&line.encode()), Some(Ok(line)));

@@ -31,6 +31,12 @@ pub(crate) struct Sample {
     pub(crate) claim_p99: f64,
     /// Largest of the same.
     pub(crate) claim_max: f64,
+    /// Pickup latency (the batch's commit acknowledged → started) percentiles, ms: the claim
+    /// latency without the producer's commit. Counted in the sample in which the commit's
+    /// acknowledgement and the start are both known.
+    pub(crate) pickup_p50: f64,
+    /// 99th percentile of the same.
+    pub(crate) pickup_p99: f64,
     /// 99th percentile of the producer's batch commits, ms.
     pub(crate) commit_p99: f64,
     /// Due `pending` tasks at the end of the interval.
@@ -56,6 +62,8 @@ fn header(backend: Backend) -> Vec<&'static str> {
         "completed/s",
         "claim p50 ms",
         "claim p99 ms",
+        "pickup p50 ms",
+        "pickup p99 ms",
         "depth",
         "insert p99 ms",
         "storage MiB",
@@ -78,6 +86,8 @@ impl Sample {
             num(self.completed),
             num(self.claim_p50),
             num(self.claim_p99),
+            num(self.pickup_p50),
+            num(self.pickup_p99),
             self.depth.to_string(),
             num(self.commit_p99),
             num(self.storage.total_bytes() as f64 / MIB),

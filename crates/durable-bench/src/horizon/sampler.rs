@@ -2,14 +2,16 @@
 //! storage, over the interval since the previous sample.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use tokio::time::Instant;
 
 use super::args::Phase;
 use super::fleet::Fleet;
+use super::histogram::Histogram;
 use super::producer::Counters;
 use super::sample::Sample;
+use super::starts::Starts;
 use super::storage::Reader;
 use crate::backend::BenchStore;
 use crate::Result;
@@ -29,6 +31,8 @@ pub(crate) struct Sampler {
     at: Instant,
     offered: u64,
     inserted: u64,
+    /// Starts whose batch's commit the producer has not acknowledged yet.
+    unresolved: Starts,
 }
 
 impl Sampler {
@@ -44,6 +48,7 @@ impl Sampler {
             at: now,
             offered: 0,
             inserted: 0,
+            unresolved: Starts::default(),
         }
     }
 
@@ -56,7 +61,7 @@ impl Sampler {
         fleet: &Fleet,
         bench: &BenchStore,
     ) -> Result<Sample> {
-        let window = fleet.take();
+        let mut window = fleet.take();
         self.completed += window.completed;
         self.unsuccessful += window.unsuccessful;
         let now = Instant::now();
@@ -64,17 +69,29 @@ impl Sampler {
         let offered = self.counters.offered.load(Ordering::Relaxed);
         let inserted = self.counters.inserted.load(Ordering::Relaxed);
         let commit = self.counters.take_commit();
+        let mut pickup = Histogram::default();
+        self.unresolved.merge(std::mem::take(&mut window.starts));
+        self.unresolved.resolve(
+            &self
+                .counters
+                .acked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            &mut pickup,
+        );
         let sample = Sample {
             phase,
             step,
             elapsed_s: (now - self.started).as_secs_f64(),
             offered: (offered - self.offered) as f64 / seconds,
             inserted: (inserted - self.inserted) as f64 / seconds,
-            completed: window.completed as f64 / seconds,
+            completed: window.rate(seconds),
             unsuccessful: window.unsuccessful,
             claim_p50: window.claim.percentile_ms(50.0),
             claim_p99: window.claim.percentile_ms(99.0),
             claim_max: window.claim.max_ms(),
+            pickup_p50: pickup.percentile_ms(50.0),
+            pickup_p99: pickup.percentile_ms(99.0),
             commit_p99: commit.percentile_ms(99.0),
             depth: bench.store.backlog().await?,
             storage: self.reader.read().await?,

@@ -76,6 +76,23 @@ impl Storage {
         }
     }
 
+    /// On PostgreSQL, the bytes of every table but the history (`durable_tasks_history`),
+    /// with their indexes: what a held vacuum horizon makes grow, where the history grows
+    /// with the tasks finished whatever the horizon, until the retention prunes it. `None`
+    /// on SQLite (one file).
+    pub(crate) fn hot_bytes(&self) -> Option<i64> {
+        match self {
+            Storage::Postgres { relations, .. } => Some(
+                relations
+                    .iter()
+                    .filter(|r| r.kind == "table" && r.name != "durable_tasks_history")
+                    .map(|r| r.total_bytes)
+                    .sum(),
+            ),
+            Storage::Sqlite { .. } => None,
+        }
+    }
+
     /// The table claims scan, on PostgreSQL: the live partition of `durable_tasks` (schema
     /// 11 on), else `durable_tasks` itself.
     pub(crate) fn tasks(&self) -> Option<&Relation> {

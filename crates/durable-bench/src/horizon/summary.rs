@@ -27,6 +27,10 @@ pub(crate) struct PhaseFigures {
     pub(crate) median: f64,
     /// Lowest sample's completion rate.
     pub(crate) lowest: f64,
+    /// Median of the samples' claim p50 and p99, ms.
+    pub(crate) claim_median: (f64, f64),
+    /// Median of the samples' pickup p50 and p99, ms.
+    pub(crate) pickup_median: (f64, f64),
     /// Highest sample's claim p99, ms.
     pub(crate) claim_p99_peak: f64,
     /// Highest depth.
@@ -42,8 +46,12 @@ pub(crate) fn figures(samples: &[&Sample]) -> PhaseFigures {
         .iter()
         .filter_map(|s| s.storage.tasks().map(|t| t.dead as f64))
         .collect();
+    // `median` leaves out the samples without a figure (no task started in them).
+    let of = |f: fn(&Sample) -> f64| median(&samples.iter().map(|s| f(s)).collect::<Vec<_>>());
     PhaseFigures {
         median: median(&rates),
+        claim_median: (of(|s| s.claim_p50), of(|s| s.claim_p99)),
+        pickup_median: (of(|s| s.pickup_p50), of(|s| s.pickup_p99)),
         lowest: rates.iter().copied().fold(f64::NAN, f64::min),
         claim_p99_peak: samples.iter().map(|s| s.claim_p99).fold(f64::NAN, f64::max),
         depth_peak: samples.iter().map(|s| s.depth).max().unwrap_or(0),
@@ -67,12 +75,15 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
         "vs clean",
         "lowest",
         "vs clean",
+        "claim p50/p99 ms",
+        "pickup p50/p99 ms",
         "claim p99 peak ms",
         "depth peak",
         "storage MiB start→end",
     ];
     let extra: &[&str] = match backend {
         Backend::Postgres => &[
+            "without history MiB start→end",
             "task dead median",
             "task dead peak",
             "task vacuums",
@@ -93,6 +104,8 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
             ratio(f.median / reference),
             num(f.lowest),
             ratio(f.lowest / reference),
+            format!("{}/{}", num(f.claim_median.0), num(f.claim_median.1)),
+            format!("{}/{}", num(f.pickup_median.0), num(f.pickup_median.1)),
             num(f.claim_p99_peak),
             f.depth_peak.to_string(),
             format!(
@@ -101,46 +114,72 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
                 end.map_or("–".to_owned(), |s| num(s.total_bytes() as f64 / MIB))
             ),
         ];
-        match backend {
-            Backend::Postgres => {
-                let vacuums = |s: &Storage| s.tasks().map_or(0, |t| t.vacuums);
-                row.push(num(f.dead.0));
-                row.push(num(f.dead.1));
-                row.push(
-                    end.map_or(0, vacuums)
-                        .saturating_sub(vacuums(&run.start))
-                        .to_string(),
-                );
-            }
-            Backend::Sqlite => {
-                let wal_peak = mine
-                    .iter()
-                    .filter_map(|s| match &s.storage {
-                        Storage::Sqlite { wal_bytes, .. } => Some(*wal_bytes as f64 / MIB),
-                        Storage::Postgres { .. } => None,
-                    })
-                    .fold(f64::NAN, f64::max);
-                row.push(num(wal_peak));
-                row.push(match end {
-                    Some(Storage::Sqlite { checkpoint, .. }) => {
-                        format!("{} of {} frames", checkpoint.backfilled, checkpoint.frames)
-                    }
-                    _ => "–".to_owned(),
-                });
-            }
-        }
+        row.extend(store_cells(backend, run, &mine, &f));
         row.push(run.scans.to_string());
         table.row(row);
     }
     table.note(
         "vs clean: the phase's median (or lowest) completion rate over the clean phase's median; \
+         claim p50/p99: medians of the samples' percentiles, from the batch being built (the \
+         producer's commit included); pickup: the same from the batch's commit acknowledged; \
          claim p99 peak: the highest of the phase's per-sample p99s; storage: before the phase \
-         → its last sample",
+         → its last sample; without history: the same less the history table, which grows \
+         with the tasks finished in any phase",
     );
     table.print();
     if backend == Backend::Postgres {
         print_relations(runs, samples, title);
     }
+}
+
+/// The cells of a phase's row that depend on the store: sizes, dead tuples and vacuums on
+/// PostgreSQL, the WAL on SQLite.
+fn store_cells(
+    backend: Backend,
+    run: &PhaseRun,
+    mine: &[&Sample],
+    f: &PhaseFigures,
+) -> Vec<String> {
+    let end = mine.last().map(|s| &s.storage);
+    let mut cells = Vec::new();
+    match backend {
+        Backend::Postgres => {
+            let hot = |s: &Storage| {
+                s.hot_bytes()
+                    .map_or("–".to_owned(), |b| num(b as f64 / MIB))
+            };
+            cells.push(format!(
+                "{}→{}",
+                hot(&run.start),
+                end.map_or("–".to_owned(), hot)
+            ));
+            let vacuums = |s: &Storage| s.tasks().map_or(0, |t| t.vacuums);
+            cells.push(num(f.dead.0));
+            cells.push(num(f.dead.1));
+            cells.push(
+                end.map_or(0, vacuums)
+                    .saturating_sub(vacuums(&run.start))
+                    .to_string(),
+            );
+        }
+        Backend::Sqlite => {
+            let wal_peak = mine
+                .iter()
+                .filter_map(|s| match &s.storage {
+                    Storage::Sqlite { wal_bytes, .. } => Some(*wal_bytes as f64 / MIB),
+                    Storage::Postgres { .. } => None,
+                })
+                .fold(f64::NAN, f64::max);
+            cells.push(num(wal_peak));
+            cells.push(match end {
+                Some(Storage::Sqlite { checkpoint, .. }) => {
+                    format!("{} of {} frames", checkpoint.backfilled, checkpoint.frames)
+                }
+                _ => "–".to_owned(),
+            });
+        }
+    }
+    cells
 }
 
 /// Each table's and index's size (and a table's dead tuples) before the run and at the end of
@@ -204,6 +243,8 @@ mod tests {
             claim_p50: 1.0,
             claim_p99,
             claim_max: claim_p99,
+            pickup_p50: 0.5,
+            pickup_p99: claim_p99 / 2.0,
             commit_p99: 3.0,
             depth,
             storage: Storage::Postgres {
@@ -233,6 +274,8 @@ mod tests {
         assert!((f.median - 1900.0).abs() < 1e-9);
         assert!((f.lowest - 1000.0).abs() < 1e-9);
         assert!((f.claim_p99_peak - 40.0).abs() < 1e-9);
+        assert!((f.claim_median.1 - 7.0).abs() < 1e-9);
+        assert!((f.pickup_median.1 - 3.5).abs() < 1e-9);
         assert_eq!(f.depth_peak, 900);
         assert!((f.dead.0 - 300.0).abs() < 1e-9 && (f.dead.1 - 5000.0).abs() < 1e-9);
     }

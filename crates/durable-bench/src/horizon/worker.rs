@@ -17,6 +17,7 @@ use sqlx::postgres::PgConnectOptions;
 use super::args::Args;
 use super::histogram::Histogram;
 use super::protocol::Line;
+use super::starts::Starts;
 use crate::backend::Backend;
 use crate::Result;
 
@@ -45,6 +46,7 @@ pub(crate) struct Timed {
 pub(crate) struct Probe {
     sleep: Duration,
     claim: Mutex<Histogram>,
+    starts: Mutex<Starts>,
 }
 
 impl Task for Timed {
@@ -59,6 +61,11 @@ impl Task for Timed {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .record(waited);
+        probe
+            .starts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(self.at_us, waited);
         tokio::time::sleep(probe.sleep).await;
         Ok(())
     }
@@ -111,6 +118,7 @@ pub(crate) async fn run(
     let probe = Arc::new(Probe {
         sleep: args.task_sleep,
         claim: Mutex::new(Histogram::default()),
+        starts: Mutex::new(Starts::default()),
     });
     let mut builder =
         Runtime::builder(store, Registry::new().register::<Timed>(Arc::clone(&probe)))
@@ -141,7 +149,7 @@ pub(crate) async fn run(
     tokio::pin!(stop);
     let mut ticker = tokio::time::interval(REPORT_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = runtime.stats();
+    let mut last = (runtime.stats(), std::time::Instant::now());
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -153,18 +161,23 @@ pub(crate) async fn run(
     send(&Line::Done)
 }
 
-/// Sends what happened since `last`; returns the counters now.
+/// Sends what happened since `last` (the counters and the instant of the previous report);
+/// returns the counters and the instant now.
 fn report(
     runtime: &Runtime,
     probe: &Probe,
-    last: durable_core::runtime::RuntimeStats,
-) -> Result<durable_core::runtime::RuntimeStats> {
+    (last, since): (durable_core::runtime::RuntimeStats, std::time::Instant),
+) -> Result<(durable_core::runtime::RuntimeStats, std::time::Instant)> {
+    let at = std::time::Instant::now();
     let now = runtime.stats();
     let claim = std::mem::take(&mut *probe.claim.lock().unwrap_or_else(PoisonError::into_inner));
+    let starts = std::mem::take(&mut *probe.starts.lock().unwrap_or_else(PoisonError::into_inner));
     send(&Line::Report {
         completed: now.completed - last.completed,
         unsuccessful: (now.retried + now.failed) - (last.retried + last.failed),
+        span_us: u64::try_from((at - since).as_micros()).unwrap_or(u64::MAX),
         claim,
+        starts,
     })?;
-    Ok(now)
+    Ok((now, at))
 }
