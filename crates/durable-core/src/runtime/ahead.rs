@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many tasks a runtime claims beyond its free slots
 /// ([`RuntimeBuilder::claim_ahead`](super::RuntimeBuilder::claim_ahead)).
@@ -32,7 +32,10 @@ pub enum ClaimAhead {
     /// trip — what claiming it later would have cost — and on average no longer than two of
     /// the tasks' run times. Zero until the runtime has measured both, and zero for tasks
     /// that run longer than `concurrency` round trips: those would wait longer than claiming
-    /// them later costs.
+    /// them later costs. While every slot is taken, the count is also at most the round trip
+    /// over the time since an attempt last started or ended: slots silent for longer than a
+    /// round trip are held by tasks longer than the averages say, and nothing more is claimed
+    /// ahead of them (new tasks are left to instances with room).
     #[default]
     Auto,
     /// Up to `n` beyond the free slots, whatever the timings (`0`: claim only for free slots).
@@ -74,11 +77,27 @@ impl FromStr for ClaimAhead {
 }
 
 /// Moving averages of the claim round trip and of the tasks' run time, in microseconds (0:
-/// nothing measured yet), for [`ClaimAhead::Auto`].
-#[derive(Debug, Default)]
+/// nothing measured yet), and when an attempt last started or ended, for
+/// [`ClaimAhead::Auto`].
+#[derive(Debug)]
 pub(super) struct Estimate {
     claim_us: AtomicU64,
     run_us: AtomicU64,
+    /// What `moved_us` counts from.
+    epoch: Instant,
+    /// µs since `epoch` when an attempt last started or ended.
+    moved_us: AtomicU64,
+}
+
+impl Default for Estimate {
+    fn default() -> Self {
+        Self {
+            claim_us: AtomicU64::new(0),
+            run_us: AtomicU64::new(0),
+            epoch: Instant::now(),
+            moved_us: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Adds `sample` to the moving average in `average` with weight 1/8, so a change in the
@@ -103,13 +122,25 @@ impl Estimate {
         record(&self.claim_us, took);
     }
 
-    /// An attempt's code ran for `ran`.
-    pub(super) fn ran_for(&self, ran: Duration) {
-        record(&self.run_us, ran);
+    /// An attempt took its slot and is about to run.
+    pub(super) fn started(&self) {
+        self.moved();
     }
 
-    /// Tasks to claim beyond `concurrency` free slots under `mode`.
-    pub(super) fn ahead(&self, mode: ClaimAhead, concurrency: usize) -> usize {
+    /// An attempt's code ran for `ran`, and ended.
+    pub(super) fn ran_for(&self, ran: Duration) {
+        record(&self.run_us, ran);
+        self.moved();
+    }
+
+    fn moved(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.moved_us.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Tasks to claim beyond `concurrency` free slots under `mode`; `held`: every slot is
+    /// taken by a running attempt.
+    pub(super) fn ahead(&self, mode: ClaimAhead, concurrency: usize, held: bool) -> usize {
         match mode {
             ClaimAhead::Fixed(n) => n,
             ClaimAhead::Auto => {
@@ -121,7 +152,20 @@ impl Estimate {
                 let cap = concurrency.saturating_mul(2);
                 // What the slots finish during one round trip, rounded down: none for tasks
                 // longer than `concurrency` round trips.
-                let finished = concurrency as u128 * claim / run;
+                let mut finished = concurrency as u128 * claim / run;
+                if held {
+                    // The averages speak of the tasks that ended; slots that have neither
+                    // started nor ended anything for `still` are held by longer ones, which
+                    // free at most one per `still`: what fits in one round trip. Only while
+                    // every slot is held: idle slots (the queue ran dry, or a slow claim is
+                    // on its way) say nothing about how long the tasks run.
+                    let now = self.epoch.elapsed().as_micros();
+                    let still =
+                        now.saturating_sub(u128::from(self.moved_us.load(Ordering::Relaxed)));
+                    if let Some(fits) = claim.checked_div(still) {
+                        finished = finished.min(fits);
+                    }
+                }
                 usize::try_from(finished).map_or(cap, |n| n.min(cap))
             }
         }
@@ -136,16 +180,20 @@ mod tests {
     fn auto_claims_what_the_slots_finish_in_a_round_trip() {
         let estimate = Estimate::default();
         assert_eq!(
-            estimate.ahead(ClaimAhead::Auto, 16),
+            estimate.ahead(ClaimAhead::Auto, 16, false),
             0,
             "nothing measured yet"
         );
         estimate.claimed_in(Duration::from_millis(2));
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16), 0, "no task ran yet");
+        assert_eq!(
+            estimate.ahead(ClaimAhead::Auto, 16, false),
+            0,
+            "no task ran yet"
+        );
         estimate.ran_for(Duration::from_millis(8));
         // 16 slots of 8 ms tasks finish 4 in a 2 ms round trip.
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16), 4);
-        assert_eq!(estimate.ahead(ClaimAhead::Fixed(3), 16), 3);
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, false), 4);
+        assert_eq!(estimate.ahead(ClaimAhead::Fixed(3), 16, false), 3);
     }
 
     #[test]
@@ -153,17 +201,17 @@ mod tests {
         let fast = Estimate::default();
         fast.claimed_in(Duration::from_millis(50));
         fast.ran_for(Duration::from_micros(100));
-        assert_eq!(fast.ahead(ClaimAhead::Auto, 16), 32);
+        assert_eq!(fast.ahead(ClaimAhead::Auto, 16, false), 32);
 
         let slow = Estimate::default();
         slow.claimed_in(Duration::from_millis(2));
         slow.ran_for(Duration::from_secs(60));
-        assert_eq!(slow.ahead(ClaimAhead::Auto, 16), 0);
+        assert_eq!(slow.ahead(ClaimAhead::Auto, 16, false), 0);
         // 16 slots of 40 ms tasks finish 0.8 in a 2 ms round trip: none ahead either.
         let edge = Estimate::default();
         edge.claimed_in(Duration::from_millis(2));
         edge.ran_for(Duration::from_millis(40));
-        assert_eq!(edge.ahead(ClaimAhead::Auto, 16), 0);
+        assert_eq!(edge.ahead(ClaimAhead::Auto, 16, false), 0);
     }
 
     #[test]
@@ -173,11 +221,33 @@ mod tests {
             estimate.claimed_in(Duration::from_millis(1));
             estimate.ran_for(Duration::from_millis(1));
         }
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 8), 8);
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 8, false), 8);
         for _ in 0..40 {
             estimate.claimed_in(Duration::from_millis(40));
         }
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 8), 16);
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 8, false), 16);
+    }
+
+    #[test]
+    fn auto_claims_nothing_ahead_of_slots_held_longer_than_a_round_trip() {
+        let estimate = Estimate::default();
+        estimate.claimed_in(Duration::from_millis(200));
+        estimate.ran_for(Duration::from_millis(1));
+        assert!(
+            estimate.ahead(ClaimAhead::Auto, 16, true) > 0,
+            "just ended one"
+        );
+        // Every slot held, nothing started or ended for over a round trip.
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, true), 0);
+        // Idle slots say nothing about the tasks' length; a fixed count ignores it all.
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, false), 32);
+        assert_eq!(estimate.ahead(ClaimAhead::Fixed(5), 16, true), 5);
+        estimate.started();
+        assert!(
+            estimate.ahead(ClaimAhead::Auto, 16, true) > 0,
+            "one started"
+        );
     }
 
     #[test]

@@ -103,10 +103,13 @@ impl RuntimeBuilder {
     /// cores taken by reports, say): without it the slots wait for claims instead of running
     /// tasks. `Auto` claims what the slots finish in one measured round trip, so a task
     /// claimed ahead waits about as long as claiming it later would take, and claims none
-    /// ahead of tasks that run longer than `concurrency` round trips. The cost is fairness
-    /// where task run times vary widely: a task claimed ahead waits for a slot here even if
-    /// another instance has one free, so set `0` for a runtime whose short tasks share the
-    /// slots with tasks that run for minutes. Tasks claimed ahead count toward
+    /// ahead of tasks that run longer than `concurrency` round trips, nor while every slot
+    /// has been held for longer than a round trip with no task starting or ending (long
+    /// tasks among short ones: new tasks are left to instances with room). The cost is
+    /// fairness where task run times vary widely: a task claimed ahead waits for a slot here
+    /// even if another instance has one free — up to the rest of a long task's run when the
+    /// slots fill with long tasks just after it was claimed — so set `0` for a runtime whose
+    /// short tasks share the slots with tasks that run for minutes. Tasks claimed ahead count toward
     /// [`queue_limit`](Self::queue_limit)s as running ones do (and in the
     /// `durable_runtime_busy_slots` gauge); at shutdown they are run within the grace or
     /// handed back unstarted, as they were (neither a requeue nor an attempt counts).

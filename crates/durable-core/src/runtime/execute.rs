@@ -129,6 +129,7 @@ async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
     };
     let outcome = match wait_for_slot(&shared, &running).await {
         Ok(permit) => {
+            shared.estimate.started();
             let started = std::time::Instant::now();
             let outcome = AssertUnwindSafe(execute(&shared, &task, &running))
                 .catch_unwind()

@@ -94,7 +94,15 @@ impl Shared {
     /// The slots claims fill: the running ones and those for tasks claimed ahead.
     pub(super) fn claim_room(&self) -> usize {
         let concurrency = self.config.concurrency;
-        concurrency + self.estimate.ahead(self.config.claim_ahead, concurrency)
+        // Every slot held by a running attempt: no permit left to start one.
+        let held = self
+            .running
+            .as_ref()
+            .is_some_and(|gate| gate.available_permits() == 0);
+        concurrency
+            + self
+                .estimate
+                .ahead(self.config.claim_ahead, concurrency, held)
     }
 
     pub(super) fn lost(&self) -> MutexGuard<'_, HashSet<Fence>> {

@@ -173,3 +173,58 @@ pub async fn auto_claims_nothing_ahead_of_long_tasks(db: &impl TestDb) {
     );
     rt.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Short tasks, then every slot held by a long one: once no attempt has started or ended
+/// for longer than a claim round trip, nothing more is claimed ahead (a task claimed now
+/// would wait here for the long ones while another instance could run it), whatever the
+/// averages of the short tasks say.
+pub async fn auto_claims_nothing_ahead_while_every_slot_is_held(db: &impl TestDb) {
+    let probe = Probe::default();
+    let counting = Arc::new(Counting::slow_claims(
+        db.store(),
+        Duration::from_millis(100),
+    ));
+    let rt = auto_builder(Arc::clone(&counting) as Arc<dyn Store>, &probe).start();
+    let short = rt
+        .client()
+        .enqueue_many((0..30).map(|i| Work::new(format!("short-{i}"))))
+        .await
+        .expect("enqueue");
+    for id in &short {
+        wait_state(&counting.inner, *id, TaskState::Completed, WAIT).await;
+    }
+    let long = rt
+        .client()
+        .enqueue_many((0..2).map(|i| Work::sleeping(format!("long-{i}"), 3_000)))
+        .await
+        .expect("enqueue");
+    eventually("both slots held by the long tasks", WAIT, || async {
+        (probe.live() == 2).then_some(())
+    })
+    .await;
+    // The slots held, nothing starting or ending, for four claim round trips.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let late = rt
+        .client()
+        .enqueue_many((0..4).map(|i| Work::new(format!("late-{i}"))))
+        .await
+        .expect("enqueue");
+    // Long enough for a woken claim (100 ms) to land, well before the long tasks end.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        probe.live(),
+        2,
+        "the long tasks should still hold the slots"
+    );
+    for id in &late {
+        assert_eq!(
+            row(&counting.inner, *id).await.state,
+            TaskState::Pending,
+            "a task was claimed ahead behind slots held by long tasks"
+        );
+    }
+    for id in long.iter().chain(&late) {
+        wait_state(&counting.inner, *id, TaskState::Completed, WAIT).await;
+    }
+    rt.shutdown(Duration::from_secs(5)).await;
+}
