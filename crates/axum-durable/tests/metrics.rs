@@ -43,6 +43,9 @@ impl Task for Fails {
     }
 }
 
+/// Slots of the runtime under test.
+const SLOTS: usize = 4;
+
 /// One snapshot (taking it resets counters and histograms), searched by name and labels.
 type Snapshot = Vec<(CompositeKey, DebugValue)>;
 
@@ -121,6 +124,22 @@ async fn state_gauges_reach(snapshotter: &Snapshotter) {
     }
 }
 
+/// The runtime's own gauges once its tasks are done: nothing busy, and the claim-ahead count
+/// of its last claim (`Auto` by default, at most twice the slots).
+fn runtime_gauges(s: &Snapshot) {
+    match value(s, "durable_runtime_busy_slots", &[]) {
+        Some(DebugValue::Gauge(busy)) => assert!(busy.into_inner().abs() < f64::EPSILON, "{busy}"),
+        other => panic!("busy gauge: {other:?}"),
+    }
+    match value(s, "durable_runtime_claim_ahead", &[]) {
+        Some(DebugValue::Gauge(ahead)) => {
+            let ahead = ahead.into_inner();
+            assert!((0.0..=2.0 * SLOTS as f64).contains(&ahead), "{ahead}");
+        }
+        other => panic!("claim-ahead gauge: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn counters_histograms_and_gauges_move() {
     let recorder = DebuggingRecorder::new();
@@ -137,6 +156,7 @@ async fn counters_histograms_and_gauges_move() {
     let store: Arc<dyn Store> = Arc::new(store);
     let registry = Registry::new().register::<Ok1>(()).register::<Fails>(());
     let runtime = Runtime::builder(store, registry)
+        .concurrency(SLOTS)
         .stats_interval(Some(Duration::from_millis(50)))
         .start();
     let client = runtime.client();
@@ -213,10 +233,7 @@ async fn counters_histograms_and_gauges_move() {
         Some(DebugValue::Histogram(waits)) => assert_eq!(waits.len(), 2),
         other => panic!("pickup histogram: {other:?}"),
     }
-    match value(s, "durable_runtime_busy_slots", &[]) {
-        Some(DebugValue::Gauge(busy)) => assert!(busy.into_inner().abs() < f64::EPSILON, "{busy}"),
-        other => panic!("busy gauge: {other:?}"),
-    }
+    runtime_gauges(s);
     state_gauges_reach(&snapshotter).await;
     runtime.shutdown(Duration::from_secs(5)).await;
 }

@@ -81,6 +81,7 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
             // inserts and completions queued meanwhile); the writer sizes it to the room
             // left then.
             let runtime: Arc<dyn LocalRuntime> = Arc::clone(&shared) as Arc<dyn LocalRuntime>;
+            super::observe::claim_ahead(shared.claim_room() - config.concurrency);
             let began = Instant::now();
             match shared.client.writer().claim(runtime).await {
                 Ok(report) => {

@@ -13,6 +13,7 @@
 //! | `durable_task_run_seconds` | histogram | `task`, `queue` |
 //! | `durable_tasks` | gauge | `state` |
 //! | `durable_runtime_busy_slots` | gauge | |
+//! | `durable_runtime_claim_ahead` | gauge | |
 
 #![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 
@@ -71,6 +72,10 @@ pub(crate) fn describe() {
             "durable_runtime_busy_slots",
             "Attempts this runtime holds now: running, and claimed ahead waiting for a slot"
         );
+        describe_gauge!(
+            "durable_runtime_claim_ahead",
+            "Tasks this runtime claimed beyond its free slots at its last claim (ClaimAhead)"
+        );
     }
 }
 
@@ -121,6 +126,12 @@ pub(crate) fn ran(name: &str, queue: &str, ran: Duration) {
 pub(crate) fn busy(running: usize) {
     #[cfg(feature = "metrics")]
     metrics::gauge!("durable_runtime_busy_slots").set(running as f64);
+}
+
+/// A claim is sized for `ahead` tasks beyond the free slots.
+pub(crate) fn claim_ahead(ahead: usize) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!("durable_runtime_claim_ahead").set(ahead as f64);
 }
 
 /// The store's counts per state.
