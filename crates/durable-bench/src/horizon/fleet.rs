@@ -201,7 +201,9 @@ mod tests {
             let mut window = Window::default();
             for (process, reports) in [(0, a), (1, b)] {
                 window.completed += reports * 500;
-                window.spans.insert(process, (reports * 500, reports * 500_000));
+                window
+                    .spans
+                    .insert(process, (reports * 500, reports * 500_000));
             }
             let rate = window.rate(5.0);
             assert!(
