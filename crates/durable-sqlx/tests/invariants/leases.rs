@@ -18,6 +18,8 @@ const TOLERANCE: Duration = Duration::from_millis(50);
 const STOP_SLACK: Duration = Duration::from_millis(1000);
 /// How long a process may end after a claim and leave it unrun (its runner never polled).
 const NEVER_RAN: Duration = Duration::from_millis(500);
+/// How soon a task claimed ahead takes a slot given back.
+const SLOT_TAKEN: Duration = Duration::from_millis(200);
 /// How long after an execution starts its runtime's heartbeats must include it (the list
 /// is taken just before the call is recorded).
 const LISTED_WITHIN: Duration = Duration::from_millis(50);
@@ -132,7 +134,9 @@ fn claims_run(ev: &Evidence, ran: &HashSet<Fence>, f: &mut Findings) {
             Some(End::Stopped(stop)) => Some(stop.began),
             None => None,
         };
-        if ended.is_some_and(|end| end < g.at + NEVER_RAN) || ran.contains(&g.fence) {
+        if ended.is_some_and(|end| end < g.at + NEVER_RAN || slots_held(ev, p, g.at, end))
+            || ran.contains(&g.fence)
+        {
             continue;
         }
         let detail = format!(
@@ -142,6 +146,27 @@ fn claims_run(ev: &Evidence, ran: &HashSet<Fence>, f: &mut Findings) {
         );
         f.add("claims-run", Some(g.fence.id), detail);
     }
+}
+
+/// Whether every slot of process `p` ran an attempt from just after `from` until `until`
+/// (checked after each slot given back, once a waiting task had time to take it): a task
+/// claimed ahead then waits for a slot, as it should, until its process ends.
+fn slots_held(ev: &Evidence, p: u32, from: Instant, until: Instant) -> bool {
+    let mine: Vec<&Execution> = ev
+        .executions
+        .iter()
+        .filter(|e| e.incarnation == p)
+        .collect();
+    let running_at = |t: Instant| {
+        mine.iter()
+            .filter(|e| e.start <= t && e.end.is_none_or(|end| end > t))
+            .count()
+    };
+    std::iter::once(from)
+        .chain(mine.iter().filter_map(|e| e.end).filter(|end| *end > from))
+        .map(|t| t + SLOT_TAKEN)
+        .filter(|t| *t < until)
+        .all(|t| running_at(t) >= ev.concurrency)
 }
 
 /// Whether an execution was stopped by its runtime's shutdown, whose requeue hands the

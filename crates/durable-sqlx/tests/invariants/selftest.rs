@@ -160,6 +160,47 @@ fn an_attempt_runs_once_and_only_on_a_delivered_claim() {
 }
 
 #[test]
+fn a_claim_may_wait_unrun_only_while_every_slot_runs_another_attempt() {
+    let mut case = Case::new();
+    let fence = case.fence(2, 2);
+    case.ev.journal.delivered.push(Grant {
+        fence,
+        at: case.at(300),
+    });
+    case.ev.ends.insert(2, End::Crashed(case.at(2_000)));
+    assert_eq!(case.rules(), ["claims-run"], "p2's slot was free for 1.7 s");
+    // Another task's attempt holds p2's only slot from before the claim until the crash:
+    // the claim was ahead of the free slots and waited, as it should.
+    let other = Fence {
+        id: TaskId::new(),
+        owner: case.owners[1],
+        attempt: 1,
+    };
+    let grant = Grant {
+        fence: other,
+        at: case.at(250),
+    };
+    case.ev.journal.granted.push(grant);
+    case.ev.journal.delivered.push(grant);
+    case.ev.executions.push(Execution {
+        task: other.id,
+        index: 1,
+        queue: "default",
+        attempt: 1,
+        max_attempts: 3,
+        incarnation: 2,
+        fate: Fate::Long,
+        start: case.at(250),
+        end: Some(case.at(2_000)),
+        outcome: Outcome::Dropped,
+    });
+    assert_eq!(case.rules(), Vec::<String>::new());
+    // Given back at 1,000 ms: the waiting claim should have run by the crash.
+    case.ev.executions.last_mut().expect("pushed").end = Some(case.at(1_000));
+    assert_eq!(case.rules(), ["claims-run"]);
+}
+
+#[test]
 fn heartbeats_must_list_running_attempts_and_stop_lost_ones() {
     let mut case = Case::new();
     let fence = case.fence(1, 1);
