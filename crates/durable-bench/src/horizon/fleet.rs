@@ -19,8 +19,6 @@ use crate::Result;
 /// What the workers reported since the sampler last looked.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Window {
-    /// Attempts completed.
-    pub(crate) completed: u64,
     /// Attempts retried or failed.
     pub(crate) unsuccessful: u64,
     /// Due → started latencies of the attempts started.
@@ -32,6 +30,11 @@ pub(crate) struct Window {
 }
 
 impl Window {
+    /// Attempts completed, by every process.
+    pub(crate) fn completed(&self) -> u64 {
+        self.spans.values().map(|&(completed, _)| completed).sum()
+    }
+
     /// Attempts completed per second: each process's completions over the time its reports
     /// covered, summed. Dividing the window's total by the parent's interval instead would
     /// read a window that caught one report more of a process (its reports drift against the
@@ -39,7 +42,7 @@ impl Window {
     /// (no report carried one) falls back to `seconds` of the parent's clock.
     pub(crate) fn rate(&self, seconds: f64) -> f64 {
         if self.spans.values().all(|&(_, span)| span == 0) {
-            return self.completed as f64 / seconds;
+            return self.completed() as f64 / seconds;
         }
         self.spans
             .values()
@@ -130,7 +133,6 @@ impl Fleet {
                             starts,
                         })) => {
                             let mut w = window.lock().unwrap_or_else(PoisonError::into_inner);
-                            w.completed += completed;
                             let span = w.spans.entry(i).or_default();
                             span.0 += completed;
                             span.1 += span_us;
@@ -200,7 +202,6 @@ mod tests {
         for (a, b) in [(10u64, 10u64), (11, 10), (9, 10), (9, 11)] {
             let mut window = Window::default();
             for (process, reports) in [(0, a), (1, b)] {
-                window.completed += reports * 500;
                 window
                     .spans
                     .insert(process, (reports * 500, reports * 500_000));

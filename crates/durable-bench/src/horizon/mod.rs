@@ -152,7 +152,7 @@ async fn run_one(
         counters.offered.load(Ordering::Relaxed),
         counters.inserted.load(Ordering::Relaxed),
         counters.failed_batches.load(Ordering::Relaxed),
-        sampler.completed + tail.completed,
+        sampler.completed + tail.completed(),
         sampler.unsuccessful + tail.unsuccessful,
     );
     Ok(())

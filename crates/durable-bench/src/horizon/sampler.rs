@@ -62,7 +62,7 @@ impl Sampler {
         bench: &BenchStore,
     ) -> Result<Sample> {
         let mut window = fleet.take();
-        self.completed += window.completed;
+        self.completed += window.completed();
         self.unsuccessful += window.unsuccessful;
         let now = Instant::now();
         let seconds = (now - self.at).as_secs_f64().max(1e-3);

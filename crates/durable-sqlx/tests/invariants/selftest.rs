@@ -72,7 +72,8 @@ impl Case {
         }
     }
 
-    /// An execution, with the claim that granted (and delivered) it at its start.
+    /// An execution of the case's task, with the claim that granted (and delivered) it at its
+    /// start.
     fn run(
         &mut self,
         incarnation: u32,
@@ -81,17 +82,32 @@ impl Case {
         end: Option<u64>,
         outcome: Outcome,
     ) {
+        let fence = self.fence(incarnation, attempt);
+        self.run_task(0, fence, incarnation, start, end, outcome);
+    }
+
+    /// An execution of the task `index` under `fence` (on `incarnation`), granted and delivered
+    /// at its start.
+    fn run_task(
+        &mut self,
+        index: u32,
+        fence: Fence,
+        incarnation: u32,
+        start: u64,
+        end: Option<u64>,
+        outcome: Outcome,
+    ) {
         let grant = Grant {
-            fence: self.fence(incarnation, attempt),
+            fence,
             at: self.at(start),
         };
         self.ev.journal.granted.push(grant);
         self.ev.journal.delivered.push(grant);
         self.ev.executions.push(Execution {
-            task: self.id,
-            index: 0,
+            task: fence.id,
+            index,
             queue: "default",
-            attempt,
+            attempt: fence.attempt,
             max_attempts: 3,
             incarnation,
             fate: Fate::Long,
@@ -176,24 +192,7 @@ fn a_claim_may_wait_unrun_only_while_every_slot_runs_another_attempt() {
         owner: case.owners[1],
         attempt: 1,
     };
-    let grant = Grant {
-        fence: other,
-        at: case.at(250),
-    };
-    case.ev.journal.granted.push(grant);
-    case.ev.journal.delivered.push(grant);
-    case.ev.executions.push(Execution {
-        task: other.id,
-        index: 1,
-        queue: "default",
-        attempt: 1,
-        max_attempts: 3,
-        incarnation: 2,
-        fate: Fate::Long,
-        start: case.at(250),
-        end: Some(case.at(2_000)),
-        outcome: Outcome::Dropped,
-    });
+    case.run_task(1, other, 2, 250, Some(2_000), Outcome::Dropped);
     assert_eq!(case.rules(), Vec::<String>::new());
     // Given back at 1,000 ms: the waiting claim should have run by the crash.
     case.ev.executions.last_mut().expect("pushed").end = Some(case.at(1_000));
