@@ -56,6 +56,59 @@ pub(crate) fn cpu_seconds() -> Result<f64> {
     Ok((utime + stime) / clock_ticks())
 }
 
+/// The machine's CPU time so far, every core summed, from the first line of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct MachineCpu {
+    /// Ticks spent running anything: user, nice, system, interrupts, stolen.
+    busy: u64,
+    /// Ticks in all: busy, idle and waiting on I/O.
+    total: u64,
+    /// Threads runnable when it was read (`procs_running`): more than the cores means work
+    /// waited for a CPU.
+    pub(crate) runnable: u64,
+}
+
+impl MachineCpu {
+    /// Reads `/proc/stat`; `None` where there is none.
+    pub(crate) fn read() -> Option<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    fn parse(stat: &str) -> Option<Self> {
+        let ticks: Vec<u64> = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu "))?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        // user nice system idle iowait irq softirq steal (guest time is counted in user).
+        let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
+        let idle = field(3) + field(4);
+        let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
+        let runnable = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("procs_running "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        Some(Self {
+            busy,
+            total: busy + idle,
+            runnable,
+        })
+    }
+
+    /// Percent of the machine's CPU time (all cores) that was busy between `earlier` and this
+    /// reading; NaN when no tick passed.
+    pub(crate) fn busy_percent_since(&self, earlier: &Self) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return f64::NAN;
+        }
+        self.busy.saturating_sub(earlier.busy) as f64 * 100.0 / total as f64
+    }
+}
+
 /// Resident memory now and its high-water mark, in MiB (`VmRSS`, `VmHWM`).
 pub(crate) fn rss_mib() -> Result<(f64, f64)> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -119,5 +172,29 @@ where
             return peak;
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MachineCpu;
+
+    const STAT: &str = "cpu  100 5 50 800 20 3 2 0 0 0\n\
+                        cpu0 50 2 25 400 10 1 1 0 0 0\n\
+                        intr 12345\n\
+                        procs_running 7\n\
+                        procs_blocked 0\n";
+
+    #[test]
+    fn the_first_line_sums_every_core_and_io_wait_counts_as_idle() {
+        let cpu = MachineCpu::parse(STAT).expect("parsed");
+        assert_eq!(cpu.runnable, 7);
+        let later = MachineCpu::parse("cpu  400 5 150 900 120 3 2 0 0 0\nprocs_running 1\n")
+            .expect("parsed");
+        // 400 busy ticks (300 user, 100 system) out of 600.
+        let busy = later.busy_percent_since(&cpu);
+        assert!((busy - 400.0 / 6.0).abs() < 1e-9, "{busy}");
+        assert!(cpu.busy_percent_since(&cpu).is_nan());
+        assert_eq!(MachineCpu::parse("intr 1\n"), None);
     }
 }

@@ -55,6 +55,8 @@ impl Csv {
         line("pickup_p99_ms", "", sample.pickup_p99)?;
         line("insert_p99_ms", "", sample.commit_p99)?;
         line("depth", "", sample.depth as f64)?;
+        line("cpu_busy_pct", "", sample.cpu_busy)?;
+        line("runnable", "", sample.runnable)?;
         line("storage_bytes", "", sample.storage.total_bytes() as f64)?;
         match &sample.storage {
             Storage::Postgres {

@@ -41,6 +41,11 @@ pub(crate) struct Sample {
     pub(crate) commit_p99: f64,
     /// Due `pending` tasks at the end of the interval.
     pub(crate) depth: u64,
+    /// Percent of the machine's CPU time (every core) busy over the interval, whoever used
+    /// it: the benchmark, the database, the disturbance; NaN where `/proc/stat` is missing.
+    pub(crate) cpu_busy: f64,
+    /// Threads runnable on the machine at the end of the interval; NaN where unknown.
+    pub(crate) runnable: f64,
     /// The storage at the end of the interval.
     pub(crate) storage: Storage,
 }
@@ -66,6 +71,8 @@ fn header(backend: Backend) -> Vec<&'static str> {
         "pickup p99 ms",
         "depth",
         "insert p99 ms",
+        "CPU busy %",
+        "runnable",
         "storage MiB",
     ];
     columns.extend_from_slice(match backend {
@@ -90,6 +97,8 @@ impl Sample {
             num(self.pickup_p99),
             self.depth.to_string(),
             num(self.commit_p99),
+            num(self.cpu_busy),
+            num(self.runnable),
             num(self.storage.total_bytes() as f64 / MIB),
         ];
         match &self.storage {

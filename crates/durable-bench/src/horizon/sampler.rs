@@ -14,6 +14,7 @@ use super::sample::Sample;
 use super::starts::Starts;
 use super::storage::Reader;
 use crate::backend::BenchStore;
+use crate::sys::MachineCpu;
 use crate::Result;
 
 /// Takes the samples of one run.
@@ -33,6 +34,8 @@ pub(crate) struct Sampler {
     inserted: u64,
     /// Starts whose batch's commit the producer has not acknowledged yet.
     unresolved: Starts,
+    /// The machine's CPU counters at the start of the interval.
+    cpu: Option<MachineCpu>,
 }
 
 impl Sampler {
@@ -49,6 +52,7 @@ impl Sampler {
             offered: 0,
             inserted: 0,
             unresolved: Starts::default(),
+            cpu: MachineCpu::read(),
         }
     }
 
@@ -79,6 +83,11 @@ impl Sampler {
                 .unwrap_or_else(PoisonError::into_inner),
             &mut pickup,
         );
+        let cpu = MachineCpu::read();
+        let (cpu_busy, runnable) = match (cpu, self.cpu) {
+            (Some(now), Some(then)) => (now.busy_percent_since(&then), now.runnable as f64),
+            _ => (f64::NAN, f64::NAN),
+        };
         let sample = Sample {
             phase,
             step,
@@ -93,10 +102,13 @@ impl Sampler {
             pickup_p50: pickup.percentile_ms(50.0),
             pickup_p99: pickup.percentile_ms(99.0),
             commit_p99: commit.percentile_ms(99.0),
+            cpu_busy,
+            runnable,
             depth: bench.store.backlog().await?,
             storage: self.reader.read().await?,
         };
         self.at = now;
+        self.cpu = cpu;
         self.offered = offered;
         self.inserted = inserted;
         Ok(sample)

@@ -35,6 +35,8 @@ pub(crate) struct PhaseFigures {
     pub(crate) claim_p99_peak: f64,
     /// Highest depth.
     pub(crate) depth_peak: u64,
+    /// Median of the samples' machine CPU busy percent and runnable threads.
+    pub(crate) machine: (f64, f64),
     /// Median and highest dead tuples of the task table (PostgreSQL).
     pub(crate) dead: (f64, f64),
 }
@@ -55,6 +57,7 @@ pub(crate) fn figures(samples: &[&Sample]) -> PhaseFigures {
         lowest: rates.iter().copied().fold(f64::NAN, f64::min),
         claim_p99_peak: samples.iter().map(|s| s.claim_p99).fold(f64::NAN, f64::max),
         depth_peak: samples.iter().map(|s| s.depth).max().unwrap_or(0),
+        machine: (of(|s| s.cpu_busy), of(|s| s.runnable)),
         dead: (median(&dead), dead.iter().copied().fold(f64::NAN, f64::max)),
     }
 }
@@ -79,6 +82,7 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
         "pickup p50/p99 ms",
         "claim p99 peak ms",
         "depth peak",
+        "CPU busy % / runnable",
         "storage MiB start→end",
     ];
     let extra: &[&str] = match backend {
@@ -108,6 +112,7 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
             format!("{}/{}", num(f.pickup_median.0), num(f.pickup_median.1)),
             num(f.claim_p99_peak),
             f.depth_peak.to_string(),
+            format!("{}/{}", num(f.machine.0), num(f.machine.1)),
             format!(
                 "{}→{}",
                 num(run.start.total_bytes() as f64 / MIB),
@@ -122,8 +127,10 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
         "vs clean: the phase's median (or lowest) completion rate over the clean phase's median; \
          claim p50/p99: medians of the samples' percentiles, from the batch being built (the \
          producer's commit included); pickup: the same from the batch's commit acknowledged; \
-         claim p99 peak: the highest of the phase's per-sample p99s; storage: before the phase \
-         → its last sample; without history: the same less the history table, which grows \
+         claim p99 peak: the highest of the phase's per-sample p99s; CPU busy / runnable: \
+         medians of the samples' share of the machine's CPU time in use (every process, every \
+         core) and of the threads runnable at their end (more than the cores: work waited for \
+         a CPU); storage: before the phase → its last sample; without history: the same less the history table, which grows \
          with the tasks finished in any phase",
     );
     table.print();
@@ -246,6 +253,8 @@ mod tests {
             pickup_p50: 0.5,
             pickup_p99: claim_p99 / 2.0,
             commit_p99: 3.0,
+            cpu_busy: depth as f64 / 10.0,
+            runnable: 2.0,
             depth,
             storage: Storage::Postgres {
                 relations: vec![super::super::storage::Relation {
@@ -277,6 +286,7 @@ mod tests {
         assert!((f.claim_median.1 - 7.0).abs() < 1e-9);
         assert!((f.pickup_median.1 - 3.5).abs() < 1e-9);
         assert_eq!(f.depth_peak, 900);
+        assert!((f.machine.0 - 2.0).abs() < 1e-9 && (f.machine.1 - 2.0).abs() < 1e-9);
         assert!((f.dead.0 - 300.0).abs() < 1e-9 && (f.dead.1 - 5000.0).abs() < 1e-9);
     }
 }
