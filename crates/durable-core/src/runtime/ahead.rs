@@ -32,10 +32,13 @@ pub enum ClaimAhead {
     /// trip — what claiming it later would have cost — and on average no longer than two of
     /// the tasks' run times. Zero until the runtime has measured both, and zero for tasks
     /// that run longer than `concurrency` round trips: those would wait longer than claiming
-    /// them later costs. While every slot is taken, the count is also at most the round trip
-    /// over the time since an attempt last started or ended: slots silent for longer than a
-    /// round trip are held by tasks longer than the averages say, and nothing more is claimed
-    /// ahead of them (new tasks are left to instances with room).
+    /// them later costs. The averages describe the tasks that ended, so slots held by
+    /// attempts running eight times the average run time (and at least a round trip) are
+    /// left out of `concurrency`: when long tasks hold most slots, the count is what the
+    /// others finish in a round trip. While every slot is taken, the count is also at most
+    /// the round trip over the time since an attempt last started or ended: slots silent for
+    /// longer than a round trip are held by tasks longer than the averages say, and nothing
+    /// more is claimed ahead of them (new tasks are left to instances with room).
     #[default]
     Auto,
     /// Up to `n` beyond the free slots, whatever the timings (`0`: claim only for free slots).
@@ -75,6 +78,21 @@ impl FromStr for ClaimAhead {
             .map_err(|_| ParseClaimAheadError(s.to_owned()))
     }
 }
+
+/// How the slots are held when a claim is sized, for [`ClaimAhead::Auto`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Holding {
+    /// Every slot is taken by a running attempt.
+    pub(super) all: bool,
+    /// Slots held by attempts that started before [`Estimate::long_since`]: running far
+    /// longer than the tasks the averages describe.
+    pub(super) long: usize,
+}
+
+/// An attempt running this many times the average run time (and at least a claim round
+/// trip) is not one of the tasks the average describes: its slot is left out of the slots
+/// that finish tasks. Tasks whose lengths merely vary stay well inside it.
+const LONG_RUNS: u64 = 8;
 
 /// Moving averages of the claim round trip and of the tasks' run time, in microseconds (0:
 /// nothing measured yet), and when an attempt last started or ended, for
@@ -122,25 +140,42 @@ impl Estimate {
         record(&self.claim_us, took);
     }
 
-    /// An attempt took its slot and is about to run.
-    pub(super) fn started(&self) {
-        self.moved();
+    /// An attempt took its slot and is about to run; `since` keeps when, for
+    /// [`long_since`](Self::long_since).
+    pub(super) fn started(&self, since: &AtomicU64) {
+        let now = self.now_us();
+        since.store(now.max(1), Ordering::Relaxed);
+        self.moved_us.fetch_max(now, Ordering::Relaxed);
     }
 
     /// An attempt's code ran for `ran`, and ended.
     pub(super) fn ran_for(&self, ran: Duration) {
         record(&self.run_us, ran);
-        self.moved();
+        self.moved_us.fetch_max(self.now_us(), Ordering::Relaxed);
     }
 
-    fn moved(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.moved_us.fetch_max(now, Ordering::Relaxed);
+    /// µs since the estimate's epoch.
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Tasks to claim beyond `concurrency` free slots under `mode`; `held`: every slot is
-    /// taken by a running attempt.
-    pub(super) fn ahead(&self, mode: ClaimAhead, concurrency: usize, held: bool) -> usize {
+    /// Attempts that started before this (on the clock [`started`](Self::started) records)
+    /// have run [`LONG_RUNS`] times the average run time, and at least a claim round trip;
+    /// `None` until a run time is measured, or while no attempt can have run that long.
+    pub(super) fn long_since(&self) -> Option<u64> {
+        let run = self.run_us.load(Ordering::Relaxed);
+        if run == 0 {
+            return None;
+        }
+        let span = run
+            .saturating_mul(LONG_RUNS)
+            .max(self.claim_us.load(Ordering::Relaxed));
+        self.now_us().checked_sub(span)
+    }
+
+    /// Tasks to claim beyond `concurrency` free slots under `mode`, the slots held as
+    /// `holding` says.
+    pub(super) fn ahead(&self, mode: ClaimAhead, concurrency: usize, holding: Holding) -> usize {
         match mode {
             ClaimAhead::Fixed(n) => n,
             ClaimAhead::Auto => {
@@ -151,9 +186,12 @@ impl Estimate {
                 }
                 let cap = concurrency.saturating_mul(2);
                 // What the slots finish during one round trip, rounded down: none for tasks
-                // longer than `concurrency` round trips.
-                let mut finished = concurrency as u128 * claim / run;
-                if held {
+                // longer than `concurrency` round trips. Slots held by attempts far longer
+                // than the average finish nothing the average predicts: with most slots
+                // held by long tasks, the few that turn over short ones set the count.
+                let turning = concurrency.saturating_sub(holding.long);
+                let mut finished = turning as u128 * claim / run;
+                if holding.all {
                     // The averages speak of the tasks that ended; slots that have neither
                     // started nor ended anything for `still` are held by longer ones, which
                     // free at most one per `still`: what fits in one round trip. Only while
@@ -176,24 +214,72 @@ impl Estimate {
 mod tests {
     use super::*;
 
+    /// Slots free, or taken by attempts the averages describe.
+    const FREE: Holding = Holding {
+        all: false,
+        long: 0,
+    };
+    /// Every slot taken.
+    const ALL: Holding = Holding { all: true, long: 0 };
+
+    #[test]
+    fn slots_held_by_long_attempts_finish_nothing_the_average_predicts() {
+        let estimate = Estimate::default();
+        estimate.claimed_in(Duration::from_millis(4));
+        estimate.ran_for(Duration::from_millis(1));
+        // 16 slots of 1 ms tasks finish 64 in a 4 ms round trip: the cap, 32.
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, FREE), 32);
+        // 15 held by long tasks: the one slot left finishes 4 in a round trip.
+        let long = Holding {
+            all: false,
+            long: 15,
+        };
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, long), 4);
+        let all_long = Holding {
+            all: true,
+            long: 16,
+        };
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, all_long), 0);
+        assert_eq!(estimate.ahead(ClaimAhead::Fixed(7), 16, all_long), 7);
+    }
+
+    #[test]
+    fn an_attempt_is_long_after_eight_average_runs_and_a_round_trip() {
+        let estimate = Estimate::default();
+        assert_eq!(estimate.long_since(), None, "no run time measured");
+        estimate.claimed_in(Duration::from_millis(1));
+        estimate.ran_for(Duration::from_millis(20));
+        let since = AtomicU64::new(0);
+        estimate.started(&since);
+        let at = since.load(Ordering::Relaxed);
+        assert!(at > 0);
+        // Just started: not long yet, however early the epoch.
+        assert!(estimate.long_since().is_none_or(|cutoff| cutoff <= at));
+        std::thread::sleep(Duration::from_millis(200));
+        let cutoff = estimate
+            .long_since()
+            .expect("160 ms have passed since the epoch");
+        assert!(cutoff > at, "running 200 ms, eight runs of 20 ms: long");
+    }
+
     #[test]
     fn auto_claims_what_the_slots_finish_in_a_round_trip() {
         let estimate = Estimate::default();
         assert_eq!(
-            estimate.ahead(ClaimAhead::Auto, 16, false),
+            estimate.ahead(ClaimAhead::Auto, 16, FREE),
             0,
             "nothing measured yet"
         );
         estimate.claimed_in(Duration::from_millis(2));
         assert_eq!(
-            estimate.ahead(ClaimAhead::Auto, 16, false),
+            estimate.ahead(ClaimAhead::Auto, 16, FREE),
             0,
             "no task ran yet"
         );
         estimate.ran_for(Duration::from_millis(8));
         // 16 slots of 8 ms tasks finish 4 in a 2 ms round trip.
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, false), 4);
-        assert_eq!(estimate.ahead(ClaimAhead::Fixed(3), 16, false), 3);
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, FREE), 4);
+        assert_eq!(estimate.ahead(ClaimAhead::Fixed(3), 16, FREE), 3);
     }
 
     #[test]
@@ -201,17 +287,17 @@ mod tests {
         let fast = Estimate::default();
         fast.claimed_in(Duration::from_millis(50));
         fast.ran_for(Duration::from_micros(100));
-        assert_eq!(fast.ahead(ClaimAhead::Auto, 16, false), 32);
+        assert_eq!(fast.ahead(ClaimAhead::Auto, 16, FREE), 32);
 
         let slow = Estimate::default();
         slow.claimed_in(Duration::from_millis(2));
         slow.ran_for(Duration::from_secs(60));
-        assert_eq!(slow.ahead(ClaimAhead::Auto, 16, false), 0);
+        assert_eq!(slow.ahead(ClaimAhead::Auto, 16, FREE), 0);
         // 16 slots of 40 ms tasks finish 0.8 in a 2 ms round trip: none ahead either.
         let edge = Estimate::default();
         edge.claimed_in(Duration::from_millis(2));
         edge.ran_for(Duration::from_millis(40));
-        assert_eq!(edge.ahead(ClaimAhead::Auto, 16, false), 0);
+        assert_eq!(edge.ahead(ClaimAhead::Auto, 16, FREE), 0);
     }
 
     #[test]
@@ -221,11 +307,11 @@ mod tests {
             estimate.claimed_in(Duration::from_millis(1));
             estimate.ran_for(Duration::from_millis(1));
         }
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 8, false), 8);
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 8, FREE), 8);
         for _ in 0..40 {
             estimate.claimed_in(Duration::from_millis(40));
         }
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 8, false), 16);
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 8, FREE), 16);
     }
 
     #[test]
@@ -234,20 +320,17 @@ mod tests {
         estimate.claimed_in(Duration::from_millis(200));
         estimate.ran_for(Duration::from_millis(1));
         assert!(
-            estimate.ahead(ClaimAhead::Auto, 16, true) > 0,
+            estimate.ahead(ClaimAhead::Auto, 16, ALL) > 0,
             "just ended one"
         );
         // Every slot held, nothing started or ended for over a round trip.
         std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, true), 0);
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, ALL), 0);
         // Idle slots say nothing about the tasks' length; a fixed count ignores it all.
-        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, false), 32);
-        assert_eq!(estimate.ahead(ClaimAhead::Fixed(5), 16, true), 5);
-        estimate.started();
-        assert!(
-            estimate.ahead(ClaimAhead::Auto, 16, true) > 0,
-            "one started"
-        );
+        assert_eq!(estimate.ahead(ClaimAhead::Auto, 16, FREE), 32);
+        assert_eq!(estimate.ahead(ClaimAhead::Fixed(5), 16, ALL), 5);
+        estimate.started(&AtomicU64::new(0));
+        assert!(estimate.ahead(ClaimAhead::Auto, 16, ALL) > 0, "one started");
     }
 
     #[test]

@@ -105,7 +105,9 @@ impl RuntimeBuilder {
     /// claimed ahead waits about as long as claiming it later would take, and claims none
     /// ahead of tasks that run longer than `concurrency` round trips, nor while every slot
     /// has been held for longer than a round trip with no task starting or ending (long
-    /// tasks among short ones: new tasks are left to instances with room). The cost is
+    /// tasks among short ones: new tasks are left to instances with room). A slot held by
+    /// an attempt running eight times the average finishes nothing the average predicts:
+    /// with most slots held by long tasks, the count is what the others finish. The cost is
     /// fairness where task run times vary widely: a task claimed ahead waits for a slot here
     /// even if another instance has one free — up to the rest of a long task's run when the
     /// slots fill with long tasks just after it was claimed — so set `0` for a runtime whose

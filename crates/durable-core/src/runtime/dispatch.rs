@@ -124,7 +124,8 @@ impl LocalRuntime for Shared {
         let base =
             ClaimRequest::with_names(self.owner, self.config.lease, 0, Arc::clone(&self.names));
         let mut slots = self.slots();
-        let request = slots.claim_request(base, self.claim_room(), &self.config.queue_limits)?;
+        let room = self.claim_room(&slots);
+        let request = slots.claim_request(base, room, &self.config.queue_limits)?;
         slots.hold_for_claim(request.limit);
         // Every commit counted so far happened before this claim's statement runs.
         self.covered.store(self.wake.commits(), Ordering::SeqCst);

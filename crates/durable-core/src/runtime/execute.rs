@@ -47,6 +47,7 @@ impl Shared {
                     settling: false,
                     flags: Arc::default(),
                     started: Arc::default(),
+                    since_us: Arc::default(),
                 });
             }
             super::observe::busy(slots.running_count());
@@ -129,7 +130,7 @@ async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
     };
     let outcome = match wait_for_slot(&shared, &running).await {
         Ok(permit) => {
-            shared.estimate.started();
+            shared.estimate.started(&running.since_us);
             let started = std::time::Instant::now();
             let outcome = AssertUnwindSafe(execute(&shared, &task, &running))
                 .catch_unwind()

@@ -72,7 +72,8 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
         // The wakeups for new work this claim covers: only one after it began is a reason to
         // claim again once it found the queue empty.
         let seen = shared.wake.signals();
-        if shared.slots().free(shared.claim_room()) == 0 {
+        let (room, free) = shared.room();
+        if free == 0 {
             if slots_freed_meanwhile(&shared) {
                 continue;
             }
@@ -81,7 +82,7 @@ pub(crate) async fn claim_loop(shared: Arc<Shared>) {
             // inserts and completions queued meanwhile); the writer sizes it to the room
             // left then.
             let runtime: Arc<dyn LocalRuntime> = Arc::clone(&shared) as Arc<dyn LocalRuntime>;
-            super::observe::claim_ahead(shared.claim_room() - config.concurrency);
+            super::observe::claim_ahead(room - config.concurrency);
             let began = Instant::now();
             match shared.client.writer().claim(runtime).await {
                 Ok(report) => {
@@ -129,8 +130,7 @@ fn slots_freed_meanwhile(shared: &Shared) -> bool {
 /// Whether a backlogged claim loop claims now: a batch worth of slots is free (or nothing
 /// runs), so a burn-down claims in batches rather than one row per finished task.
 fn batch_free(shared: &Shared) -> bool {
-    let room = shared.claim_room();
-    let free = shared.slots().free(room);
+    let (room, free) = shared.room();
     free >= (room / 4).max(1) || free == room
 }
 

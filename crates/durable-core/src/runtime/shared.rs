@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::ahead::Holding;
 use super::alert::Alerts;
 use super::settings::Settings;
 use super::slots::Slots;
@@ -91,18 +92,33 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The slots claims fill: the running ones and those for tasks claimed ahead.
-    pub(super) fn claim_room(&self) -> usize {
+    /// The slots claims fill: the running ones and those for tasks claimed ahead. `slots`:
+    /// this runtime's, locked by the caller.
+    pub(super) fn claim_room(&self, slots: &Slots) -> usize {
         let concurrency = self.config.concurrency;
-        // Every slot held by a running attempt: no permit left to start one.
-        let held = self
-            .running
-            .as_ref()
-            .is_some_and(|gate| gate.available_permits() == 0);
-        concurrency
-            + self
+        let mode = self.config.claim_ahead;
+        if mode != super::ClaimAhead::Auto {
+            return concurrency + self.estimate.ahead(mode, concurrency, Holding::default());
+        }
+        let holding = Holding {
+            // Every slot held by a running attempt: no permit left to start one.
+            all: self
+                .running
+                .as_ref()
+                .is_some_and(|gate| gate.available_permits() == 0),
+            long: self
                 .estimate
-                .ahead(self.config.claim_ahead, concurrency, held)
+                .long_since()
+                .map_or(0, |since| slots.running_since_before(since)),
+        };
+        concurrency + self.estimate.ahead(mode, concurrency, holding)
+    }
+
+    /// [`claim_room`](Self::claim_room) and how much of it is free, at one look at the slots.
+    pub(super) fn room(&self) -> (usize, usize) {
+        let slots = self.slots();
+        let room = self.claim_room(&slots);
+        (room, slots.free(room))
     }
 
     pub(super) fn lost(&self) -> MutexGuard<'_, HashSet<Fence>> {

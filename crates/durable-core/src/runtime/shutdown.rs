@@ -163,9 +163,7 @@ async fn within(
 /// they were acknowledged by this instance, so it drains them within the grace rather than
 /// leaving them for the next start. Pending rows of other origins are left for other workers.
 async fn claim_uncovered(shared: &Arc<Shared>) {
-    if shared.wake.commits() == shared.covered.load(Ordering::SeqCst)
-        || shared.slots().free(shared.claim_room()) == 0
-    {
+    if shared.wake.commits() == shared.covered.load(Ordering::SeqCst) || shared.room().1 == 0 {
         return;
     }
     let runtime: Arc<dyn LocalRuntime> = Arc::clone(shared) as Arc<dyn LocalRuntime>;

@@ -26,6 +26,9 @@ pub(crate) struct Running {
     /// then on its task's code may have run. Shutdown hands an attempt that never started
     /// back as it was (see `shutdown::hand_back`).
     pub(crate) started: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// When the attempt took its slot, on the runtime's estimate clock
+    /// (`ahead::Estimate::started`); 0 before.
+    pub(crate) since_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Occupied capacity: running attempts plus reservations for inserts in flight.
@@ -152,6 +155,19 @@ impl Slots {
         self.running.len()
     }
 
+    /// Attempts running their task's code since before `since_us` (the estimate's clock):
+    /// started, and not yet given their slot back.
+    pub(crate) fn running_since_before(&self, since_us: u64) -> usize {
+        self.running
+            .values()
+            .filter(|r| !r.settling)
+            .filter(|r| {
+                let at = r.since_us.load(std::sync::atomic::Ordering::Relaxed);
+                at != 0 && at < since_us
+            })
+            .count()
+    }
+
     pub(crate) fn running(&self) -> impl Iterator<Item = &Running> {
         self.running.values()
     }
@@ -198,6 +214,7 @@ mod tests {
             settling: false,
             flags: std::sync::Arc::default(),
             started: std::sync::Arc::default(),
+            since_us: std::sync::Arc::default(),
         };
         for attempt in [1, 2] {
             slots.take("default", 1);

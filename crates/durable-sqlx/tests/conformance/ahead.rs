@@ -228,3 +228,59 @@ pub async fn auto_claims_nothing_ahead_while_every_slot_is_held(db: &impl TestDb
     }
     rt.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Three of four slots held by long tasks, the fourth turning short ones over: the count
+/// claimed ahead is what that one slot finishes in a round trip, not what four would (the
+/// averages describe the short tasks, the only ones that end). A task claimed beyond that
+/// would wait here while another instance could run it.
+pub async fn auto_claims_ahead_only_for_the_slots_that_turn_over(db: &impl TestDb) {
+    let probe = Probe::default();
+    let counting = Arc::new(Counting::slow_claims(
+        db.store(),
+        Duration::from_millis(100),
+    ));
+    let rt = auto_builder(Arc::clone(&counting) as Arc<dyn Store>, &probe)
+        .concurrency(4)
+        .start();
+    // Claims of about 100 ms, tasks of 100 ms: four slots finish four in a round trip.
+    let warm = rt
+        .client()
+        .enqueue_many((0..24).map(|i| Work::sleeping(format!("warm-{i}"), 100)))
+        .await
+        .expect("enqueue");
+    for id in &warm {
+        wait_state(&counting.inner, *id, TaskState::Completed, WAIT).await;
+    }
+    let long = rt
+        .client()
+        .enqueue_many((0..3).map(|i| Work::sleeping(format!("long-{i}"), 4_000)))
+        .await
+        .expect("enqueue");
+    eventually("three slots held by the long tasks", WAIT, || async {
+        (probe.live() == 3).then_some(())
+    })
+    .await;
+    // Past eight average runs (800 ms): the long tasks are known to be long.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    counting.largest_claim.store(0, Ordering::SeqCst);
+    let short = rt
+        .client()
+        .enqueue_many((0..8).map(|i| Work::sleeping(format!("short-{i}"), 100)))
+        .await
+        .expect("enqueue");
+    for id in &short {
+        wait_state(&counting.inner, *id, TaskState::Completed, WAIT).await;
+    }
+    // One slot free and one finished per round trip ahead: 2. Four slots' worth would
+    // have asked for 8 - 3 = 5.
+    let largest = counting.largest_claim.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&largest),
+        "a claim asked for {largest} beside three slots held by long tasks"
+    );
+    assert_eq!(probe.live(), 3, "the long tasks should still run");
+    for id in &long {
+        wait_state(&counting.inner, *id, TaskState::Completed, WAIT).await;
+    }
+    rt.shutdown(Duration::from_secs(5)).await;
+}

@@ -184,7 +184,8 @@ macro_rules! conformance_tests {
             a_task_claimed_ahead_is_handed_back_unstarted_at_shutdown,
             auto_claims_ahead_of_short_tasks_behind_slow_claims,
             auto_claims_nothing_ahead_of_long_tasks,
-            auto_claims_nothing_ahead_while_every_slot_is_held);
+            auto_claims_nothing_ahead_while_every_slot_is_held,
+            auto_claims_ahead_only_for_the_slots_that_turn_over);
         $crate::conformance_tests!(@wait $make;
             wait_returns_the_final_state, wait_sees_a_task_run_by_another_instance);
         $crate::conformance_tests!(@hardening $make;
