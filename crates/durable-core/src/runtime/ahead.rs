@@ -141,10 +141,11 @@ impl Estimate {
     }
 
     /// An attempt took its slot and is about to run; `since` keeps when, for
-    /// [`long_since`](Self::long_since).
+    /// [`long_since`](Self::long_since) and for shutdown (non-zero: the attempt started, see
+    /// `Running::started`), hence sequentially consistent.
     pub(super) fn started(&self, since: &AtomicU64) {
         let now = self.now_us();
-        since.store(now.max(1), Ordering::Relaxed);
+        since.store(now.max(1), Ordering::SeqCst);
         self.moved_us.fetch_max(now, Ordering::Relaxed);
     }
 

@@ -46,7 +46,6 @@ impl Shared {
                     requested: Arc::default(),
                     settling: false,
                     flags: Arc::default(),
-                    started: Arc::default(),
                     since_us: Arc::default(),
                 });
             }
@@ -130,7 +129,6 @@ async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
     };
     let outcome = match wait_for_slot(&shared, &running).await {
         Ok(permit) => {
-            shared.estimate.started(&running.since_us);
             let started = std::time::Instant::now();
             let outcome = AssertUnwindSafe(execute(&shared, &task, &running))
                 .catch_unwind()
@@ -205,7 +203,7 @@ async fn wait_for_slot(
     };
     // Before the look at the stop: shutdown fires the stop first and reads this after, so
     // an attempt it reads as not started never runs its task's code.
-    running.started.store(true, Ordering::SeqCst);
+    shared.estimate.started(&running.since_us);
     if running.soft.is_cancelled() {
         return Err(());
     }

@@ -72,7 +72,7 @@ impl Runtime {
                 shared.handed_back.store(true, Ordering::SeqCst);
                 let outcomes: Vec<Settle> = slots
                     .running()
-                    .map(|r| hand_back(r.fence, r.started.load(Ordering::SeqCst)))
+                    .map(|r| hand_back(r.fence, r.started()))
                     .collect();
                 for settle in &outcomes {
                     slots.finish(&settle.fence);

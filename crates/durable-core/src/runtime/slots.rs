@@ -22,13 +22,21 @@ pub(crate) struct Running {
     /// What the attempt's own writes said (a completion in the application's transaction, a
     /// refused fenced write), shared with its context.
     pub(crate) flags: std::sync::Arc<crate::steps::AttemptFlags>,
-    /// Set when the attempt took a slot to run, before it looks whether it was stopped: from
-    /// then on its task's code may have run. Shutdown hands an attempt that never started
-    /// back as it was (see `shutdown::hand_back`).
-    pub(crate) started: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// When the attempt took its slot, on the runtime's estimate clock
-    /// (`ahead::Estimate::started`); 0 before.
+    /// When the attempt took a slot to run, on the runtime's estimate clock
+    /// (`ahead::Estimate::started`); 0 before. Set before the attempt looks whether it was
+    /// stopped: from then on its task's code may have run. Shutdown hands an attempt that
+    /// never started back as it was (see `shutdown::hand_back`); `ClaimAhead::Auto` counts
+    /// the slots held long (see [`Slots::running_since_before`]).
     pub(crate) since_us: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Running {
+    /// Whether the attempt took a slot to run (its task's code may have run). Sequentially
+    /// consistent with the store in `ahead::Estimate::started`: shutdown fires the stop
+    /// before it reads this, the attempt stores before it reads the stop.
+    pub(crate) fn started(&self) -> bool {
+        self.since_us.load(std::sync::atomic::Ordering::SeqCst) != 0
+    }
 }
 
 /// Occupied capacity: running attempts plus reservations for inserts in flight.
@@ -213,7 +221,6 @@ mod tests {
             requested: std::sync::Arc::default(),
             settling: false,
             flags: std::sync::Arc::default(),
-            started: std::sync::Arc::default(),
             since_us: std::sync::Arc::default(),
         };
         for attempt in [1, 2] {
