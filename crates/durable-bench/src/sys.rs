@@ -56,25 +56,33 @@ pub(crate) fn cpu_seconds() -> Result<f64> {
     Ok((utime + stime) / clock_ticks())
 }
 
-/// The machine's CPU time so far, every core summed, from the first line of `/proc/stat`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The machine's CPU counters at one moment: time in use, every core summed, from the first
+/// line of `/proc/stat`, and time in which work waited for a CPU, from `/proc/pressure/cpu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MachineCpu {
     /// Ticks spent running anything: user, nice, system, interrupts, stolen.
     busy: u64,
     /// Ticks in all: busy, idle and waiting on I/O.
     total: u64,
-    /// Threads runnable when it was read (`procs_running`): more than the cores means work
-    /// waited for a CPU.
-    pub(crate) runnable: u64,
+    /// µs since boot in which at least one runnable thread waited for a CPU (pressure
+    /// stall information, `some ... total=`); `None` on a kernel without it.
+    waited_us: Option<u64>,
+    /// When it was read.
+    at: Instant,
 }
 
 impl MachineCpu {
-    /// Reads `/proc/stat`; `None` where there is none.
+    /// Reads `/proc/stat` and `/proc/pressure/cpu`; `None` where there is no `/proc/stat`.
     pub(crate) fn read() -> Option<Self> {
-        Self::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+        let pressure = std::fs::read_to_string("/proc/pressure/cpu").ok();
+        Self::parse(
+            &std::fs::read_to_string("/proc/stat").ok()?,
+            pressure.as_deref(),
+            Instant::now(),
+        )
     }
 
-    fn parse(stat: &str) -> Option<Self> {
+    fn parse(stat: &str, pressure: Option<&str>, at: Instant) -> Option<Self> {
         let ticks: Vec<u64> = stat
             .lines()
             .find_map(|l| l.strip_prefix("cpu "))?
@@ -86,15 +94,15 @@ impl MachineCpu {
         let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
         let idle = field(3) + field(4);
         let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
-        let runnable = stat
-            .lines()
-            .find_map(|l| l.strip_prefix("procs_running "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
+        let waited_us = pressure
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("some ")))
+            .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
+            .and_then(|n| n.parse().ok());
         Some(Self {
             busy,
             total: busy + idle,
-            runnable,
+            waited_us,
+            at,
         })
     }
 
@@ -106,6 +114,20 @@ impl MachineCpu {
             return f64::NAN;
         }
         self.busy.saturating_sub(earlier.busy) as f64 * 100.0 / total as f64
+    }
+
+    /// Percent of the wall time between `earlier` and this reading in which some runnable
+    /// thread waited for a CPU (there was more work than cores); NaN without pressure stall
+    /// information. Unlike a count of runnable threads read at one instant, it covers the
+    /// whole interval.
+    pub(crate) fn wait_percent_since(&self, earlier: &Self) -> f64 {
+        let wall = self.at.saturating_duration_since(earlier.at).as_micros() as f64;
+        match (self.waited_us, earlier.waited_us) {
+            (Some(now), Some(then)) if wall > 0.0 => {
+                (now.saturating_sub(then) as f64 * 100.0 / wall).min(100.0)
+            }
+            _ => f64::NAN,
+        }
     }
 }
 
@@ -177,24 +199,50 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::MachineCpu;
 
     const STAT: &str = "cpu  100 5 50 800 20 3 2 0 0 0\n\
                         cpu0 50 2 25 400 10 1 1 0 0 0\n\
                         intr 12345\n\
-                        procs_running 7\n\
-                        procs_blocked 0\n";
+                        procs_running 7\n";
+    const PRESSURE: &str = "some avg10=10.47 avg60=6.80 avg300=3.61 total=19069551\n\
+                            full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
 
     #[test]
     fn the_first_line_sums_every_core_and_io_wait_counts_as_idle() {
-        let cpu = MachineCpu::parse(STAT).expect("parsed");
-        assert_eq!(cpu.runnable, 7);
-        let later = MachineCpu::parse("cpu  400 5 150 900 120 3 2 0 0 0\nprocs_running 1\n")
-            .expect("parsed");
+        let at = Instant::now();
+        let cpu = MachineCpu::parse(STAT, Some(PRESSURE), at).expect("parsed");
+        let later = MachineCpu::parse(
+            "cpu  400 5 150 900 120 3 2 0 0 0\n",
+            None,
+            at + Duration::from_secs(1),
+        )
+        .expect("parsed");
         // 400 busy ticks (300 user, 100 system) out of 600.
         let busy = later.busy_percent_since(&cpu);
         assert!((busy - 400.0 / 6.0).abs() < 1e-9, "{busy}");
         assert!(cpu.busy_percent_since(&cpu).is_nan());
-        assert_eq!(MachineCpu::parse("intr 1\n"), None);
+        assert_eq!(MachineCpu::parse("intr 1\n", Some(PRESSURE), at), None);
+    }
+
+    #[test]
+    fn cpu_wait_is_the_share_of_the_interval_some_thread_waited() {
+        let at = Instant::now();
+        let cpu = MachineCpu::parse(STAT, Some(PRESSURE), at).expect("parsed");
+        // 1.5 s of waiting in 5 s.
+        let later = MachineCpu::parse(
+            STAT,
+            Some("some avg10=1 avg60=1 avg300=1 total=20569551\nfull total=0\n"),
+            at + Duration::from_secs(5),
+        )
+        .expect("parsed");
+        let wait = later.wait_percent_since(&cpu);
+        assert!((wait - 30.0).abs() < 1e-9, "{wait}");
+        // No pressure stall information on either side: unknown, not zero.
+        let without = MachineCpu::parse(STAT, None, at + Duration::from_secs(5)).expect("parsed");
+        assert!(without.wait_percent_since(&cpu).is_nan());
+        assert!(later.wait_percent_since(&later).is_nan());
     }
 }

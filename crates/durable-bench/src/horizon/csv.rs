@@ -56,7 +56,7 @@ impl Csv {
         line("insert_p99_ms", "", sample.commit_p99)?;
         line("depth", "", sample.depth as f64)?;
         line("cpu_busy_pct", "", sample.cpu_busy)?;
-        line("runnable", "", sample.runnable)?;
+        line("cpu_wait_pct", "", sample.cpu_wait)?;
         line("storage_bytes", "", sample.storage.total_bytes() as f64)?;
         match &sample.storage {
             Storage::Postgres {

@@ -44,8 +44,9 @@ pub(crate) struct Sample {
     /// Percent of the machine's CPU time (every core) busy over the interval, whoever used
     /// it: the benchmark, the database, the disturbance; NaN where `/proc/stat` is missing.
     pub(crate) cpu_busy: f64,
-    /// Threads runnable on the machine at the end of the interval; NaN where unknown.
-    pub(crate) runnable: f64,
+    /// Percent of the interval in which some thread on the machine waited for a CPU (more
+    /// work than cores); NaN where the kernel does not report it.
+    pub(crate) cpu_wait: f64,
     /// The storage at the end of the interval.
     pub(crate) storage: Storage,
 }
@@ -72,7 +73,7 @@ fn header(backend: Backend) -> Vec<&'static str> {
         "depth",
         "insert p99 ms",
         "CPU busy %",
-        "runnable",
+        "CPU wait %",
         "storage MiB",
     ];
     columns.extend_from_slice(match backend {
@@ -98,7 +99,7 @@ impl Sample {
             self.depth.to_string(),
             num(self.commit_p99),
             num(self.cpu_busy),
-            num(self.runnable),
+            num(self.cpu_wait),
             num(self.storage.total_bytes() as f64 / MIB),
         ];
         match &self.storage {

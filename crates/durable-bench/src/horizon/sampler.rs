@@ -84,8 +84,10 @@ impl Sampler {
             &mut pickup,
         );
         let cpu = MachineCpu::read();
-        let (cpu_busy, runnable) = match (cpu, self.cpu) {
-            (Some(now), Some(then)) => (now.busy_percent_since(&then), now.runnable as f64),
+        let (cpu_busy, cpu_wait) = match (cpu, self.cpu) {
+            (Some(now), Some(then)) => {
+                (now.busy_percent_since(&then), now.wait_percent_since(&then))
+            }
             _ => (f64::NAN, f64::NAN),
         };
         let sample = Sample {
@@ -103,7 +105,7 @@ impl Sampler {
             pickup_p99: pickup.percentile_ms(99.0),
             commit_p99: commit.percentile_ms(99.0),
             cpu_busy,
-            runnable,
+            cpu_wait,
             depth: bench.store.backlog().await?,
             storage: self.reader.read().await?,
         };

@@ -35,7 +35,7 @@ pub(crate) struct PhaseFigures {
     pub(crate) claim_p99_peak: f64,
     /// Highest depth.
     pub(crate) depth_peak: u64,
-    /// Median of the samples' machine CPU busy percent and runnable threads.
+    /// Median of the samples' machine CPU busy and CPU wait percent.
     pub(crate) machine: (f64, f64),
     /// Median and highest dead tuples of the task table (PostgreSQL).
     pub(crate) dead: (f64, f64),
@@ -57,7 +57,7 @@ pub(crate) fn figures(samples: &[&Sample]) -> PhaseFigures {
         lowest: rates.iter().copied().fold(f64::NAN, f64::min),
         claim_p99_peak: samples.iter().map(|s| s.claim_p99).fold(f64::NAN, f64::max),
         depth_peak: samples.iter().map(|s| s.depth).max().unwrap_or(0),
-        machine: (of(|s| s.cpu_busy), of(|s| s.runnable)),
+        machine: (of(|s| s.cpu_busy), of(|s| s.cpu_wait)),
         dead: (median(&dead), dead.iter().copied().fold(f64::NAN, f64::max)),
     }
 }
@@ -82,7 +82,7 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
         "pickup p50/p99 ms",
         "claim p99 peak ms",
         "depth peak",
-        "CPU busy % / runnable",
+        "CPU busy % / wait %",
         "storage MiB start→end",
     ];
     let extra: &[&str] = match backend {
@@ -127,10 +127,10 @@ pub(crate) fn print(backend: Backend, runs: &[PhaseRun], samples: &[Sample], tit
         "vs clean: the phase's median (or lowest) completion rate over the clean phase's median; \
          claim p50/p99: medians of the samples' percentiles, from the batch being built (the \
          producer's commit included); pickup: the same from the batch's commit acknowledged; \
-         claim p99 peak: the highest of the phase's per-sample p99s; CPU busy / runnable: \
+         claim p99 peak: the highest of the phase's per-sample p99s; CPU busy / wait: \
          medians of the samples' share of the machine's CPU time in use (every process, every \
-         core) and of the threads runnable at their end (more than the cores: work waited for \
-         a CPU); storage: before the phase → its last sample; without history: the same less the history table, which grows \
+         core) and of their time in which some thread waited for a CPU (more work than cores); \
+         storage: before the phase → its last sample; without history: the same less the history table, which grows \
          with the tasks finished in any phase",
     );
     table.print();
@@ -254,7 +254,7 @@ mod tests {
             pickup_p99: claim_p99 / 2.0,
             commit_p99: 3.0,
             cpu_busy: depth as f64 / 10.0,
-            runnable: 2.0,
+            cpu_wait: 2.0,
             depth,
             storage: Storage::Postgres {
                 relations: vec![super::super::storage::Relation {
