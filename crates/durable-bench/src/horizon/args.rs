@@ -77,6 +77,10 @@ pub(crate) struct Args {
     /// `horizon`: pause between two scans of one reader of `rr-readers` (`0s`: back to back).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
     pub(crate) reader_pause: Duration,
+    /// `horizon`, PostgreSQL: the `rr-readers` sessions' `max_parallel_workers_per_gather`
+    /// (`0`: each scan in its own process only; default: the server's setting).
+    #[arg(long)]
+    pub(crate) reader_parallel_workers: Option<u32>,
     /// `horizon`: the workers' poll interval (default: the runtime's, 2 s). SQLite sends no
     /// wakeups across processes, so there it bounds the pickup of an idle worker.
     #[arg(long, value_parser = humantime::parse_duration)]

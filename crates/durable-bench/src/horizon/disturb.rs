@@ -41,19 +41,23 @@ enum Session {
 }
 
 impl Session {
-    async fn open(target: &Target) -> Result<Self> {
+    /// Opens a session on `target`; on PostgreSQL with `parallel_workers` as its
+    /// `max_parallel_workers_per_gather` when given (the server's otherwise).
+    async fn open(target: &Target, parallel_workers: Option<u32>) -> Result<Self> {
         match target {
             Target::Postgres { url, schema } => {
                 let mut conn = PgConnectOptions::from_str(url)?
                     .application_name("durable-bench-horizon-reader")
                     .connect()
                     .await?;
-                sqlx::raw_sql(AssertSqlSafe(format!(
-                    "SET search_path = \"{}\"",
-                    schema.replace('"', "\"\"")
-                )))
-                .execute(&mut conn)
-                .await?;
+                let path = format!("SET search_path = \"{}\"", schema.replace('"', "\"\""));
+                let set = match parallel_workers {
+                    Some(workers) => {
+                        format!("{path}; SET max_parallel_workers_per_gather = {workers}")
+                    }
+                    None => path,
+                };
+                sqlx::raw_sql(AssertSqlSafe(set)).execute(&mut conn).await?;
                 Ok(Session::Pg(conn))
             }
             Target::Sqlite { url } => Ok(Session::Lite(
@@ -99,6 +103,17 @@ const TOUCH: &str = "SELECT 1 FROM durable_tasks LIMIT 1";
 /// A reader's scan of the task table.
 const SCAN: &str = "SELECT count(*) FROM durable_tasks";
 
+/// How the `rr-readers` phase reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readers {
+    /// Concurrent sessions (at least one).
+    pub(crate) count: usize,
+    /// Pause between two scans of one session.
+    pub(crate) pause: Duration,
+    /// PostgreSQL: the sessions' `max_parallel_workers_per_gather`; `None`: the server's.
+    pub(crate) parallel_workers: Option<u32>,
+}
+
 /// The sessions of one phase, running until [`end`](Self::end).
 #[derive(Debug)]
 pub(crate) struct Disturbance {
@@ -109,18 +124,13 @@ pub(crate) struct Disturbance {
 impl Disturbance {
     /// Opens the sessions of `phase` (none for `clean` and `recovery`); each has its snapshot
     /// when this returns.
-    pub(crate) async fn start(
-        phase: Phase,
-        target: &Target,
-        readers: usize,
-        pause: Duration,
-    ) -> Result<Self> {
+    pub(crate) async fn start(phase: Phase, target: &Target, readers: Readers) -> Result<Self> {
         let stop = CancellationToken::new();
         let mut sessions = JoinSet::new();
         match phase {
             Phase::Clean | Phase::Recovery => {}
             Phase::IdleTx => {
-                let mut session = Session::open(target).await?;
+                let mut session = Session::open(target, None).await?;
                 session.begin(TOUCH).await?;
                 let stop = stop.clone();
                 sessions.spawn(async move {
@@ -130,8 +140,8 @@ impl Disturbance {
                 });
             }
             Phase::RrReaders => {
-                for _ in 0..readers.max(1) {
-                    let mut session = Session::open(target).await?;
+                for _ in 0..readers.count.max(1) {
+                    let mut session = Session::open(target, readers.parallel_workers).await?;
                     session.begin(SCAN).await?;
                     let stop = stop.clone();
                     sessions.spawn(async move {
@@ -139,7 +149,7 @@ impl Disturbance {
                         loop {
                             tokio::select! {
                                 () = stop.cancelled() => break,
-                                () = tokio::time::sleep(pause) => {}
+                                () = tokio::time::sleep(readers.pause) => {}
                             }
                             // A scan is not interrupted by the end of the phase: it is short
                             // next to one, and the session must be usable to roll back.
@@ -204,7 +214,12 @@ mod tests {
             .expect("create");
         write(&mut writer, 50).await;
         let target = Target::Sqlite { url: file.url() };
-        let held = Disturbance::start(Phase::IdleTx, &target, 1, Duration::ZERO)
+        let readers = Readers {
+            count: 1,
+            pause: Duration::ZERO,
+            parallel_workers: None,
+        };
+        let held = Disturbance::start(Phase::IdleTx, &target, readers)
             .await
             .expect("idle transaction");
         let mut shm = wal::Shm::new(file.path());
@@ -226,6 +241,37 @@ mod tests {
         assert!(
             released.frames < grown.frames,
             "{released:?} after {grown:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn readers_scan_with_the_parallel_workers_they_are_given() {
+        let Some(url) = durable_testkit::database_url() else {
+            return;
+        };
+        let target = Target::Postgres {
+            url,
+            schema: "public".to_owned(),
+        };
+        let show = |session: Session| async move {
+            let Session::Pg(mut conn) = session else {
+                panic!("a PostgreSQL session");
+            };
+            let shown: String = sqlx::query_scalar("SHOW max_parallel_workers_per_gather")
+                .fetch_one(&mut conn)
+                .await
+                .expect("show");
+            shown
+        };
+        let server = show(Session::open(&target, None).await.expect("open")).await;
+        for workers in [0, 3] {
+            let session = Session::open(&target, Some(workers)).await.expect("open");
+            assert_eq!(show(session).await, workers.to_string());
+        }
+        assert_eq!(
+            show(Session::open(&target, None).await.expect("open")).await,
+            server,
+            "none given: the server's"
         );
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use durable_core::{CancellationToken, Client};
 
 pub(crate) use self::args::Args;
-use self::disturb::{Disturbance, Target};
+use self::disturb::{Disturbance, Readers, Target};
 use self::fleet::{Fleet, Launch};
 use self::producer::Counters;
 use self::sample::Sample;
@@ -112,12 +112,16 @@ async fn run_one(
 
     let mut taken: Vec<Sample> = Vec::new();
     let mut runs: Vec<PhaseRun> = Vec::new();
+    let readers = Readers {
+        count: args.readers,
+        pause: args.reader_pause,
+        parallel_workers: args.reader_parallel_workers,
+    };
     for (i, phase) in args.phases.iter().enumerate() {
         let phase_start = sampler.started + args.phase * i as u32;
         let end = phase_start + args.phase;
         let start = sampler.reader.read().await?;
-        let disturbance =
-            Disturbance::start(*phase, &target, args.readers, args.reader_pause).await?;
+        let disturbance = Disturbance::start(*phase, &target, readers).await?;
         let mut next = phase_start + args.sample;
         // The last sample may fall short of a full interval: it ends with the phase.
         while next < end + args.sample {

@@ -174,18 +174,23 @@ impl Reader {
         })
     }
 
-    /// What bounds the figures on this server: PostgreSQL's version and whether autovacuum
-    /// runs at all (the task table's own autovacuum settings only apply when it does);
+    /// What bounds the figures on this server: PostgreSQL's version, whether autovacuum
+    /// runs at all (the task table's own autovacuum settings only apply when it does) and
+    /// how many parallel workers a scan may take (the readers' unless they set their own);
     /// SQLite's version.
     pub(crate) async fn describe(&mut self) -> Result<String> {
         match self {
             Reader::Postgres { conn, .. } => {
-                let (version, autovacuum): (String, String) = sqlx::query_as(
-                    "SELECT current_setting('server_version'), current_setting('autovacuum')",
+                let (version, autovacuum, parallel): (String, String, String) = sqlx::query_as(
+                    "SELECT current_setting('server_version'), current_setting('autovacuum'), \
+                     current_setting('max_parallel_workers_per_gather')",
                 )
                 .fetch_one(&mut *conn)
                 .await?;
-                Ok(format!("PostgreSQL {version}, autovacuum {autovacuum}"))
+                Ok(format!(
+                    "PostgreSQL {version}, autovacuum {autovacuum}, \
+                     max_parallel_workers_per_gather {parallel}"
+                ))
             }
             Reader::Sqlite { conn, .. } => {
                 let version: String = sqlx::query_scalar("SELECT sqlite_version()")
