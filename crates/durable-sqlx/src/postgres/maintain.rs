@@ -27,7 +27,12 @@
 //! statement is planned for a partition of a few rows — for a claim, a read and sort of every
 //! due row instead of an ordered walk of the claim index, slower as the backlog grows, which
 //! is how a backlog feeds itself. So a round that finds the live rows at more than twice what
-//! the planner assumes analyzes the partition first.
+//! the planner assumes analyzes the partition first — unless they are within what the
+//! statistics' lag accounts for: each backend reports its inserts and deletes up to a second
+//! after it made them, so the live count can run a second or two of inserts ahead of the
+//! partition. Under a held horizon, where no vacuum sets the count, that lag alone made every
+//! round analyze (once a second), and each analyze changed every plan of the partition; a
+//! backlog instead keeps growing past it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -61,6 +66,7 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// count of rows per page times its pages now, as the planner scales it (`-1`: never counted).
 const COUNTS: &str = "
 SELECT coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live,
+    coalesce(n_tup_ins, 0) AS inserted,
     (SELECT CASE WHEN c.relpages > 0
             THEN c.reltuples / c.relpages
                 * (pg_relation_size(c.oid) / current_setting('block_size')::int8)
@@ -83,6 +89,8 @@ FROM pg_stat_user_tables WHERE relid = 'durable_tasks_live'::regclass";
 struct Counts {
     dead: i64,
     live: i64,
+    /// Rows inserted into the partition so far.
+    inserted: i64,
     planned: i64,
     horizon: Option<String>,
 }
@@ -112,14 +120,24 @@ const ANALYZE: &str = "ANALYZE (SKIP_LOCKED) durable_tasks_live";
 /// assumes: below it, any plan reads little.
 pub(super) const ANALYZE_FROM: i64 = 1_000;
 
+/// Seconds of inserts the live count may run ahead of the partition (each backend reports its
+/// counts up to a second after its transactions; the inserts and the finishes that remove the
+/// rows are reported by different backends).
+const LAG_SECONDS: f64 = 2.0;
+
 /// Whether the planner's row count of the live partition, `planned`, is so far below the
 /// `live` rows it holds that its plans are made for another table: a claim planned for a
 /// partition of a few rows reads and sorts every due row to take ten (a bitmap scan) rather
 /// than walking the claim index in order, and a backlog that builds faster than statistics
 /// are taken (a vacuum horizon held back stops the vacuums that set them; autovacuum visits a
 /// database once a minute) would make every claim read the whole backlog, slower as it grows.
-fn stale(live: i64, planned: i64) -> bool {
-    live >= ANALYZE_FROM && live > planned.max(0).saturating_mul(2)
+/// `inserts_per_s`: the partition's insert rate since the last round; the live count is
+/// trusted only past [`LAG_SECONDS`] of it.
+fn stale(live: i64, planned: i64, inserts_per_s: f64) -> bool {
+    // Whole rows: the rate comes from whole counts over a measured interval.
+    #[allow(clippy::cast_possible_truncation)]
+    let lag = (inserts_per_s.max(0.0) * LAG_SECONDS) as i64;
+    live >= ANALYZE_FROM && live > lag && live > planned.max(0).saturating_mul(2)
 }
 
 /// When this store vacuums: whether it did anything since the last round, and how long to
@@ -131,6 +149,8 @@ pub(super) struct Pace {
     /// Set by a vacuum that removed nothing (`None`: vacuum at the next round that needs
     /// one).
     backoff: Mutex<Option<Backoff>>,
+    /// The partition's insert count at the last round that read it, and when.
+    inserted: Mutex<Option<(i64, Instant)>>,
 }
 
 impl Pace {
@@ -150,6 +170,32 @@ impl Pace {
         self.backoff
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Rows inserted into the partition per second since the last round, `inserted` the
+    /// count now (0 at the first round, or when the count went back: a statistics reset).
+    fn inserts_per_s(&self, inserted: i64) -> f64 {
+        let mut last = self
+            .inserted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let rate = match *last {
+            Some((before, at)) if inserted >= before => {
+                let secs = now.duration_since(at).as_secs_f64();
+                // Counts far below 2^52: exact as f64.
+                #[allow(clippy::cast_precision_loss)]
+                let rows = (inserted - before) as f64;
+                if secs > 0.0 {
+                    rows / secs
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        };
+        *last = Some((inserted, now));
+        rate
     }
 
     /// Whether a vacuum may run now, `horizon` the oldest snapshot now.
@@ -205,13 +251,15 @@ pub(super) async fn maintain_on(pool: &PgPool, pace: &Pace) -> Result<Maintenanc
     let Some(Counts {
         dead,
         live,
+        inserted,
         planned,
         horizon,
     }) = counts(pool).await?
     else {
         return Ok(Maintenance::default());
     };
-    if stale(live, planned) {
+    let inserts_per_s = pace.inserts_per_s(inserted);
+    if stale(live, planned, inserts_per_s) {
         sqlx::raw_sql(ANALYZE)
             .execute(pool)
             .await
@@ -219,6 +267,7 @@ pub(super) async fn maintain_on(pool: &PgPool, pace: &Pace) -> Result<Maintenanc
         tracing::debug!(
             live,
             planned,
+            inserts_per_s,
             "analyzed the live task table: it outgrew the planner's statistics"
         );
     }
@@ -277,20 +326,44 @@ mod tests {
     #[test]
     fn statistics_are_stale_when_the_rows_outgrow_them_twice_over() {
         assert!(
-            !stale(ANALYZE_FROM - 1, -1),
+            !stale(ANALYZE_FROM - 1, -1, 0.0),
             "a small partition plans well anyway"
         );
-        assert!(stale(ANALYZE_FROM, -1), "never counted");
+        assert!(stale(ANALYZE_FROM, -1, 0.0), "never counted");
         assert!(
-            stale(30_000, 40),
+            stale(30_000, 40, 0.0),
             "vacuumed with a few rows, then a backlog"
         );
-        assert!(!stale(30_000, 15_000), "within twice");
-        assert!(stale(30_001, 15_000));
+        assert!(!stale(30_000, 15_000, 0.0), "within twice");
+        assert!(stale(30_001, 15_000, 0.0));
         assert!(
-            !stale(40, 30_000),
+            !stale(40, 30_000, 0.0),
             "fewer rows than planned: plans read less than thought"
         );
+    }
+
+    #[test]
+    fn a_second_of_inserts_not_yet_counted_out_is_not_a_backlog() {
+        // A held horizon: the last analyze counted 20 live rows on pages full of dead
+        // versions (planned 0); 2,000 tasks a second go in and out, and the inserts of the
+        // last second are counted before the finishes that removed them.
+        assert!(!stale(1_500, 0, 2_000.0), "within a second of inserts");
+        assert!(!stale(4_000, 0, 2_000.0), "within two");
+        assert!(stale(4_001, 0, 2_000.0), "a backlog past the lag");
+        assert!(stale(30_000, 40, 2_000.0), "a backlog");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_insert_rate_is_measured_between_rounds() {
+        let pace = Pace::default();
+        assert!(
+            pace.inserts_per_s(5_000).abs() < f64::EPSILON,
+            "first round"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!((pace.inserts_per_s(6_000) - 2_000.0).abs() < 1e-6);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(pace.inserts_per_s(10).abs() < f64::EPSILON, "a reset");
     }
 
     #[tokio::test(start_paused = true)]
