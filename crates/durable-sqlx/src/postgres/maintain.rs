@@ -30,9 +30,9 @@
 //! the planner assumes analyzes the partition first — unless they are within what the
 //! statistics' lag accounts for: each backend reports its inserts and deletes up to a second
 //! after it made them, so the live count can run a second or two of inserts ahead of the
-//! partition. Under a held horizon, where no vacuum sets the count, that lag alone made every
-//! round analyze (once a second), and each analyze changed every plan of the partition; a
-//! backlog instead keeps growing past it.
+//! partition. Under a held horizon, where no vacuum sets the count, that lag alone would make
+//! every round analyze (once a second), and each analyze changes the plans of every statement
+//! on the partition; a backlog instead keeps growing past it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
