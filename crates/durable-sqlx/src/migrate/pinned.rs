@@ -59,6 +59,10 @@ const SQLITE: &[(i64, &str)] = &[
         11,
         "e2440b7c5932e3f84a0d768b7650a65f71bcfb7b4282dfde097ee3fd62989c855c19ccaa74bea4c9c17ba0783343672d",
     ),
+    (
+        12,
+        "b2af7909f8fcbf5108819c4adce75a0100ca66a260c9f267a97d29da580d7e34bfb5f2574d67159c9dcc11368e6c684a",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -106,6 +110,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         11,
         "afc2a2d047792eeddfb716aade63a2b47a33884ba2948f83a48996b643d38b82a6be00425fb740f2c8c9c6f6fe4fcbb6",
+    ),
+    (
+        12,
+        "d1872314a04e752aa0cb243a94c6d2f904c10d4a72466fc650522f5fd8e46e6c99ed7754372076966b2dda9bb2e42dcc",
     ),
 ];
 

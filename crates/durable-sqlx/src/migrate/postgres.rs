@@ -47,8 +47,9 @@ async fn run_locked(conn: &mut PgConnection, migrations: &[Migration]) -> Result
     let plan = plan(migrations, &applied)?;
     plan.log();
     for pending in &plan.pending {
-        // A `-- no-transaction` migration (CREATE INDEX CONCURRENTLY) runs outside one, as
-        // with sqlx; the others and their record commit together.
+        // A `-- no-transaction` migration runs outside one, as with sqlx; the others and
+        // their record commit together. (Not for `CREATE INDEX CONCURRENTLY`: it would wait
+        // for an instance waiting on the lock held here, a deadlock.)
         if pending.migration.no_tx {
             apply(conn, pending).await?;
         } else {

@@ -106,10 +106,8 @@ impl AdminStore for PostgresStore {
             .await
     }
     async fn state_stats(&self) -> durable_core::Result<Vec<(TaskState, Count)>> {
-        self.run("stats", |pool| async move {
-            overview::states(&pool).await.map(|(states, _)| states)
-        })
-        .await
+        self.run("stats", |pool| async move { overview::states(&pool).await })
+            .await
     }
 
     async fn throughput(

@@ -6,7 +6,7 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::{claim, sql, PostgresStore};
+use super::{claim, overview, sql, PostgresStore};
 use crate::error::{Error, Result};
 use crate::util::detached;
 
@@ -97,6 +97,16 @@ impl PostgresStore {
             )
             .await?;
         Ok((backlog, unclaimable))
+    }
+
+    /// The query plan of the counts per state
+    /// ([`AdminStore::state_stats`](durable_core::store::AdminStore::state_stats), what the
+    /// runtime's state gauges read), bound as they are read (`EXPLAIN`, not executed). For
+    /// checking on a real database that each state is counted on its own partial index,
+    /// never by a scan of the history partition.
+    pub async fn explain_state_stats(&self) -> Result<String> {
+        let query = overview::explain_states(&self.pool, overview::Due::Skipped).await?;
+        self.explain(query).await
     }
 
     /// Runs an `EXPLAIN` and joins its lines.

@@ -5,15 +5,19 @@
 use chrono::{DateTime, Utc};
 use durable_core::store::{Count, Stats, ThroughputBucket, COUNT_BOUND};
 use durable_core::{TaskState, WorkerId};
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres, Row};
 
 use crate::admin::{bounded, count_limit, queue_counts};
 use crate::error::{Error, Result};
 
 /// Rows of one state, counted up to $1. Each state is a literal, so the partial index of
-/// that state applies (pending: the claim index; processing: the lease index; completed and
-/// cancelled: the pruning index; failed: migration 9's index). Live states are counted in
-/// the live partition only (the history partition has no index for them).
+/// that state applies (pending: the claim index; processing: the lease index; completed: the
+/// pruning index; failed: migration 9's index; cancelled: migration 12's, as the pruning
+/// index holds the completed rows too and a count of a few cancelled rows would read all of
+/// them). Live states are counted in the live partition only (the history partition has no
+/// index for them).
 macro_rules! bounded_count {
     ($where:literal) => {
         bounded_count!("durable_tasks", $where)
@@ -31,7 +35,9 @@ macro_rules! bounded_count {
 
 /// $1 bound; $2, $3, $4: whether to count completed, failed and cancelled rows (NULL when
 /// not: the planner's estimate already said there are more than the bound, and reading that
-/// many rows is what this avoids). One count per state, then the due pending rows.
+/// many rows is what this avoids); $5: whether to count the due pending rows (the state
+/// gauges do not read them, and under a held vacuum horizon each walk of the claim index
+/// passes every entry the horizon keeps). One count per state, then the due pending rows.
 const STATES: &str = concat!(
     "SELECT ",
     bounded_count!("durable_tasks_live", "state = 'pending'"),
@@ -43,12 +49,12 @@ const STATES: &str = concat!(
     bounded_count!("state = 'failed'"),
     " END AS failed, CASE WHEN $4 THEN ",
     bounded_count!("state = 'cancelled'"),
-    " END AS cancelled, ",
+    " END AS cancelled, CASE WHEN $5 THEN ",
     bounded_count!(
         "durable_tasks_live",
         "state = 'pending' AND run_at <= durable_now()"
     ),
-    " AS due"
+    " END AS due"
 );
 
 /// $1 bound, $2 most queues (all from the live partition). The queues with live rows: those of pending rows one index
@@ -100,7 +106,7 @@ fn estimate_statement(state: TaskState) -> Option<&'static str> {
 /// the estimate is all a count stopping at the bound could say anyway (labelled so).
 pub(super) async fn stats(pool: &PgPool) -> Result<Stats> {
     let db = || Error::db("stats");
-    let (states, due) = states(pool).await?;
+    let (states, due) = states_and_due(pool).await?;
     let rows = sqlx::query(QUEUES)
         .bind(count_limit())
         .bind(MAX_QUEUES)
@@ -115,32 +121,33 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats> {
     Ok(Stats::new(states, queues, due))
 }
 
-/// The counts per state and the due pending rows of [`stats`]: what
+/// Whether [`states`] counts the due pending rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    /// Counted, as [`stats`] reports them.
+    Counted,
+    /// Not read (`None`).
+    Skipped,
+}
+
+/// The counts per state of [`stats`], without its due pending rows: what
 /// [`AdminStore::state_stats`](durable_core::store::AdminStore::state_stats) reads.
-pub(super) async fn states(pool: &PgPool) -> Result<(Vec<(TaskState, Count)>, Count)> {
+pub(super) async fn states(pool: &PgPool) -> Result<Vec<(TaskState, Count)>> {
+    Ok(read_states(pool, Due::Skipped).await?.0)
+}
+
+/// The counts per state and the due pending rows of [`stats`].
+async fn states_and_due(pool: &PgPool) -> Result<(Vec<(TaskState, Count)>, Count)> {
+    let (states, row) = read_states(pool, Due::Counted).await?;
+    let due = bounded(row.try_get("due").map_err(Error::db("stats"))?);
+    Ok((states, due))
+}
+
+/// Runs [`STATES`]: the counts per state, and the row (with `due` when counted).
+async fn read_states(pool: &PgPool, due: Due) -> Result<(Vec<(TaskState, Count)>, PgRow)> {
     let db = || Error::db("stats");
-    let mut estimates = Vec::with_capacity(3);
-    for state in [
-        TaskState::Completed,
-        TaskState::Failed,
-        TaskState::Cancelled,
-    ] {
-        let estimate = match estimate_statement(state) {
-            Some(explain) => estimated(pool, explain).await?,
-            None => None,
-        };
-        estimates.push((state, estimate));
-    }
-    let counted = |state: TaskState| {
-        estimates
-            .iter()
-            .all(|(s, estimate)| *s != state || estimate.is_none())
-    };
-    let row = sqlx::query(STATES)
-        .bind(count_limit())
-        .bind(counted(TaskState::Completed))
-        .bind(counted(TaskState::Failed))
-        .bind(counted(TaskState::Cancelled))
+    let estimates = estimates(pool).await?;
+    let row = bind_states(sqlx::query(STATES), &estimates, due)
         .fetch_one(pool)
         .await
         .map_err(db())?;
@@ -156,8 +163,56 @@ pub(super) async fn states(pool: &PgPool) -> Result<(Vec<(TaskState, Count)>, Co
         };
         states.push((state, count));
     }
-    let due = bounded(row.try_get("due").map_err(db())?);
-    Ok((states, due))
+    Ok((states, row))
+}
+
+/// [`states`]' count statement under `EXPLAIN` (not executed), bound as [`states`] binds it
+/// for `due`.
+pub(super) async fn explain_states(
+    pool: &PgPool,
+    due: Due,
+) -> Result<Query<'static, Postgres, PgArguments>> {
+    let estimates = estimates(pool).await?;
+    let explain = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {STATES}")));
+    Ok(bind_states(explain, &estimates, due))
+}
+
+/// The planner's estimate of each terminal state's rows: `Some` past the bound (the state is
+/// reported as that estimate, not counted).
+async fn estimates(pool: &PgPool) -> Result<Vec<(TaskState, Option<Count>)>> {
+    let mut estimates = Vec::with_capacity(3);
+    for state in [
+        TaskState::Completed,
+        TaskState::Failed,
+        TaskState::Cancelled,
+    ] {
+        let estimate = match estimate_statement(state) {
+            Some(explain) => estimated(pool, explain).await?,
+            None => None,
+        };
+        estimates.push((state, estimate));
+    }
+    Ok(estimates)
+}
+
+/// Binds [`STATES`]' parameters: the bound, whether each terminal state is counted, and
+/// whether the due rows are.
+fn bind_states<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    estimates: &[(TaskState, Option<Count>)],
+    due: Due,
+) -> Query<'q, Postgres, PgArguments> {
+    let counted = |state: TaskState| {
+        estimates
+            .iter()
+            .all(|(s, estimate)| *s != state || estimate.is_none())
+    };
+    query
+        .bind(count_limit())
+        .bind(counted(TaskState::Completed))
+        .bind(counted(TaskState::Failed))
+        .bind(counted(TaskState::Cancelled))
+        .bind(due == Due::Counted)
 }
 
 /// The planner's row estimate, when it is past the bound (below it, rows are counted).

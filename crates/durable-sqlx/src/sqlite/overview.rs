@@ -11,8 +11,10 @@ use crate::admin::{bounded, count_limit, queue_counts};
 use crate::error::{Error, Result};
 
 /// Rows of one state, counted up to ?1. Each state is a literal, so the partial index of
-/// that state applies (pending: the claim index; processing: the lease index; completed and
-/// cancelled: the pruning index; failed: migration 9's index).
+/// that state applies (pending: the claim index; processing: the lease index; failed:
+/// migration 9's index; cancelled: migration 12's). Completed rows are read from the table
+/// (SQLite does not read the pruning index for one of its two states): the bound stops that
+/// read early, as finished rows are mostly completed ones.
 macro_rules! bounded_count {
     ($where:literal) => {
         concat!(
@@ -24,7 +26,7 @@ macro_rules! bounded_count {
 }
 
 /// ?1 bound, ?2 now. One count per state, then the due pending rows.
-const STATES: &str = concat!(
+pub(super) const STATES: &str = concat!(
     "SELECT ",
     bounded_count!("state = 'pending'"),
     " AS pending, ",
