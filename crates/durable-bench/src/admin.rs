@@ -156,6 +156,10 @@ async fn measure(
         time(|| async { store.stats().await.map(drop) }).await?,
     );
     add(
+        "state_stats() (the state gauges' read)",
+        time(|| async { store.state_stats().await.map(drop) }).await?,
+    );
+    add(
         "list: first page, newest first",
         time(|| async {
             store
