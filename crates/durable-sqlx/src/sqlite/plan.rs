@@ -34,14 +34,28 @@ async fn assert_indexed(store: &SqliteStore, what: &str, statement: &str, index:
     );
 }
 
-#[tokio::test]
-async fn claims_and_counts_read_the_claim_indexes() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A migrated store on a new file in `dir`, filled by `fill` (one statement) and analyzed.
+async fn filled_store(dir: &tempfile::TempDir, fill: &'static str) -> SqliteStore {
     let url = format!("sqlite://{}", dir.path().join("plan.db").display());
     let store = SqliteStore::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
+    sqlx::query(fill)
+        .execute(store.writer_pool())
+        .await
+        .expect("fill");
+    sqlx::query("ANALYZE")
+        .execute(store.writer_pool())
+        .await
+        .expect("analyze");
+    store
+}
+
+#[tokio::test]
+async fn claims_and_counts_read_the_claim_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
     // 20,000 rows of which 1% are pending, a few of those of a type no claim names.
-    sqlx::query(
+    let store = filled_store(
+        &dir,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
          INSERT INTO durable_tasks (id, name, queue, payload, state, max_attempts, run_at,
              created_at, updated_at, finished_at)
@@ -51,13 +65,7 @@ async fn claims_and_counts_read_the_claim_indexes() {
              CASE WHEN i % 100 = 0 THEN NULL ELSE i END
          FROM n",
     )
-    .execute(store.writer_pool())
-    .await
-    .expect("fill");
-    sqlx::query("ANALYZE")
-        .execute(store.writer_pool())
-        .await
-        .expect("analyze");
+    .await;
     for (what, statement, index) in [
         (
             "the bound cycle's claim",
@@ -108,11 +116,9 @@ async fn claims_and_counts_read_the_claim_indexes() {
 #[tokio::test]
 async fn counts_per_state_read_each_states_index() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("states.db").display());
-    let store = SqliteStore::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
     // 20,000 finished rows, all completed but for three cancelled and two failed ones.
-    sqlx::query(
+    let store = filled_store(
+        &dir,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
          INSERT INTO durable_tasks (id, name, queue, payload, state, max_attempts, run_at,
              created_at, updated_at, finished_at)
@@ -121,13 +127,7 @@ async fn counts_per_state_read_each_states_index() {
              3, i, i, i, i
          FROM n",
     )
-    .execute(store.writer_pool())
-    .await
-    .expect("fill");
-    sqlx::query("ANALYZE")
-        .execute(store.writer_pool())
-        .await
-        .expect("analyze");
+    .await;
     let steps = plan(&store, super::overview::STATES).await;
     let shown = steps.join("\n");
     eprintln!("{shown}");
