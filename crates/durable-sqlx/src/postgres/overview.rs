@@ -126,7 +126,7 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats> {
 pub(super) enum Due {
     /// Counted, as [`stats`] reports them.
     Counted,
-    /// Not read (`None`).
+    /// Left out of the statement.
     Skipped,
 }
 
