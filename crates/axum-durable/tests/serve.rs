@@ -242,7 +242,14 @@ async fn connections_open_at_the_http_deadline_are_closed_then() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(report.requeued, 1, "{report:?}");
+    // Stopped, not finished: handed back, or — on a machine too busy to commit within the
+    // requeue's reserve (a tenth of the runtime's half of the grace) — left to its lease.
+    assert_eq!((report.finished, report.drained), (0, false), "{report:?}");
+    assert_eq!(
+        report.requeued + report.not_handed_back as u64,
+        1,
+        "{report:?}"
+    );
 }
 
 async fn slow_signup(durable: Durable) -> StatusCode {

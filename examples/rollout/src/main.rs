@@ -93,6 +93,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         version = version.number(),
         finished = report.finished,
         requeued = report.requeued,
+        not_handed_back = report.not_handed_back,
         drained = report.drained,
         "example-rollout stopped"
     );

@@ -177,6 +177,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(
         finished = report.finished,
         requeued = report.requeued,
+        not_handed_back = report.not_handed_back,
         "example-signup stopped"
     );
     Ok(())

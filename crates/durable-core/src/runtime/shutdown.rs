@@ -19,6 +19,11 @@ pub struct ShutdownReport {
     pub finished: usize,
     /// Attempts stopped and handed back as `pending` (rows changed by the requeue).
     pub requeued: u64,
+    /// Attempts stopped whose hand-back was not confirmed within the grace (the database
+    /// failed or did not answer in time): their rows stay `processing` until their lease
+    /// expires, when the lease sweep of any instance requeues them. Neither finished nor
+    /// requeued; a non-zero count is also logged as an error.
+    pub not_handed_back: usize,
     /// Whether everything finished within the grace period.
     pub drained: bool,
 }
@@ -57,7 +62,7 @@ impl Runtime {
         shared.tracker.close();
         let drained =
             settled && within(shared.tracker.wait(), budget.drain_until, &self.force).await;
-        let mut requeued = 0;
+        let (mut requeued, mut stopped, mut not_handed_back) = (0, 0, 0);
         if !drained {
             shared.soft.cancel();
             within(shared.tracker.wait(), budget.cancel_until(), &self.force).await;
@@ -79,19 +84,26 @@ impl Runtime {
                 }
                 outcomes
             };
-            requeued = requeue(shared, outcomes, budget.requeue_deadline()).await;
+            stopped = outcomes.len();
+            match requeue(shared, outcomes, budget.requeue_deadline()).await {
+                Some(applied) => requeued = applied,
+                None => not_handed_back = stopped,
+            }
         }
         self.maintenance.cancel();
         within(self.loops.wait(), budget.deadline, &self.force).await;
-        let unfinished = usize::try_from(requeued).unwrap_or(usize::MAX);
+        // Every attempt collected for the hand-back was stopped, whatever its requeue did:
+        // only the others finished on their own.
         let report = ShutdownReport {
-            finished: running_at_start.saturating_sub(unfinished),
+            finished: running_at_start.saturating_sub(stopped),
             requeued,
+            not_handed_back,
             drained,
         };
         tracing::info!(
             finished = report.finished,
             requeued = report.requeued,
+            not_handed_back,
             drained,
             took_ms = budget.started.elapsed().as_millis() as u64,
             "durable runtime stopped"
@@ -195,16 +207,18 @@ pub(super) fn hand_back(fence: Fence, started: bool) -> Settle {
     Settle::new(fence, outcome)
 }
 
-async fn requeue(shared: &Shared, outcomes: Vec<Settle>, deadline: Instant) -> u64 {
+/// Hands `outcomes` back in one write, retried until `deadline`: the rows it changed (an
+/// attempt whose lease went elsewhere changes none), or `None` when no write was confirmed.
+async fn requeue(shared: &Shared, outcomes: Vec<Settle>, deadline: Instant) -> Option<u64> {
     if outcomes.is_empty() {
-        return 0;
+        return Some(0);
     }
     let tasks = outcomes.len();
     let writer = shared.client.writer();
     let mut pause = Duration::from_millis(50);
     loop {
         match tokio::time::timeout_at(deadline, writer.settle(outcomes.clone())).await {
-            Ok(Ok(applied)) => return applied.len() as u64,
+            Ok(Ok(applied)) => return Some(applied.len() as u64),
             Ok(Err(error)) if Instant::now() + pause < deadline => {
                 tracing::warn!(%error, "shutdown requeue failed; retrying");
                 tokio::time::sleep(pause).await;
@@ -213,12 +227,12 @@ async fn requeue(shared: &Shared, outcomes: Vec<Settle>, deadline: Instant) -> u
             Ok(Err(error)) => {
                 tracing::error!(%error, tasks,
                     "shutdown requeue failed; these tasks will be recovered when their lease expires");
-                return 0;
+                return None;
             }
             Err(_) => {
                 tracing::error!(tasks,
                     "shutdown requeue did not finish within the grace; these tasks will be recovered when their lease expires");
-                return 0;
+                return None;
             }
         }
     }

@@ -212,6 +212,8 @@ pub struct Faulty {
     inner: Arc<dyn Store>,
     skip_heartbeats: AtomicBool,
     hang_outcomes: AtomicBool,
+    /// Writes that only hand attempts back hang while set.
+    hang_hand_backs: AtomicBool,
     /// Inserts wait here while set; `held` tells that one is waiting.
     hold_inserts: AtomicBool,
     /// Writer cycles carrying a claim wait here while set.
@@ -226,11 +228,17 @@ impl Faulty {
             inner,
             skip_heartbeats: AtomicBool::new(false),
             hang_outcomes: AtomicBool::new(false),
+            hang_hand_backs: AtomicBool::new(false),
             hold_inserts: AtomicBool::new(false),
             hold_claims: AtomicBool::new(false),
             held: AtomicBool::new(false),
             release: tokio::sync::Notify::new(),
         })
+    }
+
+    /// From now on, a write that only hands attempts back (shutdown's requeue) hangs.
+    pub fn hang_hand_backs(&self) {
+        self.hang_hand_backs.store(true, Ordering::SeqCst);
     }
 
     async fn maybe_hang(&self) {
@@ -288,6 +296,9 @@ impl WorkerStore for Faulty {
             .all(|s| matches!(s.outcome, Outcome::Requeued));
         if !batch.complete.is_empty() || (!batch.settle.is_empty() && !hands_back) {
             self.maybe_hang().await;
+        }
+        if !batch.settle.is_empty() && hands_back && self.hang_hand_backs.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(60)).await;
         }
         let hold = (!batch.insert.is_empty() && self.hold_inserts.load(Ordering::SeqCst))
             || (batch.claim.is_some() && self.hold_claims.load(Ordering::SeqCst));

@@ -13,6 +13,7 @@ pub mod cancel;
 pub mod clock;
 mod counting;
 mod forward;
+pub mod hand_back;
 pub mod hardening;
 pub mod idempotency;
 pub mod periodic;
@@ -196,6 +197,8 @@ macro_rules! conformance_tests {
             insert_committed_after_a_forced_shutdown_is_handed_back,
             a_last_attempt_is_marked_started_before_it_runs,
             claim_landing_after_the_hand_back_starts_nothing);
+        $crate::conformance_tests!(@hand_back $make;
+            shutdown_reports_a_hand_back_it_could_not_write);
         $crate::conformance_tests!(@admin $make;
             admin_pages_in_both_orders_with_filters, admin_lists_a_creation_time_range,
             admin_search_is_bounded_and_resumable, admin_stats_exact_then_bounded,

@@ -1,0 +1,60 @@
+//! What shutdown reports when its hand-back cannot be written.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use durable_core::store::Store;
+use durable_core::{Registry, Runtime, TaskState};
+
+use super::hardening::{Faulty, Sticky};
+use super::tasks::Probe;
+use super::{eventually, row, TestDb};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A stopped attempt whose requeue the database does not confirm within the grace is
+/// neither finished nor requeued: the report counts it apart, and its row stays
+/// `processing` for the lease sweep.
+pub async fn shutdown_reports_a_hand_back_it_could_not_write(db: &impl TestDb) {
+    let faulty = Faulty::new(db.store());
+    let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
+    let probe = Probe::default();
+    let rt = Runtime::builder(
+        Arc::clone(&store),
+        Registry::new().register::<Sticky>(probe.clone()),
+    )
+    .lease(Duration::from_secs(30))
+    .poll_interval(Duration::from_millis(50))
+    .cancel_grace(Duration::from_millis(50))
+    .start();
+    let id = rt.client().enqueue(Sticky).await.expect("enqueue");
+    eventually("the attempt to run", WAIT, || async {
+        (rt.running() == 1).then_some(())
+    })
+    .await;
+    faulty.hang_hand_backs();
+    let grace = Duration::from_millis(500);
+    let started = Instant::now();
+    let report = rt.shutdown(grace).await;
+    assert!(
+        started.elapsed() < grace + Duration::from_millis(300),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (
+            report.finished,
+            report.requeued,
+            report.not_handed_back,
+            report.drained
+        ),
+        (0, 0, 1, false),
+        "{report:?}"
+    );
+    let r = row(&store, id).await;
+    assert_eq!(
+        r.state,
+        TaskState::Processing,
+        "left for the lease sweep: {r:?}"
+    );
+}
