@@ -147,7 +147,7 @@ async fn run_attempt(shared: Arc<Shared>, task: ClaimedTask) {
         }
         // Stopped before it ran: handed back at shutdown, nothing to write after a lost
         // lease, `cancelled` when that was requested.
-        Err(()) => stopped(&shared, &fence),
+        Err(()) => stopped(&shared, &fence).or_cancel(|| "cancelled before it started".to_owned()),
     };
     if matches!(outcome, Ended::Cancelled) {
         // Stays registered: the shutdown requeue hands it back and frees the slot (or did).
@@ -247,7 +247,7 @@ async fn execute(shared: &Shared, task: &ClaimedTask, running: &Running) -> Ende
     };
     if running.hard.is_cancelled() {
         // Started as shutdown forces its way out: run none of the task's code.
-        return stopped(shared, &fence);
+        return stopped(shared, &fence).or_cancel(|| "cancelled before it started".to_owned());
     }
     if task.attempt >= task.max_attempts {
         // A last attempt: record that it starts, so a crash before this point does not use

@@ -121,7 +121,9 @@ pub fn executions(
     }
 }
 
-/// Every claim a runtime was told of is run, unless its process ended right after.
+/// Every claim a runtime was told of is run, unless its process ended right after or its
+/// task's cancellation came right after (a runtime told to cancel an attempt it has not
+/// started yet ends it `cancelled` without running it, as it should).
 fn claims_run(ev: &Evidence, ran: &HashSet<Fence>, f: &mut Findings) {
     let ours: HashMap<TaskId, u32> = ev.submissions.iter().map(|s| (s.id, s.index)).collect();
     for g in &ev.journal.delivered {
@@ -129,11 +131,18 @@ fn claims_run(ev: &Evidence, ran: &HashSet<Fence>, f: &mut Findings) {
             continue; // a capacity probe's task
         };
         let p = ev.journal.owners.get(&g.fence.owner).copied().unwrap_or(0);
-        let ended = match ev.ends.get(&p) {
+        let process_end = match ev.ends.get(&p) {
             Some(End::Crashed(at)) => Some(*at),
             Some(End::Stopped(stop)) => Some(stop.began),
             None => None,
         };
+        let cancelled = ev
+            .cancels
+            .iter()
+            .filter(|(id, _)| *id == g.fence.id)
+            .map(|(_, at)| *at)
+            .min();
+        let ended = process_end.into_iter().chain(cancelled).min();
         if ended.is_some_and(|end| end < g.at + NEVER_RAN || slots_held(ev, p, g.at, end))
             || ran.contains(&g.fence)
         {

@@ -176,6 +176,25 @@ fn an_attempt_runs_once_and_only_on_a_delivered_claim() {
 }
 
 #[test]
+fn a_claim_may_go_unrun_when_its_task_is_cancelled_right_after() {
+    let mut case = Case::new();
+    case.ev.rows.get_mut(&case.id).expect("row").state = TaskState::Cancelled;
+    let fence = case.fence(2, 2);
+    case.ev.journal.delivered.push(Grant {
+        fence,
+        at: case.at(300),
+    });
+    case.ev.cancels.push((case.id, case.at(2_000)));
+    assert_eq!(case.rules(), ["claims-run"], "p2 had 1.7 s to start it");
+    case.ev.cancels[0].1 = case.at(350);
+    assert_eq!(
+        case.rules(),
+        Vec::<String>::new(),
+        "cancelled before p2 could start it"
+    );
+}
+
+#[test]
 fn a_claim_may_wait_unrun_only_while_every_slot_runs_another_attempt() {
     let mut case = Case::new();
     let fence = case.fence(2, 2);
