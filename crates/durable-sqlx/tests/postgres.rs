@@ -8,6 +8,8 @@
 //! Without the variable the tests are skipped with a message on stderr, unless `CI` is set:
 //! then they fail, because CI must run them.
 
+#[path = "postgres/claim_index.rs"]
+mod claim_index;
 #[path = "postgres/clock_plans.rs"]
 mod clock_plans;
 mod conformance;

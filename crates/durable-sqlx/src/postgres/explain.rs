@@ -3,7 +3,7 @@
 
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
-use sqlx::{Postgres, Row};
+use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use super::{claim, overview, sql, PostgresStore};
@@ -41,7 +41,7 @@ impl PostgresStore {
             .bind(names)
             .bind(queue.to_owned()),
         };
-        self.explain(query).await
+        explain_on(&self.claims, query).await
     }
 
     /// The query plan of a claim that resumes from a position (see
@@ -70,7 +70,7 @@ impl PostgresStore {
             None => query,
         };
         let query = query.bind(0_i32).bind(chrono::Utc::now()).bind(Uuid::nil());
-        self.explain(query).await
+        explain_on(&self.claims, query).await
     }
 
     /// The query plans of the two counts that are not claims (`EXPLAIN`, not executed): the
@@ -109,18 +109,23 @@ impl PostgresStore {
         self.explain(query).await
     }
 
-    /// Runs an `EXPLAIN` and joins its lines.
+    /// Runs an `EXPLAIN` on the store's pool and joins its lines.
     async fn explain(&self, query: Query<'static, Postgres, PgArguments>) -> Result<String> {
-        let pool = self.pool.clone();
-        detached("explain", async move {
-            let rows = query.fetch_all(&pool).await.map_err(Error::db("explain"))?;
-            let lines = rows
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(Error::db("explain"))?;
-            Ok(lines.join("\n"))
-        })
-        .await
+        explain_on(&self.pool, query).await
     }
+}
+
+/// Runs an `EXPLAIN` on `pool` (the claims' own, for a claim) and joins its lines.
+async fn explain_on(pool: &PgPool, query: Query<'static, Postgres, PgArguments>) -> Result<String> {
+    let pool = pool.clone();
+    detached("explain", async move {
+        let rows = query.fetch_all(&pool).await.map_err(Error::db("explain"))?;
+        let lines = rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::db("explain"))?;
+        Ok(lines.join("\n"))
+    })
+    .await
 }

@@ -53,6 +53,7 @@ mod admin;
 mod builder;
 mod cancel;
 mod claim;
+mod claim_pool;
 mod clock;
 mod explain;
 mod idempotency;
@@ -120,6 +121,8 @@ fn ms(d: Duration) -> i64 {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The claims' own connections (see [`claim_pool`]).
+    claims: PgPool,
     /// The offset a test clock moved `durable_now()` by, for the times computed on the
     /// application's side (a client's delays). Zero in production.
     pub(crate) clock: crate::clock::Clock,
@@ -160,8 +163,9 @@ impl PostgresStore {
     }
 
     /// A store on an existing pool (for example the application's own). Its connect options
-    /// (`search_path`, `application_name`) are the store's; the `LISTEN` connection is opened
-    /// with the same options, outside the pool.
+    /// (`search_path`, `application_name`) are the store's; the `LISTEN` connection and the
+    /// claims' connections (at most two, with `enable_sort = off`: see `docs/POSTGRES.md`)
+    /// are opened with the same options, outside the pool.
     ///
     /// Give the pool's connections `plan_cache_mode=force_custom_plan`, as
     /// [`builder`](Self::builder) does: the live partition is empty one moment and holds tens
@@ -183,6 +187,7 @@ impl PostgresStore {
     /// ```
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
+            claims: claim_pool::claim_pool(&pool),
             pool,
             clock: crate::clock::Clock::default(),
             resume: Arc::default(),

@@ -33,7 +33,9 @@ impl PostgresStore {
         }
         let request = request.clone();
         let resume = std::sync::Arc::clone(&self.resume);
-        self.run("claim", move |pool| async move {
+        // On the claims' own connections (see `claim_pool`).
+        let pool = self.claims.clone();
+        crate::util::detached("claim", async move {
             if request.capped.is_empty() {
                 // The common case: one statement, its own transaction.
                 let mut conn = pool.acquire().await.map_err(Error::db("claim"))?;
@@ -55,6 +57,7 @@ impl PostgresStore {
             Ok(claimed)
         })
         .await
+        .map_err(Into::into)
     }
 
     /// Writes outcomes other than completion, one statement each (a shutdown's requeue: one

@@ -112,7 +112,7 @@ impl WorkerStore for PostgresStore {
             };
             let claimed = match batch.claim {
                 Some(request) if !request.is_empty() && request.capped.is_empty() => {
-                    pooled(pool, "claim", async |conn| {
+                    pooled(&self.claims, "claim", async |conn| {
                         let claim = Claim {
                             request,
                             resume: &self.resume,

@@ -1,0 +1,42 @@
+//! The connections claims run on: the store's connect options, with sorting priced out.
+//!
+//! A claim takes the first due rows in claim order, and the claim indexes hold them in that
+//! order: walked from the head (or from the claim's position), the claim reads its `LIMIT`
+//! rows and stops. Every other plan reads every pending entry of an index (a bitmap scan, a
+//! per-queue index read from end to end, a sequential scan) and sorts what it found. On the
+//! statistics of a healthy queue (a row or two pending, what the housekeeping's analyze sees)
+//! those plans are estimated as cheap as the walk, and PostgreSQL takes either from one
+//! analyze to the next: it prices an index by the rows it expects to match, not by the
+//! entries it holds. Under a held vacuum horizon the claim indexes keep an entry for every
+//! task pending since, so a claim that reads them all took longer with every task — tens of
+//! milliseconds after a minute, the queue building up behind it — until the next analyze
+//! happened to pick the walk again.
+//!
+//! `enable_sort = off` on these connections prices every plan with a sort out of reach, so
+//! the walk in claim order is what a claim runs whatever the statistics. It is not a ban: a
+//! database without the claim indexes still plans a sort. Only claims run here; every other
+//! statement of the store keeps the server's settings on the store's pool.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// At most this many claim connections per store: a runtime has one claim in flight at a
+/// time, and a claim at shutdown may overlap it.
+const CLAIM_CONNECTIONS: u32 = 2;
+
+/// A pool for claims on the connect options of `pool` (schema, application name, timeouts,
+/// plan cache mode: everything the store's connections get), opened on first use.
+pub(super) fn claim_pool(pool: &PgPool) -> PgPool {
+    let options = (*pool.connect_options())
+        .clone()
+        .options([("enable_sort", "off")]);
+    let settings = pool.options();
+    PgPoolOptions::new()
+        .max_connections(CLAIM_CONNECTIONS)
+        .min_connections(0)
+        .acquire_timeout(settings.get_acquire_timeout())
+        .idle_timeout(settings.get_idle_timeout())
+        .max_lifetime(settings.get_max_lifetime())
+        .test_before_acquire(false)
+        .connect_lazy_with(options)
+}

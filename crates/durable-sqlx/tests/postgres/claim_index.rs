@@ -1,0 +1,70 @@
+//! Claims walk a claim index in claim order, whatever the statistics say.
+
+use super::pg_db_or_skip;
+
+/// The live partition as the housekeeping's vacuum and analyze leave it in a healthy queue:
+/// rows being processed and almost nothing pending. Planned on those statistics, a claim
+/// expects a row or two, and reading every pending entry of an index and sorting them looks
+/// as cheap as walking the claim index in order: PostgreSQL planned a bitmap scan of the
+/// per-queue index (its leading column is the queue) and a sort. Under a held vacuum horizon
+/// the claim indexes keep an entry for every task pending since, so each such claim read
+/// more than the last until the next analyze. Every claim must walk its index in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_walk_their_index_in_order_whatever_the_statistics() {
+    let Some(db) = pg_db_or_skip().await else {
+        return;
+    };
+    sqlx::query(
+        "INSERT INTO durable_tasks_live (id, name, queue, payload, state, attempts, max_attempts,
+            lease_owner, lease_expires_at, started_at)
+         SELECT gen_random_uuid(), 'work', CASE WHEN i % 4 = 0 THEN 'mail' ELSE 'default' END,
+             '{}', CASE WHEN i % 5000 = 0 THEN 'pending' ELSE 'processing' END,
+             CASE WHEN i % 5000 = 0 THEN 0 ELSE 1 END, 3,
+             CASE WHEN i % 5000 = 0 THEN NULL ELSE gen_random_uuid() END,
+             CASE WHEN i % 5000 = 0 THEN NULL ELSE now() + interval '30 seconds' END,
+             CASE WHEN i % 5000 = 0 THEN NULL ELSE now() END
+         FROM generate_series(1, 10000) AS i",
+    )
+    .execute(db.pool())
+    .await
+    .expect("fill");
+    // Finished tasks leave the partition; the housekeeping's vacuum and analyze follow.
+    sqlx::query("DELETE FROM durable_tasks_live WHERE state = 'processing' AND random() < 0.99")
+        .execute(db.pool())
+        .await
+        .expect("finish");
+    sqlx::query("VACUUM ANALYZE durable_tasks_live")
+        .execute(db.pool())
+        .await
+        .expect("vacuum");
+    let names = ["work"];
+    let plans = [
+        ("claim", db.store.explain_claim(16, None, &names).await),
+        (
+            "resumed claim",
+            db.store.explain_resumed_claim(16, None, &names).await,
+        ),
+    ];
+    for (what, plan) in plans {
+        let plan = plan.expect("explain");
+        assert!(
+            plan.contains("Index Scan using durable_tasks_live_ready on durable_tasks_live"),
+            "the {what} does not walk the claim index:\n{plan}"
+        );
+        assert!(
+            !plan.contains("Sort"),
+            "the {what} sorts what it read:\n{plan}"
+        );
+    }
+    // The claim of one capped queue walks the per-queue index.
+    let queue = db
+        .store
+        .explain_claim(8, Some("mail"), &names)
+        .await
+        .expect("explain");
+    assert!(
+        queue.contains("Index Scan using durable_tasks_live_ready_queue on durable_tasks_live"),
+        "{queue}"
+    );
+    assert!(!queue.contains("Sort"), "{queue}");
+}
