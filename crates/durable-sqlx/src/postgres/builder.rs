@@ -73,8 +73,9 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Most pooled connections (default 10). The `LISTEN` connection of a running runtime
-    /// is one more, outside the pool. See `docs/POSTGRES.md` for sizing.
+    /// Most pooled connections (default 10). Outside the pool: the `LISTEN` connection of a
+    /// running runtime, and the claims' connections (one per runtime claiming, at most two
+    /// per store). See `docs/POSTGRES.md` for sizing.
     #[must_use]
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
