@@ -12,6 +12,8 @@
 mod claim_index;
 #[path = "postgres/clock_plans.rs"]
 mod clock_plans;
+#[path = "postgres/completion_plan.rs"]
+mod completion_plan;
 mod conformance;
 #[path = "postgres/estimated_counts.rs"]
 mod estimated_counts;

@@ -6,6 +6,9 @@ use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
+use durable_core::store::Fence;
+
+use super::rows::fence_columns;
 use super::{claim, overview, sql, PostgresStore};
 use crate::error::{Error, Result};
 use crate::util::detached;
@@ -71,6 +74,19 @@ impl PostgresStore {
         };
         let query = query.bind(0_i32).bind(chrono::Utc::now()).bind(Uuid::nil());
         explain_on(&self.claims, query).await
+    }
+
+    /// The query plan of the completion of `fences` (`EXPLAIN`, not executed), planned with
+    /// its parameters as every completion is. For checking on a real database that the rows
+    /// a completion moves are found by their primary key, never by a scan of the live
+    /// partition, whatever its statistics say.
+    pub async fn explain_completion(&self, fences: &[Fence]) -> Result<String> {
+        let (ids, owners, attempts) = fence_columns(fences);
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {}", sql::COMPLETE)))
+            .bind(ids)
+            .bind(owners)
+            .bind(attempts);
+        self.explain(query).await
     }
 
     /// The query plans of the two counts that are not claims (`EXPLAIN`, not executed): the

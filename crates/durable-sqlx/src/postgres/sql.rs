@@ -107,7 +107,13 @@ FROM (SELECT 1 FROM inserted WHERE state = 'pending' AND run_at <= durable_now()
 ///
 /// Each fence is looked up by its id, one primary-key probe per fence (a lateral subquery
 /// over the fences in id order), its state checked once the row is locked, and the update
-/// finds the locked rows by id only. No part states `state = 'processing'` to the planner
+/// finds the locked rows by id only: `id = ANY` of their ids, a scan of the primary key with
+/// no join for the planner to choose. Joined to the locked rows instead, the update was
+/// planned, on the statistics of a healthy queue (a few rows left on pages that held
+/// thousands), as a hash join over a sequential scan of the live partition, or a nested loop
+/// with that scan as its inner side: under a held vacuum horizon, a read of every version of
+/// every task finished since, per completion batch (or per fence). An array the planner
+/// cannot see into counts as ten ids, so only a partition of a few dozen pages is read whole. No part states `state = 'processing'` to the planner
 /// where the lease-sweep index (`durable_tasks_live_held`, partial on that state) could
 /// serve it: a plan that walks that index — chosen while it looked small — walks, under a
 /// held vacuum horizon, an entry for every task finished since, for every fence: seconds
@@ -133,8 +139,7 @@ WITH held AS MATERIALIZED (
 UPDATE durable_tasks AS t SET ",
             $($set)+,
             "
-FROM held
-WHERE t.id = held.id AND NOT t.archived
+WHERE t.id = ANY(ARRAY(SELECT id FROM held)) AND NOT t.archived
 RETURNING ",
             $returning
         )
