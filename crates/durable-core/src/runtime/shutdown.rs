@@ -37,19 +37,28 @@ impl Runtime {
     /// released, attempt not counted — so the next process starts them at once.
     ///
     /// The grace is a promise to whoever waits for the process to exit (an orchestrator
-    /// that sends SIGKILL after its timeout): every phase fits in it. The end of the grace
-    /// is kept for the hand-back — the cancel grace (at most a quarter of `grace`) and a
-    /// requeue reserve (a tenth of `grace`, at most 1 s) — and attempts that are still
-    /// recording their outcome when the reserve begins (a database that does not answer)
-    /// are handed back with the rest rather than waited for. The requeue itself gets at
-    /// least 100 ms, so a zero grace still hands the rows back. After
+    /// that sends SIGKILL after its timeout): every phase fits in it, but for the last
+    /// write. The end of the grace is kept for the hand-back — the cancel grace (at most a
+    /// quarter of `grace`) and a requeue reserve — and attempts that are still recording
+    /// their outcome when the reserve begins (a database that does not answer) are handed
+    /// back with the rest rather than waited for. The reserve is a tenth of `grace`, or
+    /// twice the slowest write of the last 10 to 20 seconds when that is more (a write in
+    /// flight to wait out, then its own), at most 1 s and at most half of `grace`. The
+    /// requeue itself is given at least 100 ms, or that twice the slowest write (at most
+    /// 1 s), even past the grace: a zero grace still hands the rows back, and a database
+    /// that commits slowly right now is given the time its writes take rather than leaving
+    /// the rows to wait out their leases (each such attempt then counts). After
     /// [`force_shutdown`](Self::force_shutdown) every wait ends at once.
     ///
     /// Call it after the HTTP server stopped accepting, so in-flight requests have written
     /// their tasks first.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let shared = &self.shared;
-        let budget = Budget::new(grace, shared.config.cancel_grace);
+        let budget = Budget::new(
+            grace,
+            shared.config.cancel_grace,
+            shared.client.writer().recent_write(),
+        );
         shared.stopping.cancel();
         shared.wake.notify();
         // A claim in flight finishes and spawns what it took before the drain begins;
@@ -115,7 +124,11 @@ impl Runtime {
 /// The least time a shutdown's requeue is given, whatever the grace.
 const MIN_REQUEUE: Duration = Duration::from_millis(100);
 
+/// The most a shutdown's requeue is given past the grace, however slow recent writes were.
+const MAX_REQUEUE: Duration = Duration::from_secs(1);
+
 /// How a shutdown spends its grace: drain, then cancel, then hand back.
+#[derive(Debug)]
 struct Budget {
     started: Instant,
     /// Running attempts may finish on their own until here.
@@ -126,21 +139,28 @@ struct Budget {
     requeue_from: Instant,
     /// The end of the grace.
     deadline: Instant,
+    /// What the requeue is given at least, from when it starts.
+    requeue_least: Duration,
 }
 
 impl Budget {
-    fn new(grace: Duration, cancel_grace: Duration) -> Self {
+    /// The budget of `grace`, the hand-back sized for writes as slow as `recent_write`.
+    fn new(grace: Duration, cancel_grace: Duration, recent_write: Duration) -> Self {
         let started = Instant::now();
         let deadline = started + grace;
-        let reserve = (grace / 10).min(Duration::from_secs(1));
+        // A write queued now may wait for one in flight, then make its own. One stalled
+        // write (a restart) must not take the drain's time for long: at most 1 s.
+        let hand_back = recent_write.saturating_mul(2).min(MAX_REQUEUE);
+        let reserve = (grace / 10).max(hand_back).min(MAX_REQUEUE).min(grace / 2);
         let cancel = cancel_grace.min(grace / 4);
         let requeue_from = deadline - reserve;
         Self {
             started,
-            drain_until: requeue_from - cancel,
+            drain_until: requeue_from.checked_sub(cancel).unwrap_or(started),
             cancel,
             requeue_from,
             deadline,
+            requeue_least: MIN_REQUEUE.max(hand_back),
         }
     }
 
@@ -148,11 +168,11 @@ impl Budget {
         (Instant::now() + self.cancel).min(self.requeue_from)
     }
 
-    /// The requeue gets what is left of the grace, and at least [`MIN_REQUEUE`]: a grace
+    /// The requeue gets what is left of the grace, and at least `requeue_least`: a grace
     /// too short to hand anything back (zero, say) still makes one attempt rather than
     /// leaving the rows to wait out their leases.
     fn requeue_deadline(&self) -> Instant {
-        self.deadline.max(Instant::now() + MIN_REQUEUE)
+        self.deadline.max(Instant::now() + self.requeue_least)
     }
 }
 
@@ -235,5 +255,45 @@ async fn requeue(shared: &Shared, outcomes: Vec<Settle>, deadline: Instant) -> O
                 return None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// (drain, reserve, least requeue) of a budget, in milliseconds.
+    fn shape(grace: Duration, recent_write: Duration) -> (u128, u128, u128) {
+        let b = Budget::new(grace, 50 * MS, recent_write);
+        (
+            (b.drain_until - b.started).as_millis(),
+            (b.deadline - b.requeue_from).as_millis(),
+            b.requeue_least.as_millis(),
+        )
+    }
+
+    #[test]
+    fn fast_writes_keep_a_tenth_of_the_grace_for_the_hand_back() {
+        assert_eq!(shape(1_000 * MS, 3 * MS), (850, 100, 100));
+        assert_eq!(shape(30_000 * MS, 3 * MS), (28_950, 1_000, 100));
+    }
+
+    #[test]
+    fn slow_writes_move_the_hand_back_earlier_and_give_it_their_time() {
+        // 150 ms writes: 300 ms for a write in flight and the requeue's own.
+        assert_eq!(shape(1_000 * MS, 150 * MS), (650, 300, 300));
+        // A short grace keeps half for the drain and the cancel.
+        assert_eq!(shape(300 * MS, 150 * MS), (100, 150, 300));
+        // Past the grace by one second at most.
+        assert_eq!(shape(1_000 * MS, 5_000 * MS), (450, 500, 1_000));
+        // A stalled write takes one second of a long grace's drain, no more.
+        assert_eq!(shape(30_000 * MS, 5_000 * MS), (28_950, 1_000, 1_000));
+    }
+
+    #[test]
+    fn a_zero_grace_still_hands_back() {
+        assert_eq!(shape(Duration::ZERO, Duration::ZERO), (0, 0, 100));
     }
 }

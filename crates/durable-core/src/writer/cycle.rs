@@ -1,11 +1,13 @@
 //! One writer cycle: what it gathers from the queue, the one store write, and the answers.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::latency::WriteLatency;
 use super::local::{Attached, ClaimReport, LocalRuntime, Reservation};
 use super::queue::Ticket;
 use super::split::{answer_failed, answer_stored, check_survivors, Inserter, SharedError};
@@ -63,6 +65,7 @@ pub(super) async fn write_loop(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     local: Attached,
+    latency: Arc<WriteLatency>,
 ) {
     let mut stalled = tokio::task::JoinSet::new();
     while let Some(first) = rx.recv().await {
@@ -86,7 +89,8 @@ pub(super) async fn write_loop(
         }
         let local = local.get().and_then(Weak::upgrade);
         let store = Arc::clone(&store);
-        let mut run = Box::pin(async move { cycle.run(&*store, local).await });
+        let latency = Arc::clone(&latency);
+        let mut run = Box::pin(async move { cycle.run(&*store, local, &latency).await });
         tokio::select! {
             () = &mut run => {}
             () = tokio::time::sleep(STALLED), if stalled.len() < MAX_STALLED => {
@@ -98,6 +102,15 @@ pub(super) async fn write_loop(
         while stalled.try_join_next().is_some() {}
     }
     while stalled.join_next().await.is_some() {}
+}
+
+/// Runs one store write, recording how long it took.
+async fn timed<T>(latency: &WriteLatency, write: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = write.await;
+    let now = Instant::now();
+    latency.record(now - started, now);
+    out
 }
 
 /// What one cycle gathered.
@@ -169,7 +182,12 @@ impl Gathered {
         }
     }
 
-    async fn run(mut self, store: &dyn Store, local: Option<Arc<dyn LocalRuntime>>) {
+    async fn run(
+        mut self,
+        store: &dyn Store,
+        local: Option<Arc<dyn LocalRuntime>>,
+        latency: &WriteLatency,
+    ) {
         let reservation = match &local {
             Some(runtime) if !self.rows.is_empty() => runtime.reserve(&mut self.rows),
             _ => None,
@@ -189,7 +207,7 @@ impl Gathered {
         let outcome = if batch.is_empty() {
             WriteOutcome::empty()
         } else {
-            store.write(batch).await
+            timed(latency, store.write(batch)).await
         };
         self.answer_outcomes(outcome.completed, outcome.settled);
         if let Some((runtime, done)) = first_claim {
@@ -201,7 +219,11 @@ impl Gathered {
         for (runtime, done) in claims {
             let request = runtime.begin_claim();
             let claimed = match &request {
-                Some(r) => store.write(WriteBatch::new().claim(r)).await.claimed,
+                Some(r) => {
+                    timed(latency, store.write(WriteBatch::new().claim(r)))
+                        .await
+                        .claimed
+                }
                 None => Ok(Vec::new()),
             };
             let _ = done.send(finish_claim(&*runtime, request, claimed));

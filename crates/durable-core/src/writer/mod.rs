@@ -26,6 +26,7 @@
 //! [`WorkerStore::write`]: crate::store::WorkerStore::write
 
 mod cycle;
+mod latency;
 mod local;
 mod queue;
 mod split;
@@ -33,6 +34,7 @@ mod thread;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,6 +43,7 @@ use crate::ids::TaskId;
 use crate::store::{CommitMode, Fence, NewTask, ResponseRecord, Settle, Store};
 
 use cycle::{Job, MAX_BATCH_BYTES, MAX_BATCH_ROWS};
+use latency::WriteLatency;
 use local::Attached;
 pub(crate) use local::{ClaimReport, LocalRuntime, Reservation};
 use queue::{Ticket, WriteQueue};
@@ -55,6 +58,8 @@ pub(crate) struct Writer {
     /// Inserts accepted and not yet answered; the job channel carries no more.
     queue: Arc<WriteQueue>,
     local: Attached,
+    /// How long the store's recent writes took (every lane's).
+    latency: Arc<WriteLatency>,
 }
 
 impl fmt::Debug for Writer {
@@ -77,7 +82,13 @@ impl Writer {
     pub(crate) fn start(store: Arc<dyn Store>, max_rows: usize, max_bytes: usize) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         let local: Attached = Arc::new(OnceLock::new());
-        let main = cycle::write_loop(Arc::clone(&store), rx, Arc::clone(&local));
+        let latency = Arc::new(WriteLatency::default());
+        let main = cycle::write_loop(
+            Arc::clone(&store),
+            rx,
+            Arc::clone(&local),
+            Arc::clone(&latency),
+        );
         let outcomes = if store.commit_mode() == CommitMode::Serial {
             thread::spawn(main);
             jobs.clone()
@@ -85,7 +96,12 @@ impl Writer {
             tokio::spawn(main);
             let (outcomes, rx) = mpsc::unbounded_channel();
             let none: Attached = Arc::new(OnceLock::new());
-            tokio::spawn(cycle::write_loop(Arc::clone(&store), rx, none));
+            tokio::spawn(cycle::write_loop(
+                Arc::clone(&store),
+                rx,
+                none,
+                Arc::clone(&latency),
+            ));
             outcomes
         };
         Self {
@@ -94,11 +110,18 @@ impl Writer {
             store,
             queue: WriteQueue::new(max_rows, max_bytes),
             local,
+            latency,
         }
     }
 
     pub(crate) fn queue(&self) -> &WriteQueue {
         &self.queue
+    }
+
+    /// The slowest store write of the last 10 to 20 seconds (zero if none): what a write
+    /// queued now may take, and as long again if it waits for one in flight.
+    pub(crate) fn recent_write(&self) -> Duration {
+        self.latency.recent(Instant::now())
     }
 
     /// Attaches the runtime whose tasks this writer dispatches; `false` if one already is.

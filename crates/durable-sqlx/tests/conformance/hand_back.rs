@@ -58,3 +58,51 @@ pub async fn shutdown_reports_a_hand_back_it_could_not_write(db: &impl TestDb) {
         "left for the lease sweep: {r:?}"
     );
 }
+
+/// A database that commits slowly right now (every write 200 ms) is given the time its
+/// writes take: the shutdown starts the hand-back early enough, and waits for it past the
+/// end of the grace if need be, rather than leaving the row to wait out its lease.
+pub async fn shutdown_gives_a_slow_database_the_time_its_writes_take(db: &impl TestDb) {
+    let faulty = Faulty::new(db.store());
+    let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
+    let probe = Probe::default();
+    let rt = Runtime::builder(
+        Arc::clone(&store),
+        Registry::new().register::<Sticky>(probe.clone()),
+    )
+    .lease(Duration::from_secs(30))
+    .poll_interval(Duration::from_millis(50))
+    .cancel_grace(Duration::from_millis(50))
+    .start();
+    let id = rt.client().enqueue(Sticky).await.expect("enqueue");
+    eventually("the attempt to run", WAIT, || async {
+        (rt.running() == 1).then_some(())
+    })
+    .await;
+    faulty.slow_writes(Duration::from_millis(200));
+    // The runtime's claims meet the slow database before the signal.
+    eventually("two slow claims", WAIT, || async {
+        (faulty.slowed() >= 2).then_some(())
+    })
+    .await;
+    let grace = Duration::from_millis(600);
+    let started = Instant::now();
+    let report = rt.shutdown(grace).await;
+    let took = started.elapsed();
+    assert_eq!(
+        (
+            report.finished,
+            report.requeued,
+            report.not_handed_back,
+            report.drained
+        ),
+        (0, 1, 0, false),
+        "{report:?} after {took:?}"
+    );
+    assert!(
+        took < grace + Duration::from_secs(1),
+        "shutdown took {took:?}"
+    );
+    let r = row(&store, id).await;
+    assert_eq!(r.state, TaskState::Pending, "handed back: {r:?}");
+}

@@ -2,7 +2,7 @@
 //! its own token, a runtime re-claiming its own task, outcome writes that hang at shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -214,6 +214,10 @@ pub struct Faulty {
     hang_outcomes: AtomicBool,
     /// Writes that only hand attempts back hang while set.
     hang_hand_backs: AtomicBool,
+    /// Every write takes this many milliseconds more.
+    slow_writes_ms: AtomicU64,
+    /// Writes made slow so far.
+    slowed: AtomicU32,
     /// Inserts wait here while set; `held` tells that one is waiting.
     hold_inserts: AtomicBool,
     /// Writer cycles carrying a claim wait here while set.
@@ -229,6 +233,8 @@ impl Faulty {
             skip_heartbeats: AtomicBool::new(false),
             hang_outcomes: AtomicBool::new(false),
             hang_hand_backs: AtomicBool::new(false),
+            slow_writes_ms: AtomicU64::new(0),
+            slowed: AtomicU32::new(0),
             hold_inserts: AtomicBool::new(false),
             hold_claims: AtomicBool::new(false),
             held: AtomicBool::new(false),
@@ -239,6 +245,17 @@ impl Faulty {
     /// From now on, a write that only hands attempts back (shutdown's requeue) hangs.
     pub fn hang_hand_backs(&self) {
         self.hang_hand_backs.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, every write takes `by` more (a database committing slowly).
+    pub fn slow_writes(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.slow_writes_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How many writes were made slow so far.
+    pub fn slowed(&self) -> u32 {
+        self.slowed.load(Ordering::SeqCst)
     }
 
     async fn maybe_hang(&self) {
@@ -290,6 +307,11 @@ impl WorkerStore for Faulty {
         self.inner.unclaimable(known, waiting).await
     }
     async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
+        let slow = self.slow_writes_ms.load(Ordering::SeqCst);
+        if slow > 0 {
+            tokio::time::sleep(Duration::from_millis(slow)).await;
+            self.slowed.fetch_add(1, Ordering::SeqCst);
+        }
         let hands_back = batch
             .settle
             .iter()

@@ -198,7 +198,8 @@ macro_rules! conformance_tests {
             a_last_attempt_is_marked_started_before_it_runs,
             claim_landing_after_the_hand_back_starts_nothing);
         $crate::conformance_tests!(@hand_back $make;
-            shutdown_reports_a_hand_back_it_could_not_write);
+            shutdown_reports_a_hand_back_it_could_not_write,
+            shutdown_gives_a_slow_database_the_time_its_writes_take);
         $crate::conformance_tests!(@admin $make;
             admin_pages_in_both_orders_with_filters, admin_lists_a_creation_time_range,
             admin_search_is_bounded_and_resumable, admin_stats_exact_then_bounded,
