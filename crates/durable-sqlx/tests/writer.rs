@@ -690,6 +690,84 @@ mod postgres_pool {
             .expect("migrate without a statement timeout");
     }
 
+    /// The claims' own connection whose backend died is treated as the store's are: pinged
+    /// before use once idle past `ping_after_idle` (the claim goes to a fresh connection),
+    /// not pinged before that (the claim fails once, transient).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_claim_connection_is_replaced() {
+        use durable_core::store::{ClaimRequest, NewTask};
+        use durable_core::WorkerId;
+
+        let Some(pg) = pg_schema().await else {
+            return;
+        };
+        for (ping_after_idle, fails_once) in [(Duration::ZERO, false), (Duration::MAX, true)] {
+            let app = format!("{}-claims-{}", pg.name(), u8::from(fails_once));
+            let store = PostgresStore::builder(pg.url())
+                .schema(pg.name())
+                .application_name(&app)
+                .ping_after_idle(ping_after_idle)
+                .connect()
+                .await
+                .expect("connect");
+            store.migrate().await.expect("migrate");
+            let request = ClaimRequest::new(WorkerId::new(), Duration::from_secs(30), 1, ["work"]);
+            // Opens the claims' connection.
+            store.claim(&request).await.expect("first claim");
+            let mut admin = pg.connect().await;
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                // Every backend of the store, the claims' one included, once it is idle.
+                let killed: Vec<bool> = sqlx::query_scalar(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE application_name = $1 AND state = 'idle' AND query LIKE '%SKIP LOCKED%'",
+                )
+                .bind(&app)
+                .fetch_all(&mut admin)
+                .await
+                .expect("terminate");
+                if killed == [true] {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < until,
+                    "no idle claim connection: {killed:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let left: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE application_name = $1 AND query LIKE '%SKIP LOCKED%'",
+                )
+                .bind(&app)
+                .fetch_one(&mut admin)
+                .await
+                .expect("activity");
+                if left == 0 {
+                    break;
+                }
+                assert!(std::time::Instant::now() < until, "backend still there");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            store
+                .insert(&[NewTask::new("work", "{}")])
+                .await
+                .expect("insert");
+            let first = store.claim(&request).await;
+            if fails_once {
+                let e = first.expect_err("the dead connection is used once");
+                assert!(e.is_transient(), "{e:?}");
+                let claimed = store.claim(&request).await.expect("a fresh connection");
+                assert_eq!(claimed.len(), 1);
+            } else {
+                let claimed = first.expect("pinged, replaced, claimed");
+                assert_eq!(claimed.len(), 1);
+            }
+        }
+    }
+
     /// A pooled connection whose backend died: pinged before use once idle past
     /// `ping_after_idle`, so the write goes to a fresh connection; not pinged before that,
     /// so the write fails once (transient) and the next one gets a fresh connection.

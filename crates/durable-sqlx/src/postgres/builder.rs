@@ -121,6 +121,7 @@ impl PostgresStoreBuilder {
     /// died while idle (a server restart, a failover, a firewall dropping idle sockets)
     /// is most likely one that sat idle. A connection that dies between two uses less than
     /// this apart fails its next statement, which the caller sees as a transient error.
+    /// The claims' own connections follow the same rule.
     #[must_use]
     pub fn ping_after_idle(mut self, idle: Duration) -> Self {
         self.ping_after_idle = idle;
@@ -209,7 +210,7 @@ impl PostgresStoreBuilder {
             .connect_with(options)
             .await
             .map_err(Error::db("connect"))?;
-        let mut store = PostgresStore::from_pool(pool);
+        let mut store = PostgresStore::on_pool(pool, ping_after_idle);
         store.resume = std::sync::Arc::new(super::resume::Resume::new(self.resume_after));
         Ok(store)
     }

@@ -17,16 +17,21 @@
 //! database without the claim indexes still plans a sort. Only claims run here; every other
 //! statement of the store keeps the server's settings on the store's pool.
 
+use std::time::Duration;
+
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use sqlx::{Connection as _, PgPool};
 
 /// At most this many claim connections per store: a runtime has one claim in flight at a
 /// time, and a claim at shutdown may overlap it.
 const CLAIM_CONNECTIONS: u32 = 2;
 
 /// A pool for claims on the connect options of `pool` (schema, application name, timeouts,
-/// plan cache mode: everything the store's connections get), opened on first use.
-pub(super) fn claim_pool(pool: &PgPool) -> PgPool {
+/// plan cache mode: everything the store's connections get), opened on first use. A
+/// connection idle for `ping_after_idle` or longer is pinged before a claim uses it, as the
+/// store's own are: one that died while idle (a restart, a failover) is replaced rather than
+/// failing a claim.
+pub(super) fn claim_pool(pool: &PgPool, ping_after_idle: Duration) -> PgPool {
     let options = (*pool.connect_options())
         .clone()
         .options([("enable_sort", "off")]);
@@ -38,5 +43,13 @@ pub(super) fn claim_pool(pool: &PgPool) -> PgPool {
         .idle_timeout(settings.get_idle_timeout())
         .max_lifetime(settings.get_max_lifetime())
         .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ping_after_idle {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options)
 }

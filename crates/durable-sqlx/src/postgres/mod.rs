@@ -164,8 +164,9 @@ impl PostgresStore {
 
     /// A store on an existing pool (for example the application's own). Its connect options
     /// (`search_path`, `application_name`) are the store's; the `LISTEN` connection and the
-    /// claims' connections (at most two, with `enable_sort = off`: see `docs/POSTGRES.md`)
-    /// are opened with the same options, outside the pool.
+    /// claims' connections (at most two, with `enable_sort = off`: see `docs/POSTGRES.md`;
+    /// pinged before use after [`DEFAULT_PING_AFTER_IDLE`] idle) are opened with the same
+    /// options, outside the pool.
     ///
     /// Give the pool's connections `plan_cache_mode=force_custom_plan`, as
     /// [`builder`](Self::builder) does: the live partition is empty one moment and holds tens
@@ -186,8 +187,13 @@ impl PostgresStore {
     /// # }
     /// ```
     pub fn from_pool(pool: PgPool) -> Self {
+        Self::on_pool(pool, DEFAULT_PING_AFTER_IDLE)
+    }
+
+    /// A store on `pool`, its claims' connections pinged after `ping_after_idle` idle.
+    fn on_pool(pool: PgPool, ping_after_idle: Duration) -> Self {
         Self {
-            claims: claim_pool::claim_pool(&pool),
+            claims: claim_pool::claim_pool(&pool, ping_after_idle),
             pool,
             clock: crate::clock::Clock::default(),
             resume: Arc::default(),
