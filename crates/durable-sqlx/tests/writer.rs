@@ -690,6 +690,43 @@ mod postgres_pool {
             .expect("migrate without a statement timeout");
     }
 
+    /// A store of one pooled connection named `app`, pinging as told, migrated.
+    async fn pinging_store(
+        pg: &durable_testkit::PgSchema,
+        app: &str,
+        ping_after_idle: Duration,
+    ) -> PostgresStore {
+        let store = PostgresStore::builder(pg.url())
+            .schema(pg.name())
+            .application_name(app)
+            .max_connections(1)
+            .ping_after_idle(ping_after_idle)
+            .connect()
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// Waits until no backend named `app` matches `also` (a condition on `pg_stat_activity`).
+    async fn wait_gone(admin: &mut sqlx::PgConnection, app: &str, also: &str) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND {also}"
+            )))
+            .bind(app)
+            .fetch_one(&mut *admin)
+            .await
+            .expect("activity");
+            if left == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < until, "backend still there");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The claims' own connection whose backend died is treated as the store's are: pinged
     /// before use once idle past `ping_after_idle` (the claim goes to a fresh connection),
     /// not pinged before that (the claim fails once, transient).
@@ -703,14 +740,7 @@ mod postgres_pool {
         };
         for (ping_after_idle, fails_once) in [(Duration::ZERO, false), (Duration::MAX, true)] {
             let app = format!("{}-claims-{}", pg.name(), u8::from(fails_once));
-            let store = PostgresStore::builder(pg.url())
-                .schema(pg.name())
-                .application_name(&app)
-                .ping_after_idle(ping_after_idle)
-                .connect()
-                .await
-                .expect("connect");
-            store.migrate().await.expect("migrate");
+            let store = pinging_store(&pg, &app, ping_after_idle).await;
             let request = ClaimRequest::new(WorkerId::new(), Duration::from_secs(30), 1, ["work"]);
             // Opens the claims' connection.
             store.claim(&request).await.expect("first claim");
@@ -735,22 +765,7 @@ mod postgres_pool {
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            let until = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let left: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity
-                     WHERE application_name = $1 AND query LIKE '%SKIP LOCKED%'",
-                )
-                .bind(&app)
-                .fetch_one(&mut admin)
-                .await
-                .expect("activity");
-                if left == 0 {
-                    break;
-                }
-                assert!(std::time::Instant::now() < until, "backend still there");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            wait_gone(&mut admin, &app, "query LIKE '%SKIP LOCKED%'").await;
             store
                 .insert(&[NewTask::new("work", "{}")])
                 .await
@@ -778,15 +793,7 @@ mod postgres_pool {
         };
         for (ping_after_idle, fails_once) in [(Duration::ZERO, false), (Duration::MAX, true)] {
             let app = format!("{}-{}", pg.name(), u8::from(fails_once));
-            let store = PostgresStore::builder(pg.url())
-                .schema(pg.name())
-                .application_name(&app)
-                .max_connections(1)
-                .ping_after_idle(ping_after_idle)
-                .connect()
-                .await
-                .expect("connect");
-            store.migrate().await.expect("migrate");
+            let store = pinging_store(&pg, &app, ping_after_idle).await;
             store.counts().await.expect("the pooled connection is open");
             // Back in the pool (after sqlx's ping on release), idle, before it is killed.
             let until = std::time::Instant::now() + Duration::from_secs(10);
@@ -807,21 +814,7 @@ mod postgres_pool {
             .await
             .expect("terminate");
             assert_eq!(killed, [true]);
-            let until = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let left: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                )
-                .bind(&app)
-                .fetch_one(&mut admin)
-                .await
-                .expect("activity");
-                if left == 0 {
-                    break;
-                }
-                assert!(std::time::Instant::now() < until, "backend still there");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            wait_gone(&mut admin, &app, "true").await;
             let client = Client::new(store.clone());
             let first = client.enqueue(Note::new("after the kill")).await;
             if fails_once {

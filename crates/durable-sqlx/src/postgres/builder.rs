@@ -74,8 +74,9 @@ impl PostgresStoreBuilder {
     }
 
     /// Most pooled connections (default 10). Outside the pool: the `LISTEN` connection of a
-    /// running runtime, and the claims' connections (one per runtime claiming, at most two
-    /// per store). See `docs/POSTGRES.md` for sizing.
+    /// running runtime, and the claims' connections (one per runtime claiming, one more for
+    /// a look before the claim position while claims resume; at most three per store). See
+    /// `docs/POSTGRES.md` for sizing.
     #[must_use]
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);

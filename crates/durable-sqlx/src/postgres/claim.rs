@@ -1,14 +1,17 @@
 //! Claiming and completing on a connection: the one-statement claim, the per-queue capped claim.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use durable_core::store::{ClaimRequest, ClaimedTask};
 use durable_core::TaskId;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
-use sqlx::{PgConnection, Postgres, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::look::Look;
 use super::moved::{row_moved, MOVED_RETRIES};
 use super::resume::{Position, Resume};
 use super::rows::claimed_from_row;
@@ -92,7 +95,9 @@ pub(super) const CLAIM_OTHERS_FROM: &str =
 /// statement is its own transaction (then a statement refused for a moved row is run again).
 pub(super) struct Claim<'a> {
     pub(super) request: &'a ClaimRequest,
-    pub(super) resume: &'a Resume,
+    pub(super) resume: &'a Arc<Resume>,
+    /// Where looks before the position run (the claims' pool).
+    pub(super) looks: &'a PgPool,
     pub(super) own_transaction: bool,
 }
 
@@ -163,6 +168,16 @@ pub(super) async fn claim_some(
         return Ok(Vec::new());
     }
     let kind = kind(queue, excluded);
+    if let Some(position) = claim.resume.look_due(&kind) {
+        let look = Look {
+            kind: kind.clone(),
+            names: Arc::clone(&request.names),
+            queue: queue.map(str::to_owned),
+            excluded: excluded.to_vec(),
+            position,
+        };
+        look.spawn(claim.looks.clone(), Arc::clone(claim.resume));
+    }
     let mut tries = 0;
     let rows = loop {
         let from = claim.resume.start(&kind);

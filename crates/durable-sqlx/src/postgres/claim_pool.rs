@@ -14,7 +14,8 @@
 //!
 //! `enable_sort = off` on these connections prices every plan with a sort out of reach, so
 //! the walk in claim order is what a claim runs whatever the statistics. It is not a ban: a
-//! database without the claim indexes still plans a sort. Only claims run here; every other
+//! database without the claim indexes still plans a sort. Only claims run here, and the looks
+//! before a claim position, which walk the same index in the same order; every other
 //! statement of the store keeps the server's settings on the store's pool.
 
 use std::time::Duration;
@@ -23,8 +24,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgPool};
 
 /// At most this many claim connections per store: a runtime has one claim in flight at a
-/// time, and a claim at shutdown may overlap it.
-const CLAIM_CONNECTIONS: u32 = 2;
+/// time, a claim at shutdown may overlap it, and a look before the claim position (see
+/// [`look`](super::look)) runs beside them.
+const CLAIM_CONNECTIONS: u32 = 3;
 
 /// A pool for claims on the connect options of `pool` (schema, application name, timeouts,
 /// plan cache mode: everything the store's connections get), opened on first use. A

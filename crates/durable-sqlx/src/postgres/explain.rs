@@ -9,7 +9,7 @@ use uuid::Uuid;
 use durable_core::store::Fence;
 
 use super::rows::fence_columns;
-use super::{claim, overview, sql, PostgresStore};
+use super::{claim, look, overview, sql, PostgresStore};
 use crate::error::{Error, Result};
 use crate::util::detached;
 
@@ -68,6 +68,26 @@ impl PostgresStore {
             .bind(30_000_i64)
             .bind(limit)
             .bind(names);
+        let query = match queue {
+            Some(queue) => query.bind(queue.to_owned()),
+            None => query,
+        };
+        let query = query.bind(0_i32).bind(chrono::Utc::now()).bind(Uuid::nil());
+        explain_on(&self.claims, query).await
+    }
+
+    /// The query plan of the look before a resumed claim's position (see
+    /// [`PostgresStoreBuilder::claim_resume_after`](super::PostgresStoreBuilder::claim_resume_after)),
+    /// as [`explain_claim`](Self::explain_claim): it must walk the claim index from its
+    /// head, the position as an index condition, and stop at the first due row.
+    pub async fn explain_claim_look(&self, queue: Option<&str>, names: &[&str]) -> Result<String> {
+        let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+        let text = if queue.is_some() {
+            look::BEFORE_QUEUE
+        } else {
+            look::BEFORE_ANY
+        };
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {text}"))).bind(names);
         let query = match queue {
             Some(queue) => query.bind(queue.to_owned()),
             None => query,

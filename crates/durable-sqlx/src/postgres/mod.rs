@@ -59,6 +59,7 @@ mod explain;
 mod idempotency;
 mod listen;
 mod listing;
+mod look;
 mod maintain;
 mod moved;
 mod overview;
@@ -164,7 +165,7 @@ impl PostgresStore {
 
     /// A store on an existing pool (for example the application's own). Its connect options
     /// (`search_path`, `application_name`) are the store's; the `LISTEN` connection and the
-    /// claims' connections (at most two, with `enable_sort = off`: see `docs/POSTGRES.md`;
+    /// claims' connections (at most three, with `enable_sort = off`: see `docs/POSTGRES.md`;
     /// pinged before use after [`DEFAULT_PING_AFTER_IDLE`] idle) are opened with the same
     /// options, outside the pool.
     ///

@@ -42,6 +42,7 @@ impl PostgresStore {
                 let claim = Claim {
                     request: &request,
                     resume: &resume,
+                    looks: &pool,
                     own_transaction: true,
                 };
                 return claim_some(&mut conn, &claim, request.limit, None, &[]).await;
@@ -50,6 +51,7 @@ impl PostgresStore {
             let claim = Claim {
                 request: &request,
                 resume: &resume,
+                looks: &pool,
                 own_transaction: false,
             };
             let claimed = claim_on(&mut tx, &claim).await?;

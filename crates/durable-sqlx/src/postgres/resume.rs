@@ -23,16 +23,22 @@
 //!   claim. While claims keep up, that is [`SLACK`] behind the last claimed row; behind a
 //!   backlog, where the rows claimed are older than that, the next claim starts where this
 //!   one ended instead of walking again over [`SLACK`]'s worth of rows it claimed;
-//! - a claim walks from the head whenever the last such walk is [`FULL_EVERY`] old — or
-//!   [`FULL_SHARE`] times as long as that walk took, if longer, so that walks from the head
-//!   take at most a twentieth of the claims' time however slow they get — and finds
-//!   everything a resumed claim passed over;
-//! - claims resume only after a walk from the head took [`SLOW`] (by default) or more, which is when the
-//!   head is full of entries that cannot be marked. Otherwise every claim walks from the
-//!   head (entries get marked as they are passed), and the order is exact.
+//! - every [`FULL_EVERY`] — or [`FULL_SHARE`] times as long as the last look took, if longer,
+//!   so that looks take at most a twentieth of the time however slow they get — the store
+//!   looks before the position, off the claims' path: one read on a connection of its own
+//!   (see [`look`](super::look)) for a due row there. When it finds one, or cannot tell (the
+//!   read failed), the next claim walks from the head and takes what a resumed claim passed
+//!   over. The look walks the same entries a walk from the head would, but no claim waits
+//!   for it: under a held snapshot a walk from the head takes tens of milliseconds, and every
+//!   task due while it ran waited that long;
+//! - claims resume only after a walk from the head, or a look, took [`SLOW`] (by default) or
+//!   more, which is when the head is full of entries that cannot be marked. Otherwise every
+//!   claim walks from the head (entries get marked as they are passed), and the order is
+//!   exact.
 //!
-//! Under a held snapshot a task that sorts before the position waits until the next walk from
-//! the head (a second, more when those walks are slow); nothing is ever left behind.
+//! Under a held snapshot a task that sorts before the position waits until the next look
+//! finds it (a second, more when looks are slow) and the claim after that; nothing is ever
+//! left behind. A look that has not answered after two periods counts as failed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,11 +52,11 @@ use uuid::Uuid;
 /// an enqueueing transaction may take to commit and still be found by the next claim.
 pub(super) const SLACK: Duration = Duration::from_millis(500);
 
-/// How often a claim walks from the head of the index while claims resume.
+/// How often the store looks before the position while claims resume.
 pub(super) const FULL_EVERY: Duration = Duration::from_secs(1);
 
-/// While claims resume, a walk from the head runs again only after this many times the time
-/// the last one took (when that is longer than [`FULL_EVERY`]).
+/// While claims resume, the next look runs only after this many times the time the last one
+/// (or the last walk from the head) took, when that is longer than [`FULL_EVERY`].
 pub(super) const FULL_SHARE: u32 = 20;
 
 /// How long a walk from the head must take for the following claims to resume, by default
@@ -73,11 +79,24 @@ pub(super) struct Position {
 struct Cursor {
     /// Where resumed claims start; `None` until a claim took a row.
     from: Option<Position>,
-    /// When the last walk from the head ran, and how long it took.
-    full_at: Option<Instant>,
-    full_took: Duration,
-    /// Whether that walk was slow: claims resume until the next one.
+    /// When the last walk from the head or look before the position ended, and how long it
+    /// took.
+    looked_at: Option<Instant>,
+    look_took: Duration,
+    /// Whether that was slow: claims resume until a walk or a look is fast again.
     slow: bool,
+    /// A look found a due row before the position, or failed: the next claim walks from the
+    /// head.
+    behind: bool,
+    /// When the look in flight began.
+    looking: Option<Instant>,
+}
+
+impl Cursor {
+    /// How long after the last walk or look the next look is due.
+    fn period(&self) -> Duration {
+        FULL_EVERY.max(self.look_took.saturating_mul(FULL_SHARE))
+    }
 }
 
 /// The claim positions of one store, by kind of claim.
@@ -105,18 +124,57 @@ impl Resume {
 
     /// Where a claim of kind `key` should start: `None` for the head of the index.
     pub(super) fn start(&self, key: &str) -> Option<Position> {
-        let cursors = self
-            .cursors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cursors = self.lock();
         let cursor = cursors.get(key)?;
-        let period = FULL_EVERY.max(cursor.full_took.saturating_mul(FULL_SHARE));
-        let fresh = cursor.full_at.is_some_and(|t| t.elapsed() < period);
-        if cursor.slow && fresh {
-            cursor.from
-        } else {
-            None
+        if !cursor.slow || cursor.behind {
+            return None;
         }
+        // Looks stopped answering (two periods without one ending): walk from the head.
+        let overdue = cursor.period().saturating_mul(2);
+        let last = cursor.looked_at?;
+        if last.elapsed() >= overdue && cursor.looking.is_none_or(|t| t.elapsed() >= overdue) {
+            return None;
+        }
+        cursor.from
+    }
+
+    /// The position to look before, when a look of kind `key` is due (claims resume, none
+    /// is in flight, the last ended a period ago); the look is then in flight until
+    /// [`looked`](Self::looked).
+    pub(super) fn look_due(&self, key: &str) -> Option<Position> {
+        let mut cursors = self.lock();
+        let cursor = cursors.get_mut(key)?;
+        if !cursor.slow || cursor.behind || cursor.looking.is_some() {
+            return None;
+        }
+        let from = cursor.from?;
+        if cursor.looked_at?.elapsed() < cursor.period() {
+            return None;
+        }
+        cursor.looking = Some(Instant::now());
+        Some(from)
+    }
+
+    /// Records the look of kind `key` that took `took`: whether it found a due row before
+    /// the position (`None`: it failed).
+    pub(super) fn looked(&self, key: &str, found: Option<bool>, took: Duration) {
+        let mut cursors = self.lock();
+        let cursor = cursors.entry(key.to_owned()).or_default();
+        cursor.looking = None;
+        cursor.looked_at = Some(Instant::now());
+        cursor.look_took = took;
+        match found {
+            // The head is quick to walk again (the snapshot ended): exact order.
+            Some(false) => cursor.slow = took >= self.slow,
+            Some(true) | None => cursor.behind = true,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cursor>> {
+        // A panic while holding the lock leaves positions and times: still valid.
+        self.cursors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a claim of kind `key` that started at `started` (as [`start`](Self::start)
@@ -130,15 +188,13 @@ impl Resume {
         last: Option<Position>,
         at: Option<DateTime<Utc>>,
     ) {
-        let mut cursors = self
-            .cursors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cursors = self.lock();
         let cursor = cursors.entry(key.to_owned()).or_default();
         if started.is_none() {
-            cursor.full_at = Some(Instant::now());
-            cursor.full_took = took;
+            cursor.looked_at = Some(Instant::now());
+            cursor.look_took = took;
             cursor.slow = took >= self.slow;
+            cursor.behind = false;
         }
         if let Some(last) = last {
             let slack = chrono::Duration::from_std(SLACK).unwrap_or(chrono::Duration::zero());
@@ -225,14 +281,24 @@ mod tests {
             Some(29_500)
         );
 
+        assert_eq!(resume.look_due("any"), None, "no look within a second");
         tokio::time::advance(FULL_EVERY).await;
+        assert!(resume.start("any").is_some(), "claims go on resuming");
+        let look = resume.look_due("any").expect("a look each second");
+        assert_eq!(
+            look.run_at.timestamp_millis(),
+            29_500,
+            "before the position"
+        );
+        assert_eq!(resume.look_due("any"), None, "one look at a time");
+        resume.looked("any", Some(true), Duration::from_millis(30));
         assert_eq!(
             resume.start("any"),
             None,
-            "a walk from the head each second"
+            "it found a row before the position: a walk from the head"
         );
 
-        // A walk from the head that took 200 ms: the next one 4 s later, not 1 s.
+        // A walk from the head that took 200 ms: the next look 4 s later, not 1 s.
         resume.record(
             "any",
             None,
@@ -240,22 +306,48 @@ mod tests {
             Some(at(0, 40_000)),
             Some(time(40_000)),
         );
+        assert!(resume.start("any").is_some(), "resuming again");
         tokio::time::advance(FULL_EVERY * 3).await;
-        assert!(resume.start("any").is_some(), "still resuming after 3 s");
+        assert_eq!(resume.look_due("any"), None, "no look after 3 s");
         tokio::time::advance(FULL_EVERY).await;
-        assert_eq!(resume.start("any"), None, "a walk from the head after 4 s");
-
-        resume.record(
-            "any",
-            None,
-            Duration::from_millis(1),
-            Some(at(-5, 1_000)),
-            Some(time(1_000)),
+        assert!(resume.look_due("any").is_some(), "a look after 4 s");
+        resume.looked("any", Some(false), Duration::from_millis(100));
+        assert!(
+            resume.start("any").is_some(),
+            "nothing before the position, and the look was slow: resuming"
         );
+        tokio::time::advance(FULL_EVERY * 2).await;
+        assert!(resume.look_due("any").is_some());
+        resume.looked("any", Some(false), Duration::from_millis(1));
         assert_eq!(
             resume.start("any"),
             None,
             "and it was fast: exact order again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_look_that_fails_or_never_answers_brings_a_walk_from_the_head() {
+        let resume = Resume::default();
+        resume.record("any", None, SLOW, Some(at(0, 20_000)), Some(time(20_000)));
+        tokio::time::advance(FULL_EVERY).await;
+        assert!(resume.look_due("any").is_some());
+        resume.looked("any", None, Duration::from_millis(5));
+        assert_eq!(resume.start("any"), None, "a failed look: from the head");
+
+        resume.record("any", None, SLOW, Some(at(0, 30_000)), Some(time(30_000)));
+        tokio::time::advance(FULL_EVERY).await;
+        assert!(resume.look_due("any").is_some());
+        tokio::time::advance(FULL_EVERY).await;
+        assert!(
+            resume.start("any").is_some(),
+            "a look in flight for a second: still resuming"
+        );
+        tokio::time::advance(FULL_EVERY).await;
+        assert_eq!(
+            resume.start("any"),
+            None,
+            "no answer two periods after the last: from the head"
         );
     }
 

@@ -116,6 +116,7 @@ impl WorkerStore for PostgresStore {
                         let claim = Claim {
                             request,
                             resume: &self.resume,
+                            looks: &self.claims,
                             own_transaction: true,
                         };
                         claim_some(conn, &claim, request.limit, None, &[]).await

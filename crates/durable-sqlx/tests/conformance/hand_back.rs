@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::store::Store;
-use durable_core::{Registry, Runtime, TaskState};
+use durable_core::{Registry, Runtime, TaskId, TaskState};
 
 use super::hardening::{Faulty, Sticky};
 use super::tasks::Probe;
@@ -12,16 +12,13 @@ use super::{eventually, row, TestDb};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A stopped attempt whose requeue the database does not confirm within the grace is
-/// neither finished nor requeued: the report counts it apart, and its row stays
-/// `processing` for the lease sweep.
-pub async fn shutdown_reports_a_hand_back_it_could_not_write(db: &impl TestDb) {
+/// A runtime on a [`Faulty`] store over `db`'s, its one [`Sticky`] attempt running.
+async fn sticky_running(db: &impl TestDb) -> (Arc<Faulty>, Arc<dyn Store>, Runtime, TaskId) {
     let faulty = Faulty::new(db.store());
     let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
-    let probe = Probe::default();
     let rt = Runtime::builder(
         Arc::clone(&store),
-        Registry::new().register::<Sticky>(probe.clone()),
+        Registry::new().register::<Sticky>(Probe::default()),
     )
     .lease(Duration::from_secs(30))
     .poll_interval(Duration::from_millis(50))
@@ -32,6 +29,14 @@ pub async fn shutdown_reports_a_hand_back_it_could_not_write(db: &impl TestDb) {
         (rt.running() == 1).then_some(())
     })
     .await;
+    (faulty, store, rt, id)
+}
+
+/// A stopped attempt whose requeue the database does not confirm within the grace is
+/// neither finished nor requeued: the report counts it apart, and its row stays
+/// `processing` for the lease sweep.
+pub async fn shutdown_reports_a_hand_back_it_could_not_write(db: &impl TestDb) {
+    let (faulty, store, rt, id) = sticky_running(db).await;
     faulty.hang_hand_backs();
     let grace = Duration::from_millis(500);
     let started = Instant::now();
@@ -63,22 +68,7 @@ pub async fn shutdown_reports_a_hand_back_it_could_not_write(db: &impl TestDb) {
 /// writes take: the shutdown starts the hand-back early enough, and waits for it past the
 /// end of the grace if need be, rather than leaving the row to wait out its lease.
 pub async fn shutdown_gives_a_slow_database_the_time_its_writes_take(db: &impl TestDb) {
-    let faulty = Faulty::new(db.store());
-    let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
-    let probe = Probe::default();
-    let rt = Runtime::builder(
-        Arc::clone(&store),
-        Registry::new().register::<Sticky>(probe.clone()),
-    )
-    .lease(Duration::from_secs(30))
-    .poll_interval(Duration::from_millis(50))
-    .cancel_grace(Duration::from_millis(50))
-    .start();
-    let id = rt.client().enqueue(Sticky).await.expect("enqueue");
-    eventually("the attempt to run", WAIT, || async {
-        (rt.running() == 1).then_some(())
-    })
-    .await;
+    let (faulty, store, rt, id) = sticky_running(db).await;
     faulty.slow_writes(Duration::from_millis(200));
     // The runtime's claims meet the slow database before the signal.
     eventually("two slow claims", WAIT, || async {

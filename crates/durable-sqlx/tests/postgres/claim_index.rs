@@ -8,7 +8,8 @@ use super::pg_db_or_skip;
 /// as cheap as walking the claim index in order: PostgreSQL planned a bitmap scan of the
 /// per-queue index (its leading column is the queue) and a sort. Under a held vacuum horizon
 /// the claim indexes keep an entry for every task pending since, so each such claim read
-/// more than the last until the next analyze. Every claim must walk its index in order.
+/// more than the last until the next analyze. Every claim must walk its index in order, and
+/// so must the look before a resumed claim's position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_walk_their_index_in_order_whatever_the_statistics() {
     let Some(db) = pg_db_or_skip().await else {
@@ -45,6 +46,10 @@ async fn claims_walk_their_index_in_order_whatever_the_statistics() {
             db.store.explain_resumed_claim(16, None, &names).await,
         ),
     ];
+    let look = db.store.explain_claim_look(None, &names).await;
+    let plans = plans
+        .into_iter()
+        .chain([("look before the position", look)]);
     for (what, plan) in plans {
         let plan = plan.expect("explain");
         assert!(
@@ -67,4 +72,14 @@ async fn claims_walk_their_index_in_order_whatever_the_statistics() {
         "{queue}"
     );
     assert!(!queue.contains("Sort"), "{queue}");
+    let look = db
+        .store
+        .explain_claim_look(Some("mail"), &names)
+        .await
+        .expect("explain");
+    assert!(
+        look.contains("Index Scan using durable_tasks_live_ready_queue on durable_tasks_live"),
+        "{look}"
+    );
+    assert!(!look.contains("Sort"), "{look}");
 }
