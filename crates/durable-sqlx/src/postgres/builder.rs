@@ -195,19 +195,11 @@ impl PostgresStoreBuilder {
             options = options.options([("plan_cache_mode", "force_custom_plan")]);
         }
         let ping_after_idle = self.ping_after_idle;
-        let pool = PgPoolOptions::new()
+        let pool_options = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
-            .acquire_timeout(self.acquire_timeout)
-            .test_before_acquire(false)
-            .before_acquire(move |conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= ping_after_idle {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
+            .acquire_timeout(self.acquire_timeout);
+        let pool = pinged_after_idle(pool_options, ping_after_idle)
             .connect_with(options)
             .await
             .map_err(Error::db("connect"))?;
@@ -215,6 +207,25 @@ impl PostgresStoreBuilder {
         store.resume = std::sync::Arc::new(super::resume::Resume::new(self.resume_after));
         Ok(store)
     }
+}
+
+/// `options` that ping a connection before handing it out only when it sat idle for
+/// `ping_after_idle` or longer (see
+/// [`PostgresStoreBuilder::ping_after_idle`]).
+pub(super) fn pinged_after_idle(
+    options: PgPoolOptions,
+    ping_after_idle: Duration,
+) -> PgPoolOptions {
+    options
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ping_after_idle {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// The URL without its password, for error messages.

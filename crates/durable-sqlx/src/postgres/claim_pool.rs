@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection as _, PgPool};
+use sqlx::PgPool;
 
 /// At most this many claim connections per store: a runtime has one claim in flight at a
 /// time, a claim at shutdown may overlap it, and a look before the claim position (see
@@ -38,20 +38,11 @@ pub(super) fn claim_pool(pool: &PgPool, ping_after_idle: Duration) -> PgPool {
         .clone()
         .options([("enable_sort", "off")]);
     let settings = pool.options();
-    PgPoolOptions::new()
+    let pool_options = PgPoolOptions::new()
         .max_connections(CLAIM_CONNECTIONS)
         .min_connections(0)
         .acquire_timeout(settings.get_acquire_timeout())
         .idle_timeout(settings.get_idle_timeout())
-        .max_lifetime(settings.get_max_lifetime())
-        .test_before_acquire(false)
-        .before_acquire(move |conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= ping_after_idle {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy_with(options)
+        .max_lifetime(settings.get_max_lifetime());
+    super::builder::pinged_after_idle(pool_options, ping_after_idle).connect_lazy_with(options)
 }

@@ -1,5 +1,7 @@
 //! Claims walk a claim index in claim order, whatever the statistics say.
 
+use sqlx::PgPool;
+
 use super::pg_db_or_skip;
 
 /// The live partition as the housekeeping's vacuum and analyze leave it in a healthy queue:
@@ -29,15 +31,7 @@ async fn claims_walk_their_index_in_order_whatever_the_statistics() {
     .execute(db.pool())
     .await
     .expect("fill");
-    // Finished tasks leave the partition; the housekeeping's vacuum and analyze follow.
-    sqlx::query("DELETE FROM durable_tasks_live WHERE state = 'processing' AND random() < 0.99")
-        .execute(db.pool())
-        .await
-        .expect("finish");
-    sqlx::query("VACUUM ANALYZE durable_tasks_live")
-        .execute(db.pool())
-        .await
-        .expect("vacuum");
+    finish_most(db.pool(), "state = 'processing'").await;
     let names = ["work"];
     let plans = [
         ("claim", db.store.explain_claim(16, None, &names).await),
@@ -82,4 +76,20 @@ async fn claims_walk_their_index_in_order_whatever_the_statistics() {
         "{look}"
     );
     assert!(!look.contains("Sort"), "{look}");
+}
+
+/// Removes 99% of the live partition's rows that match `which` (an SQL condition), as
+/// finished tasks leave it, then vacuums and analyzes it, as the housekeeping does: the
+/// statistics of a healthy queue, pages that held thousands of rows holding a few.
+pub(super) async fn finish_most(pool: &PgPool, which: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM durable_tasks_live WHERE ({which}) AND random() < 0.99"
+    )))
+    .execute(pool)
+    .await
+    .expect("finish");
+    sqlx::query("VACUUM ANALYZE durable_tasks_live")
+        .execute(pool)
+        .await
+        .expect("vacuum");
 }

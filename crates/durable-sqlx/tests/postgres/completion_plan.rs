@@ -4,6 +4,7 @@ use durable_core::store::Fence;
 use durable_core::{TaskId, WorkerId};
 use uuid::Uuid;
 
+use super::claim_index::finish_most;
 use super::pg_db_or_skip;
 
 /// The live partition as the housekeeping's vacuum and analyze leave it in a healthy queue:
@@ -29,14 +30,7 @@ async fn completions_probe_the_primary_key_whatever_the_statistics() {
     .execute(db.pool())
     .await
     .expect("fill");
-    sqlx::query("DELETE FROM durable_tasks_live WHERE random() < 0.99")
-        .execute(db.pool())
-        .await
-        .expect("finish");
-    sqlx::query("VACUUM ANALYZE durable_tasks_live")
-        .execute(db.pool())
-        .await
-        .expect("vacuum");
+    finish_most(db.pool(), "true").await;
     let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM durable_tasks_live")
         .fetch_all(db.pool())
         .await
