@@ -15,6 +15,10 @@ pub(crate) enum Phase {
     /// One session idle in a `REPEATABLE READ` transaction that read the task table
     /// (SQLite: a read transaction left open on another connection).
     IdleTx,
+    /// One session idle in a transaction that holds a transaction id and reads none of the
+    /// queue's tables: the horizon held back without a lock on any of them (SQLite: a read
+    /// transaction on the schema table only).
+    IdleXid,
     /// Concurrent `REPEATABLE READ` transactions scanning the task table again and again,
     /// each open for the whole phase (SQLite: read transactions doing the same).
     RrReaders,
@@ -28,6 +32,7 @@ impl Phase {
         match self {
             Phase::Clean => "clean",
             Phase::IdleTx => "idle-tx",
+            Phase::IdleXid => "idle-xid",
             Phase::RrReaders => "rr-readers",
             Phase::Recovery => "recovery",
         }

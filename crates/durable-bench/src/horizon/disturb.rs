@@ -1,5 +1,7 @@
 //! What holds the horizon back during a phase: sessions of their own (not the store's pools)
-//! that open a snapshot on the task table at the phase's start and keep it to its end.
+//! that open a transaction at the phase's start and keep it to its end — a snapshot of the
+//! task table, or (`idle-xid`) a transaction id alone, which reads none of the queue's
+//! tables and so holds no lock on them.
 //!
 //! On PostgreSQL a `REPEATABLE READ` snapshot keeps `VACUUM` from removing any row version
 //! that became dead after it was taken; on SQLite an open read transaction keeps checkpoints
@@ -88,6 +90,20 @@ impl Session {
         self.exec(first_read).await
     }
 
+    /// Opens a transaction that holds the horizon back without reading any of the queue's
+    /// tables, so it takes no lock on them: on PostgreSQL a transaction id (`SELECT
+    /// txid_current()` at `READ COMMITTED`: no snapshot kept between statements, the id
+    /// alone holds the horizon), on SQLite a read of the schema table (a read transaction
+    /// holds the WAL whatever it read).
+    async fn hold_xid(&mut self) -> Result<()> {
+        let first = match self {
+            Session::Pg(_) => "SELECT txid_current()",
+            Session::Lite(_) => "SELECT 1 FROM sqlite_master LIMIT 1",
+        };
+        self.exec("BEGIN").await?;
+        self.exec(first).await
+    }
+
     async fn end(mut self) -> Result<()> {
         self.exec("ROLLBACK").await?;
         match self {
@@ -129,9 +145,13 @@ impl Disturbance {
         let mut sessions = JoinSet::new();
         match phase {
             Phase::Clean | Phase::Recovery => {}
-            Phase::IdleTx => {
+            Phase::IdleTx | Phase::IdleXid => {
                 let mut session = Session::open(target, None).await?;
-                session.begin(TOUCH).await?;
+                if phase == Phase::IdleTx {
+                    session.begin(TOUCH).await?;
+                } else {
+                    session.hold_xid().await?;
+                }
                 let stop = stop.clone();
                 sessions.spawn(async move {
                     stop.cancelled().await;
@@ -242,6 +262,111 @@ mod tests {
             released.frames < grown.frames,
             "{released:?} after {grown:?}"
         );
+    }
+
+    /// The horizon the disturbance's session holds (`backend_xid`, `backend_xmin`), if any.
+    async fn held_by_reader(admin: &mut PgConnection) -> (Option<i32>, Option<i32>) {
+        sqlx::query_as(
+            "SELECT max(age(backend_xid)), max(age(backend_xmin)) FROM pg_stat_activity \
+             WHERE application_name = 'durable-bench-horizon-reader' \
+               AND datname = current_database() AND pid <> pg_backend_pid() \
+               AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL)",
+        )
+        .fetch_one(admin)
+        .await
+        .expect("pg_stat_activity")
+    }
+
+    /// Whether `ACCESS EXCLUSIVE` on the task table (what a `TRUNCATE` takes) is granted now.
+    async fn exclusive_granted(admin: &mut PgConnection, schema: &str) -> bool {
+        sqlx::raw_sql("BEGIN")
+            .execute(&mut *admin)
+            .await
+            .expect("begin");
+        let lock = format!("LOCK TABLE \"{schema}\".durable_tasks IN ACCESS EXCLUSIVE MODE NOWAIT");
+        let granted = match sqlx::raw_sql(AssertSqlSafe(lock))
+            .execute(&mut *admin)
+            .await
+        {
+            Ok(_) => true,
+            Err(error) => {
+                let code = error
+                    .as_database_error()
+                    .and_then(sqlx::error::DatabaseError::code);
+                assert_eq!(code.as_deref(), Some("55P03"), "{error}");
+                false
+            }
+        };
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *admin)
+            .await
+            .expect("rollback");
+        granted
+    }
+
+    #[tokio::test]
+    async fn an_idle_xid_holds_the_horizon_and_no_lock_where_an_idle_snapshot_holds_both() {
+        let Some(url) = durable_testkit::database_url() else {
+            return;
+        };
+        let schema = format!("durable_bench_disturb_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".durable_tasks (v int)"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("create");
+        let target = Target::Postgres {
+            url,
+            schema: schema.clone(),
+        };
+        let readers = Readers {
+            count: 1,
+            pause: Duration::ZERO,
+            parallel_workers: None,
+        };
+
+        let held = Disturbance::start(Phase::IdleXid, &target, readers)
+            .await
+            .expect("idle-xid");
+        // Transactions after the held one age it.
+        for _ in 0..3 {
+            sqlx::raw_sql("SELECT txid_current()")
+                .execute(&mut admin)
+                .await
+                .expect("xid");
+        }
+        let (xid, _) = held_by_reader(&mut admin).await;
+        let xid = xid.expect("the idle-xid session holds a transaction id");
+        assert!(xid >= 3, "{xid}");
+        let xmin_age: i64 = sqlx::query_scalar(super::super::storage::XMIN_AGE)
+            .fetch_one(&mut admin)
+            .await
+            .expect("xmin age");
+        assert!(xmin_age >= i64::from(xid), "{xmin_age} < {xid}");
+        assert!(
+            exclusive_granted(&mut admin, &schema).await,
+            "idle-xid locks the task table"
+        );
+        held.end().await.expect("end");
+        assert_eq!(held_by_reader(&mut admin).await, (None, None));
+
+        let held = Disturbance::start(Phase::IdleTx, &target, readers)
+            .await
+            .expect("idle-tx");
+        let (_, xmin) = held_by_reader(&mut admin).await;
+        assert!(xmin.is_some(), "the idle-tx session holds a snapshot");
+        assert!(
+            !exclusive_granted(&mut admin, &schema).await,
+            "idle-tx holds its read's lock on the task table"
+        );
+        held.end().await.expect("end");
+
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+            .execute(&mut admin)
+            .await
+            .expect("drop");
     }
 
     #[tokio::test]

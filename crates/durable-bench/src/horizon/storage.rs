@@ -121,8 +121,11 @@ LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 WHERE n.nspname = $1 AND c.relname LIKE 'durable%' AND c.relkind IN ('r', 'i')
 ORDER BY c.relkind DESC, c.relname";
 
-/// The oldest snapshot's age in this database (sessions without a snapshot have no xmin).
-const XMIN_AGE: &str = "
+/// The oldest snapshot's age in this database (sessions without a snapshot have no xmin). A
+/// transaction that holds an id but no snapshot (`READ COMMITTED` between statements) shows
+/// all the same: every snapshot's xmin is at most the oldest running transaction's id, this
+/// query's own snapshot included.
+pub(super) const XMIN_AGE: &str = "
 SELECT COALESCE(max(age(backend_xmin)), 0)::bigint
 FROM pg_stat_activity WHERE datname = current_database()";
 
