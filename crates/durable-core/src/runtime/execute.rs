@@ -45,6 +45,7 @@ impl Shared {
                     hard: self.hard.child_token(),
                     requested: Arc::default(),
                     settling: false,
+                    recording: None,
                     flags: Arc::default(),
                     since_us: Arc::default(),
                 });
@@ -356,6 +357,8 @@ where
     loop {
         match op().await {
             Ok(true) => return Some(true),
+            // The shutdown's hand-back wrote this very outcome first.
+            Ok(false) if shared.slots().was_written_at_hand_back(fence) => return Some(true),
             Ok(false) => {
                 shared.stats.stale();
                 tracing::warn!(task_id = %fence.id, attempt = fence.attempt, write = what,

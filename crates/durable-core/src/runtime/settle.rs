@@ -5,10 +5,13 @@ use super::alert::{AlertKind, TaskEvent};
 use super::execute::{write, Ended};
 use super::observe::End;
 use super::shared::Shared;
+use super::slots::Recording;
 use crate::store::{ClaimedTask, Fence, Outcome, Settle};
 
 /// Records an outcome. Store errors are retried (a database blip must not turn a finished
-/// attempt into a re-run) until the lease would expire anyway.
+/// attempt into a re-run) until the lease would expire anyway. The outcome is noted on the
+/// attempt's slot first: a shutdown that finds the write still pending writes it in its
+/// hand-back rather than handing the attempt back uncounted.
 pub(super) async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Ended) {
     tracing::Span::current().record("outcome", outcome.label(task));
     let fence = task.fence();
@@ -16,6 +19,7 @@ pub(super) async fn settle(shared: &Shared, task: &ClaimedTask, outcome: Ended) 
     match outcome {
         Ended::Completed => {
             let writer = shared.client.writer();
+            shared.slots().recording(&fence, Recording::Complete);
             let applied = write(shared, &fence, "complete", || writer.complete(fence)).await;
             if applied == Some(true) {
                 shared.stats.completed();
@@ -154,6 +158,9 @@ async fn settle_as(
     outcome: Outcome,
 ) -> Option<bool> {
     let writer = shared.client.writer();
+    shared
+        .slots()
+        .recording(&fence, Recording::Settle(outcome.clone()));
     let settle = Settle::new(fence, outcome);
     write(shared, &fence, what, || async {
         Ok(!writer.settle(vec![settle.clone()]).await?.is_empty())

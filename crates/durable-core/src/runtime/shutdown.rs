@@ -1,5 +1,6 @@
 //! Draining and stopping a runtime within its grace.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,20 +10,26 @@ use tokio_util::sync::CancellationToken;
 
 use super::handle::Runtime;
 use super::shared::Shared;
+use super::slots::Recording;
+use crate::ids::TaskId;
 use crate::store::{Fence, Outcome, Settle};
 use crate::writer::LocalRuntime;
 
 /// What [`Runtime::shutdown`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
-    /// Attempts that were running when shutdown began and finished on their own.
+    /// Attempts that were running when shutdown began and finished on their own, their
+    /// outcome written (by themselves, or by the hand-back when their own write had not
+    /// landed by then).
     pub finished: usize,
     /// Attempts stopped and handed back as `pending` (rows changed by the requeue).
     pub requeued: u64,
-    /// Attempts stopped whose hand-back was not confirmed within the grace (the database
-    /// failed or did not answer in time): their rows stay `processing` until their lease
-    /// expires, when the lease sweep of any instance requeues them. Neither finished nor
-    /// requeued; a non-zero count is also logged as an error.
+    /// Attempts whose hand-back was not confirmed within the grace (the database failed or
+    /// did not answer in time): those stopped, and those that finished but whose outcome
+    /// neither their own write nor the hand-back could record. Their rows stay `processing`
+    /// until their lease expires, when the lease sweep of any instance requeues them, the
+    /// attempt counted. Neither finished nor requeued; a non-zero count is also logged as
+    /// an error.
     pub not_handed_back: usize,
     /// Whether everything finished within the grace period.
     pub drained: bool,
@@ -40,8 +47,10 @@ impl Runtime {
     /// that sends SIGKILL after its timeout): every phase fits in it, but for the last
     /// write. The end of the grace is kept for the hand-back — the cancel grace (at most a
     /// quarter of `grace`) and a requeue reserve — and attempts that are still recording
-    /// their outcome when the reserve begins (a database that does not answer) are handed
-    /// back with the rest rather than waited for. The reserve is a tenth of `grace`, or
+    /// their outcome when the reserve begins (a write stuck on a database that does not
+    /// answer) are not waited for: the hand-back writes their outcome in the same
+    /// statement, so a completion is not run again and a failure counts its attempt. Only
+    /// the attempts the shutdown stopped go back uncounted. The reserve is a tenth of `grace`, or
     /// twice the slowest write of the last 10 to 20 seconds when that is more (a write in
     /// flight to wait out, then its own), at most 1 s and at most half of `grace`. The
     /// requeue itself is given at least 100 ms, or that twice the slowest write (at most
@@ -71,7 +80,7 @@ impl Runtime {
         shared.tracker.close();
         let drained =
             settled && within(shared.tracker.wait(), budget.drain_until, &self.force).await;
-        let (mut requeued, mut stopped, mut not_handed_back) = (0, 0, 0);
+        let (mut stopped, mut written) = (0, Written::default());
         if !drained {
             shared.soft.cancel();
             within(shared.tracker.wait(), budget.cancel_until(), &self.force).await;
@@ -79,40 +88,25 @@ impl Runtime {
             // Dropped futures return at once; runners still recording an outcome wait on
             // the database, and only until the reserve begins.
             within(shared.tracker.wait(), budget.requeue_from, &self.force).await;
-            // Under the slots' lock, so an attempt registered from now on knows it was not
-            // collected and hands itself back.
-            let outcomes: Vec<Settle> = {
-                let mut slots = shared.slots();
-                shared.handed_back.store(true, Ordering::SeqCst);
-                let outcomes: Vec<Settle> = slots
-                    .running()
-                    .map(|r| hand_back(r.fence, r.started()))
-                    .collect();
-                for settle in &outcomes {
-                    slots.finish(&settle.fence);
-                }
-                outcomes
-            };
-            stopped = outcomes.len();
-            match requeue(shared, outcomes, budget.requeue_deadline()).await {
-                Some(applied) => requeued = applied,
-                None => not_handed_back = stopped,
-            }
+            let hand_back = collect(shared);
+            stopped = hand_back.stopped.len();
+            written = write_hand_back(shared, hand_back, budget.requeue_deadline()).await;
         }
         self.maintenance.cancel();
         within(self.loops.wait(), budget.deadline, &self.force).await;
         // Every attempt collected for the hand-back was stopped, whatever its requeue did:
-        // only the others finished on their own.
+        // only the others finished on their own, their outcome recorded unless the
+        // hand-back could not write it either.
         let report = ShutdownReport {
-            finished: running_at_start.saturating_sub(stopped),
-            requeued,
-            not_handed_back,
+            finished: running_at_start.saturating_sub(stopped + written.unrecorded),
+            requeued: written.requeued,
+            not_handed_back: written.unconfirmed + written.unrecorded,
             drained,
         };
         tracing::info!(
             finished = report.finished,
             requeued = report.requeued,
-            not_handed_back,
+            not_handed_back = report.not_handed_back,
             drained,
             took_ms = budget.started.elapsed().as_millis() as u64,
             "durable runtime stopped"
@@ -227,35 +221,133 @@ pub(super) fn hand_back(fence: Fence, started: bool) -> Settle {
     Settle::new(fence, outcome)
 }
 
-/// Hands `outcomes` back in one write, retried until `deadline`: the rows it changed (an
-/// attempt whose lease went elsewhere changes none), or `None` when no write was confirmed.
-async fn requeue(shared: &Shared, outcomes: Vec<Settle>, deadline: Instant) -> Option<u64> {
-    if outcomes.is_empty() {
-        return Some(0);
+/// What a shutdown writes for the attempts it still holds once the drain and the cancel
+/// grace are over.
+#[derive(Debug, Default)]
+struct HandBack {
+    /// Attempts it stopped, back to `pending` (see [`hand_back`]).
+    stopped: Vec<Settle>,
+    /// Attempts that finished with a completion still being written.
+    complete: Vec<Fence>,
+    /// Attempts that finished with another outcome still being written.
+    recorded: Vec<Settle>,
+}
+
+/// Takes every attempt this runtime still holds for the hand-back. An attempt whose outcome
+/// is known but not yet written (the database failed or did not answer its write) has that
+/// outcome written by the hand-back: its task's code ran to its end, so it is not handed
+/// back uncounted as an interrupted attempt would be (a failure counts its attempt, a
+/// completion is not run again).
+fn collect(shared: &Shared) -> HandBack {
+    // Under the slots' lock, so an attempt registered from now on knows it was not
+    // collected and hands itself back.
+    let mut slots = shared.slots();
+    shared.handed_back.store(true, Ordering::SeqCst);
+    let mut collected = HandBack::default();
+    for running in slots.running() {
+        match &running.recording {
+            Some(Recording::Complete) => collected.complete.push(running.fence),
+            Some(Recording::Settle(outcome)) => collected
+                .recorded
+                .push(Settle::new(running.fence, outcome.clone())),
+            None => collected
+                .stopped
+                .push(hand_back(running.fence, running.started())),
+        }
     }
-    let tasks = outcomes.len();
+    let fences: Vec<Fence> = collected
+        .stopped
+        .iter()
+        .chain(&collected.recorded)
+        .map(|s| s.fence)
+        .chain(collected.complete.iter().copied())
+        .collect();
+    for fence in &fences {
+        slots.finish(fence);
+    }
+    collected
+}
+
+/// What the hand-back's write did.
+#[derive(Debug, Default)]
+struct Written {
+    /// Rows of stopped attempts it changed (an attempt whose lease went elsewhere changes
+    /// none).
+    requeued: u64,
+    /// Stopped attempts whose hand-back was not confirmed.
+    unconfirmed: usize,
+    /// Finished attempts whose outcome it could not confirm either.
+    unrecorded: usize,
+}
+
+/// Writes the hand-back in one cycle, retrying what failed until `deadline`. The outcomes
+/// it wrote for attempts still recording them are noted, so those attempts' own writes,
+/// landing after it, count them as written.
+async fn write_hand_back(shared: &Shared, mut hand_back: HandBack, deadline: Instant) -> Written {
+    let mut written = Written::default();
+    if hand_back.stopped.is_empty()
+        && hand_back.complete.is_empty()
+        && hand_back.recorded.is_empty()
+    {
+        return written;
+    }
+    let stopped: HashSet<TaskId> = hand_back.stopped.iter().map(|s| s.fence.id).collect();
     let writer = shared.client.writer();
     let mut pause = Duration::from_millis(50);
     loop {
-        match tokio::time::timeout_at(deadline, writer.settle(outcomes.clone())).await {
-            Ok(Ok(applied)) => return Some(applied.len() as u64),
-            Ok(Err(error)) if Instant::now() + pause < deadline => {
-                tracing::warn!(%error, "shutdown requeue failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
+        let settle: Vec<Settle> = hand_back
+            .stopped
+            .iter()
+            .chain(&hand_back.recorded)
+            .cloned()
+            .collect();
+        let write = writer.write_together(hand_back.complete.clone(), settle);
+        let Ok((completed, settled)) = tokio::time::timeout_at(deadline, write).await else {
+            tracing::error!("shutdown requeue did not finish within the grace");
+            break;
+        };
+        let mut failed = None;
+        match completed {
+            Ok(ids) => {
+                shared.slots().written_at_hand_back(
+                    hand_back.complete.drain(..).filter(|f| ids.contains(&f.id)),
+                );
             }
-            Ok(Err(error)) => {
-                tracing::error!(%error, tasks,
-                    "shutdown requeue failed; these tasks will be recovered when their lease expires");
-                return None;
-            }
-            Err(_) => {
-                tracing::error!(tasks,
-                    "shutdown requeue did not finish within the grace; these tasks will be recovered when their lease expires");
-                return None;
-            }
+            Err(error) => failed = Some(error),
         }
+        match settled {
+            Ok(ids) => {
+                written.requeued += ids.iter().filter(|id| stopped.contains(id)).count() as u64;
+                hand_back.stopped.clear();
+                shared.slots().written_at_hand_back(
+                    hand_back
+                        .recorded
+                        .drain(..)
+                        .map(|s| s.fence)
+                        .filter(|f| ids.contains(&f.id)),
+                );
+            }
+            Err(error) => failed = Some(error),
+        }
+        let Some(error) = failed else {
+            return written;
+        };
+        if Instant::now() + pause >= deadline {
+            tracing::error!(%error, "shutdown requeue failed");
+            break;
+        }
+        tracing::warn!(%error, "shutdown requeue failed; retrying");
+        tokio::time::sleep(pause).await;
+        pause *= 2;
     }
+    written.unconfirmed = hand_back.stopped.len();
+    written.unrecorded = hand_back.complete.len() + hand_back.recorded.len();
+    tracing::error!(
+        stopped = written.unconfirmed,
+        finished = written.unrecorded,
+        "tasks not handed back: they will be recovered when their lease expires"
+    );
+    written
 }
 
 #[cfg(test)]

@@ -4,7 +4,17 @@ use std::collections::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{ClaimRequest, Fence};
+use crate::store::{ClaimRequest, Fence, Outcome};
+
+/// The outcome an attempt that finished executing is writing: what a shutdown's hand-back
+/// writes for it if that write has not landed by then (see `shutdown::collect`).
+#[derive(Debug, Clone)]
+pub(crate) enum Recording {
+    /// A completion.
+    Complete,
+    /// Any other outcome of the attempt's own (a retry, a failure, a cancellation, a snooze).
+    Settle(Outcome),
+}
 
 /// Cancellation handles of one running attempt.
 #[derive(Debug, Clone)]
@@ -19,6 +29,8 @@ pub(crate) struct Running {
     pub(crate) requested: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The attempt finished executing and gave its slot back; its outcome is being written.
     pub(crate) settling: bool,
+    /// What that outcome is, once the attempt knows it.
+    pub(crate) recording: Option<Recording>,
     /// What the attempt's own writes said (a completion in the application's transaction, a
     /// refused fenced write), shared with its context.
     pub(crate) flags: std::sync::Arc<crate::steps::AttemptFlags>,
@@ -52,6 +64,9 @@ pub(crate) struct Slots {
     claiming: usize,
     per_queue: HashMap<String, usize>,
     running: HashMap<Fence, Running>,
+    /// Attempts whose outcome a shutdown's hand-back wrote: their own write of it, if it
+    /// comes later, finds the row changed and must not take that for a lost lease.
+    written_at_hand_back: std::collections::HashSet<Fence>,
 }
 
 impl Slots {
@@ -133,6 +148,23 @@ impl Slots {
 
     pub(crate) fn start(&mut self, running: Running) {
         self.running.insert(running.fence, running);
+    }
+
+    /// The attempt's outcome is known and being written.
+    pub(crate) fn recording(&mut self, fence: &Fence, recording: Recording) {
+        if let Some(running) = self.running.get_mut(fence) {
+            running.recording = Some(recording);
+        }
+    }
+
+    /// A shutdown's hand-back wrote these attempts' outcomes.
+    pub(crate) fn written_at_hand_back(&mut self, fences: impl IntoIterator<Item = Fence>) {
+        self.written_at_hand_back.extend(fences);
+    }
+
+    /// Whether a shutdown's hand-back wrote this attempt's outcome.
+    pub(crate) fn was_written_at_hand_back(&self, fence: &Fence) -> bool {
+        self.written_at_hand_back.contains(fence)
     }
 
     /// The attempt stopped executing: its slot is free for the next task while its outcome
@@ -220,6 +252,7 @@ mod tests {
             hard: CancellationToken::new(),
             requested: std::sync::Arc::default(),
             settling: false,
+            recording: None,
             flags: std::sync::Arc::default(),
             since_us: std::sync::Arc::default(),
         };

@@ -47,6 +47,8 @@ pub(super) enum Job {
     Complete(Fence, oneshot::Sender<Result<bool>>),
     Settle(Vec<Settle>, oneshot::Sender<Result<Vec<TaskId>>>),
     Claim(Arc<dyn LocalRuntime>, oneshot::Sender<Result<ClaimReport>>),
+    /// Outcomes that go into one cycle together (a shutdown's hand-back).
+    Together(Vec<Job>),
 }
 
 /// How long a cycle may run before the writer hands it to a task of its own and goes on with
@@ -179,6 +181,11 @@ impl Gathered {
                 self.settle.extend(outcomes);
             }
             Job::Claim(runtime, done) => self.claims.push((runtime, done)),
+            Job::Together(jobs) => {
+                for job in jobs {
+                    self.push(job);
+                }
+            }
         }
     }
 

@@ -216,6 +216,48 @@ impl Writer {
         answer.await.map_err(|_| Error::ShuttingDown)?
     }
 
+    /// Writes completions and other outcomes in one cycle (a shutdown's hand-back: the
+    /// attempts it stopped and the outcomes of those still recording theirs, in one
+    /// transaction). Returns, for each part, the ids whose write applied.
+    pub(crate) async fn write_together(
+        &self,
+        complete: Vec<Fence>,
+        settle: Vec<Settle>,
+    ) -> (Result<Vec<TaskId>>, Result<Vec<TaskId>>) {
+        let mut jobs = Vec::with_capacity(complete.len() + 1);
+        let mut completions = Vec::with_capacity(complete.len());
+        for fence in complete {
+            let (done, answer) = oneshot::channel();
+            jobs.push(Job::Complete(fence, done));
+            completions.push((fence.id, answer));
+        }
+        let (done, settled) = oneshot::channel();
+        jobs.push(Job::Settle(settle, done));
+        if self.outcomes.send(Job::Together(jobs)).is_err() {
+            return (Err(Error::ShuttingDown), Err(Error::ShuttingDown));
+        }
+        let mut completed = Ok(Vec::new());
+        for (id, answer) in completions {
+            match answer
+                .await
+                .map_err(|_| Error::ShuttingDown)
+                .and_then(|r| r)
+            {
+                Ok(applied) => {
+                    if let (true, Ok(ids)) = (applied, &mut completed) {
+                        ids.push(id);
+                    }
+                }
+                Err(error) => completed = Err(error),
+            }
+        }
+        let settled = settled
+            .await
+            .map_err(|_| Error::ShuttingDown)
+            .and_then(|r| r);
+        (completed, settled)
+    }
+
     /// Claims due tasks for `runtime` in the next cycle (with the capacity it has then) and
     /// starts them there.
     pub(crate) async fn claim(&self, runtime: Arc<dyn LocalRuntime>) -> Result<ClaimReport> {

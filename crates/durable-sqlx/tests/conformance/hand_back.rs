@@ -1,13 +1,16 @@
-//! What shutdown reports when its hand-back cannot be written.
+//! What shutdown hands back: the attempts it stopped, the outcomes of attempts that were
+//! still recording them, and what it reports when that write fails or is slow.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durable_core::store::Store;
 use durable_core::{Registry, Runtime, TaskId, TaskState};
 
-use super::hardening::{Faulty, Sticky};
-use super::tasks::Probe;
+use super::faulty::{Faulty, Sticky};
+use super::hardening::{Attempts, SyncPanic};
+use super::tasks::{Probe, Work};
 use super::{eventually, row, TestDb};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -95,4 +98,81 @@ pub async fn shutdown_gives_a_slow_database_the_time_its_writes_take(db: &impl T
     );
     let r = row(&store, id).await;
     assert_eq!(r.state, TaskState::Pending, "handed back: {r:?}");
+}
+
+/// Attempts that finished while their outcome writes hang (a write cycle stuck on its
+/// connection) have those outcomes written by the shutdown's hand-back, in the one write
+/// that hands back the attempt still running: the completion is recorded and the failure
+/// counts its attempt. Only the attempt the shutdown stopped goes back uncounted.
+pub async fn shutdown_writes_the_outcomes_attempts_were_still_recording(db: &impl TestDb) {
+    let faulty = Faulty::new(db.store());
+    let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
+    let probe = Probe::default();
+    let registry = super::tasks::registry(&probe)
+        .register::<Sticky>(probe.clone())
+        .register::<SyncPanic>(Attempts::default());
+    let rt = Runtime::builder(Arc::clone(&store), registry)
+        .concurrency(4)
+        .lease(Duration::from_secs(30))
+        .poll_interval(Duration::from_millis(50))
+        .cancel_grace(Duration::from_millis(50))
+        .start();
+    let client = rt.client();
+    let sticky = client.enqueue(Sticky).await.expect("enqueue");
+    eventually("the sticky attempt to run", WAIT, || async {
+        (rt.running() == 1).then_some(())
+    })
+    .await;
+    faulty.hang_outcomes.store(true, Ordering::SeqCst);
+    let quick = client
+        .enqueue(Work::sleeping("quick", 10))
+        .await
+        .expect("enqueue");
+    let panics = client.enqueue(SyncPanic).await.expect("enqueue");
+    eventually("both outcome writes to hang", WAIT, || async {
+        (faulty.hung() >= 2).then_some(())
+    })
+    .await;
+    // The stuck writes stay stuck; the database takes new ones.
+    faulty.hang_outcomes.store(false, Ordering::SeqCst);
+    let grace = Duration::from_secs(1);
+    let started = Instant::now();
+    let report = rt.shutdown(grace).await;
+    let took = started.elapsed();
+    assert!(
+        took < grace + Duration::from_millis(300),
+        "shutdown took {took:?}"
+    );
+    assert_eq!(
+        (
+            report.finished,
+            report.requeued,
+            report.not_handed_back,
+            report.drained
+        ),
+        (2, 1, 0, false),
+        "{report:?}"
+    );
+    let r = row(&store, quick).await;
+    assert_eq!(
+        (r.state, r.attempts),
+        (TaskState::Completed, 1),
+        "the completion is written: {r:?}"
+    );
+    let r = row(&store, panics).await;
+    assert_eq!(
+        (r.state, r.attempts, r.requeues),
+        (TaskState::Pending, 1, 0),
+        "the failed attempt counts: {r:?}"
+    );
+    assert!(
+        r.last_error.as_deref().is_some_and(|e| e.contains("boom")),
+        "{r:?}"
+    );
+    let r = row(&store, sticky).await;
+    assert_eq!(
+        (r.state, r.attempts, r.requeues),
+        (TaskState::Pending, 0, 1),
+        "the stopped attempt goes back uncounted: {r:?}"
+    );
 }

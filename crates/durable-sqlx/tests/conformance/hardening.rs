@@ -2,19 +2,17 @@
 //! its own token, a runtime re-claiming its own task, outcome writes that hang at shutdown.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durable_core::store::{
-    async_trait, CommitMode, Fence, NewTask, Outcome, RescueReport, Store, WorkerStore, WriteBatch,
-    WriteOutcome,
-};
+use durable_core::store::{NewTask, Store};
 use durable_core::{
-    Backoff, Registry, Runtime, Task, TaskContext, TaskError, TaskId, TaskOptions, TaskState,
+    Backoff, Registry, Runtime, Task, TaskContext, TaskError, TaskOptions, TaskState,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::faulty::{Faulty, Sticky};
 use super::tasks::{Probe, Work};
 use super::Writes;
 use super::{eventually, row, wait_state, TestDb};
@@ -205,155 +203,6 @@ pub async fn task_cancelling_its_own_token_is_retried(db: &impl TestDb) {
     rt.shutdown(Duration::from_secs(2)).await;
 }
 
-/// A store whose heartbeats can be switched off (they report every lease held without
-/// writing), and whose outcome writes can be made to hang.
-#[derive(Debug)]
-pub struct Faulty {
-    inner: Arc<dyn Store>,
-    skip_heartbeats: AtomicBool,
-    hang_outcomes: AtomicBool,
-    /// Writes that only hand attempts back hang while set.
-    hang_hand_backs: AtomicBool,
-    /// Every write takes this many milliseconds more.
-    slow_writes_ms: AtomicU64,
-    /// Writes made slow so far.
-    slowed: AtomicU32,
-    /// Inserts wait here while set; `held` tells that one is waiting.
-    hold_inserts: AtomicBool,
-    /// Writer cycles carrying a claim wait here while set.
-    hold_claims: AtomicBool,
-    held: AtomicBool,
-    release: tokio::sync::Notify,
-}
-
-impl Faulty {
-    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            skip_heartbeats: AtomicBool::new(false),
-            hang_outcomes: AtomicBool::new(false),
-            hang_hand_backs: AtomicBool::new(false),
-            slow_writes_ms: AtomicU64::new(0),
-            slowed: AtomicU32::new(0),
-            hold_inserts: AtomicBool::new(false),
-            hold_claims: AtomicBool::new(false),
-            held: AtomicBool::new(false),
-            release: tokio::sync::Notify::new(),
-        })
-    }
-
-    /// From now on, a write that only hands attempts back (shutdown's requeue) hangs.
-    pub fn hang_hand_backs(&self) {
-        self.hang_hand_backs.store(true, Ordering::SeqCst);
-    }
-
-    /// From now on, every write takes `by` more (a database committing slowly).
-    pub fn slow_writes(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.slow_writes_ms.store(ms, Ordering::SeqCst);
-    }
-
-    /// How many writes were made slow so far.
-    pub fn slowed(&self) -> u32 {
-        self.slowed.load(Ordering::SeqCst)
-    }
-
-    async fn maybe_hang(&self) {
-        if self.hang_outcomes.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-        }
-    }
-}
-
-#[async_trait]
-impl WorkerStore for Faulty {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.inner.now()
-    }
-
-    fn commit_mode(&self) -> CommitMode {
-        self.inner.commit_mode()
-    }
-    async fn heartbeat(&self, held: &[Fence], lease: Duration) -> durable_core::Result<Vec<Fence>> {
-        if self.skip_heartbeats.load(Ordering::SeqCst) {
-            return Ok(held.to_vec());
-        }
-        self.inner.heartbeat(held, lease).await
-    }
-    async fn cancel_requested(&self, held: &[Fence]) -> durable_core::Result<Vec<TaskId>> {
-        self.inner.cancel_requested(held).await
-    }
-
-    async fn mark_started(&self, fence: &Fence) -> durable_core::Result<bool> {
-        self.inner.mark_started(fence).await
-    }
-    async fn check_enqueue(&self) -> durable_core::Result<()> {
-        self.inner.check_enqueue().await
-    }
-    async fn rescue_expired(&self) -> durable_core::Result<RescueReport> {
-        self.inner.rescue_expired().await
-    }
-    async fn backlog(&self) -> durable_core::Result<u64> {
-        self.inner.backlog().await
-    }
-    async fn unclaimable(
-        &self,
-        known: &[String],
-        waiting: Duration,
-    ) -> durable_core::Result<Vec<(String, u64)>> {
-        self.inner.unclaimable(known, waiting).await
-    }
-    async fn write(&self, batch: WriteBatch<'_>) -> WriteOutcome {
-        let slow = self.slow_writes_ms.load(Ordering::SeqCst);
-        if slow > 0 {
-            tokio::time::sleep(Duration::from_millis(slow)).await;
-            self.slowed.fetch_add(1, Ordering::SeqCst);
-        }
-        let hands_back = batch
-            .settle
-            .iter()
-            .all(|s| matches!(s.outcome, Outcome::Requeued));
-        if !batch.complete.is_empty() || (!batch.settle.is_empty() && !hands_back) {
-            self.maybe_hang().await;
-        }
-        if !batch.settle.is_empty() && hands_back && self.hang_hand_backs.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-        }
-        let hold = (!batch.insert.is_empty() && self.hold_inserts.load(Ordering::SeqCst))
-            || (batch.claim.is_some() && self.hold_claims.load(Ordering::SeqCst));
-        if hold {
-            let released = self.release.notified();
-            self.held.store(true, Ordering::SeqCst);
-            released.await;
-        }
-        self.inner.write(batch).await
-    }
-}
-
-super::forward::forward_admin_store!(Faulty);
-super::forward::forward_step_and_schedule_stores!(Faulty);
-
-/// Sleeps until cancelled (or a minute) on its first attempt; later attempts finish at once.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Sticky;
-
-impl Task for Sticky {
-    const NAME: &'static str = "sticky";
-    type State = Probe;
-    async fn run(self, cx: TaskContext<Probe>) -> Result<(), TaskError> {
-        if cx.attempt() == 1 {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(60)) => {}
-                () = cx.cancelled() => return Err(TaskError::retryable("stopped")),
-            }
-        }
-        Ok(())
-    }
-}
-
 /// When attempt 1 loses its lease and the same runtime claims attempt 2 while attempt 1
 /// still runs, both attempts are accounted for: attempt 1 is told it lost its lease (and
 /// stops), and every slot comes back.
@@ -400,8 +249,10 @@ pub async fn reclaim_by_the_same_runtime_keeps_every_slot(db: &impl TestDb) {
     rt.shutdown(Duration::ZERO).await;
 }
 
-/// Shutdown keeps its grace even when the outcome writes of finished attempts hang: what
-/// is not written by then is handed back.
+/// Shutdown keeps its grace even when every write of an attempt's outcome hangs, the
+/// hand-back's included (it writes that outcome rather than hand the finished attempt back
+/// uncounted): the report counts it as not handed back and the row stays `processing` for
+/// the lease sweep.
 pub async fn shutdown_keeps_its_grace_when_outcome_writes_hang(db: &impl TestDb) {
     let faulty = Faulty::new(db.store());
     let store: Arc<dyn Store> = Arc::clone(&faulty) as Arc<dyn Store>;
@@ -423,17 +274,27 @@ pub async fn shutdown_keeps_its_grace_when_outcome_writes_hang(db: &impl TestDb)
     .await;
     let grace = Duration::from_secs(1);
     let started = Instant::now();
-    rt.shutdown(grace).await;
+    let report = rt.shutdown(grace).await;
     let took = started.elapsed();
     assert!(
         took < grace + Duration::from_millis(300),
         "shutdown took {took:?}"
     );
+    assert_eq!(
+        (
+            report.finished,
+            report.requeued,
+            report.not_handed_back,
+            report.drained
+        ),
+        (0, 0, 1, false),
+        "{report:?}"
+    );
     let r = row(&store, id).await;
     assert_eq!(
-        r.state,
-        TaskState::Pending,
-        "the unwritten outcome is handed back: {r:?}"
+        (r.state, r.attempts),
+        (TaskState::Processing, 1),
+        "left for the lease sweep: {r:?}"
     );
 }
 

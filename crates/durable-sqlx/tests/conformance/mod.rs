@@ -12,6 +12,7 @@ pub mod attempts;
 pub mod cancel;
 pub mod clock;
 mod counting;
+pub mod faulty;
 mod forward;
 pub mod hand_back;
 pub mod hardening;
@@ -199,7 +200,8 @@ macro_rules! conformance_tests {
             claim_landing_after_the_hand_back_starts_nothing);
         $crate::conformance_tests!(@hand_back $make;
             shutdown_reports_a_hand_back_it_could_not_write,
-            shutdown_gives_a_slow_database_the_time_its_writes_take);
+            shutdown_gives_a_slow_database_the_time_its_writes_take,
+            shutdown_writes_the_outcomes_attempts_were_still_recording);
         $crate::conformance_tests!(@admin $make;
             admin_pages_in_both_orders_with_filters, admin_lists_a_creation_time_range,
             admin_search_is_bounded_and_resumable, admin_stats_exact_then_bounded,
