@@ -427,18 +427,20 @@ pub async fn claim_landing_after_the_hand_back_starts_nothing(db: &impl TestDb) 
         .poll_interval(Duration::from_millis(20))
         .start();
     // The runtime's next claim is held before its statement runs; the task is stored by
-    // another process meanwhile, so that claim takes it once released.
+    // another process meanwhile, so that claim takes it once released. The task is stored
+    // only once the claim is held: a claim already past the hold when the flag was set
+    // would take it and run it before the shutdown.
     faulty.hold_claims.store(true, Ordering::SeqCst);
+    eventually("a claim to be held", WAIT, || async {
+        faulty.held.load(Ordering::SeqCst).then_some(())
+    })
+    .await;
     let id = durable_core::Client::builder(db.store())
         .max_payload_bytes(1 << 20)
         .build()
         .enqueue(Counted)
         .await
         .expect("enqueue");
-    eventually("a claim to be held", WAIT, || async {
-        faulty.held.load(Ordering::SeqCst).then_some(())
-    })
-    .await;
     rt.shutdown(Duration::from_millis(300)).await;
     faulty.hold_claims.store(false, Ordering::SeqCst);
     faulty.release.notify_waiters();
