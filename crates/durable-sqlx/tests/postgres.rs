@@ -23,6 +23,8 @@ mod history;
 mod migrations;
 #[path = "postgres/plan_cache.rs"]
 mod plan_cache;
+#[path = "postgres/resumed_claims.rs"]
+mod resumed_claims;
 #[path = "postgres/search_path.rs"]
 mod search_path;
 #[path = "postgres/steps_app.rs"]

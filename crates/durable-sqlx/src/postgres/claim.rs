@@ -168,13 +168,14 @@ pub(super) async fn claim_some(
         return Ok(Vec::new());
     }
     let kind = kind(queue, excluded);
-    if let Some(position) = claim.resume.look_due(&kind) {
+    if let Some((position, reach)) = claim.resume.look_due(&kind) {
         let look = Look {
             kind: kind.clone(),
             names: Arc::clone(&request.names),
             queue: queue.map(str::to_owned),
             excluded: excluded.to_vec(),
             position,
+            reach,
         };
         look.spawn(claim.looks.clone(), Arc::clone(claim.resume));
     }

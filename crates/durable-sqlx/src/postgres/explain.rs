@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use durable_core::store::Fence;
 
+use super::resume::Reach;
 use super::rows::fence_columns;
 use super::{claim, look, overview, sql, PostgresStore};
 use crate::error::{Error, Result};
@@ -76,23 +77,42 @@ impl PostgresStore {
         explain_on(&self.claims, query).await
     }
 
-    /// The query plan of the look before a resumed claim's position (see
+    /// The query plans of the looks before a resumed claim's position (see
     /// [`PostgresStoreBuilder::claim_resume_after`](super::PostgresStoreBuilder::claim_resume_after)),
-    /// as [`explain_claim`](Self::explain_claim): it must walk the claim index from its
-    /// head, the position as an index condition, and stop at the first due row.
-    pub async fn explain_claim_look(&self, queue: Option<&str>, names: &[&str]) -> Result<String> {
+    /// as [`explain_claim`](Self::explain_claim): the full look's, then the near look's.
+    /// Each must walk the claim index in order — the full one from its head, the near one
+    /// over a higher priority and the window before the position — the position as an index
+    /// condition, and stop at the first due row.
+    pub async fn explain_claim_look(
+        &self,
+        queue: Option<&str>,
+        names: &[&str],
+    ) -> Result<(String, String)> {
         let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
-        let text = if queue.is_some() {
-            look::BEFORE_QUEUE
-        } else {
-            look::BEFORE_ANY
-        };
-        let query = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {text}"))).bind(names);
+        let full = self.explain_look(Reach::Full, queue, &names).await?;
+        let near = self.explain_look(Reach::Near, queue, &names).await?;
+        Ok((full, near))
+    }
+
+    async fn explain_look(
+        &self,
+        reach: Reach,
+        queue: Option<&str>,
+        names: &[String],
+    ) -> Result<String> {
+        let text = look::statement(reach, queue, &[]);
+        let query =
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {text}"))).bind(names.to_vec());
         let query = match queue {
             Some(queue) => query.bind(queue.to_owned()),
             None => query,
         };
-        let query = query.bind(0_i32).bind(chrono::Utc::now()).bind(Uuid::nil());
+        let now = chrono::Utc::now();
+        let query = query.bind(0_i32).bind(now).bind(Uuid::nil());
+        let query = match reach {
+            Reach::Near => query.bind(now - look::late()),
+            Reach::Full => query,
+        };
         explain_on(&self.claims, query).await
     }
 

@@ -23,22 +23,26 @@
 //!   claim. While claims keep up, that is [`SLACK`] behind the last claimed row; behind a
 //!   backlog, where the rows claimed are older than that, the next claim starts where this
 //!   one ended instead of walking again over [`SLACK`]'s worth of rows it claimed;
-//! - every [`FULL_EVERY`] — or [`FULL_SHARE`] times as long as the last look took, if longer,
+//! - every [`LOOK_EVERY`] — or [`LOOK_SHARE`] times as long as the last look took, if longer,
 //!   so that looks take at most a twentieth of the time however slow they get — the store
 //!   looks before the position, off the claims' path: one read on a connection of its own
 //!   (see [`look`](super::look)) for a due row there. When it finds one, or cannot tell (the
 //!   read failed), the next claim walks from the head and takes what a resumed claim passed
-//!   over. The look walks the same entries a walk from the head would, but no claim waits
-//!   for it: under a held snapshot a walk from the head takes tens of milliseconds, and every
-//!   task due while it ran waited that long;
-//! - claims resume only after a walk from the head, or a look, took [`SLOW`] (by default) or
-//!   more, which is when the head is full of entries that cannot be marked. Otherwise every
-//!   claim walks from the head (entries get marked as they are passed), and the order is
-//!   exact.
+//!   over. No claim waits for a look: under a held snapshot a walk from the head takes tens
+//!   of milliseconds, and every task due while it ran waited that long. Most looks are near
+//!   ones, which read only where passed-over rows come from (a higher priority, a late
+//!   commit); a full one, which reads everything before the position, runs every
+//!   [`FULL_LOOK_EVERY`] (or [`LOOK_SHARE`] times as long as the last full one took);
+//! - claims resume only after a walk from the head, or a full look, took [`SLOW`] (by
+//!   default) or more, which is when the head is full of entries that cannot be marked.
+//!   Otherwise every claim walks from the head (entries get marked as they are passed), and
+//!   the order is exact.
 //!
 //! Under a held snapshot a task that sorts before the position waits until the next look
-//! finds it (a second, more when looks are slow) and the claim after that; nothing is ever
-//! left behind. A look that has not answered after two periods counts as failed.
+//! that reaches it finds it — a second for a higher priority or a commit up to
+//! [`LATE`](super::look::LATE) late, [`FULL_LOOK_EVERY`] for an older `run_at`, more when
+//! looks are slow — and the claim after that; nothing is ever left behind. A look that has
+//! not answered after two periods counts as failed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -53,15 +57,29 @@ use uuid::Uuid;
 pub(super) const SLACK: Duration = Duration::from_millis(500);
 
 /// How often the store looks before the position while claims resume.
-pub(super) const FULL_EVERY: Duration = Duration::from_secs(1);
+pub(super) const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// How often, of those looks, one reads everything before the position.
+pub(super) const FULL_LOOK_EVERY: Duration = Duration::from_secs(30);
 
 /// While claims resume, the next look runs only after this many times the time the last one
-/// (or the last walk from the head) took, when that is longer than [`FULL_EVERY`].
-pub(super) const FULL_SHARE: u32 = 20;
+/// (or the last walk from the head) took, when that is longer than [`LOOK_EVERY`]; the next
+/// full look, after this many times the last full one (or walk from the head), when that is
+/// longer than [`FULL_LOOK_EVERY`].
+pub(super) const LOOK_SHARE: u32 = 20;
 
 /// How long a walk from the head must take for the following claims to resume, by default
 /// ([`PostgresStoreBuilder::claim_resume_after`](super::PostgresStoreBuilder::claim_resume_after)).
 pub(super) const SLOW: Duration = Duration::from_millis(8);
+
+/// How much before the position a look reads (see [`look`](super::look)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reach {
+    /// Higher priorities, and [`LATE`](super::look::LATE) before the position at its own.
+    Near,
+    /// Everything before the position, from the head of the index.
+    Full,
+}
 
 /// A position in claim order: negated priority, `run_at`, id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,10 +98,13 @@ struct Cursor {
     /// Where resumed claims start; `None` until a claim took a row.
     from: Option<Position>,
     /// When the last walk from the head or look before the position ended, and how long it
-    /// took.
+    /// took (a full look's time is kept apart).
     looked_at: Option<Instant>,
     look_took: Duration,
-    /// Whether that was slow: claims resume until a walk or a look is fast again.
+    /// When the last walk from the head or full look ended, and how long it took.
+    full_at: Option<Instant>,
+    full_took: Duration,
+    /// Whether that was slow: claims resume until a walk or a full look is fast again.
     slow: bool,
     /// A look found a due row before the position, or failed: the next claim walks from the
     /// head.
@@ -95,7 +116,17 @@ struct Cursor {
 impl Cursor {
     /// How long after the last walk or look the next look is due.
     fn period(&self) -> Duration {
-        FULL_EVERY.max(self.look_took.saturating_mul(FULL_SHARE))
+        LOOK_EVERY.max(self.look_took.saturating_mul(LOOK_SHARE))
+    }
+
+    /// How much the next look reads.
+    fn reach(&self) -> Reach {
+        let every = FULL_LOOK_EVERY.max(self.full_took.saturating_mul(LOOK_SHARE));
+        if self.full_at.is_none_or(|at| at.elapsed() >= every) {
+            Reach::Full
+        } else {
+            Reach::Near
+        }
     }
 }
 
@@ -138,10 +169,10 @@ impl Resume {
         cursor.from
     }
 
-    /// The position to look before, when a look of kind `key` is due (claims resume, none
-    /// is in flight, the last ended a period ago); the look is then in flight until
-    /// [`looked`](Self::looked).
-    pub(super) fn look_due(&self, key: &str) -> Option<Position> {
+    /// The position to look before and how much to read, when a look of kind `key` is due
+    /// (claims resume, none is in flight, the last ended a period ago); the look is then in
+    /// flight until [`looked`](Self::looked).
+    pub(super) fn look_due(&self, key: &str) -> Option<(Position, Reach)> {
         let mut cursors = self.lock();
         let cursor = cursors.get_mut(key)?;
         if !cursor.slow || cursor.behind || cursor.looking.is_some() {
@@ -152,20 +183,26 @@ impl Resume {
             return None;
         }
         cursor.looking = Some(Instant::now());
-        Some(from)
+        Some((from, cursor.reach()))
     }
 
-    /// Records the look of kind `key` that took `took`: whether it found a due row before
-    /// the position (`None`: it failed).
-    pub(super) fn looked(&self, key: &str, found: Option<bool>, took: Duration) {
+    /// Records the look of kind `key` that read `reach` and took `took`: whether it found a
+    /// due row before the position (`None`: it failed).
+    pub(super) fn looked(&self, key: &str, reach: Reach, found: Option<bool>, took: Duration) {
         let mut cursors = self.lock();
         let cursor = cursors.entry(key.to_owned()).or_default();
+        let now = Instant::now();
         cursor.looking = None;
-        cursor.looked_at = Some(Instant::now());
-        cursor.look_took = took;
+        cursor.looked_at = Some(now);
+        match reach {
+            Reach::Near => cursor.look_took = took,
+            Reach::Full => (cursor.full_at, cursor.full_took) = (Some(now), took),
+        }
         match found {
-            // The head is quick to walk again (the snapshot ended): exact order.
-            Some(false) => cursor.slow = took >= self.slow,
+            // The head is quick to walk again (the snapshot ended): exact order. A near look
+            // tells nothing about the head.
+            Some(false) if reach == Reach::Full => cursor.slow = took >= self.slow,
+            Some(false) => {}
             Some(true) | None => cursor.behind = true,
         }
     }
@@ -191,8 +228,10 @@ impl Resume {
         let mut cursors = self.lock();
         let cursor = cursors.entry(key.to_owned()).or_default();
         if started.is_none() {
-            cursor.looked_at = Some(Instant::now());
+            let now = Instant::now();
+            cursor.looked_at = Some(now);
             cursor.look_took = took;
+            (cursor.full_at, cursor.full_took) = (Some(now), took);
             cursor.slow = took >= self.slow;
             cursor.behind = false;
         }
@@ -216,166 +255,4 @@ impl Resume {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn time(ms: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(ms).expect("time")
-    }
-
-    fn at(rank: i32, ms: i64) -> Position {
-        Position {
-            rank,
-            run_at: time(ms),
-            id: Uuid::now_v7(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn claims_resume_only_after_a_slow_walk_and_walk_again_each_second() {
-        let resume = Resume::default();
-        assert_eq!(resume.start("any"), None, "no claim yet");
-        resume.record(
-            "any",
-            None,
-            Duration::from_millis(1),
-            Some(at(0, 10_000)),
-            Some(time(10_000)),
-        );
-        assert_eq!(
-            resume.start("any"),
-            None,
-            "a fast walk keeps walking from the head"
-        );
-
-        resume.record("any", None, SLOW, Some(at(0, 20_000)), Some(time(20_000)));
-        let from = resume
-            .start("any")
-            .expect("a slow walk makes claims resume");
-        assert_eq!(from.rank, 0);
-        assert_eq!(from.run_at.timestamp_millis(), 20_000 - 500, "slack behind");
-        assert_eq!(from.id, Uuid::nil());
-        assert_eq!(resume.start("queue:mail"), None, "kinds are apart");
-
-        // A resumed claim moves the position forward, never back.
-        resume.record(
-            "any",
-            Some(from),
-            Duration::from_millis(1),
-            Some(at(0, 30_000)),
-            Some(time(30_000)),
-        );
-        assert_eq!(
-            resume.start("any").map(|p| p.run_at.timestamp_millis()),
-            Some(29_500)
-        );
-        resume.record(
-            "any",
-            Some(from),
-            Duration::from_millis(1),
-            Some(at(0, 25_000)),
-            Some(time(25_000)),
-        );
-        assert_eq!(
-            resume.start("any").map(|p| p.run_at.timestamp_millis()),
-            Some(29_500)
-        );
-
-        assert_eq!(resume.look_due("any"), None, "no look within a second");
-        tokio::time::advance(FULL_EVERY).await;
-        assert!(resume.start("any").is_some(), "claims go on resuming");
-        let look = resume.look_due("any").expect("a look each second");
-        assert_eq!(
-            look.run_at.timestamp_millis(),
-            29_500,
-            "before the position"
-        );
-        assert_eq!(resume.look_due("any"), None, "one look at a time");
-        resume.looked("any", Some(true), Duration::from_millis(30));
-        assert_eq!(
-            resume.start("any"),
-            None,
-            "it found a row before the position: a walk from the head"
-        );
-
-        // A walk from the head that took 200 ms: the next look 4 s later, not 1 s.
-        resume.record(
-            "any",
-            None,
-            Duration::from_millis(200),
-            Some(at(0, 40_000)),
-            Some(time(40_000)),
-        );
-        assert!(resume.start("any").is_some(), "resuming again");
-        tokio::time::advance(FULL_EVERY * 3).await;
-        assert_eq!(resume.look_due("any"), None, "no look after 3 s");
-        tokio::time::advance(FULL_EVERY).await;
-        assert!(resume.look_due("any").is_some(), "a look after 4 s");
-        resume.looked("any", Some(false), Duration::from_millis(100));
-        assert!(
-            resume.start("any").is_some(),
-            "nothing before the position, and the look was slow: resuming"
-        );
-        tokio::time::advance(FULL_EVERY * 2).await;
-        assert!(resume.look_due("any").is_some());
-        resume.looked("any", Some(false), Duration::from_millis(1));
-        assert_eq!(
-            resume.start("any"),
-            None,
-            "and it was fast: exact order again"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_look_that_fails_or_never_answers_brings_a_walk_from_the_head() {
-        let resume = Resume::default();
-        resume.record("any", None, SLOW, Some(at(0, 20_000)), Some(time(20_000)));
-        tokio::time::advance(FULL_EVERY).await;
-        assert!(resume.look_due("any").is_some());
-        resume.looked("any", None, Duration::from_millis(5));
-        assert_eq!(resume.start("any"), None, "a failed look: from the head");
-
-        resume.record("any", None, SLOW, Some(at(0, 30_000)), Some(time(30_000)));
-        tokio::time::advance(FULL_EVERY).await;
-        assert!(resume.look_due("any").is_some());
-        tokio::time::advance(FULL_EVERY).await;
-        assert!(
-            resume.start("any").is_some(),
-            "a look in flight for a second: still resuming"
-        );
-        tokio::time::advance(FULL_EVERY).await;
-        assert_eq!(
-            resume.start("any"),
-            None,
-            "no answer two periods after the last: from the head"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn behind_a_backlog_the_next_claim_starts_where_the_last_one_ended() {
-        let resume = Resume::default();
-        // Claims keep up: the rows claimed are as old as the claim.
-        resume.record("any", None, SLOW, Some(at(0, 20_000)), Some(time(20_010)));
-        assert_eq!(
-            resume.start("any").map(|p| p.run_at.timestamp_millis()),
-            Some(19_510),
-            "slack before the claim's time"
-        );
-        // A backlog: the rows claimed were enqueued 5 s before the claim. Anything enqueued
-        // later that is still to commit sorts after them.
-        resume.record(
-            "any",
-            resume.start("any"),
-            Duration::from_millis(1),
-            Some(at(0, 21_000)),
-            Some(time(26_000)),
-        );
-        let from = resume.start("any").expect("resuming");
-        assert_eq!(
-            from.run_at.timestamp_millis(),
-            21_000,
-            "where the claim ended"
-        );
-        assert_eq!(from.id, Uuid::nil(), "with the rows that share its run_at");
-    }
-}
+mod tests;

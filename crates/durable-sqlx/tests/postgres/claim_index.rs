@@ -11,7 +11,7 @@ use super::pg_db_or_skip;
 /// per-queue index (its leading column is the queue) and a sort. Under a held vacuum horizon
 /// the claim indexes keep an entry for every task pending since, so each such claim read
 /// more than the last until the next analyze. Every claim must walk its index in order, and
-/// so must the look before a resumed claim's position.
+/// so must the looks before a resumed claim's position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_walk_their_index_in_order_whatever_the_statistics() {
     let Some(db) = pg_db_or_skip().await else {
@@ -40,12 +40,23 @@ async fn claims_walk_their_index_in_order_whatever_the_statistics() {
             db.store.explain_resumed_claim(16, None, &names).await,
         ),
     ];
-    let look = db.store.explain_claim_look(None, &names).await;
+    let (full, near) = db
+        .store
+        .explain_claim_look(None, &names)
+        .await
+        .expect("explain");
+    // The near look's walks are bounded: one over higher priorities, one over the window
+    // before the position (a lower bound in its index condition).
+    assert_eq!(near.matches("Index Scan").count(), 2, "{near}");
+    assert!(near.contains(">= ROW(0, "), "{near}");
     let plans = plans
         .into_iter()
-        .chain([("look before the position", look)]);
+        .map(|(what, plan)| (what, plan.expect("explain")));
+    let plans = plans.chain([
+        ("full look before the position", full),
+        ("near look before the position", near),
+    ]);
     for (what, plan) in plans {
-        let plan = plan.expect("explain");
         assert!(
             plan.contains("Index Scan using durable_tasks_live_ready on durable_tasks_live"),
             "the {what} does not walk the claim index:\n{plan}"
@@ -66,16 +77,18 @@ async fn claims_walk_their_index_in_order_whatever_the_statistics() {
         "{queue}"
     );
     assert!(!queue.contains("Sort"), "{queue}");
-    let look = db
+    let (full, near) = db
         .store
         .explain_claim_look(Some("mail"), &names)
         .await
         .expect("explain");
-    assert!(
-        look.contains("Index Scan using durable_tasks_live_ready_queue on durable_tasks_live"),
-        "{look}"
-    );
-    assert!(!look.contains("Sort"), "{look}");
+    for look in [full, near] {
+        assert!(
+            look.contains("Index Scan using durable_tasks_live_ready_queue on durable_tasks_live"),
+            "{look}"
+        );
+        assert!(!look.contains("Sort"), "{look}");
+    }
 }
 
 /// Removes 99% of the live partition's rows that match `which` (an SQL condition), as

@@ -1,7 +1,6 @@
 //! The split task table on PostgreSQL (migration 11): finished tasks leave the live partition
 //! that claims scan for the history partition, in the statement that finishes them, and stay
-//! readable through `durable_tasks` and the admin API; claims resume past what a held
-//! snapshot keeps, and still find every row.
+//! readable through `durable_tasks` and the admin API.
 
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ async fn placement(pool: &PgPool, id: TaskId) -> (String, String) {
         .expect("the row")
 }
 
-fn request(owner: WorkerId, limit: usize) -> ClaimRequest {
+pub(super) fn request(owner: WorkerId, limit: usize) -> ClaimRequest {
     ClaimRequest::new(owner, LEASE, limit, ["work"])
 }
 
@@ -158,65 +157,6 @@ async fn retried_tasks_come_back_and_pruning_takes_history_with_steps() {
     assert!(
         store.steps(id).await.expect("steps").is_empty(),
         "steps pruned"
-    );
-}
-
-/// A store whose claims always resume (`claim_resume_after(ZERO)`): a resumed claim starts at
-/// its position, and the walk from the head a second later finds the rows placed before it —
-/// a higher priority and an earlier `run_at` — so nothing is left behind.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resumed_claims_leave_nothing_behind() {
-    let Some(db) = pg_db_or_skip().await else {
-        return;
-    };
-    let store = durable_sqlx::postgres::PostgresStore::builder(&db.url)
-        .schema(&db.schema)
-        .claim_resume_after(Duration::ZERO)
-        .connect()
-        .await
-        .expect("store");
-    let first: Vec<NewTask> = (0..10).map(|_| NewTask::new("work", "{}")).collect();
-    store.insert(&first).await.expect("insert");
-    let owner = WorkerId::new();
-    assert_eq!(
-        store.claim(&request(owner, 5)).await.expect("claim").len(),
-        5
-    );
-
-    // Placed before the position: a higher priority, and a run_at an hour ago.
-    let urgent = NewTask::new("work", "{}").with_priority(5);
-    let late =
-        NewTask::new("work", "{}").with_run_at(chrono::Utc::now() - chrono::Duration::hours(1));
-    let wanted = [urgent.id, late.id];
-    store.insert(&[urgent, late]).await.expect("insert");
-    let resumed = store.claim(&request(owner, 10)).await.expect("claim");
-    assert_eq!(
-        resumed.len(),
-        5,
-        "the rest of the first ten, from the position"
-    );
-    assert!(resumed.iter().all(|c| !wanted.contains(&c.id)));
-
-    let found = eventually(
-        "the rows before the position",
-        Duration::from_secs(5),
-        || {
-            let store = store.clone();
-            async move {
-                let claimed = store.claim(&request(owner, 10)).await.expect("claim");
-                (!claimed.is_empty()).then_some(claimed)
-            }
-        },
-    )
-    .await;
-    let mut ids: Vec<TaskId> = found.iter().map(|c| c.id).collect();
-    ids.sort();
-    let mut expected = wanted.to_vec();
-    expected.sort();
-    assert_eq!(ids, expected, "the walk from the head found both");
-    assert_eq!(
-        found[0].id, wanted[0],
-        "in claim order: the higher priority first"
     );
 }
 
