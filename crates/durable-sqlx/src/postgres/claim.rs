@@ -69,13 +69,10 @@ macro_rules! resumed {
     ($p:literal, $r:literal, $i:literal) => {
         concat!(
             "
-      AND ((-priority::int4), run_at, id) >= (",
-            $p,
-            "::int4, ",
-            $r,
-            "::timestamptz, ",
-            $i,
-            "::uuid)"
+      AND ",
+            claim_order!(),
+            " >= ",
+            claim_order!($p, $r, $i)
         )
     };
 }

@@ -55,16 +55,7 @@ macro_rules! before {
     ($filter:literal, $p:literal, $r:literal, $i:literal) => {
         concat!(
             "SELECT count(*) FROM ",
-            first_due!(
-                $filter,
-                "((-priority::int4), run_at, id) < (",
-                $p,
-                "::int4, ",
-                $r,
-                "::timestamptz, ",
-                $i,
-                "::uuid)"
-            ),
+            first_due!($filter, claim_order!(), " < ", claim_order!($p, $r, $i)),
             " AS first"
         )
     };
@@ -90,13 +81,10 @@ macro_rules! near {
                 $p,
                 "::int4, ",
                 $lo,
-                "::timestamptz) AND ((-priority::int4), run_at, id) < (",
-                $p,
-                "::int4, ",
-                $r,
-                "::timestamptz, ",
-                $i,
-                "::uuid)"
+                "::timestamptz) AND ",
+                claim_order!(),
+                " < ",
+                claim_order!($p, $r, $i)
             ),
             ") AS first"
         )

@@ -18,6 +18,17 @@ macro_rules! channel {
     };
 }
 
+/// A row in claim order and a claim position ($p the negated priority, $r the `run_at`, $i
+/// the id, as parameters): compared with a row comparison the claim indexes apply.
+macro_rules! claim_order {
+    () => {
+        "((-priority::int4), run_at, id)"
+    };
+    ($p:literal, $r:literal, $i:literal) => {
+        concat!("(", $p, "::int4, ", $r, "::timestamptz, ", $i, "::uuid)")
+    };
+}
+
 /// `errors` with one more failed attempt appended: the attempt, the store's time (Unix ms),
 /// the attempt's worker and the message (SQL tokens, after the column prefix `$p`), keeping
 /// the most recent 20 (`MAX_ERRORS`). SET expressions read the row as it was, so the attempt
