@@ -27,9 +27,10 @@
 //! - `claimed-before-run`: every execution's fence was handed to its runtime by a claim or
 //!   a claimed insert that returned `Ok` (nothing runs on a claim it was told failed).
 //! - `claims-run`: every claim a runtime was told of (claim or claimed insert that returned
-//!   `Ok`) is run, unless its process crashed or began shutting down, or its task was
-//!   cancelled, right after, or meanwhile every one of its process's slots ran another
-//!   attempt (a task claimed ahead waits for a slot).
+//!   `Ok`) is run, unless its process crashed or began shutting down, its task was
+//!   cancelled, or a heartbeat answer told the runtime its lease was lost (a heartbeat
+//!   delayed past the lease), right after, or meanwhile every one of its process's slots ran
+//!   another attempt (a task claimed ahead waits for a slot).
 //! - `exclusive-lease`: two executions of one task overlap only if the earlier one's lease
 //!   could have expired before the later one started.
 //! - `lost-lease-stops`: once a heartbeat answer tells a runtime an attempt's lease is lost,

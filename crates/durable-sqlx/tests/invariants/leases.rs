@@ -123,7 +123,9 @@ pub fn executions(
 
 /// Every claim a runtime was told of is run, unless its process ended right after or its
 /// task's cancellation came right after (a runtime told to cancel an attempt it has not
-/// started yet ends it `cancelled` without running it, as it should).
+/// started yet ends it `cancelled` without running it, as it should), or a heartbeat answer
+/// said its lease was lost — each of these after every slot of its process was busy
+/// meanwhile, if it came later.
 fn claims_run(ev: &Evidence, ran: &HashSet<Fence>, f: &mut Findings) {
     let ours: HashMap<TaskId, u32> = ev.submissions.iter().map(|s| (s.id, s.index)).collect();
     for g in &ev.journal.delivered {
@@ -142,7 +144,18 @@ fn claims_run(ev: &Evidence, ran: &HashSet<Fence>, f: &mut Findings) {
             .filter(|(id, _)| *id == g.fence.id)
             .map(|(_, at)| *at)
             .min();
-        let ended = process_end.into_iter().chain(cancelled).min();
+        // A heartbeat answer that told the runtime the lease was lost (a heartbeat delayed
+        // past the lease): an attempt still waiting for a slot is dropped, as it should be.
+        let lost = ev
+            .journal
+            .beats
+            .iter()
+            .filter(|b| b.incarnation == p && b.held.contains(&g.fence))
+            .filter_map(|b| b.answer.as_ref())
+            .filter(|(_, still)| !still.contains(&g.fence))
+            .map(|(at, _)| *at)
+            .min();
+        let ended = process_end.into_iter().chain(cancelled).chain(lost).min();
         if ended.is_some_and(|end| end < g.at + NEVER_RAN || slots_held(ev, p, g.at, end))
             || ran.contains(&g.fence)
         {

@@ -219,6 +219,32 @@ fn a_claim_may_wait_unrun_only_while_every_slot_runs_another_attempt() {
 }
 
 #[test]
+fn a_claim_may_go_unrun_when_a_heartbeat_says_its_lease_was_lost_right_after() {
+    let mut case = Case::new();
+    let fence = case.fence(2, 2);
+    case.ev.journal.delivered.push(Grant {
+        fence,
+        at: case.at(300),
+    });
+    // A heartbeat sent at 350 ms, delayed past the lease, answers that it is lost.
+    let (sent, late, soon) = (case.at(350), case.at(2_000), case.at(700));
+    let lost = |answered| Beat {
+        incarnation: 2,
+        at: sent,
+        held: vec![fence],
+        answer: Some((answered, Vec::new())),
+    };
+    case.ev.journal.beats.push(lost(late));
+    assert_eq!(case.rules(), ["claims-run"], "p2 had 1.7 s to start it");
+    case.ev.journal.beats[0] = lost(soon);
+    assert_eq!(
+        case.rules(),
+        Vec::<String>::new(),
+        "its lease was lost before p2 could start it"
+    );
+}
+
+#[test]
 fn heartbeats_must_list_running_attempts_and_stop_lost_ones() {
     let mut case = Case::new();
     let fence = case.fence(1, 1);
