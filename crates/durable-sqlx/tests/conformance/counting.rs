@@ -12,7 +12,7 @@ use durable_core::store::{
 use durable_core::TaskId;
 
 /// Counts every store call, to measure what an idle runtime costs, and the claims and the
-/// claims that found nothing; optionally holds a claim back after it ran (see
+/// claims that found rows; optionally holds a claim back after it ran (see
 /// [`ClaimHold`]) or slows every claim down (a database slow to answer).
 #[derive(Debug)]
 pub(super) struct Counting {
@@ -20,8 +20,10 @@ pub(super) struct Counting {
     pub(super) calls: AtomicU64,
     /// Writes that carried a claim.
     pub(super) claims: AtomicU64,
-    /// Of those, the claims that returned no row.
-    pub(super) empty_claims: AtomicU64,
+    /// Of those, the claims that returned rows: a counter of its own, so that a reader never
+    /// sees a claim counted whose rows are not yet (two counters read apart can disagree
+    /// while a claim is being counted).
+    pub(super) claims_with_rows: AtomicU64,
     /// The largest number of rows a claim asked for.
     pub(super) largest_claim: AtomicU64,
     pub(super) hold: Option<Arc<ClaimHold>>,
@@ -35,7 +37,7 @@ impl Counting {
             inner,
             calls: AtomicU64::new(0),
             claims: AtomicU64::new(0),
-            empty_claims: AtomicU64::new(0),
+            claims_with_rows: AtomicU64::new(0),
             largest_claim: AtomicU64::new(0),
             hold: None,
             claim_delay: Duration::ZERO,
@@ -84,12 +86,12 @@ impl WorkerStore for Counting {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let outcome = self.inner.write(batch).await;
         if let Some(claim) = batch.claim {
+            tokio::time::sleep(self.claim_delay).await;
             self.claims.fetch_add(1, Ordering::SeqCst);
             self.largest_claim
                 .fetch_max(claim.limit as u64, Ordering::SeqCst);
-            tokio::time::sleep(self.claim_delay).await;
-            if outcome.claimed.as_ref().is_ok_and(Vec::is_empty) {
-                self.empty_claims.fetch_add(1, Ordering::SeqCst);
+            if outcome.claimed.as_ref().is_ok_and(|rows| !rows.is_empty()) {
+                self.claims_with_rows.fetch_add(1, Ordering::SeqCst);
             }
         }
         if let Some(hold) = batch.claim.and(self.hold.as_ref()) {
