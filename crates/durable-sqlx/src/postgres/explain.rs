@@ -10,7 +10,7 @@ use durable_core::store::Fence;
 
 use super::resume::Reach;
 use super::rows::fence_columns;
-use super::{claim, look, overview, sql, PostgresStore};
+use super::{cancel, claim, look, overview, sql, PostgresStore};
 use crate::error::{Error, Result};
 use crate::util::detached;
 
@@ -126,6 +126,21 @@ impl PostgresStore {
             .bind(ids)
             .bind(owners)
             .bind(attempts);
+        self.explain(query).await
+    }
+
+    /// The query plan of the heartbeat's check for cancellations of the attempts `held`
+    /// ([`WorkerStore::cancel_requested`], `EXPLAIN`, not executed). For checking on a real
+    /// database that each task is looked up by its primary key.
+    ///
+    /// [`WorkerStore::cancel_requested`]: durable_core::store::WorkerStore::cancel_requested
+    pub async fn explain_cancel_requested(&self, held: &[Fence]) -> Result<String> {
+        let (ids, _, _) = fence_columns(held);
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN {}",
+            cancel::CANCEL_REQUESTED
+        )))
+        .bind(ids);
         self.explain(query).await
     }
 
