@@ -9,15 +9,23 @@ use durable_core::Client;
 /// The shortest and longest `Retry-After` a shed request gets, in seconds.
 const RETRY_AFTER_SECS: (u64, u64) = (1, 60);
 
+/// How many times a count's own duration the next one waits, at least: a count that gets
+/// slow (under a held vacuum horizon PostgreSQL keeps an index entry for every task claimed
+/// since, and the count passes them all) then takes at most a twentieth of the database
+/// time, however long the horizon stays held, at the price of a staler count.
+const COUNT_SHARE: u32 = 20;
+
 /// A cached count of due pending tasks, refreshed in the background so the request path never
-/// waits for a `COUNT`, with the rate at which it drains.
+/// waits for a `COUNT`, with the rate at which it drains. A refresh starts `every` after the
+/// last one began, or [`COUNT_SHARE`] times as long as it took, if longer.
 #[derive(Debug)]
 pub(crate) struct Backlog {
     limit: u64,
     every: Duration,
     due: AtomicU64,
     retry_after: AtomicU64,
-    refreshed: Mutex<Option<Instant>>,
+    /// When the next refresh may start; `None` before the first.
+    next: Mutex<Option<Instant>>,
     drain: Mutex<Drain>,
     refreshing: AtomicBool,
 }
@@ -29,7 +37,7 @@ impl Backlog {
             every,
             due: AtomicU64::new(0),
             retry_after: AtomicU64::new(RETRY_AFTER_SECS.0),
-            refreshed: Mutex::new(None),
+            next: Mutex::new(None),
             drain: Mutex::new(Drain::default()),
             refreshing: AtomicBool::new(false),
         })
@@ -38,22 +46,21 @@ impl Backlog {
     /// Whether the last known backlog is over the limit; starts a refresh when stale.
     pub(crate) fn over_limit(self: &Arc<Self>, client: &Client) -> bool {
         let stale = self
-            .refreshed
+            .next
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_none_or(|at| at.elapsed() >= self.every);
+            .is_none_or(|next| Instant::now() >= next);
         if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
             let this = Arc::clone(self);
             let client = client.clone();
             tokio::spawn(async move {
+                let began = Instant::now();
                 match client.backlog().await {
                     Ok(n) => this.record(n, Instant::now()),
                     Err(error) => tracing::warn!(%error, "could not count the due backlog"),
                 }
-                *this
-                    .refreshed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                *this.next.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(next_refresh(began, Instant::now(), this.every));
                 this.refreshing.store(false, Ordering::Release);
             });
         }
@@ -113,6 +120,12 @@ impl Drain {
     }
 }
 
+/// When the refresh after one that `began` and ended at `ended` may start: `every` after it
+/// began, or [`COUNT_SHARE`] times as long as it took, if longer.
+fn next_refresh(began: Instant, ended: Instant, every: Duration) -> Instant {
+    began + every.max(ended.duration_since(began).saturating_mul(COUNT_SHARE))
+}
+
 /// `Retry-After` for a backlog `excess` tasks over the limit draining at `rate` tasks per
 /// second: the time until it is back under the limit, `ceil(excess / rate)`, clamped to
 /// 1..=60 s. 60 when it is not draining (`rate <= 0`: growing or stuck); 1 before a rate is
@@ -152,6 +165,18 @@ mod tests {
         assert_eq!(retry_after_secs(10, Some(0.0)), 60, "not draining");
         assert_eq!(retry_after_secs(10, Some(-5.0)), 60, "growing");
         assert_eq!(retry_after_secs(10, None), 1, "rate not known yet");
+    }
+
+    #[test]
+    fn a_slow_count_is_refreshed_at_most_a_twentieth_of_the_time() {
+        let began = Instant::now();
+        let every = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        assert_eq!(next_refresh(began, began + ms(20), every), began + every);
+        assert_eq!(
+            next_refresh(began, began + ms(300), every),
+            began + Duration::from_secs(6)
+        );
     }
 
     #[test]

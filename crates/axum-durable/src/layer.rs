@@ -99,8 +99,10 @@ impl DurableLayer {
     /// requests are answered `503 Service Unavailable` with `Retry-After` *before* the
     /// handler runs, so an overloaded service stops accepting work it cannot finish soon.
     /// Tasks scheduled for later and retries waiting out their backoff do not count. The
-    /// count is refreshed in the background about once a second; the request path never
-    /// waits for it.
+    /// count is refreshed in the background about once a second (or twenty times as long
+    /// as the last count took, if longer: a count slowed down by a held vacuum horizon then
+    /// takes at most a twentieth of the database's time, and is staler); the request path
+    /// never waits for it.
     ///
     /// `Retry-After` is the time the backlog needs to drain back under the limit:
     /// `ceil((backlog - limit) / rate)` seconds, clamped to 1..=60, where `rate` is the

@@ -8,18 +8,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
-use super::ticker::every;
+use super::ticker::{every, paced, pause_after};
 use crate::store::Fence;
 use crate::writer::LocalRuntime;
 
-/// How many times a lease sweep's own duration the next one waits, at least: a sweep that
-/// gets slow (a held vacuum horizon leaves the lease index full of finished tasks' entries)
-/// then takes at most a twentieth of the database time it competes for.
-const RESCUE_SHARE: u32 = 20;
-
-/// Sweeps expired leases every rescue interval (or [`RESCUE_SHARE`] times as long as the last
-/// sweep took, if longer), beside the claim loop so a slow sweep never holds up claims, until
-/// shutdown begins.
+/// Sweeps expired leases every rescue interval (or [`SHARE`](super::ticker::SHARE) times as
+/// long as the last sweep took, if longer: a held vacuum horizon leaves the lease index full
+/// of finished tasks' entries), beside the claim loop so a slow sweep never holds up claims,
+/// until shutdown begins.
 pub(crate) async fn rescue_loop(shared: Arc<Shared>) {
     loop {
         if shared.stopping.is_cancelled() {
@@ -39,10 +35,7 @@ pub(crate) async fn rescue_loop(shared: Arc<Shared>) {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "lease sweep failed"),
         }
-        let wait = shared
-            .config
-            .rescue_interval
-            .max(began.elapsed().saturating_mul(RESCUE_SHARE));
+        let wait = pause_after(shared.config.rescue_interval, began.elapsed());
         tokio::select! {
             () = shared.stopping.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
@@ -269,7 +262,7 @@ pub(crate) async fn maintain_loop(shared: Arc<Shared>, stop: CancellationToken) 
 /// been due to be reported: a type that other instances run is claimed well within a minute.
 const UNCLAIMABLE_EVERY: Duration = Duration::from_secs(60);
 
-/// Warns, at most once a minute, about due tasks whose type this runtime does not know: it
+/// Warns, at most once a minute (paced by the read's duration), about due tasks whose type this runtime does not know: it
 /// never claims them, and they wait `pending` for an instance that registers their type. A
 /// rolling deploy shows them for a moment (the new version's tasks, seen from an old
 /// instance); when the warning stays, no running instance knows the type.
@@ -278,7 +271,7 @@ pub(crate) async fn unclaimable_loop(shared: Arc<Shared>, stop: CancellationToke
         // Claims nothing, by design (an instance that only enqueues): nothing to report.
         return;
     }
-    every(UNCLAIMABLE_EVERY, &stop, || async {
+    paced(UNCLAIMABLE_EVERY, &stop, || async {
         match shared
             .store
             .unclaimable(&shared.names, UNCLAIMABLE_EVERY)

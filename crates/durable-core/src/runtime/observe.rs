@@ -167,13 +167,15 @@ pub(crate) fn count_enqueued(rows: &[(crate::TaskId, String, String)], ids: &[cr
     }
 }
 
-/// Refreshes the `durable_tasks{state}` gauges from the store every `every`, until `stop`.
+/// Refreshes the `durable_tasks{state}` gauges from the store every `every` (or twenty times
+/// as long as the last read took, if longer: see [`paced`](super::ticker::paced)), until
+/// `stop`.
 pub(crate) async fn stats_loop(
     shared: std::sync::Arc<super::shared::Shared>,
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    super::ticker::every(every, &stop, || async {
+    super::ticker::paced(every, &stop, || async {
         match shared.store.state_stats().await {
             Ok(counts) => states(&counts),
             Err(error) => tracing::warn!(%error, "could not refresh the task state gauges"),

@@ -76,7 +76,9 @@ impl RuntimeBuilder {
     /// How often the `durable_tasks{state}` gauges are refreshed from the store's counts
     /// (default 15 s; `None` turns the refresh off). One
     /// [`state_stats`](crate::store::AdminStore::state_stats) read per interval per instance
-    /// (the counts per state, not the per-queue counts). Only with the `metrics` feature.
+    /// (the counts per state, not the per-queue counts); a read that took longer than a
+    /// twentieth of the interval delays the next to twenty times its duration (a held
+    /// vacuum horizon slows these counts down). Only with the `metrics` feature.
     #[must_use]
     pub fn stats_interval(mut self, every: Option<Duration>) -> Self {
         self.config.stats_interval = every.map(|e| e.max(Duration::from_millis(10)));
