@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
-use super::ticker::{every, paced, pause_after};
+use super::ticker::{every, paced};
 use crate::store::Fence;
 use crate::writer::LocalRuntime;
 
@@ -17,11 +17,7 @@ use crate::writer::LocalRuntime;
 /// of finished tasks' entries), beside the claim loop so a slow sweep never holds up claims,
 /// until shutdown begins.
 pub(crate) async fn rescue_loop(shared: Arc<Shared>) {
-    loop {
-        if shared.stopping.is_cancelled() {
-            return;
-        }
-        let began = Instant::now();
+    paced(shared.config.rescue_interval, &shared.stopping, || async {
         match shared.store.rescue_expired().await {
             Ok(report) if report.requeued + report.failed > 0 => {
                 tracing::warn!(
@@ -35,12 +31,8 @@ pub(crate) async fn rescue_loop(shared: Arc<Shared>) {
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "lease sweep failed"),
         }
-        let wait = pause_after(shared.config.rescue_interval, began.elapsed());
-        tokio::select! {
-            () = shared.stopping.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
+    })
+    .await;
 }
 
 /// Claims due tasks when woken (local enqueue, freed slot, known due time, a lease sweep that

@@ -31,9 +31,9 @@ where
 /// database time it competes for, however long the horizon stays held.
 pub(crate) const SHARE: u32 = 20;
 
-/// The pause before the next paced round: `every`, or [`SHARE`] times as long as the last
-/// round `took`, if longer.
-pub(crate) fn pause_after(every: Duration, took: Duration) -> Duration {
+/// The pause between the starts of two paced rounds: `every`, or [`SHARE`] times as long as
+/// the first `took`, if longer.
+fn pause_after(every: Duration, took: Duration) -> Duration {
     every.max(took.saturating_mul(SHARE))
 }
 
