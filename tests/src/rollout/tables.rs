@@ -144,14 +144,14 @@ pub async fn read(inspector: &Inspector) -> Result<Tables, sqlx::Error> {
 }
 
 /// The durable migration a newer release of the library would ship: a nullable column, which
-/// builds of this schema version (12) neither read nor write, declared
+/// builds of this schema version (13) neither read nor write, declared
 /// compatible with them.
-pub const NEXT_DURABLE_MIGRATION: &str = "-- durable:compatible-from 12\n\
-     -- A nullable column: version 12 builds leave it NULL.\n\
+pub const NEXT_DURABLE_MIGRATION: &str = "-- durable:compatible-from 13\n\
+     -- A nullable column: version 13 builds leave it NULL.\n\
      ALTER TABLE durable_tasks ADD COLUMN note TEXT;\n";
 
 /// The library's schema version in this build: its newest migration.
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 
 /// The next release's schema version.
 const NEXT_SCHEMA_VERSION: i64 = SCHEMA_VERSION + 1;

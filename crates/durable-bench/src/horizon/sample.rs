@@ -1,7 +1,7 @@
 //! One sample of a `horizon` run, and its row in the live table.
 
 use super::args::Phase;
-use super::storage::Storage;
+use super::storage::{Relation, Storage};
 use crate::backend::Backend;
 use crate::stats::num;
 
@@ -105,9 +105,12 @@ impl Sample {
         match &self.storage {
             Storage::Postgres { xmin_age, .. } => {
                 let tasks = self.storage.tasks();
-                cells.push(tasks.map_or("–".to_owned(), |t| t.live.to_string()));
-                cells.push(tasks.map_or("–".to_owned(), |t| t.dead.to_string()));
-                cells.push(tasks.map_or("–".to_owned(), |t| t.vacuums.to_string()));
+                let cell = |f: fn(&Relation) -> i64| {
+                    tasks.as_ref().map_or("–".to_owned(), |t| f(t).to_string())
+                };
+                cells.push(cell(|t| t.live));
+                cells.push(cell(|t| t.dead));
+                cells.push(cell(|t| t.vacuums));
                 cells.push(xmin_age.to_string());
             }
             Storage::Sqlite {

@@ -93,16 +93,48 @@ impl Storage {
         }
     }
 
-    /// The table claims scan, on PostgreSQL: the live partition of `durable_tasks` (schema
-    /// 11 on), else `durable_tasks` itself.
-    pub(crate) fn tasks(&self) -> Option<&Relation> {
-        match self {
-            Storage::Postgres { relations, .. } => relations
+    /// The table claims scan, on PostgreSQL, as one: the live partition's leaves summed
+    /// (`durable_tasks_keyed` and the lanes, schema 13 on), else the live partition of
+    /// `durable_tasks` (schema 11 on), else `durable_tasks` itself.
+    pub(crate) fn tasks(&self) -> Option<Relation> {
+        let Storage::Postgres { relations, .. } = self else {
+            return None;
+        };
+        let leaves: Vec<&Relation> = relations
+            .iter()
+            .filter(|r| {
+                r.kind == "table"
+                    && (r.name == "durable_tasks_keyed"
+                        || r.name.starts_with("durable_tasks_lane_"))
+            })
+            .collect();
+        if leaves.is_empty() {
+            return relations
                 .iter()
                 .find(|r| r.name == "durable_tasks_live")
-                .or_else(|| relations.iter().find(|r| r.name == "durable_tasks")),
-            Storage::Sqlite { .. } => None,
+                .or_else(|| relations.iter().find(|r| r.name == "durable_tasks"))
+                .cloned();
         }
+        Some(leaves.iter().fold(
+            Relation {
+                name: "durable_tasks_live".into(),
+                kind: "table",
+                live: 0,
+                dead: 0,
+                bytes: 0,
+                total_bytes: 0,
+                vacuums: 0,
+            },
+            |sum, r| Relation {
+                live: sum.live + r.live,
+                dead: sum.dead + r.dead,
+                bytes: sum.bytes + r.bytes,
+                total_bytes: sum.total_bytes + r.total_bytes,
+                // Each leaf is vacuumed on its own: the most vacuumed one.
+                vacuums: sum.vacuums.max(r.vacuums),
+                ..sum
+            },
+        ))
     }
 }
 

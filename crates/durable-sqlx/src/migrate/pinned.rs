@@ -63,6 +63,10 @@ const SQLITE: &[(i64, &str)] = &[
         12,
         "b2af7909f8fcbf5108819c4adce75a0100ca66a260c9f267a97d29da580d7e34bfb5f2574d67159c9dcc11368e6c684a",
     ),
+    (
+        13,
+        "8029bfb0cd5ad367f9a7a3f486c705b73147fc23979aaa206deca442710756629ca5e4d1f00af0e8cef407170969dd00",
+    ),
 ];
 
 #[cfg(feature = "postgres")]
@@ -114,6 +118,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         12,
         "d1872314a04e752aa0cb243a94c6d2f904c10d4a72466fc650522f5fd8e46e6c99ed7754372076966b2dda9bb2e42dcc",
+    ),
+    (
+        13,
+        "e5b6ae73fe5f47a30cef49d60e5c04438e896a480ac77cac7b4a9f7f015360b8ec0821cd5ba0c708c81f9a1024e86329",
     ),
 ];
 

@@ -14,12 +14,19 @@ use crate::error::{Error, Result};
 
 /// A task back to `pending`, due now, with one more attempt allowed if it used them all. Its
 /// cancellation request goes (a retried task is wanted again), its error history stays. A
-/// row in the history partition moves back to the live one.
+/// row in the history partition moves back to the live one: to lane 0 if it has a unique
+/// key (whose index is there), else to the lane of the moment, not the one it ran in, which
+/// may be about to be truncated.
 macro_rules! retry_set {
     () => {
-        "state = 'pending', archived = false, run_at = durable_now(), finished_at = NULL, lease_owner = NULL,
+        concat!(
+            "state = 'pending', archived = false, run_at = durable_now(), finished_at = NULL, lease_owner = NULL,
     lease_expires_at = NULL, attempt_started_at = NULL, cancel_requested_at = NULL,
-    max_attempts = greatest(max_attempts, attempts + 1), updated_at = durable_now()"
+    max_attempts = greatest(max_attempts, attempts + 1), updated_at = durable_now(),
+    lane = CASE WHEN unique_key IS NULL THEN ",
+            lane_now!(),
+            " ELSE 0 END"
+        )
     };
 }
 

@@ -46,6 +46,7 @@ pub struct PostgresStoreBuilder {
     pub(super) statement_timeout: Option<Duration>,
     pub(super) ping_after_idle: Duration,
     pub(super) resume_after: Duration,
+    pub(super) truncate_lanes: bool,
 }
 
 impl PostgresStoreBuilder {
@@ -144,6 +145,38 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// Whether the store's maintenance truncates the live partition's lanes while vacuums
+    /// cannot clean them (default `true`; see `docs/POSTGRES.md`, "Lanes"). While an old
+    /// snapshot holds the vacuum horizon back, every task leaves its dead row versions behind
+    /// until the snapshot ends; a lane whose turn ended and whose tasks are done is truncated
+    /// instead, so the live partition stays a few megabytes however long the snapshot lives.
+    ///
+    /// A truncation is invisible to every transaction but one whose snapshot is older than
+    /// it and that had not read the lanes (a lane a session holds locked is never truncated):
+    /// such a snapshot finds the lane empty, where it would have seen tasks that have since
+    /// finished (their rows are in the history, in versions it cannot see). Turn it off if
+    /// long transactions must see every task as it was when they began; the live partition
+    /// then grows while they run and is vacuumed once they end.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> durable_sqlx::Result<()> {
+    /// use durable_sqlx::postgres::PostgresStore;
+    ///
+    /// // Nightly reports read `durable_tasks` in `REPEATABLE READ` transactions that must
+    /// // count every task they began with.
+    /// let store = PostgresStore::builder("postgres://app@localhost/app")
+    ///     .truncate_lanes(false)
+    ///     .connect()
+    ///     .await?;
+    /// # drop(store);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn truncate_lanes(mut self, truncate: bool) -> Self {
+        self.truncate_lanes = truncate;
+        self
+    }
+
     /// Creates the schema if one was set and missing, and opens the pool (one connection
     /// eagerly, so a wrong URL fails here).
     pub async fn connect(self) -> Result<PostgresStore> {
@@ -205,6 +238,9 @@ impl PostgresStoreBuilder {
             .map_err(Error::db("connect"))?;
         let mut store = PostgresStore::on_pool(pool, ping_after_idle);
         store.resume = std::sync::Arc::new(super::resume::Resume::new(self.resume_after));
+        if !self.truncate_lanes {
+            store.pace = std::sync::Arc::new(super::maintain::Pace::keeping_lanes());
+        }
         Ok(store)
     }
 }

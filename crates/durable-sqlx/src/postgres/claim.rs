@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 /// names ($4) in claim order and locks them (`SKIP LOCKED`: rows another claimer holds are
 /// passed over, not waited for); the UPDATE then changes exactly those rows. `MATERIALIZED`
 /// keeps the CTE an optimisation fence, so the planner cannot fold the LIMIT into the UPDATE
-/// and touch more rows. The names are a filter on the rows the claim index yields (the index
+/// and touch more rows. The UPDATE finds them by `id = ANY` of their ids: one probe of each
+/// lane's primary key (migration 13), where a join to the CTE could be planned as a scan of
+/// the lanes. The names are a filter on the rows the claim index yields (the index
 /// has no name): rows of other types stay `pending` for an instance that knows them.
 ///
 /// Claim order is `(-priority, run_at, id)`, ascending, as the claim indexes hold it
@@ -47,8 +49,7 @@ UPDATE durable_tasks_live AS t
 SET state = 'processing', attempts = t.attempts + 1, lease_owner = $1,
     lease_expires_at = durable_now() + $2::int8 * interval '1 millisecond',
     started_at = durable_now(), attempt_started_at = NULL, updated_at = durable_now()
-FROM due
-WHERE t.id = due.id
+WHERE t.id = ANY(ARRAY(SELECT id FROM due))
 RETURNING t.id, t.name, t.queue, t.payload::text AS payload, t.attempts, t.max_attempts,
     t.run_at, t.trace_parent, t.priority, durable_now() AS claimed_at"
         )

@@ -18,7 +18,7 @@ impl PostgresStore {
     /// The query plan PostgreSQL picks for the claim statement (`EXPLAIN`, not executed): of
     /// the any-queue claim, or of the claim of one capped `queue`, for the task types
     /// `names`. For checking on a real database that claims use the live partition's claim
-    /// indexes (`durable_tasks_live_ready` / `durable_tasks_live_ready_queue`) rather than a
+    /// indexes (`durable_tasks_*_ready` / `durable_tasks_*_ready_queue`, one per lane) rather than a
     /// scan of the whole table.
     pub async fn explain_claim(
         &self,

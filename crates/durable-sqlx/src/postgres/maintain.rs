@@ -20,7 +20,9 @@
 //! replication slot) and vacuums again only once that is gone — at once then, so the
 //! partition is cleaned as soon as the horizon moves. When nothing shows (a role that may not
 //! see other sessions), the next vacuum waits twice as long as the last, up to
-//! [`BACKOFF_MAX`]; the first one that removes the dead versions resets the pace.
+//! [`BACKOFF_MAX`]; the first one that removes the dead versions resets the pace. Meanwhile
+//! each round truncates the lane whose turn is over once its tasks are done (see
+//! [`lanes`](super::lanes)): the pages a vacuum cannot clean are given back all the same.
 //!
 //! The vacuums also set the row count the planner works from, usually while the partition
 //! holds a few rows. When a backlog then builds faster than statistics are taken, every
@@ -63,15 +65,18 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// replication slots; as text, `NULL` when none shows.
 ///
 /// And the rows the planner assumes the partition holds: the last `VACUUM` or `ANALYZE`'s
-/// count of rows per page times its pages now, as the planner scales it (`-1`: never counted).
+/// count of rows per page times its pages now, as the planner scales it (0: never counted).
+///
+/// Summed over the partition's leaves: lane 0 and the lanes (migration 13).
 const COUNTS: &str = "
-SELECT coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live,
-    coalesce(n_tup_ins, 0) AS inserted,
-    (SELECT CASE WHEN c.relpages > 0
+WITH leaves AS (SELECT relid FROM pg_partition_tree('durable_tasks_live') WHERE isleaf)
+SELECT coalesce(sum(n_dead_tup), 0)::int8 AS dead, coalesce(sum(n_live_tup), 0)::int8 AS live,
+    coalesce(sum(n_tup_ins), 0)::int8 AS inserted,
+    (SELECT sum(CASE WHEN c.relpages > 0
             THEN c.reltuples / c.relpages
                 * (pg_relation_size(c.oid) / current_setting('block_size')::int8)
-            ELSE c.reltuples END
-     FROM pg_class c WHERE c.oid = 'durable_tasks_live'::regclass)::int8 AS planned,
+            ELSE greatest(c.reltuples, 0) END)
+     FROM pg_class c WHERE c.oid IN (SELECT relid FROM leaves))::int8 AS planned,
     (SELECT h::text FROM (
         SELECT backend_xmin AS h FROM pg_stat_activity WHERE datname = current_database()
         UNION ALL
@@ -81,7 +86,7 @@ SELECT coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live,
         UNION ALL
         SELECT xmin FROM pg_replication_slots
      ) AS held WHERE h IS NOT NULL ORDER BY age(h) DESC LIMIT 1) AS horizon
-FROM pg_stat_user_tables WHERE relid = 'durable_tasks_live'::regclass";
+FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM leaves)";
 
 /// What a round reads: dead and live row versions of the live partition, and the oldest
 /// snapshot's `xmin`.
@@ -151,9 +156,25 @@ pub(super) struct Pace {
     backoff: Mutex<Option<Backoff>>,
     /// The partition's insert count at the last round that read it, and when.
     inserted: Mutex<Option<(i64, Instant)>>,
+    /// Lanes are never truncated ([`PostgresStoreBuilder::truncate_lanes`](super::PostgresStoreBuilder::truncate_lanes)).
+    keep_lanes: bool,
 }
 
 impl Pace {
+    /// A pace whose rounds never truncate a lane.
+    pub(super) fn keeping_lanes() -> Self {
+        Self {
+            keep_lanes: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the last vacuum removed nothing: the horizon is held back, and the lanes are
+    /// truncated instead (unless this store keeps them).
+    fn truncates_lanes(&self) -> bool {
+        !self.keep_lanes && self.backoff().is_some()
+    }
+
     /// Records that this store claimed rows or finished attempts, which leave dead row
     /// versions behind.
     pub(super) fn note_active(&self) {
@@ -274,6 +295,10 @@ pub(super) async fn maintain_on(pool: &PgPool, pace: &Pace) -> Result<Maintenanc
     let dead_rows = Some(u64::try_from(dead).unwrap_or(0));
     let threshold = VACUUM_AT.max(live / 10);
     if dead < threshold || !pace.may_vacuum(horizon.as_deref()) {
+        if pace.truncates_lanes() {
+            let round = super::lanes::truncate_on(pool).await?;
+            tracing::debug!(?round, "lane round while vacuums remove nothing");
+        }
         return Ok(Maintenance::new(dead_rows, false));
     }
     sqlx::raw_sql(VACUUM)

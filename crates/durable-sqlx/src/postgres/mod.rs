@@ -57,6 +57,7 @@ mod claim_pool;
 mod clock;
 mod explain;
 mod idempotency;
+mod lanes;
 mod listen;
 mod listing;
 mod look;
@@ -155,6 +156,7 @@ impl PostgresStore {
             statement_timeout: None,
             ping_after_idle: DEFAULT_PING_AFTER_IDLE,
             resume_after: resume::SLOW,
+            truncate_lanes: true,
         }
     }
 

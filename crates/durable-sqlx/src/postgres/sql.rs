@@ -74,6 +74,30 @@ macro_rules! archived_as {
     };
 }
 
+/// The lane that takes inserts now (migration 13): lanes 1 and 2 take turns of 10 seconds of
+/// the store's time, so a lane's rows are done, and the lane can be truncated, during the
+/// other's turn.
+macro_rules! lane_now {
+    () => {
+        "(1 + (floor(extract(epoch FROM durable_now()))::int8 / 10) % 2)::int2"
+    };
+}
+
+/// The lane of a row inserted due at `$run_at` (an SQL expression): lane 0 when that is more
+/// than a turn ahead — it would keep its lane from being truncated until then — else the
+/// lane that takes inserts now.
+macro_rules! lane_for {
+    ($($run_at:tt)+) => {
+        concat!(
+            "CASE WHEN ",
+            $($run_at)+,
+            " > durable_now() + interval '10 seconds' THEN 0::int2 ELSE ",
+            lane_now!(),
+            " END"
+        )
+    };
+}
+
 /// The listener's channel name, asked of the server once per connection.
 pub(super) const CHANNEL: &str = concat!("SELECT ", channel!());
 
@@ -88,7 +112,7 @@ pub(super) const INSERT: &str = concat!(
 WITH inserted AS (
     INSERT INTO durable_tasks_live (id, name, queue, payload, state, priority, attempts,
         max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at,
-        trace_parent)
+        trace_parent, lane)
     SELECT r.id, r.name, r.queue, r.payload::jsonb,
         CASE WHEN r.owner IS NULL THEN 'pending' ELSE 'processing' END,
         r.priority,
@@ -98,7 +122,9 @@ WITH inserted AS (
         r.owner,
         CASE WHEN r.owner IS NOT NULL THEN durable_now() + r.lease_ms * interval '1 millisecond' END,
         CASE WHEN r.owner IS NOT NULL THEN durable_now() END,
-        durable_now(), durable_now(), r.trace_parent
+        durable_now(), durable_now(), r.trace_parent, ",
+    lane_for!("coalesce(r.run_at, durable_now())"),
+    "
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[],
                 $7::timestamptz[], $8::uuid[], $9::int8[], $10::text[])
         AS r(id, name, queue, payload, priority, max_attempts, run_at, owner, lease_ms,
@@ -125,7 +151,7 @@ FROM (SELECT 1 FROM inserted WHERE state = 'pending' AND run_at <= durable_now()
 /// with that scan as its inner side: under a held vacuum horizon, a read of every version of
 /// every task finished since, per completion batch (or per fence). An array the planner
 /// cannot see into counts as ten ids, so only a partition of a few dozen pages is read whole. No part states `state = 'processing'` to the planner
-/// where the lease-sweep index (`durable_tasks_live_held`, partial on that state) could
+/// where the lease-sweep indexes (`durable_tasks_*_held`, partial on that state) could
 /// serve it: a plan that walks that index — chosen while it looked small — walks, under a
 /// held vacuum horizon, an entry for every task finished since, for every fence: seconds
 /// per completion batch. The probe's `LIMIT 1` (an id matches one row) is what keeps it so:

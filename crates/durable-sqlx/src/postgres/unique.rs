@@ -37,7 +37,7 @@ WITH r AS (
         AS u(id, name, queue, payload, priority, max_attempts, run_at, owner, lease_ms,
              trace_parent, ukey, ustates, period_ms, ord)
 ), inserted AS (
-    INSERT INTO durable_tasks_live (id, name, queue, payload, state, priority, attempts,
+    INSERT INTO durable_tasks_keyed (id, name, queue, payload, state, priority, attempts,
         max_attempts, run_at, lease_owner, lease_expires_at, started_at, created_at, updated_at,
         unique_key, unique_states, trace_parent)
     SELECT r.id, r.name, r.queue, r.payload::jsonb,
