@@ -17,6 +17,16 @@
 //! database without the claim indexes still plans a sort. Only claims run here, and the looks
 //! before a claim position, which walk the same index in the same order; every other
 //! statement of the store keeps the server's settings on the store's pool.
+//!
+//! The same pricing makes a claim's plan the same whatever the tables hold, so claims keep
+//! one plan per connection (`plan_cache_mode = force_generic_plan`) instead of being planned
+//! at every run as the store's other statements are: planning a claim over the live
+//! partition's three leaves (lane 0 and the lanes, migration 13) and their indexes took
+//! longer than running it (about 0.25 ms of a 0.8-ms claim transaction on the 2-core machine
+//! of `docs/BENCHMARKS.md`). `enable_seqscan = off` prices out the one shape a plan kept
+//! could regret: a lane empty when the plan was made is scanned whole at no cost, and read
+//! whole, for every claim, once it holds a turn of tasks. The claim's UPDATE finds its rows
+//! by their primary keys, its CTE walks a claim index, whatever the leaves held at first.
 
 use std::time::Duration;
 
@@ -28,15 +38,18 @@ use sqlx::PgPool;
 /// [`look`](super::look)) runs beside them.
 const CLAIM_CONNECTIONS: u32 = 3;
 
-/// A pool for claims on the connect options of `pool` (schema, application name, timeouts,
-/// plan cache mode: everything the store's connections get), opened on first use. A
+/// A pool for claims on the connect options of `pool` (schema, application name, timeouts:
+/// everything the store's connections get, the plan cache mode and the two prices above
+/// aside), opened on first use. A
 /// connection idle for `ping_after_idle` or longer is pinged before a claim uses it, as the
 /// store's own are: one that died while idle (a restart, a failover) is replaced rather than
 /// failing a claim.
 pub(super) fn claim_pool(pool: &PgPool, ping_after_idle: Duration) -> PgPool {
-    let options = (*pool.connect_options())
-        .clone()
-        .options([("enable_sort", "off")]);
+    let options = (*pool.connect_options()).clone().options([
+        ("enable_sort", "off"),
+        ("enable_seqscan", "off"),
+        ("plan_cache_mode", "force_generic_plan"),
+    ]);
     let settings = pool.options();
     let pool_options = PgPoolOptions::new()
         .max_connections(CLAIM_CONNECTIONS)
