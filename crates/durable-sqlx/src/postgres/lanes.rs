@@ -7,11 +7,13 @@
 //! new rows, its tasks finish and leave it (to the history), and then all it holds is dead
 //! versions: `TRUNCATE` gives its pages back whatever the horizon, before its next turn.
 //!
-//! A round ([`truncate_on`]) runs from the store's maintenance while its vacuums back off for
-//! a held horizon (in a clean queue vacuums keep the lanes small, and a truncation's lock is
-//! a short stall of the claims for nothing). It looks at the lane not taking inserts, from 2
-//! seconds into the other's turn (transactions that began in its turn may still insert):
-//! * smaller than [`SMALL_BYTES`]: left alone;
+//! A round ([`truncate_on`]) runs at each of the store's maintenance rounds. It looks at the
+//! lane not taking inserts, from 2 seconds into the other's turn (transactions that began in
+//! its turn may still insert):
+//! * smaller than [`SMALL_BYTES`] while the vacuums back off for a held horizon, or than
+//!   [`BLOATED_BYTES`] while they clean the lanes (in a clean queue a lane stays a few MiB,
+//!   and a truncation's lock would be a short stall of the claims for nothing; past that
+//!   size it grew under an earlier horizon, and vacuums would leave it so): left alone;
 //! * locked by a session whose transaction is older than a second (a report reading the task
 //!   tables, which truncating would also stall, and whose snapshot expects the rows): left
 //!   alone, without queueing for the lock;
@@ -34,8 +36,15 @@ use sqlx::{Connection as _, PgPool};
 use super::moved::again_if_moved;
 use crate::error::{Error, Result};
 
-/// A lane smaller than this is left as it is: its pages are reused after the horizon moves.
+/// While vacuums back off, a lane smaller than this is left as it is: its pages are reused
+/// after the horizon moves.
 pub(super) const SMALL_BYTES: i64 = 512 * 1024;
+
+/// While vacuums clean the lanes, a lane larger than this is truncated all the same: it grew
+/// under a horizon held earlier (or one a report held, whose locks kept it), and vacuums
+/// would leave it that size. A lane vacuumed as it fills holds a few MiB at a few thousand
+/// tasks a second, so a clean queue is never truncated and pays no lock for it.
+pub(super) const BLOATED_BYTES: i64 = 32 * 1024 * 1024;
 
 /// Rows left in a lane past which a round waits for them rather than moving them.
 pub(super) const STRAGGLERS: i64 = 100;
@@ -132,13 +141,16 @@ fn lock_not_granted(error: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "55P03")
 }
 
-/// One round on `pool`: the lane not taking inserts truncated if it can be (see the module).
-pub(super) async fn truncate_on(pool: &PgPool) -> Result<LaneRound> {
+/// One round on `pool`: the lane not taking inserts truncated if it can be (see the module),
+/// from [`SMALL_BYTES`] while `held` (the vacuums back off for a held horizon), else from
+/// [`BLOATED_BYTES`].
+pub(super) async fn truncate_on(pool: &PgPool, held: bool) -> Result<LaneRound> {
     let look: Look = sqlx::query_as(LOOK)
         .fetch_one(pool)
         .await
         .map_err(Error::db("lane look"))?;
-    if look.into_turn < LOOK_FROM_SECS || look.bytes < SMALL_BYTES {
+    let from = if held { SMALL_BYTES } else { BLOATED_BYTES };
+    if look.into_turn < LOOK_FROM_SECS || look.bytes < from {
         return Ok(LaneRound::Nothing);
     }
     let held_open: bool = sqlx::query_scalar(HELD_OPEN)

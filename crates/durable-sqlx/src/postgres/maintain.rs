@@ -170,9 +170,9 @@ impl Pace {
     }
 
     /// Whether the last vacuum removed nothing: the horizon is held back, and the lanes are
-    /// truncated instead (unless this store keeps them).
-    fn truncates_lanes(&self) -> bool {
-        !self.keep_lanes && self.backoff().is_some()
+    /// truncated instead of vacuumed.
+    fn held_back(&self) -> bool {
+        self.backoff().is_some()
     }
 
     /// Records that this store claimed rows or finished attempts, which leave dead row
@@ -292,13 +292,14 @@ pub(super) async fn maintain_on(pool: &PgPool, pace: &Pace) -> Result<Maintenanc
             "analyzed the live task table: it outgrew the planner's statistics"
         );
     }
+    if !pace.keep_lanes {
+        let held = pace.held_back();
+        let round = super::lanes::truncate_on(pool, held).await?;
+        tracing::debug!(?round, held, "lane round");
+    }
     let dead_rows = Some(u64::try_from(dead).unwrap_or(0));
     let threshold = VACUUM_AT.max(live / 10);
     if dead < threshold || !pace.may_vacuum(horizon.as_deref()) {
-        if pace.truncates_lanes() {
-            let round = super::lanes::truncate_on(pool).await?;
-            tracing::debug!(?round, "lane round while vacuums remove nothing");
-        }
         return Ok(Maintenance::new(dead_rows, false));
     }
     sqlx::raw_sql(VACUUM)

@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use super::conformance::Writes as _;
+use super::plan_cache::cycle;
 
 const LEASE: Duration = Duration::from_secs(300);
 
@@ -64,7 +65,7 @@ async fn count(pool: &PgPool, state: &str) -> i64 {
         .expect("count")
 }
 
-/// Runs maintenance rounds, a second of the store's time apart (each after one task's cycle,
+/// Runs maintenance rounds, a second of the store's time apart (each after one task's [`cycle`],
 /// so the store has something to look after), until `done` holds or `rounds` have run.
 async fn rounds_until<F, Fut>(
     store: &PostgresStore,
@@ -78,7 +79,7 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     for _ in 0..rounds {
-        churn_one(store, owner).await;
+        cycle(store, owner).await;
         store.maintain().await.expect("maintain");
         if done().await {
             return true;
@@ -91,18 +92,28 @@ where
     false
 }
 
-/// One task inserted, claimed and completed.
-async fn churn_one(store: &PostgresStore, owner: WorkerId) {
-    store
-        .insert(&[NewTask::new("work", "{}")])
+/// A transaction that took an id and sits idle: it holds the vacuum horizon and no lock.
+async fn hold_an_id(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut held = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *held)
         .await
-        .expect("insert");
-    let claimed = store
-        .claim(&ClaimRequest::new(owner, LEASE, 1, ["work"]))
-        .await
-        .expect("claim");
-    let fences: Vec<_> = claimed.iter().map(ClaimedTask::fence).collect();
-    store.complete(&fences).await.expect("complete");
+        .expect("hold the horizon");
+    held
+}
+
+/// Runs maintenance until it vacuums the churn's dead versions (the statistics count them
+/// within a second or so), which a held horizon keeps: the store's vacuums then back off.
+async fn vacuum_in_vain(store: &PostgresStore, owner: WorkerId) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.maintain().await.expect("maintain").vacuumed {
+        assert!(
+            Instant::now() < deadline,
+            "no vacuum of the churn's dead versions"
+        );
+        cycle(store, owner).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A transaction that took an id and sits idle holds the horizon: the first round's vacuum
@@ -116,11 +127,7 @@ async fn lanes_are_truncated_while_an_idle_transaction_holds_the_horizon() {
     let pool = store.pool();
     let clock = store.test_clock();
     let owner = WorkerId::new();
-    let mut held = pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *held)
-        .await
-        .expect("hold the horizon");
+    let held = hold_an_id(pool).await;
 
     churn(&store, owner, 6_000).await;
     let (one, two) = lane_bytes(pool).await;
@@ -128,16 +135,7 @@ async fn lanes_are_truncated_while_an_idle_transaction_holds_the_horizon() {
         one + two > 1024 * 1024,
         "the churn's versions: {one} + {two}"
     );
-    // The statistics count the churn's dead versions within a second or so.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !store.maintain().await.expect("maintain").vacuumed {
-        assert!(
-            Instant::now() < deadline,
-            "no vacuum of the churn's dead versions"
-        );
-        churn_one(&store, owner).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    vacuum_in_vain(&store, owner).await;
     let (after_one, after_two) = lane_bytes(pool).await;
     assert!(
         after_one + after_two >= one + two,
@@ -169,11 +167,7 @@ async fn a_task_running_past_its_lane_moves_out_and_completes() {
     let pool = store.pool();
     let clock = store.test_clock();
     let owner = WorkerId::new();
-    let mut held = pool.begin().await.expect("begin");
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *held)
-        .await
-        .expect("hold the horizon");
+    let held = hold_an_id(pool).await;
     let long = NewTask::new("work", "{}");
     let long_id = long.id;
     store.insert(&[long]).await.expect("insert");
@@ -184,15 +178,7 @@ async fn a_task_running_past_its_lane_moves_out_and_completes() {
     assert_eq!(claimed[0].id, long_id);
     let fence = claimed[0].fence();
     churn(&store, owner, 3_000).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !store.maintain().await.expect("maintain").vacuumed {
-        assert!(
-            Instant::now() < deadline,
-            "no vacuum of the churn's dead versions"
-        );
-        churn_one(&store, owner).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    vacuum_in_vain(&store, owner).await;
     let leaf = || async {
         sqlx::query_scalar::<_, String>(
             "SELECT tableoid::regclass::text FROM durable_tasks WHERE id = $1",
@@ -252,21 +238,13 @@ async fn a_lane_a_report_holds_is_not_truncated() {
             .expect("the report");
     }
     churn(&store, owner, 3_000).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !store.maintain().await.expect("maintain").vacuumed {
-        assert!(
-            Instant::now() < deadline,
-            "no vacuum of the churn's dead versions"
-        );
-        churn_one(&store, owner).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    vacuum_in_vain(&store, owner).await;
     let before = lane_bytes(pool).await;
     // The report has held its locks for more than a second by now; 25 rounds cover each
     // lane's whole window.
     let mut slowest = Duration::ZERO;
     for _ in 0..25 {
-        churn_one(&store, owner).await;
+        cycle(&store, owner).await;
         let started = Instant::now();
         store.maintain().await.expect("maintain");
         slowest = slowest.max(started.elapsed());
@@ -290,4 +268,35 @@ async fn a_lane_a_report_holds_is_not_truncated() {
         .expect("the report reads on");
     assert_eq!(seen, 0, "its snapshot is from before the tasks");
     report.rollback().await.expect("end the report");
+}
+
+/// A lane a past horizon left large — its rows gone, its pages kept — is truncated at its
+/// next chance once vacuums clean the lanes again, where a vacuum leaves a file its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_left_large_by_an_earlier_horizon_is_truncated_once_vacuums_work() {
+    let Some((_database, store)) = own_database("durable_lanes_bloated").await else {
+        return;
+    };
+    let pool = store.pool();
+    let clock = store.test_clock();
+    let owner = WorkerId::new();
+    // 40 MiB of pages holding nothing: the rows a horizon kept, vacuumed once it moved.
+    for sql in [
+        "INSERT INTO durable_tasks (id, name, payload, max_attempts, lane)
+         SELECT gen_random_uuid(), 'old', '{}', 3, 1 FROM generate_series(1, 300000)",
+        "DELETE FROM durable_tasks_lane_1",
+        "VACUUM (TRUNCATE false) durable_tasks_lane_1",
+    ] {
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .expect("a lane left large");
+    }
+    let (one, _) = lane_bytes(pool).await;
+    assert!(one > 32 * 1024 * 1024, "{one}");
+    let truncated = rounds_until(&store, &clock, owner, 30, || async {
+        lane_bytes(pool).await.0 < 1024 * 1024
+    })
+    .await;
+    assert!(truncated, "lanes {:?}", lane_bytes(pool).await);
 }

@@ -14,7 +14,7 @@ use super::conformance::Writes as _;
 const LEASE: Duration = Duration::from_secs(30);
 
 /// One cycle on the store: a task inserted, claimed and completed.
-async fn cycle(store: &PostgresStore, owner: WorkerId) {
+pub(super) async fn cycle(store: &PostgresStore, owner: WorkerId) {
     store
         .insert(&[NewTask::new("work", "{}")])
         .await
