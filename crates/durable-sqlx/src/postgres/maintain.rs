@@ -22,7 +22,8 @@
 //! see other sessions), the next vacuum waits twice as long as the last, up to
 //! [`BACKOFF_MAX`]; the first one that removes the dead versions resets the pace. Meanwhile
 //! each round truncates the lane whose turn is over once its tasks are done (see
-//! [`lanes`](super::lanes)): the pages a vacuum cannot clean are given back all the same.
+//! [`lanes`](super::lanes)): the pages a vacuum cannot clean are given back all the same (and
+//! whatever the vacuums do, a lane an earlier horizon left large).
 //!
 //! The vacuums also set the row count the planner works from, usually while the partition
 //! holds a few rows. When a backlog then builds faster than statistics are taken, every
@@ -293,9 +294,13 @@ pub(super) async fn maintain_on(pool: &PgPool, pace: &Pace) -> Result<Maintenanc
         );
     }
     if !pace.keep_lanes {
+        // A failed lane round (a role without the `TRUNCATE` privilege, a lost connection)
+        // leaves the vacuum to run as before.
         let held = pace.held_back();
-        let round = super::lanes::truncate_on(pool, held).await?;
-        tracing::debug!(?round, held, "lane round");
+        match super::lanes::truncate_on(pool, held).await {
+            Ok(round) => tracing::debug!(?round, held, "lane round"),
+            Err(error) => tracing::warn!(%error, "lane round failed"),
+        }
     }
     let dead_rows = Some(u64::try_from(dead).unwrap_or(0));
     let threshold = VACUUM_AT.max(live / 10);
